@@ -1,0 +1,15 @@
+//! PostgreSQL adapters of NEXUS: the pool, embedded migrations, the private local
+//! cluster, repository implementations and (feature `testing`) per-test databases.
+
+pub mod admin;
+pub mod cluster;
+pub mod error;
+pub mod migrate;
+pub mod pool;
+pub mod probe;
+pub mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use pool::{PgPool, PoolSettings};
+pub use probe::PgProbe;

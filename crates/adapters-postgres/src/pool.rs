@@ -1,0 +1,68 @@
+use std::time::Duration;
+
+use diesel::ConnectionError;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::FutureExt;
+
+pub type PgPool = diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnection>;
+pub type PgConn = diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>;
+
+/// How the pool behaves under load and failure.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_size: usize,
+    /// How long a caller waits for a free connection before it gets a 503.
+    pub acquire_timeout: Duration,
+    /// How long opening a new connection may take (database down → fail fast).
+    pub connect_timeout: Duration,
+    /// Server-side cap on any one statement, so a runaway query cannot hold a connection.
+    pub statement_timeout: Duration,
+    pub application_name: String,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_size: 16,
+            acquire_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(30),
+            application_name: "nexus".into(),
+        }
+    }
+}
+
+/// Builds the pool. Connections are opened lazily, so this succeeds with the database
+/// down; readiness and the first request find out.
+///
+/// # Errors
+/// Only on an invalid configuration.
+pub fn build_pool(url: &str, settings: &PoolSettings) -> anyhow::Result<PgPool> {
+    let setup_sql = format!(
+        "SET statement_timeout = {}; SET application_name = '{}'; SET timezone = 'UTC'",
+        settings.statement_timeout.as_millis(),
+        settings.application_name.replace('\'', "")
+    );
+    let mut config = ManagerConfig::<AsyncPgConnection>::default();
+    config.recycling_method = RecyclingMethod::Verified;
+    config.custom_setup = Box::new(move |url| {
+        let setup_sql = setup_sql.clone();
+        async move {
+            let mut conn = AsyncPgConnection::establish(url).await?;
+            conn.batch_execute(&setup_sql)
+                .await
+                .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+            Ok(conn)
+        }
+        .boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
+    Ok(PgPool::builder(manager)
+        .max_size(settings.max_size)
+        .wait_timeout(Some(settings.acquire_timeout))
+        .create_timeout(Some(settings.connect_timeout))
+        .recycle_timeout(Some(settings.connect_timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()?)
+}

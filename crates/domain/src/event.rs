@@ -1,0 +1,127 @@
+//! Domain events: what happened, to which tenant, by whom. They are appended to the
+//! outbox in the same transaction as the change that caused them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{EventId, OrgId, UserId};
+
+/// Every event name NEXUS emits. The wire name is stable: integrators match on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    #[serde(rename = "contact.created")]
+    ContactCreated,
+    #[serde(rename = "contact.updated")]
+    ContactUpdated,
+    #[serde(rename = "contact.deleted")]
+    ContactDeleted,
+    #[serde(rename = "deal.created")]
+    DealCreated,
+    #[serde(rename = "deal.updated")]
+    DealUpdated,
+    #[serde(rename = "deal.stage_changed")]
+    DealStageChanged,
+    #[serde(rename = "deal.won")]
+    DealWon,
+    #[serde(rename = "deal.lost")]
+    DealLost,
+    #[serde(rename = "deal.deleted")]
+    DealDeleted,
+    #[serde(rename = "activity.created")]
+    ActivityCreated,
+    #[serde(rename = "campaign.started")]
+    CampaignStarted,
+    #[serde(rename = "campaign.completed")]
+    CampaignCompleted,
+    #[serde(rename = "member.joined")]
+    MemberJoined,
+    #[serde(rename = "member.removed")]
+    MemberRemoved,
+}
+
+impl EventType {
+    pub const ALL: [Self; 14] = [
+        Self::ContactCreated,
+        Self::ContactUpdated,
+        Self::ContactDeleted,
+        Self::DealCreated,
+        Self::DealUpdated,
+        Self::DealStageChanged,
+        Self::DealWon,
+        Self::DealLost,
+        Self::DealDeleted,
+        Self::ActivityCreated,
+        Self::CampaignStarted,
+        Self::CampaignCompleted,
+        Self::MemberJoined,
+        Self::MemberRemoved,
+    ];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ContactCreated => "contact.created",
+            Self::ContactUpdated => "contact.updated",
+            Self::ContactDeleted => "contact.deleted",
+            Self::DealCreated => "deal.created",
+            Self::DealUpdated => "deal.updated",
+            Self::DealStageChanged => "deal.stage_changed",
+            Self::DealWon => "deal.won",
+            Self::DealLost => "deal.lost",
+            Self::DealDeleted => "deal.deleted",
+            Self::ActivityCreated => "activity.created",
+            Self::CampaignStarted => "campaign.started",
+            Self::CampaignCompleted => "campaign.completed",
+            Self::MemberJoined => "member.joined",
+            Self::MemberRemoved => "member.removed",
+        }
+    }
+
+    /// Parses a wire name; unknown names are `None` so callers can report them.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+/// Who caused an event, as recorded with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventActor {
+    User { id: UserId },
+    ApiKey { id: uuid::Uuid },
+    System,
+}
+
+/// One fact to append to the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainEvent {
+    pub id: EventId,
+    pub organization_id: OrgId,
+    pub event_type: EventType,
+    pub occurred_at: DateTime<Utc>,
+    pub actor: EventActor,
+    /// The resource as it is after the change (plus `changes` for updates).
+    pub payload: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_match_serde_and_parse_back() {
+        for t in EventType::ALL {
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(json, format!("\"{}\"", t.as_str()));
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(EventType::parse("contact.exploded"), None);
+    }
+
+    #[test]
+    fn actor_serializes_with_a_kind_tag() {
+        let json = serde_json::to_value(EventActor::System).unwrap();
+        assert_eq!(json, serde_json::json!({"kind": "system"}));
+    }
+}

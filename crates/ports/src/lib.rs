@@ -1,0 +1,15 @@
+//! Driven ports: what the NEXUS core needs from the world, as traits.
+//!
+//! Every trait is `Send + Sync + 'static` and its async methods return
+//! `impl Future<Output = ..> + Send`, so services stay generic (static dispatch) and
+//! can be unit-tested with the mockall mocks enabled by the `mocks` feature.
+
+pub mod clock;
+pub mod error;
+pub mod health;
+pub mod ids;
+
+pub use clock::{Clock, SystemClock};
+pub use error::StoreError;
+pub use health::{DatabaseProbe, PoolStats};
+pub use ids::{IdGenerator, UuidV7Generator};

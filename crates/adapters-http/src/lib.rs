@@ -1,1 +1,112 @@
+//! The actix-web adapter: routes, extractors, problem+json and the OpenAPI document.
+//! It calls application use cases only; it never sees diesel.
 
+pub mod dto;
+pub mod extract;
+pub mod fallback;
+pub mod metrics;
+pub mod middleware;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{App, web};
+use nexus_application::HealthUseCases;
+use utoipa_actix_web::AppExt;
+use utoipa_actix_web::service_config::ServiceConfig;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use metrics::Metrics;
+pub use problem::{ApiError, Problem};
+
+/// HTTP behaviour set by configuration.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest accepted request body, in bytes (413 above it).
+    pub body_limit: usize,
+    /// Send `Strict-Transport-Security` (only when served behind TLS).
+    pub hsts: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { body_limit: 1024 * 1024, hsts: false }
+    }
+}
+
+/// Everything the handlers need, shared by all workers.
+#[derive(Clone)]
+pub struct AppState {
+    pub health: Arc<dyn HealthUseCases>,
+    pub metrics: Arc<Metrics>,
+    pub settings: HttpSettings,
+    spec: Arc<utoipa::openapi::OpenApi>,
+    routes: Arc<fallback::RouteTable>,
+    extra_routes: Option<fn(&mut web::ServiceConfig)>,
+}
+
+impl AppState {
+    pub fn new(health: Arc<dyn HealthUseCases>, metrics: Arc<Metrics>, settings: HttpSettings) -> Self {
+        let spec = openapi::spec();
+        let routes = fallback::RouteTable::from_spec(&spec);
+        Self { health, metrics, settings, spec: Arc::new(spec), routes: Arc::new(routes), extra_routes: None }
+    }
+
+    /// Mounts routes that are not part of the API (tests use it to exercise the
+    /// middleware with handlers that panic or take bodies).
+    #[must_use]
+    pub fn with_extra_routes(mut self, routes: fn(&mut web::ServiceConfig)) -> Self {
+        self.extra_routes = Some(routes);
+        self
+    }
+}
+
+/// Every documented route. The spec is generated from this same list.
+pub fn api_routes(cfg: &mut ServiceConfig) {
+    cfg.service(routes::health::live).service(routes::health::ready).service(routes::health::metrics);
+}
+
+/// The actix application for one worker.
+pub fn build_app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let settings = state.settings.clone();
+    let extra = state.extra_routes;
+    let (app, _) = App::new()
+        .app_data(web::Data::from(state.health.clone()))
+        .app_data(web::Data::from(state.metrics.clone()))
+        .app_data(web::Data::from(state.routes.clone()))
+        .configure(|cfg| extract::configure(cfg, settings.body_limit))
+        .wrap(from_fn(middleware::panic::middleware))
+        .wrap(from_fn(middleware::problem_fallback::middleware))
+        .wrap(middleware::security_headers::default_headers(settings.hsts))
+        .wrap(from_fn(middleware::request_id::middleware))
+        .into_utoipa_app()
+        .configure(api_routes)
+        .split_for_parts();
+    app.route("/docs", web::get().to(docs_redirect))
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/api/v1/openapi.json", (*state.spec).clone()))
+        .configure(|cfg| {
+            if let Some(extra) = extra {
+                extra(cfg);
+            }
+        })
+        .default_service(web::to(fallback::not_matched))
+}
+
+async fn docs_redirect() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::PermanentRedirect().insert_header(("Location", "/docs/")).finish()
+}

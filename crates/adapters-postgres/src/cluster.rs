@@ -37,6 +37,11 @@ impl ClusterOptions {
         Self { data_dir: data_dir.into(), name: "pg".into(), ephemeral: false }
     }
 
+    /// The server runs in its own folder: every path handed to it must be absolute.
+    fn absolute(&self) -> anyhow::Result<Self> {
+        Ok(Self { data_dir: std::path::absolute(&self.data_dir)?, ..self.clone() })
+    }
+
     #[must_use]
     pub fn test(data_dir: impl Into<PathBuf>) -> Self {
         Self { data_dir: data_dir.into(), name: "test-pg".into(), ephemeral: true }
@@ -72,6 +77,7 @@ impl RunningCluster {
 /// No PostgreSQL binaries, no `postgres` user when running as root, or `initdb` /
 /// `pg_ctl` failing (their output is included).
 pub fn ensure_running(opts: &ClusterOptions) -> anyhow::Result<RunningCluster> {
+    let opts = &opts.absolute()?;
     let bin = find_bin_dir()?;
     fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("creating data dir {}", opts.data_dir.display()))?;
@@ -108,6 +114,7 @@ pub fn ensure_running(opts: &ClusterOptions) -> anyhow::Result<RunningCluster> {
 /// # Errors
 /// No binaries, or `pg_ctl status` failing unexpectedly.
 pub fn status(opts: &ClusterOptions) -> anyhow::Result<Option<RunningCluster>> {
+    let opts = &opts.absolute()?;
     let bin = find_bin_dir()?;
     let runner = Runner::detect()?;
     let Some(cluster_dir) = recorded_location(opts) else { return Ok(None) };
@@ -124,6 +131,7 @@ pub fn status(opts: &ClusterOptions) -> anyhow::Result<Option<RunningCluster>> {
 /// # Errors
 /// `pg_ctl stop` failing.
 pub fn stop(opts: &ClusterOptions) -> anyhow::Result<bool> {
+    let opts = &opts.absolute()?;
     let bin = find_bin_dir()?;
     let runner = Runner::detect()?;
     let Some(cluster_dir) = recorded_location(opts) else { return Ok(false) };

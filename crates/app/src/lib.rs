@@ -1,1 +1,12 @@
+//! The `nexus` binary's library half: configuration, wiring and start-up, so tests can
+//! start the real application in-process.
 
+pub mod config;
+pub mod database;
+pub mod startup;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::Config;
+pub use startup::Application;

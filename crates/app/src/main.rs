@@ -1,1 +1,141 @@
-fn main(){}
+//! `nexus`: serve (default), migrate, openapi, db status|stop.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use nexus_adapters_postgres::cluster::{self, ClusterOptions};
+use nexus_adapters_postgres::migrate;
+use nexus_app::config::Config;
+use nexus_app::database::{self, DatabaseLocation};
+use nexus_app::{Application, telemetry};
+
+#[derive(Parser)]
+#[command(name = "nexus", version, about = "NEXUS CRM API server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate {
+        /// Only list pending migrations.
+        #[arg(long)]
+        status: bool,
+    },
+    /// Print the OpenAPI document (or write it to a file).
+    Openapi {
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Manage the private PostgreSQL cluster used when DATABASE_URL is unset.
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbAction {
+    /// Say whether the private cluster runs, and where.
+    Status,
+    /// Stop the private cluster.
+    Stop,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("nexus: configuration error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("nexus: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("nexus: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate { status } => {
+            let (url, _) = database::resolve(&config).await?;
+            if status {
+                for name in migrate::pending(&url).await? {
+                    println!("pending {name}");
+                }
+                return Ok(());
+            }
+            let mut config = config;
+            config.auto_migrate = true;
+            database::prepare(&url, &config).await?;
+            println!("migrations up to date");
+            Ok(())
+        }
+        Command::Openapi { output } => {
+            let json = nexus_adapters_http::openapi::spec_json()?;
+            match output {
+                Some(path) => std::fs::write(path, json)?,
+                None => print!("{json}"),
+            }
+            Ok(())
+        }
+        Command::Db { action } => {
+            let opts = ClusterOptions::dev(config.data_dir.clone());
+            match action {
+                DbAction::Status => match tokio::task::spawn_blocking(move || cluster::status(&opts)).await?? {
+                    Some(c) => println!(
+                        "running: port {} on 127.0.0.1, socket dir {}, data {}",
+                        c.port,
+                        c.socket_dir().display(),
+                        c.cluster_dir.join("data").display()
+                    ),
+                    None => println!("not running"),
+                },
+                DbAction::Stop => {
+                    let stopped = tokio::task::spawn_blocking(move || cluster::stop(&opts)).await??;
+                    println!("{}", if stopped { "stopped" } else { "not running" });
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(&config).await?;
+    let base = format!("http://{}:{}", config.bind.ip(), app.port());
+    println!("NEXUS is listening on {base}");
+    println!("  API:        {base}/api/v1");
+    println!("  Swagger UI: {base}/docs/");
+    println!("  OpenAPI:    {base}/api/v1/openapi.json");
+    match &app.location {
+        DatabaseLocation::External => println!("  Database:   DATABASE_URL"),
+        DatabaseLocation::Private(c) => println!(
+            "  Database:   private PostgreSQL, {} (127.0.0.1:{}, socket in {}); stop it with `nexus db stop`",
+            c.cluster_dir.join("data").display(),
+            c.port,
+            c.socket_dir().display()
+        ),
+    }
+    app.run_until_stopped().await?;
+    Ok(())
+}

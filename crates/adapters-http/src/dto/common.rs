@@ -1,0 +1,26 @@
+//! Schemas shared by many resources, defined once.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A keyset-paginated list.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    /// Opaque cursor for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+    /// Exact count of matching items, only with `includeTotal=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
+}
+
+/// An amount of money: a decimal string (never a float) and its ISO 4217 currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Money {
+    #[schema(example = "1250.00", pattern = r"^\d{1,13}(\.\d{1,2})?$")]
+    pub amount: String,
+    #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
+    pub currency: String,
+}

@@ -1,0 +1,221 @@
+//! Configuration from the environment. A bad value stops start-up with one line that
+//! names the variable and what it expects.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the process runs; production refuses dev conveniences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A secret that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    #[must_use]
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub environment: Environment,
+    pub database_url: Option<Secret>,
+    pub bind: SocketAddr,
+    /// `None` in development until the data dir provides one (see `jwt_secret`).
+    pub jwt_secret: Option<Secret>,
+    pub data_dir: PathBuf,
+    pub db_pool_size: usize,
+    pub db_acquire_timeout: Duration,
+    pub log_format: LogFormat,
+    pub auto_migrate: bool,
+    pub body_limit: usize,
+    pub shutdown_timeout: Duration,
+    pub hsts: bool,
+    pub workers: usize,
+}
+
+/// One bad variable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{var} {expected} (got {got:?})")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub expected: &'static str,
+    pub got: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// The first variable holding a value it cannot use.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `get` (tests pass a map).
+    ///
+    /// # Errors
+    /// The first variable holding a value it cannot use.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &'static str| get(name).filter(|v| !v.trim().is_empty());
+        let bad = |var: &'static str, expected: &'static str, got: &str| ConfigError {
+            var,
+            expected,
+            got: got.to_owned(),
+        };
+        let parse_num = |name: &'static str, default: u64, min: u64, max: u64, expected: &'static str| {
+            var(name).map_or(Ok(default), |v| {
+                v.trim().parse::<u64>().ok().filter(|n| (min..=max).contains(n)).ok_or_else(|| bad(name, expected, &v))
+            })
+        };
+        let parse_bool = |name: &'static str, default: bool| {
+            var(name).map_or(Ok(default), |v| match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(bad(name, "must be true or false", &v)),
+            })
+        };
+
+        let environment = match var("NEXUS_ENV").as_deref().map(str::trim) {
+            None | Some("development" | "dev") => Environment::Development,
+            Some("production" | "prod") => Environment::Production,
+            Some(other) => return Err(bad("NEXUS_ENV", "must be development or production", other)),
+        };
+        let bind = var("NEXUS_BIND").map_or(Ok(SocketAddr::from(([127, 0, 0, 1], 8080))), |v| {
+            v.trim().parse().map_err(|_| bad("NEXUS_BIND", "must be an address:port such as 127.0.0.1:8080", &v))
+        })?;
+        let jwt_secret = var("NEXUS_JWT_SECRET").map(Secret::new);
+        if let Some(secret) = &jwt_secret {
+            if secret.expose().len() < 32 {
+                return Err(bad("NEXUS_JWT_SECRET", "must be at least 32 characters", "<hidden>"));
+            }
+        }
+        if environment == Environment::Production && jwt_secret.is_none() {
+            return Err(bad("NEXUS_JWT_SECRET", "is required when NEXUS_ENV=production", ""));
+        }
+        let database_url = var("DATABASE_URL").map(Secret::new);
+        if let Some(url) = &database_url {
+            let u = url.expose();
+            if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                return Err(bad("DATABASE_URL", "must be a postgres:// URL", "<hidden>"));
+            }
+        }
+        if environment == Environment::Production && database_url.is_none() {
+            return Err(bad("DATABASE_URL", "is required when NEXUS_ENV=production", ""));
+        }
+        let log_format = match var("NEXUS_LOG_FORMAT").as_deref().map(str::trim) {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(bad("NEXUS_LOG_FORMAT", "must be pretty or json", other)),
+        };
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+
+        Ok(Self {
+            environment,
+            database_url,
+            bind,
+            jwt_secret,
+            data_dir: var("NEXUS_DATA_DIR").map_or_else(|| PathBuf::from(".nexus"), PathBuf::from),
+            db_pool_size: to_usize(parse_num(
+                "NEXUS_DB_POOL_SIZE",
+                10,
+                1,
+                1000,
+                "must be a whole number from 1 to 1000",
+            )?),
+            db_acquire_timeout: Duration::from_millis(parse_num(
+                "NEXUS_DB_ACQUIRE_TIMEOUT_MS",
+                2000,
+                1,
+                600_000,
+                "must be milliseconds from 1 to 600000",
+            )?),
+            log_format,
+            auto_migrate: parse_bool("NEXUS_AUTO_MIGRATE", true)?,
+            body_limit: to_usize(parse_num(
+                "NEXUS_BODY_LIMIT_BYTES",
+                1024 * 1024,
+                1024,
+                1024 * 1024 * 1024,
+                "must be bytes from 1024 to 1073741824",
+            )?),
+            shutdown_timeout: Duration::from_secs(parse_num(
+                "NEXUS_SHUTDOWN_TIMEOUT_SECS",
+                30,
+                0,
+                3600,
+                "must be seconds from 0 to 3600",
+            )?),
+            hsts: parse_bool("NEXUS_HSTS", false)?,
+            workers: to_usize(parse_num("NEXUS_WORKERS", cores as u64, 1, 256, "must be a whole number from 1 to 256")?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn zero_config_defaults() {
+        let c = from(&[]).unwrap();
+        assert_eq!(c.environment, Environment::Development);
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from(".nexus"));
+        assert!(c.database_url.is_none() && c.jwt_secret.is_none() && c.auto_migrate);
+        assert_eq!(c.body_limit, 1024 * 1024);
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_the_expectation() {
+        let err = from(&[("NEXUS_DB_POOL_SIZE", "lots")]).unwrap_err();
+        assert_eq!(err.to_string(), "NEXUS_DB_POOL_SIZE must be a whole number from 1 to 1000 (got \"lots\")");
+        assert_eq!(from(&[("NEXUS_BIND", "localhost")]).unwrap_err().var, "NEXUS_BIND");
+        assert_eq!(from(&[("NEXUS_LOG_FORMAT", "xml")]).unwrap_err().var, "NEXUS_LOG_FORMAT");
+        assert_eq!(from(&[("NEXUS_DB_ACQUIRE_TIMEOUT_MS", "0")]).unwrap_err().var, "NEXUS_DB_ACQUIRE_TIMEOUT_MS");
+        assert_eq!(from(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var, "DATABASE_URL");
+    }
+
+    #[test]
+    fn production_requires_its_secrets_and_never_prints_them() {
+        let err = from(&[("NEXUS_ENV", "production"), ("DATABASE_URL", "postgres://h/db")]).unwrap_err();
+        assert_eq!(err.var, "NEXUS_JWT_SECRET");
+        let secret = "s".repeat(40);
+        let ok = from(&[("NEXUS_ENV", "production"), ("DATABASE_URL", "postgres://h/db"), ("NEXUS_JWT_SECRET", &secret)])
+            .unwrap();
+        assert!(!format!("{ok:?}").contains(&secret));
+        assert!(from(&[("NEXUS_JWT_SECRET", "short")]).is_err());
+    }
+}

@@ -11,7 +11,9 @@ fn fnv1a(hash: &mut u64, bytes: &[u8]) {
 }
 
 fn walk(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {

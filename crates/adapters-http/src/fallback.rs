@@ -14,7 +14,9 @@ pub struct RouteTable(Vec<(ResourceDef, Vec<String>)>);
 impl RouteTable {
     #[must_use]
     pub fn from_spec(spec: &OpenApi) -> Self {
-        const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+        const METHODS: [&str; 8] = [
+            "get", "put", "post", "delete", "options", "head", "patch", "trace",
+        ];
         let routes = spec
             .paths
             .paths
@@ -33,11 +35,17 @@ impl RouteTable {
     }
 
     fn allowed(&self, path: &str) -> Option<&[String]> {
-        self.0.iter().find(|(def, _)| def.is_match(path)).map(|(_, m)| m.as_slice())
+        self.0
+            .iter()
+            .find(|(def, _)| def.is_match(path))
+            .map(|(_, m)| m.as_slice())
     }
 }
 
-pub async fn not_matched(req: HttpRequest, table: web::Data<RouteTable>) -> Result<actix_web::HttpResponse, ApiError> {
+pub async fn not_matched(
+    req: HttpRequest,
+    table: web::Data<RouteTable>,
+) -> Result<actix_web::HttpResponse, ApiError> {
     Err(decide(&req, &table))
 }
 

@@ -35,7 +35,10 @@ pub struct HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { body_limit: 1024 * 1024, hsts: false }
+        Self {
+            body_limit: 1024 * 1024,
+            hsts: false,
+        }
     }
 }
 
@@ -51,10 +54,21 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(health: Arc<dyn HealthUseCases>, metrics: Arc<Metrics>, settings: HttpSettings) -> Self {
+    pub fn new(
+        health: Arc<dyn HealthUseCases>,
+        metrics: Arc<Metrics>,
+        settings: HttpSettings,
+    ) -> Self {
         let spec = openapi::spec();
         let routes = fallback::RouteTable::from_spec(&spec);
-        Self { health, metrics, settings, spec: Arc::new(spec), routes: Arc::new(routes), extra_routes: None }
+        Self {
+            health,
+            metrics,
+            settings,
+            spec: Arc::new(spec),
+            routes: Arc::new(routes),
+            extra_routes: None,
+        }
     }
 
     /// Mounts routes that are not part of the API (tests use it to exercise the
@@ -68,7 +82,9 @@ impl AppState {
 
 /// Every documented route. The spec is generated from this same list.
 pub fn api_routes(cfg: &mut ServiceConfig) {
-    cfg.service(routes::health::live).service(routes::health::ready).service(routes::health::metrics);
+    cfg.service(routes::health::live)
+        .service(routes::health::ready)
+        .service(routes::health::metrics);
 }
 
 /// The actix application for one worker.
@@ -108,5 +124,7 @@ pub fn build_app(
 }
 
 async fn docs_redirect() -> actix_web::HttpResponse {
-    actix_web::HttpResponse::PermanentRedirect().insert_header(("Location", "/docs/")).finish()
+    actix_web::HttpResponse::PermanentRedirect()
+        .insert_header(("Location", "/docs/"))
+        .finish()
 }

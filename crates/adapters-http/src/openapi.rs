@@ -40,7 +40,9 @@ impl Modify for SecuritySchemes {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
-                    .description(Some("Access token from `POST /api/v1/auth/login` (15 minutes)."))
+                    .description(Some(
+                        "Access token from `POST /api/v1/auth/login` (15 minutes).",
+                    ))
                     .build(),
             ),
         );
@@ -50,7 +52,9 @@ impl Modify for SecuritySchemes {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("nx_live_…")
-                    .description(Some("Organization API key, sent as `Authorization: Bearer nx_live_…`."))
+                    .description(Some(
+                        "Organization API key, sent as `Authorization: Bearer nx_live_…`.",
+                    ))
                     .build(),
             ),
         );

@@ -62,7 +62,14 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), errors: Vec::new(), retry_after: None, allow: None }
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after: None,
+            allow: None,
+        }
     }
 
     #[must_use]
@@ -72,7 +79,11 @@ impl ApiError {
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "The resource does not exist.")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "The resource does not exist.",
+        )
     }
 
     pub fn malformed(detail: impl Into<String>) -> Self {
@@ -90,7 +101,11 @@ impl ApiError {
     }
 
     pub fn forbidden() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", "Your role does not allow this action.")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Your role does not allow this action.",
+        )
     }
 
     pub fn internal() -> Self {
@@ -186,7 +201,10 @@ impl ResponseError for Rendered {
         let mut res = HttpResponse::build(self.status);
         res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)))
             .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-            .insert_header((header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")));
+            .insert_header((
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ));
         if let Some(id) = &self.request_id {
             res.insert_header((request_id::HEADER, id.clone()));
         }
@@ -230,7 +248,11 @@ pub fn for_status(status: StatusCode) -> ApiError {
         err.code = code;
         return err;
     }
-    ApiError::new(status, code, status.canonical_reason().unwrap_or("Request failed"))
+    ApiError::new(
+        status,
+        code,
+        status.canonical_reason().unwrap_or("Request failed"),
+    )
 }
 
 #[cfg(test)]
@@ -261,21 +283,31 @@ mod tests {
 
     #[test]
     fn store_failures_become_503_with_retry_after_and_no_internals() {
-        let err = ApiError::from(StoreError::Unavailable(anyhow::anyhow!("connection refused at 10.1.2.3")));
+        let err = ApiError::from(StoreError::Unavailable(anyhow::anyhow!(
+            "connection refused at 10.1.2.3"
+        )));
         assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(err.retry_after, Some(5));
         assert!(!err.detail.contains("10.1.2.3"));
         let busy = ApiError::from(StoreError::PoolExhausted(std::time::Duration::from_secs(1)));
         assert_eq!(busy.code, "database_busy");
-        let other = ApiError::from(StoreError::Other(anyhow::anyhow!("syntax error at or near SELECT")));
+        let other = ApiError::from(StoreError::Other(anyhow::anyhow!(
+            "syntax error at or near SELECT"
+        )));
         assert_eq!(other.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!other.detail.contains("SELECT"));
     }
 
     #[test]
     fn bare_statuses_get_stable_codes() {
-        assert_eq!(for_status(StatusCode::PAYLOAD_TOO_LARGE).code, "payload_too_large");
+        assert_eq!(
+            for_status(StatusCode::PAYLOAD_TOO_LARGE).code,
+            "payload_too_large"
+        );
         assert_eq!(for_status(StatusCode::BAD_GATEWAY).code, "internal_error");
-        assert_eq!(for_status(StatusCode::METHOD_NOT_ALLOWED).code, "method_not_allowed");
+        assert_eq!(
+            for_status(StatusCode::METHOD_NOT_ALLOWED).code,
+            "method_not_allowed"
+        );
     }
 }

@@ -9,7 +9,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 /// # Errors
 /// A URL without a path segment for the database.
 pub fn with_database(url: &str, database: &str) -> anyhow::Result<String> {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
     let slash = base[scheme_end..]
         .find('/')
@@ -30,8 +32,14 @@ pub fn with_database(url: &str, database: &str) -> anyhow::Result<String> {
 pub fn checked_ident(name: &str) -> anyhow::Result<&str> {
     let ok = !name.is_empty()
         && name.len() < 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if ok { Ok(name) } else { anyhow::bail!("invalid database name {name:?}") }
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(name)
+    } else {
+        anyhow::bail!("invalid database name {name:?}")
+    }
 }
 
 #[derive(QueryableByName)]
@@ -53,10 +61,11 @@ pub async fn connect_maintenance(url: &str) -> anyhow::Result<AsyncPgConnection>
 /// # Errors
 /// Query failures.
 pub async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> anyhow::Result<bool> {
-    let row: Exists = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
-        .bind::<Text, _>(name)
-        .get_result(conn)
-        .await?;
+    let row: Exists =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+            .bind::<Text, _>(name)
+            .get_result(conn)
+            .await?;
     Ok(row.exists)
 }
 
@@ -70,7 +79,10 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<bool> {
     if database_exists(&mut conn, &name).await? {
         return Ok(false);
     }
-    match conn.batch_execute(&format!("CREATE DATABASE {}", checked_ident(&name)?)).await {
+    match conn
+        .batch_execute(&format!("CREATE DATABASE {}", checked_ident(&name)?))
+        .await
+    {
         Ok(()) => Ok(true),
         // A concurrent starter created it first.
         Err(_) if database_exists(&mut conn, &name).await? => Ok(false),

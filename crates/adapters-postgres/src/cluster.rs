@@ -34,17 +34,28 @@ pub struct ClusterOptions {
 impl ClusterOptions {
     #[must_use]
     pub fn dev(data_dir: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), name: "pg".into(), ephemeral: false }
+        Self {
+            data_dir: data_dir.into(),
+            name: "pg".into(),
+            ephemeral: false,
+        }
     }
 
     /// The server runs in its own folder: every path handed to it must be absolute.
     fn absolute(&self) -> anyhow::Result<Self> {
-        Ok(Self { data_dir: std::path::absolute(&self.data_dir)?, ..self.clone() })
+        Ok(Self {
+            data_dir: std::path::absolute(&self.data_dir)?,
+            ..self.clone()
+        })
     }
 
     #[must_use]
     pub fn test(data_dir: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), name: "test-pg".into(), ephemeral: true }
+        Self {
+            data_dir: data_dir.into(),
+            name: "test-pg".into(),
+            ephemeral: true,
+        }
     }
 }
 
@@ -61,7 +72,10 @@ impl RunningCluster {
     /// A connection URL for `database` over loopback TCP (trust auth, local only).
     #[must_use]
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://{SYSTEM_USER}@127.0.0.1:{}/{database}", self.port)
+        format!(
+            "postgres://{SYSTEM_USER}@127.0.0.1:{}/{database}",
+            self.port
+        )
     }
 
     #[must_use]
@@ -89,7 +103,11 @@ pub fn ensure_running(opts: &ClusterOptions) -> anyhow::Result<RunningCluster> {
 
     if let Some(port) = running_port(&bin, &runner, &pgdata)? {
         drop(lock);
-        return Ok(RunningCluster { cluster_dir, port, started: false });
+        return Ok(RunningCluster {
+            cluster_dir,
+            port,
+            started: false,
+        });
     }
     if !pgdata.join("PG_VERSION").exists() {
         init(&bin, &runner, &pgdata)?;
@@ -100,7 +118,11 @@ pub fn ensure_running(opts: &ClusterOptions) -> anyhow::Result<RunningCluster> {
         match start(&bin, &runner, &cluster_dir, port, opts.ephemeral) {
             Ok(()) => {
                 drop(lock);
-                return Ok(RunningCluster { cluster_dir, port, started: true });
+                return Ok(RunningCluster {
+                    cluster_dir,
+                    port,
+                    started: true,
+                });
             }
             // Another process may have taken the port between our probe and the bind.
             Err(err) => last_err = Some(err),
@@ -117,13 +139,17 @@ pub fn status(opts: &ClusterOptions) -> anyhow::Result<Option<RunningCluster>> {
     let opts = &opts.absolute()?;
     let bin = find_bin_dir()?;
     let runner = Runner::detect()?;
-    let Some(cluster_dir) = recorded_location(opts) else { return Ok(None) };
+    let Some(cluster_dir) = recorded_location(opts) else {
+        return Ok(None);
+    };
     let pgdata = cluster_dir.join("data");
-    Ok(running_port(&bin, &runner, &pgdata)?.map(|port| RunningCluster {
-        cluster_dir,
-        port,
-        started: false,
-    }))
+    Ok(
+        running_port(&bin, &runner, &pgdata)?.map(|port| RunningCluster {
+            cluster_dir,
+            port,
+            started: false,
+        }),
+    )
 }
 
 /// Stops the cluster (fast shutdown). Returns whether one was running.
@@ -134,12 +160,17 @@ pub fn stop(opts: &ClusterOptions) -> anyhow::Result<bool> {
     let opts = &opts.absolute()?;
     let bin = find_bin_dir()?;
     let runner = Runner::detect()?;
-    let Some(cluster_dir) = recorded_location(opts) else { return Ok(false) };
+    let Some(cluster_dir) = recorded_location(opts) else {
+        return Ok(false);
+    };
     let pgdata = cluster_dir.join("data");
     if running_port(&bin, &runner, &pgdata)?.is_none() {
         return Ok(false);
     }
-    let out = runner.run(&bin.join("pg_ctl"), &["stop", "-D", path_str(&pgdata)?, "-m", "fast", "-w"])?;
+    let out = runner.run(
+        &bin.join("pg_ctl"),
+        &["stop", "-D", path_str(&pgdata)?, "-m", "fast", "-w"],
+    )?;
     check(&out, "pg_ctl stop")?;
     Ok(true)
 }
@@ -150,24 +181,47 @@ pub fn stop(opts: &ClusterOptions) -> anyhow::Result<bool> {
 /// # Errors
 /// One message saying what to install or set.
 pub fn find_bin_dir() -> anyhow::Result<PathBuf> {
-    let has_all = |dir: &Path| ["pg_ctl", "initdb", "postgres"].iter().all(|b| dir.join(b).is_file());
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(dir) = std::env::split_paths(&path).find(|d| has_all(d)) {
-            return Ok(dir);
-        }
+    find_bin_dir_in(
+        std::env::var_os("PATH"),
+        Some("pg_config"),
+        Path::new("/usr/lib/postgresql"),
+    )
+}
+
+fn find_bin_dir_in(
+    path_var: Option<std::ffi::OsString>,
+    pg_config: Option<&str>,
+    versions_root: &Path,
+) -> anyhow::Result<PathBuf> {
+    let has_all = |dir: &Path| {
+        ["pg_ctl", "initdb", "postgres"]
+            .iter()
+            .all(|b| dir.join(b).is_file())
+    };
+    if let Some(dir) = path_var
+        .as_ref()
+        .and_then(|p| std::env::split_paths(p).find(|d| has_all(d)))
+    {
+        return Ok(dir);
     }
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+    if let Some(out) = pg_config.and_then(|p| Command::new(p).arg("--bindir").output().ok()) {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         if out.status.success() && has_all(&dir) {
             return Ok(dir);
         }
     }
-    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir(versions_root)
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| {
-            let version = e.file_name().to_string_lossy().split('.').next()?.parse().ok()?;
+            let version = e
+                .file_name()
+                .to_string_lossy()
+                .split('.')
+                .next()?
+                .parse()
+                .ok()?;
             Some((version, e.path().join("bin")))
         })
         .filter(|(_, dir)| has_all(dir))
@@ -189,12 +243,17 @@ struct Runner {
 
 impl Runner {
     fn detect() -> anyhow::Result<Self> {
-        let euid = fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
+        let euid = fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(u32::MAX);
         if euid != 0 {
             return Ok(Self { as_user: None });
         }
         let id = |flag: &str| -> anyhow::Result<u32> {
-            let out = Command::new("id").args([flag, SYSTEM_USER]).output().context("running id")?;
+            let out = Command::new("id")
+                .args([flag, SYSTEM_USER])
+                .output()
+                .context("running id")?;
             if !out.status.success() {
                 bail!(
                     "running as root, PostgreSQL needs an unprivileged system user `{SYSTEM_USER}` \
@@ -203,7 +262,9 @@ impl Runner {
             }
             Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
         };
-        Ok(Self { as_user: Some((id("-u")?, id("-g")?)) })
+        Ok(Self {
+            as_user: Some((id("-u")?, id("-g")?)),
+        })
     }
 
     fn run(&self, program: &Path, args: &[&str]) -> anyhow::Result<Output> {
@@ -216,7 +277,8 @@ impl Runner {
         };
         // pg_ctl start would otherwise keep our stdout open through the postmaster.
         cmd.args(args).stdin(std::process::Stdio::null());
-        cmd.output().with_context(|| format!("running {}", program.display()))
+        cmd.output()
+            .with_context(|| format!("running {}", program.display()))
     }
 
     fn can_reach(&self, dir: &Path) -> bool {
@@ -248,15 +310,15 @@ fn recorded_location(opts: &ClusterOptions) -> Option<PathBuf> {
     if local.join("data").exists() {
         return Some(local);
     }
-    fs::read_to_string(pointer_file(opts)).ok().map(|s| PathBuf::from(s.trim()))
+    fs::read_to_string(pointer_file(opts))
+        .ok()
+        .map(|s| PathBuf::from(s.trim()))
 }
 
 /// Picks (once) and prepares the folder the cluster lives in.
 fn locate(opts: &ClusterOptions, runner: &Runner) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = recorded_location(opts) {
-        if dir.join("data").exists() {
-            return Ok(dir);
-        }
+    if let Some(dir) = recorded_location(opts).filter(|d| d.join("data").exists()) {
+        return Ok(dir);
     }
     let local = opts.data_dir.join(&opts.name);
     fs::create_dir_all(&local)?;
@@ -266,8 +328,11 @@ fn locate(opts: &ClusterOptions, runner: &Runner) -> anyhow::Result<PathBuf> {
     } else {
         let _ = fs::remove_dir(&local);
         let canonical = fs::canonicalize(&opts.data_dir)?;
-        let dir = PathBuf::from(format!("/var/tmp/nexus-{:016x}", fnv(canonical.as_os_str().as_encoded_bytes())))
-            .join(&opts.name);
+        let dir = PathBuf::from(format!(
+            "/var/tmp/nexus-{:016x}",
+            fnv(canonical.as_os_str().as_encoded_bytes())
+        ))
+        .join(&opts.name);
         fs::create_dir_all(&dir)?;
         if let Some(parent) = dir.parent() {
             runner.hand_over(parent)?;
@@ -283,12 +348,26 @@ fn init(bin: &Path, runner: &Runner, pgdata: &Path) -> anyhow::Result<()> {
     tracing::info!(pgdata = %pgdata.display(), "creating a private PostgreSQL cluster");
     let out = runner.run(
         &bin.join("initdb"),
-        &["-D", path_str(pgdata)?, "-U", SYSTEM_USER, "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"],
+        &[
+            "-D",
+            path_str(pgdata)?,
+            "-U",
+            SYSTEM_USER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+        ],
     )?;
     check(&out, "initdb")
 }
 
-fn start(bin: &Path, runner: &Runner, cluster_dir: &Path, port: u16, ephemeral: bool) -> anyhow::Result<()> {
+fn start(
+    bin: &Path,
+    runner: &Runner,
+    cluster_dir: &Path,
+    port: u16,
+    ephemeral: bool,
+) -> anyhow::Result<()> {
     let pgdata = cluster_dir.join("data");
     let log = cluster_dir.join("postgres.log");
     let mut options = format!(
@@ -301,12 +380,27 @@ fn start(bin: &Path, runner: &Runner, cluster_dir: &Path, port: u16, ephemeral: 
     tracing::info!(port, "starting the private PostgreSQL cluster");
     let out = runner.run(
         &bin.join("pg_ctl"),
-        &["start", "-D", path_str(&pgdata)?, "-l", path_str(&log)?, "-w", "-t", "60", "-o", &options],
+        &[
+            "start",
+            "-D",
+            path_str(&pgdata)?,
+            "-l",
+            path_str(&log)?,
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            &options,
+        ],
     )?;
     check(&out, "pg_ctl start").with_context(|| {
         let tail = fs::read_to_string(&log).unwrap_or_default();
         let tail: Vec<&str> = tail.lines().rev().take(5).collect();
-        format!("server log ({}): {}", log.display(), tail.into_iter().rev().collect::<Vec<_>>().join(" | "))
+        format!(
+            "server log ({}): {}",
+            log.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        )
     })
 }
 
@@ -320,7 +414,8 @@ fn running_port(bin: &Path, runner: &Runner, pgdata: &Path) -> anyhow::Result<Op
         return Ok(None);
     }
     // postmaster.pid: pid, data dir, start time, port, socket dir, listen address, ...
-    let pid_file = fs::read_to_string(pgdata.join("postmaster.pid")).context("reading postmaster.pid")?;
+    let pid_file =
+        fs::read_to_string(pgdata.join("postmaster.pid")).context("reading postmaster.pid")?;
     let port = pid_file
         .lines()
         .nth(3)
@@ -334,7 +429,11 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 fn lock_file(path: &Path) -> anyhow::Result<File> {
-    let mut file = OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
     // Bounded: a wedged holder must not hang every later start forever.
     for _ in 0..1200 {
         match file.try_lock() {
@@ -362,9 +461,50 @@ fn check(out: &Output, what: &str) -> anyhow::Result<()> {
 }
 
 fn path_str(path: &Path) -> anyhow::Result<&str> {
-    path.to_str().ok_or_else(|| anyhow!("path is not UTF-8: {}", path.display()))
+    path.to_str()
+        .ok_or_else(|| anyhow!("path is not UTF-8: {}", path.display()))
 }
 
 fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_bin(dir: &Path) {
+        fs::create_dir_all(dir).unwrap();
+        for b in ["pg_ctl", "initdb", "postgres"] {
+            fs::write(dir.join(b), "").unwrap();
+        }
+    }
+
+    #[test]
+    fn picks_the_newest_installed_version_and_explains_when_there_is_none() {
+        let root = std::env::temp_dir().join(format!("nexus-bins-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let err = find_bin_dir_in(None, None, &root).unwrap_err().to_string();
+        assert!(
+            err.contains("install PostgreSQL") && err.contains("DATABASE_URL"),
+            "{err}"
+        );
+
+        fake_bin(&root.join("9.6/bin"));
+        fake_bin(&root.join("15/bin"));
+        fake_bin(&root.join("13/bin"));
+        assert_eq!(
+            find_bin_dir_in(None, None, &root).unwrap(),
+            root.join("15/bin")
+        );
+
+        // PATH wins over the versioned folders.
+        let on_path = root.join("custom");
+        fake_bin(&on_path);
+        let path = std::env::join_paths([root.join("nothing-here"), on_path.clone()]).unwrap();
+        assert_eq!(find_bin_dir_in(Some(path), None, &root).unwrap(), on_path);
+        fs::remove_dir_all(&root).unwrap();
+    }
 }

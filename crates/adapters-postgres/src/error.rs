@@ -8,7 +8,9 @@ use nexus_ports::StoreError;
 pub fn from_pool(err: PoolError<ConnError>, acquire_timeout: Duration) -> StoreError {
     match err {
         PoolError::Timeout(TimeoutType::Wait) => StoreError::PoolExhausted(acquire_timeout),
-        PoolError::Timeout(_) | PoolError::Backend(_) => StoreError::Unavailable(anyhow::Error::new(err)),
+        PoolError::Timeout(_) | PoolError::Backend(_) => {
+            StoreError::Unavailable(anyhow::Error::new(err))
+        }
         other => StoreError::Other(anyhow::Error::new(other)),
     }
 }
@@ -17,9 +19,8 @@ pub fn from_pool(err: PoolError<ConnError>, acquire_timeout: Duration) -> StoreE
 pub fn from_diesel(err: diesel::result::Error) -> StoreError {
     use diesel::result::{DatabaseErrorKind, Error};
     match err {
-        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) | Error::BrokenTransactionManager => {
-            StoreError::Unavailable(anyhow::Error::new(err))
-        }
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+        | Error::BrokenTransactionManager => StoreError::Unavailable(anyhow::Error::new(err)),
         other => StoreError::Other(anyhow::Error::new(other)),
     }
 }

@@ -35,7 +35,9 @@ pub async fn run_pending(url: &str) -> anyhow::Result<Vec<String>> {
     let url = url.to_owned();
     tokio::task::spawn_blocking(move || {
         with_lock(&url, |conn| {
-            let applied = conn.run_pending_migrations(MIGRATIONS).map_err(|e| anyhow::anyhow!(e))?;
+            let applied = conn
+                .run_pending_migrations(MIGRATIONS)
+                .map_err(|e| anyhow::anyhow!(e))?;
             Ok(applied.iter().map(ToString::to_string).collect())
         })
     })
@@ -50,7 +52,9 @@ pub async fn revert_all(url: &str) -> anyhow::Result<Vec<String>> {
     let url = url.to_owned();
     tokio::task::spawn_blocking(move || {
         with_lock(&url, |conn| {
-            let reverted = conn.revert_all_migrations(MIGRATIONS).map_err(|e| anyhow::anyhow!(e))?;
+            let reverted = conn
+                .revert_all_migrations(MIGRATIONS)
+                .map_err(|e| anyhow::anyhow!(e))?;
             Ok(reverted.iter().map(ToString::to_string).collect())
         })
     })
@@ -66,7 +70,9 @@ pub async fn pending(url: &str) -> anyhow::Result<Vec<String>> {
     tokio::task::spawn_blocking(move || {
         use diesel::Connection;
         let mut conn = SyncConn::establish(&url)?;
-        let pending = conn.pending_migrations(MIGRATIONS).map_err(|e| anyhow::anyhow!(e))?;
+        let pending = conn
+            .pending_migrations(MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!(e))?;
         Ok(pending.iter().map(|m| m.name().to_string()).collect())
     })
     .await?

@@ -16,14 +16,24 @@ pub struct PgProbe {
 impl PgProbe {
     #[must_use]
     pub const fn new(pool: PgPool, acquire_timeout: Duration) -> Self {
-        Self { pool, acquire_timeout }
+        Self {
+            pool,
+            acquire_timeout,
+        }
     }
 }
 
 impl DatabaseProbe for PgProbe {
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.get().await.map_err(|e| from_pool(e, self.acquire_timeout))?;
-        diesel::sql_query("SELECT 1").execute(&mut conn).await.map_err(from_diesel)?;
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| from_pool(e, self.acquire_timeout))?;
+        diesel::sql_query("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .map_err(from_diesel)?;
         Ok(())
     }
 

@@ -35,7 +35,9 @@ pub fn default_test_data_dir() -> PathBuf {
 pub fn server_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("TEST_DATABASE_URL").or_else(|_| std::env::var("DATABASE_URL")) {
+        if let Ok(url) =
+            std::env::var("TEST_DATABASE_URL").or_else(|_| std::env::var("DATABASE_URL"))
+        {
             return url;
         }
         cluster::ensure_running(&ClusterOptions::test(default_test_data_dir()))
@@ -76,13 +78,19 @@ struct Name {
 async fn prepare_template(url: &str) -> anyhow::Result<String> {
     let name = template_name();
     let mut conn = connect_maintenance(url).await?;
-    conn.batch_execute(&format!("SELECT pg_advisory_lock({TEMPLATE_LOCK_KEY})")).await?;
+    conn.batch_execute(&format!("SELECT pg_advisory_lock({TEMPLATE_LOCK_KEY})"))
+        .await?;
     let result = build_template_locked(url, &mut conn, &name).await;
-    conn.batch_execute(&format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK_KEY})")).await?;
+    conn.batch_execute(&format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK_KEY})"))
+        .await?;
     result.map(|()| name)
 }
 
-async fn build_template_locked(url: &str, conn: &mut AsyncPgConnection, name: &str) -> anyhow::Result<()> {
+async fn build_template_locked(
+    url: &str,
+    conn: &mut AsyncPgConnection,
+    name: &str,
+) -> anyhow::Result<()> {
     sweep_leftovers(conn, name).await?;
     let ready: Vec<Name> =
         diesel::sql_query("SELECT datname FROM pg_database WHERE datname = $1 AND datistemplate")
@@ -94,17 +102,24 @@ async fn build_template_locked(url: &str, conn: &mut AsyncPgConnection, name: &s
     }
     // A half-built template from a crashed run is not marked as template: rebuild it.
     let ident = checked_ident(name)?;
-    conn.batch_execute(&format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)")).await?;
-    conn.batch_execute(&format!("CREATE DATABASE {ident}")).await?;
-    migrate::run_pending(&with_database(url, name)?).await?;
-    conn.batch_execute(&format!("ALTER DATABASE {ident} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"))
+    conn.batch_execute(&format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)"))
         .await?;
+    conn.batch_execute(&format!("CREATE DATABASE {ident}"))
+        .await?;
+    migrate::run_pending(&with_database(url, name)?).await?;
+    conn.batch_execute(&format!(
+        "ALTER DATABASE {ident} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"
+    ))
+    .await?;
     Ok(())
 }
 
 /// Drops test databases whose process is gone and templates of older schemas, so an
 /// interrupted run never fills the disk.
-async fn sweep_leftovers(conn: &mut AsyncPgConnection, current_template: &str) -> anyhow::Result<()> {
+async fn sweep_leftovers(
+    conn: &mut AsyncPgConnection,
+    current_template: &str,
+) -> anyhow::Result<()> {
     let names: Vec<Name> =
         diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'nexus\\_t%'")
             .load(conn)
@@ -119,9 +134,11 @@ async fn sweep_leftovers(conn: &mut AsyncPgConnection, current_template: &str) -
         if stale {
             let ident = checked_ident(&datname)?;
             if datname.starts_with("nexus_tpl_") {
-                conn.batch_execute(&format!("ALTER DATABASE {ident} WITH IS_TEMPLATE false")).await?;
+                conn.batch_execute(&format!("ALTER DATABASE {ident} WITH IS_TEMPLATE false"))
+                    .await?;
             }
-            conn.batch_execute(&format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)")).await?;
+            conn.batch_execute(&format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)"))
+                .await?;
         }
     }
     Ok(())
@@ -147,10 +164,14 @@ impl TestDatabase {
             COUNTER.fetch_add(1, Ordering::Relaxed),
             rand::random::<u32>()
         );
-        let mut conn = connect_maintenance(server_url()).await.expect("connecting to the test server");
-        conn.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY"))
+        let mut conn = connect_maintenance(server_url())
             .await
-            .expect("creating the test database from the template");
+            .expect("connecting to the test server");
+        conn.batch_execute(&format!(
+            "CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY"
+        ))
+        .await
+        .expect("creating the test database from the template");
         let url = with_database(server_url(), &name).expect("test database URL");
         Self { name, url }
     }
@@ -170,8 +191,12 @@ impl TestDatabase {
     /// # Panics
     /// When the server cannot be reached.
     pub async fn exists(name: &str) -> bool {
-        let mut conn = connect_maintenance(server_url()).await.expect("connecting to the test server");
-        database_exists(&mut conn, name).await.expect("querying pg_database")
+        let mut conn = connect_maintenance(server_url())
+            .await
+            .expect("connecting to the test server");
+        database_exists(&mut conn, name)
+            .await
+            .expect("querying pg_database")
     }
 }
 
@@ -180,10 +205,15 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         // Drop runs inside the test's runtime, which must not be blocked on.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async {
                 let mut conn = connect_maintenance(server_url()).await.ok()?;
-                conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok()
+                conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .ok()
             })
         })
         .join();

@@ -20,7 +20,11 @@ struct Count {
 
 async fn count(url: &str, sql: &str) -> i64 {
     let mut conn = AsyncPgConnection::establish(url).await.unwrap();
-    diesel::sql_query(sql).get_result::<Count>(&mut conn).await.unwrap().n
+    diesel::sql_query(sql)
+        .get_result::<Count>(&mut conn)
+        .await
+        .unwrap()
+        .n
 }
 
 #[test]
@@ -29,7 +33,13 @@ fn bootstrap_starts_a_private_cluster_then_reuses_it_quickly() {
     let opts = ClusterOptions::test(&dir);
     let first = cluster::ensure_running(&opts).unwrap();
     assert!(first.started, "a fresh data dir starts a new server");
-    assert!(first.socket_dir().join(format!(".s.PGSQL.{}", first.port)).exists(), "unix socket in the data dir");
+    assert!(
+        first
+            .socket_dir()
+            .join(format!(".s.PGSQL.{}", first.port))
+            .exists(),
+        "unix socket in the data dir"
+    );
 
     let t = Instant::now();
     let second = cluster::ensure_running(&opts).unwrap();
@@ -37,7 +47,10 @@ fn bootstrap_starts_a_private_cluster_then_reuses_it_quickly() {
     assert!(!second.started, "the running server is reused");
     assert_eq!(second.port, first.port);
     assert!(reuse < Duration::from_secs(1), "reuse took {reuse:?}");
-    assert_eq!(cluster::status(&opts).unwrap().map(|c| c.port), Some(first.port));
+    assert_eq!(
+        cluster::status(&opts).unwrap().map(|c| c.port),
+        Some(first.port)
+    );
 
     assert!(cluster::stop(&opts).unwrap());
     assert_eq!(cluster::status(&opts).unwrap(), None);
@@ -100,7 +113,11 @@ async fn each_test_database_is_isolated_and_dropped() {
 async fn an_exhausted_pool_fails_within_the_acquire_timeout() {
     let db = TestDatabase::create().await;
     let timeout = Duration::from_millis(300);
-    let settings = PoolSettings { max_size: 1, acquire_timeout: timeout, ..PoolSettings::default() };
+    let settings = PoolSettings {
+        max_size: 1,
+        acquire_timeout: timeout,
+        ..PoolSettings::default()
+    };
     let pool = build_pool(db.url(), &settings).unwrap();
     let probe = PgProbe::new(pool.clone(), timeout);
     probe.ping().await.unwrap();
@@ -110,7 +127,10 @@ async fn an_exhausted_pool_fails_within_the_acquire_timeout() {
     let err = probe.ping().await.unwrap_err();
     let waited = t.elapsed();
     assert!(matches!(err, StoreError::PoolExhausted(_)), "{err:?}");
-    assert!(waited >= timeout && waited < timeout * 3, "waited {waited:?}");
+    assert!(
+        waited >= timeout && waited < timeout * 3,
+        "waited {waited:?}"
+    );
     assert_eq!(probe.pool_stats().waiting, 0);
     drop(held);
     probe.ping().await.unwrap();
@@ -119,9 +139,23 @@ async fn an_exhausted_pool_fails_within_the_acquire_timeout() {
 #[tokio::test]
 async fn an_unreachable_database_is_reported_as_unavailable() {
     // A closed loopback port: nothing listens there, and nothing leaves the machine.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let settings = PoolSettings { connect_timeout: Duration::from_secs(1), ..PoolSettings::default() };
-    let pool = build_pool(&format!("postgres://postgres@127.0.0.1:{port}/nexus"), &settings).unwrap();
-    let err = PgProbe::new(pool, settings.acquire_timeout).ping().await.unwrap_err();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let settings = PoolSettings {
+        connect_timeout: Duration::from_secs(1),
+        ..PoolSettings::default()
+    };
+    let pool = build_pool(
+        &format!("postgres://postgres@127.0.0.1:{port}/nexus"),
+        &settings,
+    )
+    .unwrap();
+    let err = PgProbe::new(pool, settings.acquire_timeout)
+        .ping()
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }

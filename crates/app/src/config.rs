@@ -87,45 +87,68 @@ impl Config {
             expected,
             got: got.to_owned(),
         };
-        let parse_num = |name: &'static str, default: u64, min: u64, max: u64, expected: &'static str| {
-            var(name).map_or(Ok(default), |v| {
-                v.trim().parse::<u64>().ok().filter(|n| (min..=max).contains(n)).ok_or_else(|| bad(name, expected, &v))
-            })
-        };
+        let parse_num =
+            |name: &'static str, default: u64, min: u64, max: u64, expected: &'static str| {
+                var(name).map_or(Ok(default), |v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| (min..=max).contains(n))
+                        .ok_or_else(|| bad(name, expected, &v))
+                })
+            };
         let parse_bool = |name: &'static str, default: bool| {
-            var(name).map_or(Ok(default), |v| match v.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => Ok(true),
-                "0" | "false" | "no" | "off" => Ok(false),
-                _ => Err(bad(name, "must be true or false", &v)),
+            var(name).map_or(Ok(default), |v| {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => Ok(true),
+                    "0" | "false" | "no" | "off" => Ok(false),
+                    _ => Err(bad(name, "must be true or false", &v)),
+                }
             })
         };
 
         let environment = match var("NEXUS_ENV").as_deref().map(str::trim) {
             None | Some("development" | "dev") => Environment::Development,
             Some("production" | "prod") => Environment::Production,
-            Some(other) => return Err(bad("NEXUS_ENV", "must be development or production", other)),
+            Some(other) => {
+                return Err(bad("NEXUS_ENV", "must be development or production", other));
+            }
         };
         let bind = var("NEXUS_BIND").map_or(Ok(SocketAddr::from(([127, 0, 0, 1], 8080))), |v| {
-            v.trim().parse().map_err(|_| bad("NEXUS_BIND", "must be an address:port such as 127.0.0.1:8080", &v))
+            v.trim().parse().map_err(|_| {
+                bad(
+                    "NEXUS_BIND",
+                    "must be an address:port such as 127.0.0.1:8080",
+                    &v,
+                )
+            })
         })?;
         let jwt_secret = var("NEXUS_JWT_SECRET").map(Secret::new);
-        if let Some(secret) = &jwt_secret {
-            if secret.expose().len() < 32 {
-                return Err(bad("NEXUS_JWT_SECRET", "must be at least 32 characters", "<hidden>"));
-            }
+        if jwt_secret.as_ref().is_some_and(|s| s.expose().len() < 32) {
+            return Err(bad(
+                "NEXUS_JWT_SECRET",
+                "must be at least 32 characters",
+                "<hidden>",
+            ));
         }
         if environment == Environment::Production && jwt_secret.is_none() {
-            return Err(bad("NEXUS_JWT_SECRET", "is required when NEXUS_ENV=production", ""));
+            return Err(bad(
+                "NEXUS_JWT_SECRET",
+                "is required when NEXUS_ENV=production",
+                "",
+            ));
         }
         let database_url = var("DATABASE_URL").map(Secret::new);
-        if let Some(url) = &database_url {
-            let u = url.expose();
-            if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
-                return Err(bad("DATABASE_URL", "must be a postgres:// URL", "<hidden>"));
-            }
+        let is_postgres = |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
+        if database_url.as_ref().is_some_and(|u| !is_postgres(u.expose())) {
+            return Err(bad("DATABASE_URL", "must be a postgres:// URL", "<hidden>"));
         }
         if environment == Environment::Production && database_url.is_none() {
-            return Err(bad("DATABASE_URL", "is required when NEXUS_ENV=production", ""));
+            return Err(bad(
+                "DATABASE_URL",
+                "is required when NEXUS_ENV=production",
+                "",
+            ));
         }
         let log_format = match var("NEXUS_LOG_FORMAT").as_deref().map(str::trim) {
             None | Some("pretty") => LogFormat::Pretty,
@@ -172,7 +195,13 @@ impl Config {
                 "must be seconds from 0 to 3600",
             )?),
             hsts: parse_bool("NEXUS_HSTS", false)?,
-            workers: to_usize(parse_num("NEXUS_WORKERS", cores as u64, 1, 256, "must be a whole number from 1 to 256")?),
+            workers: to_usize(parse_num(
+                "NEXUS_WORKERS",
+                cores as u64,
+                1,
+                256,
+                "must be a whole number from 1 to 256",
+            )?),
         })
     }
 }
@@ -184,7 +213,10 @@ mod tests {
     use super::*;
 
     fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -201,20 +233,45 @@ mod tests {
     #[test]
     fn a_bad_value_names_the_variable_and_the_expectation() {
         let err = from(&[("NEXUS_DB_POOL_SIZE", "lots")]).unwrap_err();
-        assert_eq!(err.to_string(), "NEXUS_DB_POOL_SIZE must be a whole number from 1 to 1000 (got \"lots\")");
-        assert_eq!(from(&[("NEXUS_BIND", "localhost")]).unwrap_err().var, "NEXUS_BIND");
-        assert_eq!(from(&[("NEXUS_LOG_FORMAT", "xml")]).unwrap_err().var, "NEXUS_LOG_FORMAT");
-        assert_eq!(from(&[("NEXUS_DB_ACQUIRE_TIMEOUT_MS", "0")]).unwrap_err().var, "NEXUS_DB_ACQUIRE_TIMEOUT_MS");
-        assert_eq!(from(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var, "DATABASE_URL");
+        assert_eq!(
+            err.to_string(),
+            "NEXUS_DB_POOL_SIZE must be a whole number from 1 to 1000 (got \"lots\")"
+        );
+        assert_eq!(
+            from(&[("NEXUS_BIND", "localhost")]).unwrap_err().var,
+            "NEXUS_BIND"
+        );
+        assert_eq!(
+            from(&[("NEXUS_LOG_FORMAT", "xml")]).unwrap_err().var,
+            "NEXUS_LOG_FORMAT"
+        );
+        assert_eq!(
+            from(&[("NEXUS_DB_ACQUIRE_TIMEOUT_MS", "0")])
+                .unwrap_err()
+                .var,
+            "NEXUS_DB_ACQUIRE_TIMEOUT_MS"
+        );
+        assert_eq!(
+            from(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var,
+            "DATABASE_URL"
+        );
     }
 
     #[test]
     fn production_requires_its_secrets_and_never_prints_them() {
-        let err = from(&[("NEXUS_ENV", "production"), ("DATABASE_URL", "postgres://h/db")]).unwrap_err();
+        let err = from(&[
+            ("NEXUS_ENV", "production"),
+            ("DATABASE_URL", "postgres://h/db"),
+        ])
+        .unwrap_err();
         assert_eq!(err.var, "NEXUS_JWT_SECRET");
         let secret = "s".repeat(40);
-        let ok = from(&[("NEXUS_ENV", "production"), ("DATABASE_URL", "postgres://h/db"), ("NEXUS_JWT_SECRET", &secret)])
-            .unwrap();
+        let ok = from(&[
+            ("NEXUS_ENV", "production"),
+            ("DATABASE_URL", "postgres://h/db"),
+            ("NEXUS_JWT_SECRET", &secret),
+        ])
+        .unwrap();
         assert!(!format!("{ok:?}").contains(&secret));
         assert!(from(&[("NEXUS_JWT_SECRET", "short")]).is_err());
     }

@@ -44,7 +44,11 @@ enum DbAction {
     /// Say whether the private cluster runs, and where.
     Status,
     /// Stop the private cluster.
-    Stop,
+    Stop {
+        /// Also stop the test cluster that `cargo test` starts.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,7 +61,10 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("nexus: cannot start the async runtime: {err}");
@@ -101,18 +108,31 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Db { action } => {
             let opts = ClusterOptions::dev(config.data_dir.clone());
             match action {
-                DbAction::Status => match tokio::task::spawn_blocking(move || cluster::status(&opts)).await?? {
-                    Some(c) => println!(
-                        "running: port {} on 127.0.0.1, socket dir {}, data {}",
-                        c.port,
-                        c.socket_dir().display(),
-                        c.cluster_dir.join("data").display()
-                    ),
-                    None => println!("not running"),
-                },
-                DbAction::Stop => {
-                    let stopped = tokio::task::spawn_blocking(move || cluster::stop(&opts)).await??;
-                    println!("{}", if stopped { "stopped" } else { "not running" });
+                DbAction::Status => {
+                    match tokio::task::spawn_blocking(move || cluster::status(&opts)).await?? {
+                        Some(c) => println!(
+                            "running: port {} on 127.0.0.1, socket dir {}, data {}",
+                            c.port,
+                            c.socket_dir().display(),
+                            c.cluster_dir.join("data").display()
+                        ),
+                        None => println!("not running"),
+                    }
+                }
+                DbAction::Stop { all } => {
+                    let mut clusters = vec![opts];
+                    if all {
+                        clusters.push(ClusterOptions::test(config.data_dir.clone()));
+                    }
+                    for opts in clusters {
+                        let name = opts.name.clone();
+                        let stopped =
+                            tokio::task::spawn_blocking(move || cluster::stop(&opts)).await??;
+                        println!(
+                            "{name}: {}",
+                            if stopped { "stopped" } else { "not running" }
+                        );
+                    }
                 }
             }
             Ok(())

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use actix_web::HttpServer;
 use actix_web::dev::{Server, ServerHandle};
 use nexus_adapters_http::{AppState, HttpSettings, Metrics, build_app};
-use nexus_adapters_postgres::pool::{PgPool, PoolSettings, build_pool};
 use nexus_adapters_postgres::PgProbe;
+use nexus_adapters_postgres::pool::{PgPool, PoolSettings, build_pool};
 use nexus_application::HealthService;
 
 use crate::config::Config;
@@ -48,9 +48,15 @@ impl Application {
         };
         let pool = build_pool(&url, &pool_settings)?;
 
-        let health = Arc::new(HealthService::new(PgProbe::new(pool.clone(), config.db_acquire_timeout)));
+        let health = Arc::new(HealthService::new(PgProbe::new(
+            pool.clone(),
+            config.db_acquire_timeout,
+        )));
         let metrics = Arc::new(Metrics::new()?);
-        let settings = HttpSettings { body_limit: config.body_limit, hsts: config.hsts };
+        let settings = HttpSettings {
+            body_limit: config.body_limit,
+            hsts: config.hsts,
+        };
         let mut state = AppState::new(health, metrics, settings);
         if let Some(extra) = extra_routes {
             state = state.with_extra_routes(extra);
@@ -63,7 +69,12 @@ impl Application {
             .shutdown_timeout(config.shutdown_timeout.as_secs())
             .listen(listener)?
             .run();
-        Ok(Self { server, port, pool, location })
+        Ok(Self {
+            server,
+            port,
+            pool,
+            location,
+        })
     }
 
     #[must_use]

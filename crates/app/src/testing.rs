@@ -30,7 +30,9 @@ pub fn test_config(db: &TestDatabase) -> Config {
     let mut config = Config::from_lookup(|_| None).expect("default configuration");
     config.database_url = Some(Secret::new(db.url().to_owned()));
     config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.jwt_secret = Some(Secret::new("test-secret-that-is-long-enough-for-hs256".into()));
+    config.jwt_secret = Some(Secret::new(
+        "test-secret-that-is-long-enough-for-hs256".into(),
+    ));
     config.db_pool_size = 4;
     config.db_acquire_timeout = Duration::from_millis(500);
     config.workers = 1;
@@ -54,12 +56,21 @@ impl TestApp {
         let db = TestDatabase::create().await;
         let mut config = test_config(&db);
         adjust(&mut config);
-        let app = Application::build_with(&config, extra_routes).await.expect("building the app");
+        let app = Application::build_with(&config, extra_routes)
+            .await
+            .expect("building the app");
         let port = app.port();
         let pool = app.pool();
         let handle = app.handle();
         let server = tokio::spawn(app.run_until_stopped());
-        Self { address: format!("http://127.0.0.1:{port}"), port, pool, handle, db, server }
+        Self {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            pool,
+            handle,
+            db,
+            server,
+        }
     }
 
     #[must_use]

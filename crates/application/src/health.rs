@@ -57,7 +57,10 @@ mod tests {
     #[tokio::test]
     async fn ready_when_the_database_answers() {
         let mut probe = MockDatabaseProbe::new();
-        probe.expect_ping().times(1).returning(|| Box::pin(async { Ok(()) }));
+        probe
+            .expect_ping()
+            .times(1)
+            .returning(|| Box::pin(async { Ok(()) }));
         let service = HealthService::new(probe);
         assert!(matches!(service.readiness().await, Readiness::Ready));
     }
@@ -65,9 +68,9 @@ mod tests {
     #[tokio::test]
     async fn not_ready_carries_the_reason() {
         let mut probe = MockDatabaseProbe::new();
-        probe
-            .expect_ping()
-            .returning(|| Box::pin(async { Err(StoreError::PoolExhausted(Duration::from_millis(5))) }));
+        probe.expect_ping().returning(|| {
+            Box::pin(async { Err(StoreError::PoolExhausted(Duration::from_millis(5))) })
+        });
         let service = HealthService::new(probe);
         assert!(matches!(
             service.readiness().await,
@@ -78,7 +81,12 @@ mod tests {
     #[test]
     fn pool_stats_come_from_the_probe() {
         let mut probe = MockDatabaseProbe::new();
-        let stats = PoolStats { max_size: 4, size: 2, available: 1, waiting: 0 };
+        let stats = PoolStats {
+            max_size: 4,
+            size: 2,
+            available: 1,
+            waiting: 0,
+        };
         probe.expect_pool_stats().return_const(stats);
         assert_eq!(HealthService::new(probe).pool_stats(), stats);
     }

@@ -16,7 +16,11 @@ pub async fn middleware(
     let res = match next.call(req).await {
         Ok(res) => res.map_into_boxed_body(),
         Err(err) if err.as_error::<Rendered>().is_some() => return Err(err),
-        Err(err) => return Err(for_status(err.as_response_error().status_code()).render_detached().into()),
+        Err(err) => {
+            return Err(for_status(err.as_response_error().status_code())
+                .render_detached()
+                .into());
+        }
     };
     let is_problem = res
         .headers()

@@ -30,7 +30,8 @@ fn accept_client_id(value: &HeaderValue) -> Option<String> {
     // Echo only ids that cannot smuggle anything into logs or headers.
     let sane = !s.is_empty()
         && s.len() <= 128
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
     sane.then(|| s.to_owned())
 }
 
@@ -45,15 +46,27 @@ pub async fn middleware(
         .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
     let metrics = req.app_data::<Data<Metrics>>().cloned();
     let method = req.method().clone();
-    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %req.path());
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %method, path = %req.path());
     let started = Instant::now();
 
-    let result = REQUEST_ID.scope(id.clone(), next.call(req)).instrument(span.clone()).await;
+    let result = REQUEST_ID
+        .scope(id.clone(), next.call(req))
+        .instrument(span.clone())
+        .await;
     let elapsed = started.elapsed();
     let (status, route) = match &result {
-        Ok(res) => (res.status(), res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned())),
+        Ok(res) => (
+            res.status(),
+            res.request()
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".to_owned()),
+        ),
         // Errors reaching this far were rendered with the id already (see `panic`).
-        Err(err) => (err.as_response_error().status_code(), "unmatched".to_owned()),
+        Err(err) => (
+            err.as_response_error().status_code(),
+            "unmatched".to_owned(),
+        ),
     };
     span.in_scope(|| {
         tracing::info!(status = status.as_u16(), route = %route, latency_ms = elapsed.as_secs_f64() * 1e3, "request handled");
@@ -74,10 +87,19 @@ mod tests {
 
     #[test]
     fn only_sane_client_ids_are_echoed() {
-        assert_eq!(accept_client_id(&HeaderValue::from_static("abc-123_x.y:z")), Some("abc-123_x.y:z".into()));
-        assert_eq!(accept_client_id(&HeaderValue::from_static("has space")), None);
+        assert_eq!(
+            accept_client_id(&HeaderValue::from_static("abc-123_x.y:z")),
+            Some("abc-123_x.y:z".into())
+        );
+        assert_eq!(
+            accept_client_id(&HeaderValue::from_static("has space")),
+            None
+        );
         assert_eq!(accept_client_id(&HeaderValue::from_static("")), None);
         let long = "a".repeat(129);
-        assert_eq!(accept_client_id(&HeaderValue::from_str(&long).unwrap()), None);
+        assert_eq!(
+            accept_client_id(&HeaderValue::from_str(&long).unwrap()),
+            None
+        );
     }
 }

@@ -8,7 +8,10 @@ pub fn default_headers(hsts: bool) -> DefaultHeaders {
         .add(("X-Frame-Options", "DENY"))
         .add(("Cache-Control", "no-store"));
     if hsts {
-        headers.add(("Strict-Transport-Security", "max-age=63072000; includeSubDomains"))
+        headers.add((
+            "Strict-Transport-Security",
+            "max-age=63072000; includeSubDomains",
+        ))
     } else {
         headers
     }

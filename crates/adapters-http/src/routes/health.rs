@@ -40,7 +40,9 @@ pub async fn live() -> web::Json<HealthStatus> {
     )
 )]
 #[get("/health/ready")]
-pub async fn ready(health: web::Data<dyn HealthUseCases>) -> Result<web::Json<HealthStatus>, ApiError> {
+pub async fn ready(
+    health: web::Data<dyn HealthUseCases>,
+) -> Result<web::Json<HealthStatus>, ApiError> {
     match health.readiness().await {
         Readiness::Ready => Ok(web::Json(HealthStatus { status: "ok" })),
         Readiness::NotReady(err) => Err(ApiError::from(err)),
@@ -56,10 +58,15 @@ pub async fn ready(health: web::Data<dyn HealthUseCases>) -> Result<web::Json<He
                content_type = "text/plain; version=0.0.4"))
 )]
 #[get("/metrics")]
-pub async fn metrics(metrics: web::Data<Metrics>, health: web::Data<dyn HealthUseCases>) -> HttpResponse {
+pub async fn metrics(
+    metrics: web::Data<Metrics>,
+    health: web::Data<dyn HealthUseCases>,
+) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(ContentType(
-            "text/plain; version=0.0.4; charset=utf-8".parse().unwrap_or(mime_plain()),
+            "text/plain; version=0.0.4; charset=utf-8"
+                .parse()
+                .unwrap_or(mime_plain()),
         ))
         .body(metrics.render(health.pool_stats()))
 }

@@ -1,0 +1,90 @@
+//! The `nexus` binary as an operator runs it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nexus_adapters_postgres::testing::TestDatabase;
+
+const BIN: &str = env!("CARGO_BIN_EXE_nexus");
+
+#[test]
+fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
+    let out = Command::new(BIN)
+        .env("NEXUS_DB_POOL_SIZE", "many")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("NEXUS_DB_POOL_SIZE must be a whole number from 1 to 1000"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn openapi_prints_the_committed_spec() {
+    let out = Command::new(BIN).arg("openapi").output().unwrap();
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../openapi/openapi.json"
+    ))
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        committed,
+        "run `just openapi` to refresh the spec"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly_with_exit_code_zero() {
+    let db = TestDatabase::create().await;
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("DATABASE_URL", db.url())
+        .env("NEXUS_BIND", "127.0.0.1:0")
+        .env("NEXUS_WORKERS", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("listening on"))
+    })
+    .await
+    .unwrap()
+    .expect("the banner names the address");
+    let address = line.rsplit(' ').next().unwrap().to_owned();
+    let res = reqwest::get(format!("{address}/health/ready"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "did not stop after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+}

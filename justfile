@@ -1,0 +1,36 @@
+# NEXUS developer tasks. `just --list` shows them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Serve on 127.0.0.1:8080 (private PostgreSQL unless DATABASE_URL is set)
+run *ARGS:
+    cargo run --release -p nexus-app -- serve {{ARGS}}
+
+# The whole test suite (what CI runs)
+test *ARGS:
+    cargo test --workspace {{ARGS}}
+
+# Formatting and clippy, as CI checks them
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+    cargo fmt --all
+
+# Rewrite openapi/openapi.json from the code, then type-check the TS client and lint the spec
+openapi:
+    cargo run -q -p nexus-app -- openapi --output openapi/openapi.json
+    bash openapi/client-check/check.sh
+
+# Apply pending migrations
+migrate:
+    cargo run -q -p nexus-app -- migrate
+
+# Stop the private PostgreSQL clusters (dev and test)
+db-stop:
+    cargo run -q -p nexus-app -- db stop --all
+
+# Everything CI does, locally
+ci:
+    bash .ci/run

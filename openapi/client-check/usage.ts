@@ -1,0 +1,105 @@
+// Type-level proof that a frontend can consume the NEXUS API through a client
+// generated from the committed spec (openapi/openapi.json) with
+// openapi-typescript + openapi-fetch.
+//
+// This file is only type-checked by `tsc` (see check.sh); it is never executed
+// and performs no network calls. `./generated/schema` is produced at check time
+// and is git-ignored.
+//
+// Later issues extend this file as operations appear in the spec: add one
+// function per new operation that calls it through `client` and reads at least
+// one real field of its success and error bodies, so that renaming a path or a
+// field in the Rust code breaks this check. Keep the `@ts-expect-error` probes
+// at the bottom: they fail if the generated types ever degrade to `any`.
+
+import createClient from "openapi-fetch";
+import type { components, paths } from "./generated/schema";
+
+export type Problem = components["schemas"]["Problem"];
+export type FieldError = components["schemas"]["FieldError"];
+export type HealthStatus = components["schemas"]["HealthStatus"];
+
+export function makeClient(baseUrl: string) {
+  return createClient<paths>({ baseUrl });
+}
+
+export type NexusClient = ReturnType<typeof makeClient>;
+
+/** Renders a problem document the way a UI would, using every field of `Problem`. */
+export function describeProblem(problem: Problem): string {
+  const fields: readonly FieldError[] = problem.errors ?? [];
+  const perField = fields.map((e) => `${e.field}: ${e.message} (${e.code})`);
+  const request = problem.requestId != null ? ` [request ${problem.requestId}]` : "";
+  return (
+    `${problem.status} ${problem.title} — ${problem.detail} ` +
+    `(code ${problem.code}, type ${problem.type})${request}` +
+    (perField.length > 0 ? `: ${perField.join("; ")}` : "")
+  );
+}
+
+/** GET /health/live — 200 only. */
+export async function liveness(client: NexusClient): Promise<string> {
+  const { data, response } = await client.GET("/health/live");
+  if (data === undefined) {
+    throw new Error(`liveness: unexpected HTTP ${response.status}`);
+  }
+  const body: HealthStatus = data;
+  return body.state;
+}
+
+export type Readiness =
+  | { ready: true; status: string }
+  | { ready: false; code: string; problem: Problem; retryAfterSeconds: number | null };
+
+/** GET /health/ready — 200, or 503 with an application/problem+json body. */
+export async function readiness(client: NexusClient): Promise<Readiness> {
+  const { data, error, response } = await client.GET("/health/ready");
+  if (error !== undefined) {
+    // `error` is typed as the 503 `Problem`; switch on its stable `code`.
+    const retryAfter = response.headers.get("Retry-After");
+    return {
+      ready: false,
+      code: error.code,
+      problem: error,
+      retryAfterSeconds: retryAfter === null ? null : Number(retryAfter),
+    };
+  }
+  return { ready: true, status: data.status };
+}
+
+/** GET /metrics — Prometheus text, so parse the body as text, not JSON. */
+export async function metrics(client: NexusClient): Promise<string> {
+  const { data, response } = await client.GET("/metrics", { parseAs: "text" });
+  if (data === undefined) {
+    throw new Error(`metrics: unexpected HTTP ${response.status}`);
+  }
+  const text: string = data;
+  return text;
+}
+
+// ---------------------------------------------------------------------------
+// Negative probes: each line below MUST be a type error. If the generated
+// types degraded to `any` (or a path/field silently appeared), the directive
+// would be unused and `tsc` would fail.
+// ---------------------------------------------------------------------------
+export async function probes(client: NexusClient): Promise<void> {
+  // @ts-expect-error -- not a path of the spec
+  await client.GET("/health/alive");
+  // @ts-expect-error -- /health/live has no POST operation
+  await client.POST("/health/live");
+
+  const live = await client.GET("/health/live");
+  if (live.data !== undefined) {
+    // @ts-expect-error -- HealthStatus has no `healthy` field
+    void live.data.healthy;
+  }
+
+  const ready = await client.GET("/health/ready");
+  if (ready.error !== undefined) {
+    // @ts-expect-error -- Problem has `code`, not `errorCode`
+    void ready.error.errorCode;
+    // @ts-expect-error -- `status` is an integer, not a string
+    const s: string = ready.error.status;
+    void s;
+  }
+}

@@ -44,7 +44,7 @@ export async function liveness(client: NexusClient): Promise<string> {
     throw new Error(`liveness: unexpected HTTP ${response.status}`);
   }
   const body: HealthStatus = data;
-  return body.state;
+  return body.status;
 }
 
 export type Readiness =

@@ -61,6 +61,18 @@ id_type!(
     /// One entry of the event outbox.
     EventId
 );
+id_type!(
+    /// A login session (one refresh-token family).
+    SessionId
+);
+id_type!(
+    /// An organization API key.
+    ApiKeyId
+);
+id_type!(
+    /// A pending invitation to join an organization.
+    InvitationId
+);
 
 #[cfg(test)]
 mod tests {

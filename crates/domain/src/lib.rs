@@ -3,8 +3,15 @@
 //! Nothing in this crate performs IO, spawns tasks or reads the clock: callers pass
 //! `now` and fresh ids in, so every rule is testable as a plain function.
 
+pub mod actor;
 pub mod event;
 pub mod ids;
+pub mod membership;
+pub mod organization;
+pub mod rbac;
+pub mod values;
 
+pub use actor::{Actor, Forbidden, Principal};
 pub use event::{DomainEvent, EventActor, EventType};
-pub use ids::{EventId, OrgId, UserId};
+pub use ids::{ApiKeyId, EventId, InvitationId, OrgId, SessionId, UserId};
+pub use rbac::{Action, Resource, Role};

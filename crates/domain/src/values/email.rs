@@ -1,0 +1,105 @@
+use serde::{Deserialize, Serialize};
+
+/// A syntactically valid email address, trimmed and lower-cased, so that equality is
+/// the case-insensitive uniqueness the rules ask for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct EmailAddress(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EmailError {
+    #[error("an email address is required")]
+    Empty,
+    #[error("an email address is at most 254 characters")]
+    TooLong,
+    #[error("not a valid email address")]
+    Invalid,
+}
+
+impl EmailError {
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::Empty => "required",
+            Self::TooLong => "too_long",
+            Self::Invalid => "invalid_format",
+        }
+    }
+}
+
+impl EmailAddress {
+    /// # Errors
+    /// Empty, longer than 254 characters, or not `local@domain.tld`.
+    pub fn parse(raw: &str) -> Result<Self, EmailError> {
+        let s = raw.trim();
+        if s.is_empty() {
+            return Err(EmailError::Empty);
+        }
+        if s.len() > 254 {
+            return Err(EmailError::TooLong);
+        }
+        let (local, domain) = s.rsplit_once('@').ok_or(EmailError::Invalid)?;
+        let local_ok = !local.is_empty()
+            && local.len() <= 64
+            && !local.starts_with('.')
+            && !local.ends_with('.')
+            && !local.contains("..")
+            && local.chars().all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+        let labels: Vec<&str> = domain.split('.').collect();
+        let domain_ok = labels.len() >= 2
+            && labels.iter().all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+            })
+            && labels.last().is_some_and(|tld| tld.len() >= 2 && !tld.chars().all(|c| c.is_ascii_digit()));
+        if !(local_ok && domain_ok) {
+            return Err(EmailError::Invalid);
+        }
+        Ok(Self(s.to_lowercase()))
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for EmailAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_case_and_whitespace() {
+        let a = EmailAddress::parse("  Ada.Lovelace@Example.COM ").unwrap();
+        assert_eq!(a.as_str(), "ada.lovelace@example.com");
+        assert_eq!(a, EmailAddress::parse("ada.lovelace@example.com").unwrap());
+        assert!(EmailAddress::parse("o'brien+crm@mail.example.ie").is_ok());
+        assert!(EmailAddress::parse("josé@exämple.de").is_ok());
+    }
+
+    #[test]
+    fn rejects_what_is_not_an_address() {
+        for bad in ["plain", "@example.com", "a@", "a@b", "a@@b.com", "a@b..com", ".a@b.com", "a b@c.com", "a@-b.com", "a@1.23"] {
+            assert_eq!(EmailAddress::parse(bad), Err(EmailError::Invalid), "{bad}");
+        }
+        assert_eq!(EmailAddress::parse("   "), Err(EmailError::Empty));
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert_eq!(EmailAddress::parse(&long), Err(EmailError::TooLong));
+    }
+}

@@ -152,6 +152,12 @@ impl ApiError {
     }
 }
 
+impl From<nexus_domain::Forbidden> for ApiError {
+    fn from(_: nexus_domain::Forbidden) -> Self {
+        Self::forbidden()
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         Self::from_store(&err)

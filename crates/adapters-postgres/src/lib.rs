@@ -5,6 +5,7 @@ pub mod admin;
 pub mod cluster;
 pub mod error;
 pub mod migrate;
+pub mod outbox;
 pub mod pool;
 pub mod probe;
 pub mod schema;

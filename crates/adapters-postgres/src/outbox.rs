@@ -1,0 +1,42 @@
+//! Appending domain events to the outbox, always inside the caller's transaction, so no
+//! event is written without its row and no row without its event.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use nexus_domain::DomainEvent;
+
+use crate::schema::events;
+
+#[derive(Insertable)]
+#[diesel(table_name = events)]
+struct NewEvent<'a> {
+    id: uuid::Uuid,
+    organization_id: uuid::Uuid,
+    event_type: &'a str,
+    occurred_at: chrono::DateTime<chrono::Utc>,
+    actor: serde_json::Value,
+    payload: &'a serde_json::Value,
+}
+
+/// Inserts `events` on `conn`, which must be inside the transaction of the change.
+///
+/// # Errors
+/// Database failures (the caller's transaction then rolls back).
+pub async fn append(conn: &mut AsyncPgConnection, batch: &[DomainEvent]) -> Result<(), diesel::result::Error> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<NewEvent<'_>> = batch
+        .iter()
+        .map(|e| NewEvent {
+            id: e.id.as_uuid(),
+            organization_id: e.organization_id.as_uuid(),
+            event_type: e.event_type.as_str(),
+            occurred_at: e.occurred_at,
+            actor: serde_json::to_value(&e.actor).unwrap_or(serde_json::Value::Null),
+            payload: &e.payload,
+        })
+        .collect();
+    diesel::insert_into(events::table).values(&rows).execute(conn).await?;
+    Ok(())
+}

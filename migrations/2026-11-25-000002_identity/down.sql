@@ -1,0 +1,10 @@
+DROP TABLE IF EXISTS rate_limits;
+DROP TABLE IF EXISTS mail_outbox;
+DROP TABLE IF EXISTS password_resets;
+DROP TABLE IF EXISTS invitations;
+DROP TABLE IF EXISTS api_keys;
+DROP TABLE IF EXISTS refresh_tokens;
+DROP TABLE IF EXISTS sessions;
+DROP TABLE IF EXISTS memberships;
+DROP TABLE IF EXISTS organizations;
+DROP TABLE IF EXISTS users;

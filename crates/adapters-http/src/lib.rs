@@ -150,11 +150,12 @@ pub fn build_app(
         .wrap(from_fn(middleware::problem_fallback::middleware))
         .wrap(middleware::security_headers::default_headers(settings.hsts))
         .wrap(from_fn(middleware::request_id::middleware))
+        // Before the `/api/v1` scope, which would otherwise claim `/api/v1/openapi.json`.
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/api/v1/openapi.json", (*state.spec).clone()))
         .into_utoipa_app()
         .configure(api_routes)
         .split_for_parts();
     app.route("/docs", web::get().to(docs_redirect))
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/api/v1/openapi.json", (*state.spec).clone()))
         .configure(|cfg| {
             if let Some(extra) = extra {
                 extra(cfg);

@@ -34,3 +34,7 @@ db-stop:
 # Everything CI does, locally
 ci:
     bash .ci/run
+
+# Benchmarks (release build, loopback only, bounded in time); see docs/benchmarks.md
+bench:
+    cargo bench -p nexus-app --bench auth

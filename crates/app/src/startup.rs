@@ -166,6 +166,12 @@ impl Application {
         self.pool.clone()
     }
 
+    /// The authentication use cases (benchmarks call them in-process).
+    #[must_use]
+    pub fn auth(&self) -> Arc<dyn AuthUseCases> {
+        self.auth.clone()
+    }
+
     /// A handle to stop the server gracefully from elsewhere.
     #[must_use]
     pub fn handle(&self) -> ServerHandle {

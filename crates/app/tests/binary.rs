@@ -104,14 +104,22 @@ async fn seed_demo_creates_a_working_owner_login_once() {
             .unwrap()
     };
     let first = seed();
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     let line = String::from_utf8(first.stdout).unwrap();
     let creds = line.trim().rsplit("log in as ").next().unwrap().to_owned();
     let (email, password) = creds.split_once(" / ").unwrap();
     assert_eq!(email, "demo@nexus.local");
     assert!(password.len() >= 32);
     let second = seed();
-    assert_eq!(String::from_utf8(second.stdout).unwrap(), line, "idempotent, same credentials");
+    assert_eq!(
+        String::from_utf8(second.stdout).unwrap(),
+        line,
+        "idempotent, same credentials"
+    );
 
     // The printed login works against a server on the same database.
     let mut child = Command::new(BIN)
@@ -125,7 +133,10 @@ async fn seed_demo_creates_a_working_owner_login_once() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let banner = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout).lines().map_while(Result::ok).find(|l| l.contains("listening on"))
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("listening on"))
     })
     .await
     .unwrap()
@@ -137,7 +148,9 @@ async fn seed_demo_creates_a_working_owner_login_once() {
         .send()
         .await
         .unwrap();
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&data_dir);
     assert_eq!(res.status(), 200);

@@ -8,6 +8,7 @@ pub mod migrate;
 pub mod outbox;
 pub mod pool;
 pub mod probe;
+pub mod repo;
 pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -68,3 +68,25 @@ pub fn build_pool(url: &str, settings: &PoolSettings) -> anyhow::Result<PgPool> 
         .runtime(deadpool::Runtime::Tokio1)
         .build()?)
 }
+
+/// The pool plus the acquire timeout that error mapping reports.
+#[derive(Clone)]
+pub struct Db {
+    pub pool: PgPool,
+    pub acquire_timeout: Duration,
+}
+
+impl Db {
+    #[must_use]
+    pub const fn new(pool: PgPool, acquire_timeout: Duration) -> Self {
+        Self { pool, acquire_timeout }
+    }
+
+    /// A pooled connection, or 503-worthy errors.
+    ///
+    /// # Errors
+    /// [`nexus_ports::StoreError::PoolExhausted`] or `Unavailable`.
+    pub async fn conn(&self) -> Result<PgConn, nexus_ports::StoreError> {
+        self.pool.get().await.map_err(|e| crate::error::from_pool(e, self.acquire_timeout))
+    }
+}

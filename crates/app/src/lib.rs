@@ -2,6 +2,7 @@
 //! start the real application in-process.
 
 pub mod config;
+pub mod crypto;
 pub mod database;
 pub mod startup;
 pub mod telemetry;

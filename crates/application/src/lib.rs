@@ -2,6 +2,12 @@
 //! Each service also implements a dyn-compatible use-case trait so the HTTP layer can
 //! hold it as `Arc<dyn ..>` (actix handlers cannot be generic).
 
+pub mod auth;
+pub mod error;
 pub mod health;
+pub mod team;
 
+pub use auth::{AuthService, AuthSettings, AuthUseCases, ClientMeta, IssuedTokens};
+pub use error::{AppError, FieldIssue};
 pub use health::{HealthService, HealthUseCases, Readiness};
+pub use team::{TeamService, TeamUseCases};

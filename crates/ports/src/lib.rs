@@ -8,7 +8,10 @@ pub mod clock;
 pub mod contacts;
 pub mod error;
 pub mod health;
+pub mod identity;
 pub mod ids;
+pub mod security;
+pub mod team;
 
 pub use clock::{Clock, SystemClock};
 pub use contacts::{ContactRepository, CustomFieldRepository};

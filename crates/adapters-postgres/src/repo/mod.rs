@@ -2,11 +2,31 @@
 
 pub mod contacts;
 pub mod custom_fields;
+pub mod identity;
+pub mod mailer;
+pub mod rate_limit;
+pub mod team;
 
 pub use contacts::PgContactRepository;
 pub use custom_fields::PgCustomFieldRepository;
 
 use diesel::result::{DatabaseErrorKind, Error};
+use nexus_domain::Role;
+use nexus_ports::StoreError;
+
+/// Roles are stored as their wire names; anything else is a corrupt row.
+pub(crate) fn role(s: &str) -> Result<Role, StoreError> {
+    Role::parse(s).ok_or_else(|| StoreError::Other(anyhow::anyhow!("unknown role {s:?} in the database")))
+}
+
+/// Whether `err` is a unique violation of `constraint`.
+pub(crate) fn is_unique_violation(err: &diesel::result::Error, constraint: &str) -> bool {
+    matches!(
+        err,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info)
+            if info.constraint_name() == Some(constraint)
+    )
+}
 
 /// The constraint a unique violation names, if that is what `err` is.
 pub(crate) fn unique_violation(err: &Error) -> Option<&str> {

@@ -1,0 +1,519 @@
+//! Registration, login, sessions with rotating refresh tokens, passwords, and turning a
+//! presented credential into an [`Actor`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use nexus_domain::organization::OrganizationName;
+use nexus_domain::values::{EmailAddress, Password};
+use nexus_domain::{Actor, ApiKeyId, DomainEvent, EventActor, EventId, EventType, OrgId, Principal, Role, SessionId, UserId};
+use nexus_ports::identity::{IdentityStore, MembershipRecord, NewSession, NewUser, RegisterError, Registration, RotateOutcome, UserRecord};
+use nexus_ports::security::{AccessClaims, Mail, Mailer, PasswordHasher, RateDecision, RateLimiter, SecretGenerator, TokenCodec, TokenError};
+use nexus_ports::team::TeamStore;
+use nexus_ports::{Clock, IdGenerator};
+
+use crate::error::{AppError, Issues, digest, person_name};
+
+/// Limits and lifetimes of authentication.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub refresh_ttl: Duration,
+    /// A refresh token spent this recently by a concurrent request is "superseded", not
+    /// "reused": parallel tabs must not revoke their own session.
+    pub refresh_reuse_grace: Duration,
+    pub reset_ttl: Duration,
+    pub login_failures_per_email: u32,
+    pub login_failures_per_ip: u32,
+    pub login_failure_window: Duration,
+    pub registrations_per_ip: u32,
+    pub password_resets_per_ip: u32,
+    pub per_ip_window: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            refresh_ttl: Duration::from_secs(7 * 24 * 3600),
+            refresh_reuse_grace: Duration::from_secs(5),
+            reset_ttl: Duration::from_secs(3600),
+            login_failures_per_email: 5,
+            login_failures_per_ip: 50,
+            login_failure_window: Duration::from_secs(15 * 60),
+            registrations_per_ip: 20,
+            password_resets_per_ip: 20,
+            per_ip_window: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Where a request came from, for sessions, limits and the audit trail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegisterCommand {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+    pub organization_name: String,
+}
+
+/// Tokens handed to a client after login, registration, refresh or switching.
+#[derive(Debug, Clone)]
+pub struct IssuedTokens {
+    pub access_token: String,
+    /// `None` when the session continues with the refresh token it has.
+    pub refresh_token: Option<String>,
+    pub expires_in: Duration,
+    pub session_id: SessionId,
+    pub org_id: OrgId,
+    pub role: Role,
+}
+
+/// The caller as `GET /auth/me` shows them.
+#[derive(Debug, Clone)]
+pub struct Me {
+    pub user: UserRecord,
+    pub org_id: OrgId,
+    pub role: Role,
+    pub memberships: Vec<MembershipRecord>,
+    pub via_api_key: Option<ApiKeyId>,
+}
+
+type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, AppError>> + Send + 'a>>;
+
+/// What the HTTP layer calls.
+pub trait AuthUseCases: Send + Sync + 'static {
+    fn register(&self, cmd: RegisterCommand, meta: ClientMeta) -> Fut<'_, IssuedTokens>;
+    fn login(&self, email: String, password: String, meta: ClientMeta) -> Fut<'_, IssuedTokens>;
+    fn refresh(&self, refresh_token: String) -> Fut<'_, IssuedTokens>;
+    fn logout(&self, actor: Actor) -> Fut<'_, ()>;
+    fn me(&self, actor: Actor) -> Fut<'_, Me>;
+    fn switch_organization(&self, actor: Actor, org: OrgId) -> Fut<'_, IssuedTokens>;
+    fn change_password(&self, actor: Actor, current: String, new: String) -> Fut<'_, ()>;
+    /// Checks the address and the per-IP limit; the rest runs in [`Self::deliver_password_reset`].
+    fn request_password_reset(&self, email: String, meta: ClientMeta) -> Fut<'_, EmailAddress>;
+    /// Sends a reset link when the account exists; silent otherwise.
+    fn deliver_password_reset(&self, email: EmailAddress) -> Fut<'_, ()>;
+    fn reset_password(&self, token: String, new_password: String) -> Fut<'_, ()>;
+    /// Turns a bearer credential (access token or API key) into an actor.
+    fn authenticate(&self, credential: String) -> Fut<'_, Actor>;
+    /// Creates the organization and its OWNER without a session (seeding).
+    fn seed_owner(&self, cmd: RegisterCommand) -> Fut<'_, IssuedTokens>;
+}
+
+/// The ports the auth service needs.
+pub struct AuthPorts<I, K, H, T, S, R, M, C, G> {
+    pub identity: I,
+    pub team: K,
+    pub hasher: H,
+    pub tokens: T,
+    pub secrets: S,
+    pub limiter: R,
+    pub mailer: M,
+    pub clock: C,
+    pub ids: G,
+}
+
+pub struct AuthService<I, K, H, T, S, R, M, C, G> {
+    p: AuthPorts<I, K, H, T, S, R, M, C, G>,
+    settings: AuthSettings,
+}
+
+pub const API_KEY_PREFIX: &str = "nx_live_";
+
+fn ttl(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+fn limited(decision: RateDecision) -> Result<(), AppError> {
+    match decision {
+        RateDecision::Allowed => Ok(()),
+        RateDecision::Limited { retry_after } => Err(AppError::RateLimited { retry_after }),
+    }
+}
+
+impl<I, K, H, T, S, R, M, C, G> AuthService<I, K, H, T, S, R, M, C, G>
+where
+    I: IdentityStore,
+    K: TeamStore,
+    H: PasswordHasher,
+    T: TokenCodec,
+    S: SecretGenerator,
+    R: RateLimiter,
+    M: Mailer,
+    C: Clock,
+    G: IdGenerator,
+{
+    pub const fn new(ports: AuthPorts<I, K, H, T, S, R, M, C, G>, settings: AuthSettings) -> Self {
+        Self { p: ports, settings }
+    }
+
+    fn access_token(&self, user: UserId, org: OrgId, role: Role, session: SessionId) -> Result<String, AppError> {
+        let now = self.p.clock.now();
+        let claims = AccessClaims {
+            user_id: user,
+            org_id: org,
+            role,
+            session_id: session,
+            token_id: self.p.ids.new_id(),
+            issued_at: now,
+            expires_at: now + ttl(self.p.tokens.access_ttl()),
+        };
+        self.p.tokens.issue(&claims).map_err(|e| AppError::Store(e.into()))
+    }
+
+    fn new_session(&self, user: UserId, org: OrgId, meta: &ClientMeta) -> (NewSession, String) {
+        let refresh = self.p.secrets.token();
+        let session = NewSession {
+            id: SessionId::from_uuid(self.p.ids.new_id()),
+            user_id: user,
+            org_id: org,
+            expires_at: self.p.clock.now() + ttl(self.settings.refresh_ttl),
+            refresh_hash: digest(&refresh),
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.clone(),
+        };
+        (session, refresh)
+    }
+
+    fn tokens(&self, session: &NewSession, refresh: String, role: Role) -> Result<IssuedTokens, AppError> {
+        Ok(IssuedTokens {
+            access_token: self.access_token(session.user_id, session.org_id, role, session.id)?,
+            refresh_token: Some(refresh),
+            expires_in: self.p.tokens.access_ttl(),
+            session_id: session.id,
+            org_id: session.org_id,
+            role,
+        })
+    }
+
+    fn member_joined(&self, org: OrgId, user: UserId, role: Role, email: &str) -> DomainEvent {
+        DomainEvent {
+            id: EventId::from_uuid(self.p.ids.new_id()),
+            organization_id: org,
+            event_type: EventType::MemberJoined,
+            occurred_at: self.p.clock.now(),
+            actor: EventActor::User { id: user },
+            payload: serde_json::json!({ "userId": user, "email": email, "role": role }),
+        }
+    }
+
+    /// # Errors
+    /// Validation (all fields at once), rate limits, a taken email (409, nothing written).
+    pub async fn register(&self, cmd: RegisterCommand, meta: ClientMeta) -> Result<IssuedTokens, AppError> {
+        if let Some(ip) = &meta.ip {
+            let key = format!("register:ip:{ip}");
+            limited(self.p.limiter.hit(&key, self.settings.registrations_per_ip, self.settings.per_ip_window).await?)?;
+        }
+        self.create_owner(cmd, meta).await
+    }
+
+    async fn create_owner(&self, cmd: RegisterCommand, meta: ClientMeta) -> Result<IssuedTokens, AppError> {
+        let mut issues = Issues::default();
+        let email = issues.check("email", |e: &nexus_domain::values::email::EmailError| e.code(), EmailAddress::parse(&cmd.email));
+        let password = issues.check("password", |e: &nexus_domain::values::password::PasswordError| e.code(), Password::new(cmd.password));
+        let name = issues.check("name", |e: &crate::error::NameError| e.code(), person_name(&cmd.name));
+        let org_name = issues.check(
+            "organizationName",
+            |e: &nexus_domain::organization::OrganizationNameError| e.code(),
+            OrganizationName::parse(&cmd.organization_name),
+        );
+        issues.finish()?;
+        let (Some(email), Some(password), Some(name), Some(org_name)) = (email, password, name, org_name) else {
+            return Err(AppError::Validation(Vec::new()));
+        };
+        let password_hash = self.p.hasher.hash(password).await?;
+        let user_id = UserId::from_uuid(self.p.ids.new_id());
+        let org_id = OrgId::from_uuid(self.p.ids.new_id());
+        let (session, refresh) = self.new_session(user_id, org_id, &meta);
+        let event = self.member_joined(org_id, user_id, Role::Owner, email.as_str());
+        let registration = Registration {
+            user: NewUser { id: user_id, email, name, password_hash },
+            org_id,
+            org_name: org_name.as_str().to_owned(),
+            slug_stem: org_name.slug_stem(),
+            session: session.clone(),
+            events: vec![event],
+        };
+        match self.p.identity.register(registration).await {
+            Ok(_slug) => self.tokens(&session, refresh, Role::Owner),
+            Err(RegisterError::EmailTaken) => {
+                Err(AppError::conflict("email_taken", "An account with this email address already exists."))
+            }
+            Err(RegisterError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// # Errors
+    /// [`AppError::InvalidCredentials`] for any wrong email/password pair (same answer,
+    /// same time), [`AppError::RateLimited`] after repeated failures.
+    pub async fn login(&self, email: String, password: String, meta: ClientMeta) -> Result<IssuedTokens, AppError> {
+        let normalized = EmailAddress::parse(&email).ok();
+        let email_key = format!("login:email:{}", normalized.as_ref().map_or(email.trim().to_lowercase(), ToString::to_string));
+        let ip_key = meta.ip.as_ref().map(|ip| format!("login:ip:{ip}"));
+        let window = self.settings.login_failure_window;
+        limited(self.p.limiter.peek(&email_key, self.settings.login_failures_per_email, window).await?)?;
+        if let Some(key) = &ip_key {
+            limited(self.p.limiter.peek(key, self.settings.login_failures_per_ip, window).await?)?;
+        }
+
+        let user = match &normalized {
+            Some(e) => self.p.identity.user_by_email(e).await?,
+            None => None,
+        };
+        // Any password that cannot be valid still spends a full verification.
+        let candidate = Password::new(password).or_else(|_| Password::new("\u{0}".repeat(8)));
+        let matched = match candidate {
+            Ok(p) => self.p.hasher.verify(p, user.as_ref().map(|u| u.password_hash.clone())).await?,
+            Err(_) => false,
+        };
+        let Some(user) = user.filter(|_| matched) else {
+            self.p.limiter.hit(&email_key, u32::MAX, window).await?;
+            if let Some(key) = &ip_key {
+                self.p.limiter.hit(key, u32::MAX, window).await?;
+            }
+            return Err(AppError::InvalidCredentials);
+        };
+        self.p.limiter.reset(&email_key).await?;
+
+        let memberships = self.p.identity.memberships(user.id).await?;
+        let Some(first) = memberships.first() else {
+            return Err(AppError::Forbidden("no_membership"));
+        };
+        let (session, refresh) = self.new_session(user.id, first.org_id, &meta);
+        self.p.identity.create_session(session.clone()).await?;
+        self.tokens(&session, refresh, first.role)
+    }
+
+    /// # Errors
+    /// 401 for unknown, expired, superseded or reused tokens (reuse revokes the family).
+    pub async fn refresh(&self, presented: String) -> Result<IssuedTokens, AppError> {
+        let replacement = self.p.secrets.token();
+        let outcome = self
+            .p
+            .identity
+            .rotate_refresh(digest(&presented), digest(&replacement), self.settings.refresh_reuse_grace)
+            .await?;
+        match outcome {
+            RotateOutcome::Rotated { session_id, user_id, org_id } => {
+                let Some(role) = self.p.identity.session_role(session_id, user_id, org_id).await? else {
+                    return Err(AppError::Unauthenticated("invalid_refresh_token"));
+                };
+                Ok(IssuedTokens {
+                    access_token: self.access_token(user_id, org_id, role, session_id)?,
+                    refresh_token: Some(replacement),
+                    expires_in: self.p.tokens.access_ttl(),
+                    session_id,
+                    org_id,
+                    role,
+                })
+            }
+            RotateOutcome::Superseded => Err(AppError::Unauthenticated("refresh_token_superseded")),
+            RotateOutcome::Reused => {
+                tracing::warn!("refresh token reuse detected; session family revoked");
+                Err(AppError::Unauthenticated("refresh_token_reused"))
+            }
+            RotateOutcome::Invalid => Err(AppError::Unauthenticated("invalid_refresh_token")),
+        }
+    }
+
+    fn session_of(actor: &Actor) -> Result<(UserId, SessionId), AppError> {
+        match actor.principal {
+            Principal::User { user_id, session_id } => Ok((user_id, session_id)),
+            Principal::ApiKey { .. } => Err(AppError::Forbidden("session_required")),
+        }
+    }
+
+    /// # Errors
+    /// API keys have no session to end (403).
+    pub async fn logout(&self, actor: Actor) -> Result<(), AppError> {
+        let (_, session) = Self::session_of(&actor)?;
+        self.p.identity.revoke_session(session, "logout").await?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// Storage failures; a vanished user is 401.
+    pub async fn me(&self, actor: Actor) -> Result<Me, AppError> {
+        let user = self.p.identity.user(actor.user_id()).await?.ok_or(AppError::Unauthenticated("invalid_token"))?;
+        let memberships = self.p.identity.memberships(user.id).await?;
+        let via_api_key = match actor.principal {
+            Principal::ApiKey { api_key_id, .. } => Some(api_key_id),
+            Principal::User { .. } => None,
+        };
+        Ok(Me { user, org_id: actor.org_id, role: actor.role, memberships, via_api_key })
+    }
+
+    /// # Errors
+    /// 404 when the user is not a member of `org` (another tenant looks missing).
+    pub async fn switch_organization(&self, actor: Actor, org: OrgId) -> Result<IssuedTokens, AppError> {
+        let (user, session) = Self::session_of(&actor)?;
+        let memberships = self.p.identity.memberships(user).await?;
+        let membership = memberships.iter().find(|m| m.org_id == org).ok_or(AppError::NotFound)?;
+        self.p.identity.switch_session(session, org).await?;
+        Ok(IssuedTokens {
+            access_token: self.access_token(user, org, membership.role, session)?,
+            refresh_token: None,
+            expires_in: self.p.tokens.access_ttl(),
+            session_id: session,
+            org_id: org,
+            role: membership.role,
+        })
+    }
+
+    /// # Errors
+    /// 422 for a bad new password, 401-like `InvalidCredentials` for a wrong current one.
+    pub async fn change_password(&self, actor: Actor, current: String, new: String) -> Result<(), AppError> {
+        let (user_id, session) = Self::session_of(&actor)?;
+        let new = Password::new(new).map_err(|e| AppError::invalid("newPassword", e.code(), e.to_string()))?;
+        let user = self.p.identity.user(user_id).await?.ok_or(AppError::Unauthenticated("invalid_token"))?;
+        let current = Password::new(current).map_err(|_| AppError::InvalidCredentials)?;
+        if !self.p.hasher.verify(current, Some(user.password_hash)).await? {
+            return Err(AppError::InvalidCredentials);
+        }
+        let hash = self.p.hasher.hash(new).await?;
+        self.p.identity.set_password(user_id, hash).await?;
+        self.p.identity.revoke_sessions(user_id, None, Some(session), "password_changed").await?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// 422 for an address that cannot be one; 429 past the per-IP limit.
+    pub async fn request_password_reset(&self, email: String, meta: ClientMeta) -> Result<EmailAddress, AppError> {
+        let email = EmailAddress::parse(&email).map_err(|e| AppError::invalid("email", e.code(), e.to_string()))?;
+        if let Some(ip) = &meta.ip {
+            let key = format!("reset:ip:{ip}");
+            limited(self.p.limiter.hit(&key, self.settings.password_resets_per_ip, self.settings.per_ip_window).await?)?;
+        }
+        Ok(email)
+    }
+
+    /// # Errors
+    /// Storage or mail failures.
+    pub async fn deliver_password_reset(&self, email: EmailAddress) -> Result<(), AppError> {
+        let Some(user) = self.p.identity.user_by_email(&email).await? else {
+            return Ok(());
+        };
+        let token = self.p.secrets.token();
+        let expires_at = self.p.clock.now() + ttl(self.settings.reset_ttl);
+        self.p.identity.create_password_reset(user.id, digest(&token), expires_at).await?;
+        self.p
+            .mailer
+            .send(Mail {
+                to: user.email,
+                subject: "Reset your NEXUS password".into(),
+                body: format!(
+                    "Someone asked to reset your password. Use this token within one hour: {token}\n\
+                     If it was not you, ignore this message."
+                ),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// 422 for a bad password or an unknown, used or expired token.
+    pub async fn reset_password(&self, token: String, new_password: String) -> Result<(), AppError> {
+        let password =
+            Password::new(new_password).map_err(|e| AppError::invalid("newPassword", e.code(), e.to_string()))?;
+        let Some(user) = self.p.identity.consume_password_reset(digest(&token)).await? else {
+            return Err(AppError::invalid("token", "invalid_token", "The reset token is unknown, used or expired."));
+        };
+        let hash = self.p.hasher.hash(password).await?;
+        self.p.identity.set_password(user, hash).await?;
+        self.p.identity.revoke_sessions(user, None, None, "password_reset").await?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// 401 with a code saying why.
+    pub async fn authenticate(&self, credential: String) -> Result<Actor, AppError> {
+        if credential.starts_with(API_KEY_PREFIX) {
+            let key = self.p.team.use_api_key(digest(&credential)).await?.ok_or(AppError::Unauthenticated("invalid_api_key"))?;
+            let now: DateTime<Utc> = self.p.clock.now();
+            if key.revoked_at.is_some() {
+                return Err(AppError::Unauthenticated("api_key_revoked"));
+            }
+            if key.expires_at.is_some_and(|at| at <= now) {
+                return Err(AppError::Unauthenticated("api_key_expired"));
+            }
+            return Ok(Actor {
+                principal: Principal::ApiKey { api_key_id: key.id, created_by: key.created_by },
+                org_id: key.org_id,
+                role: key.role,
+            });
+        }
+        let claims = self.p.tokens.verify(&credential).map_err(|e| match e {
+            TokenError::Expired => AppError::Unauthenticated("token_expired"),
+            TokenError::Invalid => AppError::Unauthenticated("invalid_token"),
+        })?;
+        // The session decides, not the token: logout, removal and role changes apply at once.
+        let role = self
+            .p
+            .identity
+            .session_role(claims.session_id, claims.user_id, claims.org_id)
+            .await?
+            .ok_or(AppError::Unauthenticated("session_revoked"))?;
+        Ok(Actor {
+            principal: Principal::User { user_id: claims.user_id, session_id: claims.session_id },
+            org_id: claims.org_id,
+            role,
+        })
+    }
+}
+
+impl<I, K, H, T, S, R, M, C, G> AuthUseCases for AuthService<I, K, H, T, S, R, M, C, G>
+where
+    I: IdentityStore,
+    K: TeamStore,
+    H: PasswordHasher,
+    T: TokenCodec,
+    S: SecretGenerator,
+    R: RateLimiter,
+    M: Mailer,
+    C: Clock,
+    G: IdGenerator,
+{
+    fn register(&self, cmd: RegisterCommand, meta: ClientMeta) -> Fut<'_, IssuedTokens> {
+        Box::pin(Self::register(self, cmd, meta))
+    }
+    fn login(&self, email: String, password: String, meta: ClientMeta) -> Fut<'_, IssuedTokens> {
+        Box::pin(Self::login(self, email, password, meta))
+    }
+    fn refresh(&self, refresh_token: String) -> Fut<'_, IssuedTokens> {
+        Box::pin(Self::refresh(self, refresh_token))
+    }
+    fn logout(&self, actor: Actor) -> Fut<'_, ()> {
+        Box::pin(Self::logout(self, actor))
+    }
+    fn me(&self, actor: Actor) -> Fut<'_, Me> {
+        Box::pin(Self::me(self, actor))
+    }
+    fn switch_organization(&self, actor: Actor, org: OrgId) -> Fut<'_, IssuedTokens> {
+        Box::pin(Self::switch_organization(self, actor, org))
+    }
+    fn change_password(&self, actor: Actor, current: String, new: String) -> Fut<'_, ()> {
+        Box::pin(Self::change_password(self, actor, current, new))
+    }
+    fn request_password_reset(&self, email: String, meta: ClientMeta) -> Fut<'_, EmailAddress> {
+        Box::pin(Self::request_password_reset(self, email, meta))
+    }
+    fn deliver_password_reset(&self, email: EmailAddress) -> Fut<'_, ()> {
+        Box::pin(Self::deliver_password_reset(self, email))
+    }
+    fn reset_password(&self, token: String, new_password: String) -> Fut<'_, ()> {
+        Box::pin(Self::reset_password(self, token, new_password))
+    }
+    fn authenticate(&self, credential: String) -> Fut<'_, Actor> {
+        Box::pin(Self::authenticate(self, credential))
+    }
+    fn seed_owner(&self, cmd: RegisterCommand) -> Fut<'_, IssuedTokens> {
+        Box::pin(self.create_owner(cmd, ClientMeta::default()))
+    }
+}

@@ -20,7 +20,12 @@ pub enum SortField {
 }
 
 impl SortField {
-    pub const ALL: [Self; 4] = [Self::CreatedAt, Self::UpdatedAt, Self::LastName, Self::LeadScore];
+    pub const ALL: [Self; 4] = [
+        Self::CreatedAt,
+        Self::UpdatedAt,
+        Self::LastName,
+        Self::LeadScore,
+    ];
 
     /// The name used in `?sort=` (prefixed by `-` for descending).
     #[must_use]
@@ -42,18 +47,30 @@ pub struct Sort {
 
 impl Sort {
     /// Newest first.
-    pub const DEFAULT: Self = Self { field: SortField::CreatedAt, descending: true };
+    pub const DEFAULT: Self = Self {
+        field: SortField::CreatedAt,
+        descending: true,
+    };
 
     /// Parses `createdAt`, `-createdAt`, ...
     #[must_use]
     pub fn parse(raw: &str) -> Option<Self> {
-        let (descending, name) = raw.strip_prefix('-').map_or((false, raw), |rest| (true, rest));
-        SortField::ALL.into_iter().find(|f| f.as_str() == name).map(|field| Self { field, descending })
+        let (descending, name) = raw
+            .strip_prefix('-')
+            .map_or((false, raw), |rest| (true, rest));
+        SortField::ALL
+            .into_iter()
+            .find(|f| f.as_str() == name)
+            .map(|field| Self { field, descending })
     }
 
     #[must_use]
     pub fn as_param(self) -> String {
-        format!("{}{}", if self.descending { "-" } else { "" }, self.field.as_str())
+        format!(
+            "{}{}",
+            if self.descending { "-" } else { "" },
+            self.field.as_str()
+        )
     }
 }
 
@@ -82,7 +99,10 @@ impl Keyset {
             SortField::LastName => SortValue::Text(contact.fields.last_name.as_str().to_owned()),
             SortField::LeadScore => SortValue::Int(i64::from(contact.lead_score.value())),
         };
-        Self { value, id: contact.id }
+        Self {
+            value,
+            id: contact.id,
+        }
     }
 
     /// Whether this position fits a list sorted by `field`.
@@ -90,8 +110,10 @@ impl Keyset {
     pub const fn fits(&self, field: SortField) -> bool {
         matches!(
             (&self.value, field),
-            (SortValue::Time(_), SortField::CreatedAt | SortField::UpdatedAt)
-                | (SortValue::Text(_), SortField::LastName)
+            (
+                SortValue::Time(_),
+                SortField::CreatedAt | SortField::UpdatedAt
+            ) | (SortValue::Text(_), SortField::LastName)
                 | (SortValue::Int(_), SortField::LeadScore)
         )
     }
@@ -162,13 +184,23 @@ pub trait ContactRepository: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`ContactWriteError::DuplicateEmail`], [`ContactWriteError::OwnerNotMember`], storage.
-    fn insert(&self, org: OrgId, contact: &Contact, event: &DomainEvent) -> impl Future<Output = Result<(), ContactWriteError>> + Send;
+    fn insert(
+        &self,
+        org: OrgId,
+        contact: &Contact,
+        event: &DomainEvent,
+    ) -> impl Future<Output = Result<(), ContactWriteError>> + Send;
 
     /// One contact; soft-deleted ones only with `include_deleted`.
     ///
     /// # Errors
     /// Storage failures.
-    fn get(&self, org: OrgId, id: ContactId, include_deleted: bool) -> impl Future<Output = Result<Option<Contact>, StoreError>> + Send;
+    fn get(
+        &self,
+        org: OrgId,
+        id: ContactId,
+        include_deleted: bool,
+    ) -> impl Future<Output = Result<Option<Contact>, StoreError>> + Send;
 
     /// Stores `contact` (its new state: update, delete or restore) and its event, if the
     /// stored version is still `expected_version`.
@@ -176,19 +208,32 @@ pub trait ContactRepository: Send + Sync + 'static {
     /// # Errors
     /// [`ContactWriteError::VersionMismatch`], [`ContactWriteError::NotFound`],
     /// [`ContactWriteError::DuplicateEmail`], [`ContactWriteError::OwnerNotMember`], storage.
-    fn save(&self, org: OrgId, contact: &Contact, expected_version: i32, event: &DomainEvent) -> impl Future<Output = Result<(), ContactWriteError>> + Send;
+    fn save(
+        &self,
+        org: OrgId,
+        contact: &Contact,
+        expected_version: i32,
+        event: &DomainEvent,
+    ) -> impl Future<Output = Result<(), ContactWriteError>> + Send;
 
     /// One page of live contacts.
     ///
     /// # Errors
     /// Storage failures.
-    fn list(&self, org: OrgId, query: &ContactQuery) -> impl Future<Output = Result<ContactPage, StoreError>> + Send;
+    fn list(
+        &self,
+        org: OrgId,
+        query: &ContactQuery,
+    ) -> impl Future<Output = Result<ContactPage, StoreError>> + Send;
 
     /// Tags in use by live contacts, with how many carry each, most used first.
     ///
     /// # Errors
     /// Storage failures.
-    fn tag_counts(&self, org: OrgId) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
+    fn tag_counts(
+        &self,
+        org: OrgId,
+    ) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
 
     /// Renames `from` to `to` on every contact (merging when a contact has both), each
     /// changed contact getting a new version and a `contact.updated` event. Returns how
@@ -196,13 +241,26 @@ pub trait ContactRepository: Send + Sync + 'static {
     ///
     /// # Errors
     /// Storage failures.
-    fn rename_tag(&self, org: OrgId, from: &str, to: &str, actor: &EventActor, now: DateTime<Utc>) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    fn rename_tag(
+        &self,
+        org: OrgId,
+        from: &str,
+        to: &str,
+        actor: &EventActor,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Removes `tag` from every contact, as [`ContactRepository::rename_tag`] records it.
     ///
     /// # Errors
     /// Storage failures.
-    fn delete_tag(&self, org: OrgId, tag: &str, actor: &EventActor, now: DateTime<Utc>) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    fn delete_tag(
+        &self,
+        org: OrgId,
+        tag: &str,
+        actor: &EventActor,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// Why a definition write did not happen.
@@ -225,32 +283,58 @@ pub trait CustomFieldRepository: Send + Sync + 'static {
     ///
     /// # Errors
     /// Storage failures.
-    fn list(&self, org: OrgId) -> impl Future<Output = Result<Vec<CustomFieldDefinition>, StoreError>> + Send;
+    fn list(
+        &self,
+        org: OrgId,
+    ) -> impl Future<Output = Result<Vec<CustomFieldDefinition>, StoreError>> + Send;
 
     /// # Errors
     /// Storage failures.
-    fn get(&self, org: OrgId, id: CustomFieldId) -> impl Future<Output = Result<Option<CustomFieldDefinition>, StoreError>> + Send;
+    fn get(
+        &self,
+        org: OrgId,
+        id: CustomFieldId,
+    ) -> impl Future<Output = Result<Option<CustomFieldDefinition>, StoreError>> + Send;
 
     /// # Errors
     /// [`DefinitionWriteError::DuplicateKey`], storage.
-    fn insert(&self, org: OrgId, definition: &CustomFieldDefinition) -> impl Future<Output = Result<(), DefinitionWriteError>> + Send;
+    fn insert(
+        &self,
+        org: OrgId,
+        definition: &CustomFieldDefinition,
+    ) -> impl Future<Output = Result<(), DefinitionWriteError>> + Send;
 
     /// Stores a changed definition if the stored version is still `expected_version`.
     ///
     /// # Errors
     /// [`DefinitionWriteError::VersionMismatch`], [`DefinitionWriteError::NotFound`], storage.
-    fn update(&self, org: OrgId, definition: &CustomFieldDefinition, expected_version: i32) -> impl Future<Output = Result<(), DefinitionWriteError>> + Send;
+    fn update(
+        &self,
+        org: OrgId,
+        definition: &CustomFieldDefinition,
+        expected_version: i32,
+    ) -> impl Future<Output = Result<(), DefinitionWriteError>> + Send;
 
     /// Whether any contact (deleted ones included: they can be restored) holds a value.
     ///
     /// # Errors
     /// Storage failures.
-    fn values_exist(&self, org: OrgId, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn values_exist(
+        &self,
+        org: OrgId,
+        key: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Deletes the definition and removes its values from every contact (each changed
     /// live contact gets a new version and a `contact.updated` event), atomically.
     ///
     /// # Errors
     /// [`DefinitionWriteError::NotFound`], storage.
-    fn delete(&self, org: OrgId, id: CustomFieldId, actor: &EventActor, now: DateTime<Utc>) -> impl Future<Output = Result<(), DefinitionWriteError>> + Send;
+    fn delete(
+        &self,
+        org: OrgId,
+        id: CustomFieldId,
+        actor: &EventActor,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), DefinitionWriteError>> + Send;
 }

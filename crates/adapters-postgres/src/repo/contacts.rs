@@ -9,15 +9,20 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Int2, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Bool, Int2, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use nexus_domain::contact::{CompanyName, Contact, ContactFields, LeadScore, LifecycleStage, PersonName, Tags};
+use nexus_domain::contact::{
+    CompanyName, Contact, ContactFields, LeadScore, LifecycleStage, PersonName, Tags,
+};
 use nexus_domain::custom_field::CustomFieldValues;
 use nexus_domain::values::{EmailAddress, PhoneNumber};
 use nexus_domain::{ContactId, DomainEvent, EventActor, OrgId, UserId};
 use nexus_ports::StoreError;
 use nexus_ports::contacts::{
-    ContactPage, ContactQuery, ContactRepository, ContactWriteError, Keyset, SortField, SortValue, TagMode,
+    ContactPage, ContactQuery, ContactRepository, ContactWriteError, Keyset, SortField, SortValue,
+    TagMode,
 };
 use uuid::Uuid;
 
@@ -72,7 +77,14 @@ pub(crate) struct ContactRow {
 
 impl ContactRow {
     /// Binds every column, in [`COLUMNS`] order, after `sql` (which uses `$1`..`$17`).
-    fn bind_all(self, sql: &str) -> diesel::query_builder::BoxedSqlQuery<'static, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+    fn bind_all(
+        self,
+        sql: &str,
+    ) -> diesel::query_builder::BoxedSqlQuery<
+        'static,
+        diesel::pg::Pg,
+        diesel::query_builder::SqlQuery,
+    > {
         diesel::sql_query(sql)
             .into_boxed()
             .bind::<SqlUuid, _>(self.organization_id)
@@ -115,7 +127,11 @@ impl From<&Contact> for ContactRow {
             last_name: f.last_name.as_str().to_owned(),
             email: f.email.as_ref().map(|e| e.as_str().to_owned()),
             phone: f.phone.as_ref().map(|p| p.as_str().to_owned()),
-            phone_e164: f.phone.as_ref().and_then(PhoneNumber::e164).map(str::to_owned),
+            phone_e164: f
+                .phone
+                .as_ref()
+                .and_then(PhoneNumber::e164)
+                .map(str::to_owned),
             company: f.company.as_ref().map(|c| c.as_str().to_owned()),
             lifecycle_stage: f.lifecycle_stage.as_str().to_owned(),
             lead_score: i16::from(c.lead_score.value()),
@@ -134,7 +150,12 @@ impl TryFrom<ContactRow> for Contact {
     type Error = StoreError;
 
     fn try_from(row: ContactRow) -> Result<Self, StoreError> {
-        let corrupt = |what: &str| StoreError::Other(anyhow::anyhow!("stored contact {} has an invalid {what}", row.id));
+        let corrupt = |what: &str| {
+            StoreError::Other(anyhow::anyhow!(
+                "stored contact {} has an invalid {what}",
+                row.id
+            ))
+        };
         let custom_fields: CustomFieldValues = match &row.custom_fields {
             serde_json::Value::Object(map) => map.clone().into_iter().collect(),
             _ => return Err(corrupt("custom_fields")),
@@ -142,10 +163,26 @@ impl TryFrom<ContactRow> for Contact {
         let fields = ContactFields {
             first_name: PersonName::parse(&row.first_name).map_err(|_| corrupt("first_name"))?,
             last_name: PersonName::parse(&row.last_name).map_err(|_| corrupt("last_name"))?,
-            email: row.email.as_deref().map(EmailAddress::parse).transpose().map_err(|_| corrupt("email"))?,
-            phone: row.phone.as_deref().map(PhoneNumber::from_stored).transpose().map_err(|_| corrupt("phone"))?,
-            company: row.company.as_deref().map(CompanyName::parse).transpose().map_err(|_| corrupt("company"))?,
-            lifecycle_stage: LifecycleStage::parse(&row.lifecycle_stage).ok_or_else(|| corrupt("lifecycle_stage"))?,
+            email: row
+                .email
+                .as_deref()
+                .map(EmailAddress::parse)
+                .transpose()
+                .map_err(|_| corrupt("email"))?,
+            phone: row
+                .phone
+                .as_deref()
+                .map(PhoneNumber::from_stored)
+                .transpose()
+                .map_err(|_| corrupt("phone"))?,
+            company: row
+                .company
+                .as_deref()
+                .map(CompanyName::parse)
+                .transpose()
+                .map_err(|_| corrupt("company"))?,
+            lifecycle_stage: LifecycleStage::parse(&row.lifecycle_stage)
+                .ok_or_else(|| corrupt("lifecycle_stage"))?,
             owner_id: row.owner_id.map(UserId::from_uuid),
             tags: Tags::parse(&row.tags).map_err(|_| corrupt("tags"))?,
             custom_fields,
@@ -172,11 +209,17 @@ pub struct PgContactRepository {
 impl PgContactRepository {
     #[must_use]
     pub const fn new(pool: PgPool, acquire_timeout: Duration) -> Self {
-        Self { pool, acquire_timeout }
+        Self {
+            pool,
+            acquire_timeout,
+        }
     }
 
     async fn conn(&self) -> Result<PgConn, StoreError> {
-        self.pool.get().await.map_err(|e| from_pool(e, self.acquire_timeout))
+        self.pool
+            .get()
+            .await
+            .map_err(|e| from_pool(e, self.acquire_timeout))
     }
 }
 
@@ -198,7 +241,9 @@ impl From<TxError> for ContactWriteError {
         match err {
             TxError::Write(w) => w,
             TxError::Db(e) if unique_violation(&e) == Some(EMAIL_KEY) => Self::DuplicateEmail,
-            TxError::Db(e) if foreign_key_violation(&e).is_some_and(|c| c.contains("owner")) => Self::OwnerNotMember,
+            TxError::Db(e) if foreign_key_violation(&e).is_some_and(|c| c.contains("owner")) => {
+                Self::OwnerNotMember
+            }
             TxError::Db(e) => Self::Store(from_diesel(e)),
         }
     }
@@ -211,7 +256,11 @@ struct Flag {
 }
 
 /// The owner must be a member of the organization (a user elsewhere is not a valid owner).
-async fn check_owner(conn: &mut AsyncPgConnection, org: OrgId, owner: Option<UserId>) -> Result<(), TxError> {
+async fn check_owner(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    owner: Option<UserId>,
+) -> Result<(), TxError> {
     let Some(owner) = owner else { return Ok(()) };
     let member: Flag = diesel::sql_query(
         "SELECT EXISTS (SELECT 1 FROM memberships WHERE organization_id = $1 AND user_id = $2) AS flag",
@@ -220,7 +269,11 @@ async fn check_owner(conn: &mut AsyncPgConnection, org: OrgId, owner: Option<Use
     .bind::<SqlUuid, _>(owner.as_uuid())
     .get_result(conn)
     .await?;
-    if member.flag { Ok(()) } else { Err(TxError::Write(ContactWriteError::OwnerNotMember)) }
+    if member.flag {
+        Ok(())
+    } else {
+        Err(TxError::Write(ContactWriteError::OwnerNotMember))
+    }
 }
 
 /// One bind of a hand-built statement.
@@ -254,7 +307,13 @@ impl Statement {
         self
     }
 
-    fn query(self) -> diesel::query_builder::BoxedSqlQuery<'static, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+    fn query(
+        self,
+    ) -> diesel::query_builder::BoxedSqlQuery<
+        'static,
+        diesel::pg::Pg,
+        diesel::query_builder::SqlQuery,
+    > {
         let mut q = diesel::sql_query(self.sql).into_boxed();
         for b in self.binds {
             q = match b {
@@ -298,10 +357,13 @@ const fn sort_column(field: SortField) -> &'static str {
 fn filtered(org: OrgId, query: &ContactQuery, select: &str) -> Statement {
     let f = &query.filter;
     let mut s = Statement::default();
-    s.push(select).push(" FROM contacts WHERE organization_id = ").bind(Bind::Uuid(org.as_uuid()));
+    s.push(select)
+        .push(" FROM contacts WHERE organization_id = ")
+        .bind(Bind::Uuid(org.as_uuid()));
     s.push(" AND deleted_at IS NULL");
     if let Some(q) = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-        s.push(" AND search LIKE ").bind(Bind::Text(contains_pattern(q)));
+        s.push(" AND search LIKE ")
+            .bind(Bind::Text(contains_pattern(q)));
     }
     if !f.tags.is_empty() {
         let op = match f.tag_mode {
@@ -311,7 +373,8 @@ fn filtered(org: OrgId, query: &ContactQuery, select: &str) -> Statement {
         s.push(op).bind(Bind::TextArray(f.tags.clone()));
     }
     if let Some(stage) = f.lifecycle_stage {
-        s.push(" AND lifecycle_stage = ").bind(Bind::Text(stage.as_str().to_owned()));
+        s.push(" AND lifecycle_stage = ")
+            .bind(Bind::Text(stage.as_str().to_owned()));
     }
     if let Some(owner) = f.owner_id {
         s.push(" AND owner_id = ").bind(Bind::Uuid(owner.as_uuid()));
@@ -323,8 +386,10 @@ fn filtered(org: OrgId, query: &ContactQuery, select: &str) -> Statement {
         s.push(" AND created_at < ").bind(Bind::Time(before));
     }
     if !f.custom_fields.is_empty() {
-        let wanted: serde_json::Map<String, serde_json::Value> = f.custom_fields.iter().cloned().collect();
-        s.push(" AND custom_fields @> ").bind(Bind::Json(serde_json::Value::Object(wanted)));
+        let wanted: serde_json::Map<String, serde_json::Value> =
+            f.custom_fields.iter().cloned().collect();
+        s.push(" AND custom_fields @> ")
+            .bind(Bind::Json(serde_json::Value::Object(wanted)));
     }
     s
 }
@@ -394,9 +459,17 @@ async fn rewrite_tags(
 }
 
 impl ContactRepository for PgContactRepository {
-    async fn insert(&self, org: OrgId, contact: &Contact, event: &DomainEvent) -> Result<(), ContactWriteError> {
+    async fn insert(
+        &self,
+        org: OrgId,
+        contact: &Contact,
+        event: &DomainEvent,
+    ) -> Result<(), ContactWriteError> {
         let mut conn = self.conn().await?;
-        let row = ContactRow { organization_id: org.as_uuid(), ..ContactRow::from(contact) };
+        let row = ContactRow {
+            organization_id: org.as_uuid(),
+            ..ContactRow::from(contact)
+        };
         let owner = contact.fields.owner_id;
         let events = std::slice::from_ref(event);
         conn.transaction(async |conn| {
@@ -409,36 +482,58 @@ impl ContactRepository for PgContactRepository {
         .map_err(ContactWriteError::from)
     }
 
-    async fn get(&self, org: OrgId, id: ContactId, include_deleted: bool) -> Result<Option<Contact>, StoreError> {
+    async fn get(
+        &self,
+        org: OrgId,
+        id: ContactId,
+        include_deleted: bool,
+    ) -> Result<Option<Contact>, StoreError> {
         let mut conn = self.conn().await?;
-        let row: Option<ContactRow> =
-            diesel::sql_query(format!("SELECT {COLUMNS} FROM contacts WHERE organization_id = $1 AND id = $2"))
-                .bind::<SqlUuid, _>(org.as_uuid())
-                .bind::<SqlUuid, _>(id.as_uuid())
-                .get_result(&mut conn)
-                .await
-                .optional()
-                .map_err(from_diesel)?;
-        row.filter(|r| include_deleted || r.deleted_at.is_none()).map(Contact::try_from).transpose()
+        let row: Option<ContactRow> = diesel::sql_query(format!(
+            "SELECT {COLUMNS} FROM contacts WHERE organization_id = $1 AND id = $2"
+        ))
+        .bind::<SqlUuid, _>(org.as_uuid())
+        .bind::<SqlUuid, _>(id.as_uuid())
+        .get_result(&mut conn)
+        .await
+        .optional()
+        .map_err(from_diesel)?;
+        row.filter(|r| include_deleted || r.deleted_at.is_none())
+            .map(Contact::try_from)
+            .transpose()
     }
 
-    async fn save(&self, org: OrgId, contact: &Contact, expected_version: i32, event: &DomainEvent) -> Result<(), ContactWriteError> {
+    async fn save(
+        &self,
+        org: OrgId,
+        contact: &Contact,
+        expected_version: i32,
+        event: &DomainEvent,
+    ) -> Result<(), ContactWriteError> {
         let mut conn = self.conn().await?;
-        let row = ContactRow { organization_id: org.as_uuid(), ..ContactRow::from(contact) };
+        let row = ContactRow {
+            organization_id: org.as_uuid(),
+            ..ContactRow::from(contact)
+        };
         let owner = contact.fields.owner_id;
         let id = contact.id.as_uuid();
         let events = std::slice::from_ref(event);
         conn.transaction(async |conn| {
             check_owner(conn, org, owner).await?;
-            let updated = row.bind_all(UPDATE).bind::<Integer, _>(expected_version).execute(conn).await?;
+            let updated = row
+                .bind_all(UPDATE)
+                .bind::<Integer, _>(expected_version)
+                .execute(conn)
+                .await?;
             if updated == 0 {
-                let current: Option<Version> =
-                    diesel::sql_query("SELECT version FROM contacts WHERE organization_id = $1 AND id = $2")
-                        .bind::<SqlUuid, _>(org.as_uuid())
-                        .bind::<SqlUuid, _>(id)
-                        .get_result(conn)
-                        .await
-                        .optional()?;
+                let current: Option<Version> = diesel::sql_query(
+                    "SELECT version FROM contacts WHERE organization_id = $1 AND id = $2",
+                )
+                .bind::<SqlUuid, _>(org.as_uuid())
+                .bind::<SqlUuid, _>(id)
+                .get_result(conn)
+                .await
+                .optional()?;
                 let current = current.map(|v| v.version);
                 return Err(TxError::Write(match current {
                     Some(current) => ContactWriteError::VersionMismatch { current },
@@ -455,7 +550,11 @@ impl ContactRepository for PgContactRepository {
     async fn list(&self, org: OrgId, query: &ContactQuery) -> Result<ContactPage, StoreError> {
         let mut conn = self.conn().await?;
         let column = sort_column(query.sort.field);
-        let (cmp, dir) = if query.sort.descending { ("<", "DESC") } else { (">", "ASC") };
+        let (cmp, dir) = if query.sort.descending {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
         let mut page = filtered(org, query, &format!("SELECT {COLUMNS}"));
         if let Some(after) = query.after.as_ref().filter(|k| k.fits(query.sort.field)) {
             let value = match &after.value {
@@ -463,17 +562,33 @@ impl ContactRepository for PgContactRepository {
                 SortValue::Text(s) => Bind::Text(s.clone()),
                 SortValue::Int(n) => Bind::SmallInt(i16::try_from(*n).unwrap_or(i16::MAX)),
             };
-            page.push(&format!(" AND ({column}, id) {cmp} (")).bind(value).push(", ").bind(Bind::Uuid(after.id.as_uuid())).push(")");
+            page.push(&format!(" AND ({column}, id) {cmp} ("))
+                .bind(value)
+                .push(", ")
+                .bind(Bind::Uuid(after.id.as_uuid()))
+                .push(")");
         }
         let limit = i64::from(query.limit.clamp(1, 200));
-        page.push(&format!(" ORDER BY {column} {dir}, id {dir} LIMIT ")).bind(Bind::BigInt(limit + 1));
+        page.push(&format!(" ORDER BY {column} {dir}, id {dir} LIMIT "))
+            .bind(Bind::BigInt(limit + 1));
         let mut rows: Vec<ContactRow> = page.query().load(&mut conn).await.map_err(from_diesel)?;
         let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
         rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let items = rows.into_iter().map(Contact::try_from).collect::<Result<Vec<_>, _>>()?;
-        let next = if more { items.last().map(|c| Keyset::after(c, query.sort.field)) } else { None };
+        let items = rows
+            .into_iter()
+            .map(Contact::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if more {
+            items.last().map(|c| Keyset::after(c, query.sort.field))
+        } else {
+            None
+        };
         let total = if query.include_total {
-            let count: Count = filtered(org, query, "SELECT count(*) AS n").query().get_result(&mut conn).await.map_err(from_diesel)?;
+            let count: Count = filtered(org, query, "SELECT count(*) AS n")
+                .query()
+                .get_result(&mut conn)
+                .await
+                .map_err(from_diesel)?;
             Some(count.n)
         } else {
             None
@@ -494,19 +609,36 @@ impl ContactRepository for PgContactRepository {
         Ok(rows.into_iter().map(|r| (r.tag, r.n)).collect())
     }
 
-    async fn rename_tag(&self, org: OrgId, from: &str, to: &str, actor: &EventActor, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn rename_tag(
+        &self,
+        org: OrgId,
+        from: &str,
+        to: &str,
+        actor: &EventActor,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         let mut conn = self.conn().await?;
         // Replaced in place; a contact that already had `to` keeps it once, at its first place.
         let new_tags = "ARRAY(SELECT t FROM unnest(array_replace(c.tags, $2, $5)) WITH ORDINALITY AS u(t, n) GROUP BY t ORDER BY min(n))";
-        conn.transaction(async |conn| rewrite_tags(conn, org, from, new_tags, Some(to), actor, now).await)
-            .await
-            .map_err(from_diesel)
+        conn.transaction(async |conn| {
+            rewrite_tags(conn, org, from, new_tags, Some(to), actor, now).await
+        })
+        .await
+        .map_err(from_diesel)
     }
 
-    async fn delete_tag(&self, org: OrgId, tag: &str, actor: &EventActor, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn delete_tag(
+        &self,
+        org: OrgId,
+        tag: &str,
+        actor: &EventActor,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         let mut conn = self.conn().await?;
-        conn.transaction(async |conn| rewrite_tags(conn, org, tag, "array_remove(c.tags, $2)", None, actor, now).await)
-            .await
-            .map_err(from_diesel)
+        conn.transaction(async |conn| {
+            rewrite_tags(conn, org, tag, "array_remove(c.tags, $2)", None, actor, now).await
+        })
+        .await
+        .map_err(from_diesel)
     }
 }

@@ -55,10 +55,12 @@ impl TryFrom<DefinitionRow> for CustomFieldDefinition {
     type Error = StoreError;
 
     fn try_from(row: DefinitionRow) -> Result<Self, StoreError> {
-        let corrupt = || StoreError::Other(anyhow::anyhow!("stored custom field {} is invalid", row.id));
+        let corrupt =
+            || StoreError::Other(anyhow::anyhow!("stored custom field {} is invalid", row.id));
         let field_type = FieldType::parse(&row.field_type).ok_or_else(corrupt)?;
         FieldKey::parse(&row.key).map_err(|_| corrupt())?;
-        let spec = FieldSpec::new(&row.key, &row.label, field_type, row.required, &row.options).map_err(|_| corrupt())?;
+        let spec = FieldSpec::new(&row.key, &row.label, field_type, row.required, &row.options)
+            .map_err(|_| corrupt())?;
         Ok(Self {
             id: CustomFieldId::from_uuid(row.id),
             organization_id: OrgId::from_uuid(row.organization_id),
@@ -79,11 +81,17 @@ pub struct PgCustomFieldRepository {
 impl PgCustomFieldRepository {
     #[must_use]
     pub const fn new(pool: PgPool, acquire_timeout: Duration) -> Self {
-        Self { pool, acquire_timeout }
+        Self {
+            pool,
+            acquire_timeout,
+        }
     }
 
     async fn conn(&self) -> Result<PgConn, StoreError> {
-        self.pool.get().await.map_err(|e| from_pool(e, self.acquire_timeout))
+        self.pool
+            .get()
+            .await
+            .map_err(|e| from_pool(e, self.acquire_timeout))
     }
 }
 
@@ -119,10 +127,16 @@ impl CustomFieldRepository for PgCustomFieldRepository {
             .load(&mut conn)
             .await
             .map_err(from_diesel)?;
-        rows.into_iter().map(CustomFieldDefinition::try_from).collect()
+        rows.into_iter()
+            .map(CustomFieldDefinition::try_from)
+            .collect()
     }
 
-    async fn get(&self, org: OrgId, id: CustomFieldId) -> Result<Option<CustomFieldDefinition>, StoreError> {
+    async fn get(
+        &self,
+        org: OrgId,
+        id: CustomFieldId,
+    ) -> Result<Option<CustomFieldDefinition>, StoreError> {
         let mut conn = self.conn().await?;
         let row: Option<DefinitionRow> = defs::table
             .filter(defs::organization_id.eq(org.as_uuid()))
@@ -135,9 +149,16 @@ impl CustomFieldRepository for PgCustomFieldRepository {
         row.map(CustomFieldDefinition::try_from).transpose()
     }
 
-    async fn insert(&self, org: OrgId, definition: &CustomFieldDefinition) -> Result<(), DefinitionWriteError> {
+    async fn insert(
+        &self,
+        org: OrgId,
+        definition: &CustomFieldDefinition,
+    ) -> Result<(), DefinitionWriteError> {
         let mut conn = self.conn().await?;
-        let row = DefinitionRow { organization_id: org.as_uuid(), ..DefinitionRow::from(definition) };
+        let row = DefinitionRow {
+            organization_id: org.as_uuid(),
+            ..DefinitionRow::from(definition)
+        };
         diesel::insert_into(defs::table)
             .values(&row)
             .execute(&mut conn)
@@ -146,7 +167,12 @@ impl CustomFieldRepository for PgCustomFieldRepository {
         Ok(())
     }
 
-    async fn update(&self, org: OrgId, definition: &CustomFieldDefinition, expected_version: i32) -> Result<(), DefinitionWriteError> {
+    async fn update(
+        &self,
+        org: OrgId,
+        definition: &CustomFieldDefinition,
+        expected_version: i32,
+    ) -> Result<(), DefinitionWriteError> {
         let mut conn = self.conn().await?;
         let row = DefinitionRow::from(definition);
         let id = definition.id.as_uuid();
@@ -195,7 +221,13 @@ impl CustomFieldRepository for PgCustomFieldRepository {
         Ok(found.flag)
     }
 
-    async fn delete(&self, org: OrgId, id: CustomFieldId, actor: &EventActor, now: DateTime<Utc>) -> Result<(), DefinitionWriteError> {
+    async fn delete(
+        &self,
+        org: OrgId,
+        id: CustomFieldId,
+        actor: &EventActor,
+        now: DateTime<Utc>,
+    ) -> Result<(), DefinitionWriteError> {
         let mut conn = self.conn().await?;
         let actor = serde_json::to_value(actor).unwrap_or(serde_json::Value::Null);
         conn.transaction(async |conn| {

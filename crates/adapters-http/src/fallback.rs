@@ -58,7 +58,7 @@ fn decide(req: &HttpRequest, table: &RouteTable) -> ApiError {
             if allow.iter().any(|m| m == Method::GET.as_str()) {
                 allow.push("HEAD".into());
             }
-            err.allow = Some(allow.join(", "));
+            err.allow = Some(allow.join(", ").into());
             err
         }
         _ => ApiError::new(

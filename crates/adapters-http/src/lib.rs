@@ -1,6 +1,9 @@
 //! The actix-web adapter: routes, extractors, problem+json and the OpenAPI document.
 //! It calls application use cases only; it never sees diesel.
 
+pub mod app_error;
+pub mod auth;
+pub mod concurrency;
 pub mod dto;
 pub mod extract;
 pub mod fallback;
@@ -8,7 +11,9 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod problem;
+pub mod responses;
 pub mod routes;
+pub mod session_cookies;
 
 use std::sync::Arc;
 
@@ -16,7 +21,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{App, web};
-use nexus_application::HealthUseCases;
+use nexus_application::{AuthUseCases, HealthUseCases, TeamUseCases};
 use utoipa_actix_web::AppExt;
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_swagger_ui::SwaggerUi;
@@ -31,6 +36,8 @@ pub struct HttpSettings {
     pub body_limit: usize,
     /// Send `Strict-Transport-Security` (only when served behind TLS).
     pub hsts: bool,
+    /// Mark session cookies `Secure` (everywhere but local development over HTTP).
+    pub secure_cookies: bool,
 }
 
 impl Default for HttpSettings {
@@ -38,14 +45,23 @@ impl Default for HttpSettings {
         Self {
             body_limit: 1024 * 1024,
             hsts: false,
+            secure_cookies: true,
         }
     }
+}
+
+/// The use cases behind the routes, one per area.
+#[derive(Clone)]
+pub struct Services {
+    pub health: Arc<dyn HealthUseCases>,
+    pub auth: Arc<dyn AuthUseCases>,
+    pub team: Arc<dyn TeamUseCases>,
 }
 
 /// Everything the handlers need, shared by all workers.
 #[derive(Clone)]
 pub struct AppState {
-    pub health: Arc<dyn HealthUseCases>,
+    pub services: Services,
     pub metrics: Arc<Metrics>,
     pub settings: HttpSettings,
     spec: Arc<utoipa::openapi::OpenApi>,
@@ -54,15 +70,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(
-        health: Arc<dyn HealthUseCases>,
-        metrics: Arc<Metrics>,
-        settings: HttpSettings,
-    ) -> Self {
+    pub fn new(services: Services, metrics: Arc<Metrics>, settings: HttpSettings) -> Self {
         let spec = openapi::spec();
         let routes = fallback::RouteTable::from_spec(&spec);
         Self {
-            health,
+            services,
             metrics,
             settings,
             spec: Arc::new(spec),
@@ -82,9 +94,34 @@ impl AppState {
 
 /// Every documented route. The spec is generated from this same list.
 pub fn api_routes(cfg: &mut ServiceConfig) {
-    cfg.service(routes::health::live)
-        .service(routes::health::ready)
-        .service(routes::health::metrics);
+    use routes::{api_keys, auth, health, members, organization};
+    cfg.service(health::live)
+        .service(health::ready)
+        .service(health::metrics);
+    cfg.service(
+        utoipa_actix_web::scope("/api/v1")
+            .service(auth::register)
+            .service(auth::login)
+            .service(auth::refresh)
+            .service(auth::logout)
+            .service(auth::me)
+            .service(auth::switch_organization)
+            .service(auth::change_password)
+            .service(auth::forgot_password)
+            .service(auth::reset_password)
+            .service(organization::get_current)
+            .service(organization::update_current)
+            .service(members::list_members)
+            .service(members::update_member)
+            .service(members::remove_member)
+            .service(members::create_invitation)
+            .service(members::list_invitations)
+            .service(members::revoke_invitation)
+            .service(members::accept_invitation)
+            .service(api_keys::create_api_key)
+            .service(api_keys::list_api_keys)
+            .service(api_keys::revoke_api_key),
+    );
 }
 
 /// The actix application for one worker.
@@ -102,7 +139,10 @@ pub fn build_app(
     let settings = state.settings.clone();
     let extra = state.extra_routes;
     let (app, _) = App::new()
-        .app_data(web::Data::from(state.health.clone()))
+        .app_data(web::Data::from(state.services.health.clone()))
+        .app_data(web::Data::from(state.services.auth.clone()))
+        .app_data(web::Data::from(state.services.team.clone()))
+        .app_data(web::Data::new(settings.clone()))
         .app_data(web::Data::from(state.metrics.clone()))
         .app_data(web::Data::from(state.routes.clone()))
         .configure(|cfg| extract::configure(cfg, settings.body_limit))
@@ -110,11 +150,12 @@ pub fn build_app(
         .wrap(from_fn(middleware::problem_fallback::middleware))
         .wrap(middleware::security_headers::default_headers(settings.hsts))
         .wrap(from_fn(middleware::request_id::middleware))
+        // Before the `/api/v1` scope, which would otherwise claim `/api/v1/openapi.json`.
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/api/v1/openapi.json", (*state.spec).clone()))
         .into_utoipa_app()
         .configure(api_routes)
         .split_for_parts();
     app.route("/docs", web::get().to(docs_redirect))
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/api/v1/openapi.json", (*state.spec).clone()))
         .configure(|cfg| {
             if let Some(extra) = extra {
                 extra(cfg);

@@ -9,6 +9,10 @@ use utoipa_actix_web::AppExt;
 
 use crate::dto::common::Money;
 use crate::problem::{FieldError, Problem};
+use crate::responses::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
+    ServiceUnavailable, TooManyRequests, Unauthorized, Unprocessable, UnsupportedMediaType,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,11 +24,21 @@ use crate::problem::{FieldError, Problem};
         contact(name = "NEXUS API team")
     ),
     servers((url = "/", description = "This server")),
-    components(schemas(Problem, FieldError, Money)),
+    components(
+        schemas(Problem, FieldError, Money),
+        responses(
+            BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
+            UnsupportedMediaType, Unprocessable, TooManyRequests, ServiceUnavailable
+        )
+    ),
     modifiers(&SecuritySchemes),
     security(("bearerAuth" = []), ("apiKeyAuth" = []), ("cookieAuth" = [])),
     tags(
         (name = "health", description = "Liveness, readiness and metrics (no token)."),
+        (name = "auth", description = "Registration, login, sessions with rotating refresh tokens, passwords."),
+        (name = "organizations", description = "The organization you act in."),
+        (name = "members", description = "Team members and invitations."),
+        (name = "api-keys", description = "Organization API keys for integrations (OWNER, ADMIN)."),
     )
 )]
 struct ApiDoc;
@@ -61,8 +75,8 @@ impl Modify for SecuritySchemes {
         components.add_security_scheme(
             "cookieAuth",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
-                "access_token",
-                "Session cookie set by login; unsafe methods also need `X-CSRF-Token` equal to the `csrf_token` cookie.",
+                "nx_access",
+                "Session cookie set by login; unsafe methods also need `X-CSRF-Token` equal to the `nx_csrf` cookie.",
             ))),
         );
     }

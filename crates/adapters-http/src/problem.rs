@@ -57,7 +57,9 @@ pub struct ApiError {
     /// Seconds, sent as `Retry-After` (429, 503).
     pub retry_after: Option<u64>,
     /// Methods sent as `Allow` (405).
-    pub allow: Option<String>,
+    pub allow: Option<Box<str>>,
+    /// Sent as `WWW-Authenticate` (401).
+    pub www_authenticate: Option<Box<str>>,
 }
 
 impl ApiError {
@@ -69,6 +71,7 @@ impl ApiError {
             errors: Vec::new(),
             retry_after: None,
             allow: None,
+            www_authenticate: None,
         }
     }
 
@@ -176,7 +179,10 @@ impl ResponseError for ApiError {
             res.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
         if let Some(allow) = &self.allow {
-            res.insert_header((header::ALLOW, allow.clone()));
+            res.insert_header((header::ALLOW, allow.to_string()));
+        }
+        if let Some(challenge) = &self.www_authenticate {
+            res.insert_header((header::WWW_AUTHENTICATE, challenge.to_string()));
         }
         res.body(serde_json::to_string(&self.problem()).unwrap_or_default())
     }

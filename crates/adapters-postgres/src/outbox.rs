@@ -22,7 +22,10 @@ struct NewEvent<'a> {
 ///
 /// # Errors
 /// Database failures (the caller's transaction then rolls back).
-pub async fn append(conn: &mut AsyncPgConnection, batch: &[DomainEvent]) -> Result<(), diesel::result::Error> {
+pub async fn append(
+    conn: &mut AsyncPgConnection,
+    batch: &[DomainEvent],
+) -> Result<(), diesel::result::Error> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -37,6 +40,9 @@ pub async fn append(conn: &mut AsyncPgConnection, batch: &[DomainEvent]) -> Resu
             payload: &e.payload,
         })
         .collect();
-    diesel::insert_into(events::table).values(&rows).execute(conn).await?;
+    diesel::insert_into(events::table)
+        .values(&rows)
+        .execute(conn)
+        .await?;
     Ok(())
 }

@@ -79,7 +79,10 @@ pub struct Db {
 impl Db {
     #[must_use]
     pub const fn new(pool: PgPool, acquire_timeout: Duration) -> Self {
-        Self { pool, acquire_timeout }
+        Self {
+            pool,
+            acquire_timeout,
+        }
     }
 
     /// A pooled connection, or 503-worthy errors.
@@ -87,6 +90,9 @@ impl Db {
     /// # Errors
     /// [`nexus_ports::StoreError::PoolExhausted`] or `Unavailable`.
     pub async fn conn(&self) -> Result<PgConn, nexus_ports::StoreError> {
-        self.pool.get().await.map_err(|e| crate::error::from_pool(e, self.acquire_timeout))
+        self.pool
+            .get()
+            .await
+            .map_err(|e| crate::error::from_pool(e, self.acquire_timeout))
     }
 }

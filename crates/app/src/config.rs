@@ -56,6 +56,16 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub hsts: bool,
     pub workers: usize,
+    /// bcrypt cost: 10–15 from the environment (tests may set lower in code).
+    pub bcrypt_cost: u32,
+    /// Failed logins per account (and per IP) within 15 minutes before 429.
+    pub login_max_failures: u32,
+    pub login_max_failures_per_ip: u32,
+    /// Registrations and password-reset requests per IP per hour.
+    pub requests_per_ip_per_hour: u32,
+    /// A refresh token rotated this recently by a concurrent request is refused without
+    /// revoking the session.
+    pub refresh_reuse_grace: Duration,
 }
 
 /// One bad variable.
@@ -140,7 +150,10 @@ impl Config {
         }
         let database_url = var("DATABASE_URL").map(Secret::new);
         let is_postgres = |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
-        if database_url.as_ref().is_some_and(|u| !is_postgres(u.expose())) {
+        if database_url
+            .as_ref()
+            .is_some_and(|u| !is_postgres(u.expose()))
+        {
             return Err(bad("DATABASE_URL", "must be a postgres:// URL", "<hidden>"));
         }
         if environment == Environment::Production && database_url.is_none() {
@@ -195,6 +208,45 @@ impl Config {
                 "must be seconds from 0 to 3600",
             )?),
             hsts: parse_bool("NEXUS_HSTS", false)?,
+            bcrypt_cost: u32::try_from(parse_num(
+                "NEXUS_BCRYPT_COST",
+                12,
+                10,
+                15,
+                "must be a bcrypt cost from 10 to 15",
+            )?)
+            .unwrap_or(12),
+            login_max_failures: u32::try_from(parse_num(
+                "NEXUS_LOGIN_MAX_FAILURES",
+                5,
+                1,
+                1000,
+                "must be a whole number from 1 to 1000",
+            )?)
+            .unwrap_or(5),
+            login_max_failures_per_ip: u32::try_from(parse_num(
+                "NEXUS_LOGIN_MAX_FAILURES_PER_IP",
+                50,
+                1,
+                100_000,
+                "must be a whole number from 1 to 100000",
+            )?)
+            .unwrap_or(50),
+            requests_per_ip_per_hour: u32::try_from(parse_num(
+                "NEXUS_RATE_LIMIT_PER_IP_PER_HOUR",
+                20,
+                1,
+                100_000,
+                "must be a whole number from 1 to 100000",
+            )?)
+            .unwrap_or(20),
+            refresh_reuse_grace: Duration::from_millis(parse_num(
+                "NEXUS_REFRESH_REUSE_GRACE_MS",
+                5000,
+                0,
+                60_000,
+                "must be milliseconds from 0 to 60000",
+            )?),
             workers: to_usize(parse_num(
                 "NEXUS_WORKERS",
                 cores as u64,

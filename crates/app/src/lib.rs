@@ -4,6 +4,7 @@
 pub mod config;
 pub mod crypto;
 pub mod database;
+pub mod secrets_store;
 pub mod startup;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -27,6 +27,12 @@ enum Command {
         #[arg(long)]
         status: bool,
     },
+    /// Create demo data.
+    Seed {
+        /// The demo organization and its OWNER login (printed).
+        #[arg(long)]
+        demo: bool,
+    },
     /// Print the OpenAPI document (or write it to a file).
     Openapi {
         #[arg(long, short)]
@@ -97,6 +103,17 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("migrations up to date");
             Ok(())
         }
+        Command::Seed { demo } => {
+            if !demo {
+                anyhow::bail!("nothing to seed: pass --demo");
+            }
+            let mut config = config;
+            config.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            let app = Application::build(&config).await?;
+            let (email, password) = app.seed_demo(&config).await?;
+            println!("demo organization ready: log in as {email} / {password}");
+            Ok(())
+        }
         Command::Openapi { output } => {
             let json = nexus_adapters_http::openapi::spec_json()?;
             match output {
@@ -155,6 +172,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             c.port,
             c.socket_dir().display()
         ),
+    }
+    if matches!(app.location, DatabaseLocation::Private(_)) {
+        let (email, password) = app.seed_demo(&config).await?;
+        println!("  Demo login: {email} / {password}  (organization \"NEXUS Demo\", role OWNER)");
     }
     app.run_until_stopped().await?;
     Ok(())

@@ -1,24 +1,53 @@
-//! Wiring: the database, the services, the HTTP server; and its orderly end.
+//! Wiring: the database, the adapters, the services, the HTTP server; and its orderly end.
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::HttpServer;
 use actix_web::dev::{Server, ServerHandle};
-use nexus_adapters_http::{AppState, HttpSettings, Metrics, build_app};
+use nexus_adapters_http::{AppState, HttpSettings, Metrics, Services, build_app};
 use nexus_adapters_postgres::PgProbe;
-use nexus_adapters_postgres::pool::{PgPool, PoolSettings, build_pool};
-use nexus_application::HealthService;
+use nexus_adapters_postgres::pool::{Db, PgPool, PoolSettings, build_pool};
+use nexus_adapters_postgres::repo::identity::PgIdentityStore;
+use nexus_adapters_postgres::repo::mailer::RecordingMailer;
+use nexus_adapters_postgres::repo::rate_limit::PgRateLimiter;
+use nexus_adapters_postgres::repo::team::PgTeamStore;
+use nexus_application::auth::{AuthPorts, RegisterCommand};
+use nexus_application::team::TeamPorts;
+use nexus_application::{AuthService, AuthSettings, AuthUseCases, HealthService, TeamService};
+use nexus_domain::values::EmailAddress;
+use nexus_ports::identity::IdentityStore;
+use nexus_ports::{SystemClock, UuidV7Generator};
 
-use crate::config::Config;
+use crate::config::{Config, Environment};
+use crate::crypto::{BcryptHasher, JwtCodec, RandomSecrets};
 use crate::database::{self, DatabaseLocation};
+use crate::secrets_store;
+
+pub const ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
+pub const DEMO_EMAIL: &str = "demo@nexus.local";
 
 /// A built, bound, not yet running server.
 pub struct Application {
     server: Server,
     port: u16,
     pool: PgPool,
+    auth: Arc<dyn AuthUseCases>,
+    identity: PgIdentityStore,
     pub location: DatabaseLocation,
+}
+
+fn jwt_secret(config: &Config) -> anyhow::Result<String> {
+    match (&config.jwt_secret, config.environment) {
+        (Some(secret), _) => Ok(secret.expose().to_owned()),
+        (None, Environment::Development) => {
+            secrets_store::load_or_create(&config.data_dir, "jwt-secret")
+        }
+        (None, Environment::Production) => {
+            anyhow::bail!("NEXUS_JWT_SECRET is required in production")
+        }
+    }
 }
 
 impl Application {
@@ -47,17 +76,65 @@ impl Application {
             ..PoolSettings::default()
         };
         let pool = build_pool(&url, &pool_settings)?;
+        let db = Db::new(pool.clone(), config.db_acquire_timeout);
 
-        let health = Arc::new(HealthService::new(PgProbe::new(
-            pool.clone(),
-            config.db_acquire_timeout,
-        )));
-        let metrics = Arc::new(Metrics::new()?);
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let hasher = BcryptHasher::new(config.bcrypt_cost, cores, Duration::from_secs(5))?;
+        let tokens = JwtCodec::new(jwt_secret(config)?.as_bytes(), ACCESS_TTL);
+        let identity = PgIdentityStore::new(db.clone());
+        let team = PgTeamStore::new(db.clone());
+        let mailer = RecordingMailer::new(db.clone());
+        let auth_settings = AuthSettings {
+            refresh_reuse_grace: config.refresh_reuse_grace,
+            login_failures_per_email: config.login_max_failures,
+            login_failures_per_ip: config.login_max_failures_per_ip,
+            registrations_per_ip: config.requests_per_ip_per_hour,
+            password_resets_per_ip: config.requests_per_ip_per_hour,
+            ..AuthSettings::default()
+        };
+        let refresh_ttl = auth_settings.refresh_ttl;
+        let auth: Arc<dyn AuthUseCases> = Arc::new(AuthService::new(
+            AuthPorts {
+                identity: identity.clone(),
+                team: team.clone(),
+                hasher: hasher.clone(),
+                tokens: tokens.clone(),
+                secrets: RandomSecrets,
+                limiter: PgRateLimiter::new(db.clone()),
+                mailer: mailer.clone(),
+                clock: SystemClock,
+                ids: UuidV7Generator,
+            },
+            auth_settings,
+        ));
+        let team_service = Arc::new(TeamService::new(
+            TeamPorts {
+                identity: identity.clone(),
+                team,
+                hasher,
+                tokens,
+                secrets: RandomSecrets,
+                mailer,
+                clock: SystemClock,
+                ids: UuidV7Generator,
+            },
+            Duration::from_secs(7 * 24 * 3600),
+            refresh_ttl,
+        ));
+        let services = Services {
+            health: Arc::new(HealthService::new(PgProbe::new(
+                pool.clone(),
+                config.db_acquire_timeout,
+            ))),
+            auth: auth.clone(),
+            team: team_service,
+        };
         let settings = HttpSettings {
             body_limit: config.body_limit,
             hsts: config.hsts,
+            secure_cookies: config.environment == Environment::Production,
         };
-        let mut state = AppState::new(health, metrics, settings);
+        let mut state = AppState::new(services, Arc::new(Metrics::new()?), settings);
         if let Some(extra) = extra_routes {
             state = state.with_extra_routes(extra);
         }
@@ -73,6 +150,8 @@ impl Application {
             server,
             port,
             pool,
+            auth,
+            identity,
             location,
         })
     }
@@ -91,6 +170,29 @@ impl Application {
     #[must_use]
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
+    }
+
+    /// Creates the demo organization and its OWNER unless the demo login exists.
+    /// Returns the login (email, password); the password is kept in the data folder.
+    ///
+    /// # Errors
+    /// Storage failures or an unusable data folder.
+    pub async fn seed_demo(&self, config: &Config) -> anyhow::Result<(String, String)> {
+        let password = secrets_store::load_or_create(&config.data_dir, "demo-password")?;
+        let email = EmailAddress::parse(DEMO_EMAIL)?;
+        if self.identity.user_by_email(&email).await?.is_none() {
+            let cmd = RegisterCommand {
+                email: DEMO_EMAIL.into(),
+                password: password.clone(),
+                name: "Demo Owner".into(),
+                organization_name: "NEXUS Demo".into(),
+            };
+            self.auth
+                .seed_owner(cmd)
+                .await
+                .map_err(|e| anyhow::anyhow!("seeding the demo organization: {e}"))?;
+        }
+        Ok((DEMO_EMAIL.into(), password))
     }
 
     /// Serves until SIGTERM/SIGINT (or a handle's stop): stops accepting, lets

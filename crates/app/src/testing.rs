@@ -37,6 +37,8 @@ pub fn test_config(db: &TestDatabase) -> Config {
     config.db_acquire_timeout = Duration::from_millis(500);
     config.workers = 1;
     config.shutdown_timeout = Duration::from_secs(5);
+    // bcrypt's minimum: tests exercise the flow, benchmarks measure the real cost.
+    config.bcrypt_cost = 4;
     config
 }
 
@@ -76,5 +78,140 @@ impl TestApp {
     #[must_use]
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+}
+
+/// A logged-in user of a test app.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub user_id: uuid::Uuid,
+    pub org_id: uuid::Uuid,
+    pub email: String,
+    pub password: String,
+}
+
+pub const TEST_PASSWORD: &str = "correct-horse-battery";
+
+impl TestApp {
+    /// Registers `email` with a new organization (OWNER) and returns the session.
+    ///
+    /// # Panics
+    /// When registration fails.
+    pub async fn signup(&self, email: &str) -> TestUser {
+        let client = reqwest::Client::new();
+        let res = client
+            .post(self.url("/api/v1/auth/register"))
+            .json(&serde_json::json!({
+                "email": email,
+                "password": TEST_PASSWORD,
+                "name": "Test User",
+                "organizationName": format!("Org of {email}"),
+            }))
+            .send()
+            .await
+            .expect("register request");
+        assert_eq!(
+            res.status().as_u16(),
+            201,
+            "register {email}: {}",
+            res.text().await.unwrap_or_default()
+        );
+        self.session_from(res, email).await
+    }
+
+    async fn session_from(&self, res: reqwest::Response, email: &str) -> TestUser {
+        let body: serde_json::Value = res.json().await.expect("token body");
+        let access_token = body["accessToken"]
+            .as_str()
+            .expect("accessToken")
+            .to_owned();
+        let me: serde_json::Value = reqwest::Client::new()
+            .get(self.url("/api/v1/auth/me"))
+            .bearer_auth(&access_token)
+            .send()
+            .await
+            .expect("me request")
+            .json()
+            .await
+            .expect("me body");
+        TestUser {
+            refresh_token: body["refreshToken"].as_str().unwrap_or_default().to_owned(),
+            user_id: me["user"]["id"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("user id"),
+            org_id: body["organizationId"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("org id"),
+            access_token,
+            email: email.to_owned(),
+            password: TEST_PASSWORD.to_owned(),
+        }
+    }
+
+    /// The newest token mailed to `email` (the development mailer records mail).
+    ///
+    /// # Panics
+    /// When no mail was recorded.
+    pub async fn mailed_token(&self, email: &str) -> String {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use nexus_adapters_postgres::schema::mail_outbox;
+        let mut conn = self.pool.get().await.expect("connection");
+        let body: String = mail_outbox::table
+            .filter(mail_outbox::recipient.eq(email))
+            .order(mail_outbox::created_at.desc())
+            .select(mail_outbox::body)
+            .first(&mut conn)
+            .await
+            .expect("a recorded mail");
+        body.split_whitespace()
+            .map(|w| w.trim_end_matches('.'))
+            .find(|w| {
+                w.len() == 43
+                    && w.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+            .expect("a token in the mail")
+            .to_owned()
+    }
+
+    /// Invites `email` into the owner's organization with `role` (OWNER, ADMIN, MEMBER,
+    /// VIEWER), accepts as a new account, and returns that member's session.
+    ///
+    /// # Panics
+    /// When any step fails.
+    pub async fn add_member(&self, owner: &TestUser, email: &str, role: &str) -> TestUser {
+        let client = reqwest::Client::new();
+        let res = client
+            .post(self.url("/api/v1/invitations"))
+            .bearer_auth(&owner.access_token)
+            .json(&serde_json::json!({ "email": email, "role": role }))
+            .send()
+            .await
+            .expect("invite request");
+        assert_eq!(
+            res.status().as_u16(),
+            201,
+            "invite {email}: {}",
+            res.text().await.unwrap_or_default()
+        );
+        let token = self.mailed_token(email).await;
+        let res = client
+            .post(self.url(&format!("/api/v1/invitations/{token}/accept")))
+            .json(&serde_json::json!({ "password": TEST_PASSWORD, "name": "Invited User" }))
+            .send()
+            .await
+            .expect("accept request");
+        assert_eq!(
+            res.status().as_u16(),
+            200,
+            "accept {email}: {}",
+            res.text().await.unwrap_or_default()
+        );
+        self.session_from(res, email).await
     }
 }

@@ -61,7 +61,14 @@ fn domain_and_ports_have_no_io_or_framework_dependencies() {
     assert_only(
         &deps,
         "nexus-domain",
-        &["chrono", "deunicode", "serde", "serde_json", "thiserror", "uuid"],
+        &[
+            "chrono",
+            "deunicode",
+            "serde",
+            "serde_json",
+            "thiserror",
+            "uuid",
+        ],
     );
     assert_only(
         &deps,

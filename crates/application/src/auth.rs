@@ -8,9 +8,18 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use nexus_domain::organization::OrganizationName;
 use nexus_domain::values::{EmailAddress, Password};
-use nexus_domain::{Actor, ApiKeyId, DomainEvent, EventActor, EventId, EventType, OrgId, Principal, Role, SessionId, UserId};
-use nexus_ports::identity::{IdentityStore, MembershipRecord, NewSession, NewUser, RegisterError, Registration, RotateOutcome, UserRecord};
-use nexus_ports::security::{AccessClaims, Mail, Mailer, PasswordHasher, RateDecision, RateLimiter, SecretGenerator, TokenCodec, TokenError};
+use nexus_domain::{
+    Actor, ApiKeyId, DomainEvent, EventActor, EventId, EventType, OrgId, Principal, Role,
+    SessionId, UserId,
+};
+use nexus_ports::identity::{
+    IdentityStore, MembershipRecord, NewSession, NewUser, RegisterError, Registration,
+    RotateOutcome, UserRecord,
+};
+use nexus_ports::security::{
+    AccessClaims, Mail, Mailer, PasswordHasher, RateDecision, RateLimiter, SecretGenerator,
+    TokenCodec, TokenError,
+};
 use nexus_ports::team::TeamStore;
 use nexus_ports::{Clock, IdGenerator};
 
@@ -154,7 +163,13 @@ where
         Self { p: ports, settings }
     }
 
-    fn access_token(&self, user: UserId, org: OrgId, role: Role, session: SessionId) -> Result<String, AppError> {
+    fn access_token(
+        &self,
+        user: UserId,
+        org: OrgId,
+        role: Role,
+        session: SessionId,
+    ) -> Result<String, AppError> {
         let now = self.p.clock.now();
         let claims = AccessClaims {
             user_id: user,
@@ -165,7 +180,10 @@ where
             issued_at: now,
             expires_at: now + ttl(self.p.tokens.access_ttl()),
         };
-        self.p.tokens.issue(&claims).map_err(|e| AppError::Store(e.into()))
+        self.p
+            .tokens
+            .issue(&claims)
+            .map_err(|e| AppError::Store(e.into()))
     }
 
     fn new_session(&self, user: UserId, org: OrgId, meta: &ClientMeta) -> (NewSession, String) {
@@ -182,7 +200,12 @@ where
         (session, refresh)
     }
 
-    fn tokens(&self, session: &NewSession, refresh: String, role: Role) -> Result<IssuedTokens, AppError> {
+    fn tokens(
+        &self,
+        session: &NewSession,
+        refresh: String,
+        role: Role,
+    ) -> Result<IssuedTokens, AppError> {
         Ok(IssuedTokens {
             access_token: self.access_token(session.user_id, session.org_id, role, session.id)?,
             refresh_token: Some(refresh),
@@ -206,26 +229,57 @@ where
 
     /// # Errors
     /// Validation (all fields at once), rate limits, a taken email (409, nothing written).
-    pub async fn register(&self, cmd: RegisterCommand, meta: ClientMeta) -> Result<IssuedTokens, AppError> {
+    pub async fn register(
+        &self,
+        cmd: RegisterCommand,
+        meta: ClientMeta,
+    ) -> Result<IssuedTokens, AppError> {
         if let Some(ip) = &meta.ip {
             let key = format!("register:ip:{ip}");
-            limited(self.p.limiter.hit(&key, self.settings.registrations_per_ip, self.settings.per_ip_window).await?)?;
+            limited(
+                self.p
+                    .limiter
+                    .hit(
+                        &key,
+                        self.settings.registrations_per_ip,
+                        self.settings.per_ip_window,
+                    )
+                    .await?,
+            )?;
         }
         self.create_owner(cmd, meta).await
     }
 
-    async fn create_owner(&self, cmd: RegisterCommand, meta: ClientMeta) -> Result<IssuedTokens, AppError> {
+    async fn create_owner(
+        &self,
+        cmd: RegisterCommand,
+        meta: ClientMeta,
+    ) -> Result<IssuedTokens, AppError> {
         let mut issues = Issues::default();
-        let email = issues.check("email", |e: &nexus_domain::values::email::EmailError| e.code(), EmailAddress::parse(&cmd.email));
-        let password = issues.check("password", |e: &nexus_domain::values::password::PasswordError| e.code(), Password::new(cmd.password));
-        let name = issues.check("name", |e: &crate::error::NameError| e.code(), person_name(&cmd.name));
+        let email = issues.check(
+            "email",
+            |e: &nexus_domain::values::email::EmailError| e.code(),
+            EmailAddress::parse(&cmd.email),
+        );
+        let password = issues.check(
+            "password",
+            |e: &nexus_domain::values::password::PasswordError| e.code(),
+            Password::new(cmd.password),
+        );
+        let name = issues.check(
+            "name",
+            |e: &crate::error::NameError| e.code(),
+            person_name(&cmd.name),
+        );
         let org_name = issues.check(
             "organizationName",
             |e: &nexus_domain::organization::OrganizationNameError| e.code(),
             OrganizationName::parse(&cmd.organization_name),
         );
         issues.finish()?;
-        let (Some(email), Some(password), Some(name), Some(org_name)) = (email, password, name, org_name) else {
+        let (Some(email), Some(password), Some(name), Some(org_name)) =
+            (email, password, name, org_name)
+        else {
             return Err(AppError::Validation(Vec::new()));
         };
         let password_hash = self.p.hasher.hash(password).await?;
@@ -234,7 +288,12 @@ where
         let (session, refresh) = self.new_session(user_id, org_id, &meta);
         let event = self.member_joined(org_id, user_id, Role::Owner, email.as_str());
         let registration = Registration {
-            user: NewUser { id: user_id, email, name, password_hash },
+            user: NewUser {
+                id: user_id,
+                email,
+                name,
+                password_hash,
+            },
             org_id,
             org_name: org_name.as_str().to_owned(),
             slug_stem: org_name.slug_stem(),
@@ -243,9 +302,10 @@ where
         };
         match self.p.identity.register(registration).await {
             Ok(_slug) => self.tokens(&session, refresh, Role::Owner),
-            Err(RegisterError::EmailTaken) => {
-                Err(AppError::conflict("email_taken", "An account with this email address already exists."))
-            }
+            Err(RegisterError::EmailTaken) => Err(AppError::conflict(
+                "email_taken",
+                "An account with this email address already exists.",
+            )),
             Err(RegisterError::Store(e)) => Err(e.into()),
         }
     }
@@ -253,14 +313,34 @@ where
     /// # Errors
     /// [`AppError::InvalidCredentials`] for any wrong email/password pair (same answer,
     /// same time), [`AppError::RateLimited`] after repeated failures.
-    pub async fn login(&self, email: String, password: String, meta: ClientMeta) -> Result<IssuedTokens, AppError> {
+    pub async fn login(
+        &self,
+        email: String,
+        password: String,
+        meta: ClientMeta,
+    ) -> Result<IssuedTokens, AppError> {
         let normalized = EmailAddress::parse(&email).ok();
-        let email_key = format!("login:email:{}", normalized.as_ref().map_or(email.trim().to_lowercase(), ToString::to_string));
+        let email_key = format!(
+            "login:email:{}",
+            normalized
+                .as_ref()
+                .map_or(email.trim().to_lowercase(), ToString::to_string)
+        );
         let ip_key = meta.ip.as_ref().map(|ip| format!("login:ip:{ip}"));
         let window = self.settings.login_failure_window;
-        limited(self.p.limiter.peek(&email_key, self.settings.login_failures_per_email, window).await?)?;
+        limited(
+            self.p
+                .limiter
+                .peek(&email_key, self.settings.login_failures_per_email, window)
+                .await?,
+        )?;
         if let Some(key) = &ip_key {
-            limited(self.p.limiter.peek(key, self.settings.login_failures_per_ip, window).await?)?;
+            limited(
+                self.p
+                    .limiter
+                    .peek(key, self.settings.login_failures_per_ip, window)
+                    .await?,
+            )?;
         }
 
         let user = match &normalized {
@@ -270,7 +350,12 @@ where
         // Any password that cannot be valid still spends a full verification.
         let candidate = Password::new(password).or_else(|_| Password::new("\u{0}".repeat(8)));
         let matched = match candidate {
-            Ok(p) => self.p.hasher.verify(p, user.as_ref().map(|u| u.password_hash.clone())).await?,
+            Ok(p) => {
+                self.p
+                    .hasher
+                    .verify(p, user.as_ref().map(|u| u.password_hash.clone()))
+                    .await?
+            }
             Err(_) => false,
         };
         let Some(user) = user.filter(|_| matched) else {
@@ -298,11 +383,24 @@ where
         let outcome = self
             .p
             .identity
-            .rotate_refresh(digest(&presented), digest(&replacement), self.settings.refresh_reuse_grace)
+            .rotate_refresh(
+                digest(&presented),
+                digest(&replacement),
+                self.settings.refresh_reuse_grace,
+            )
             .await?;
         match outcome {
-            RotateOutcome::Rotated { session_id, user_id, org_id } => {
-                let Some(role) = self.p.identity.session_role(session_id, user_id, org_id).await? else {
+            RotateOutcome::Rotated {
+                session_id,
+                user_id,
+                org_id,
+            } => {
+                let Some(role) = self
+                    .p
+                    .identity
+                    .session_role(session_id, user_id, org_id)
+                    .await?
+                else {
                     return Err(AppError::Unauthenticated("invalid_refresh_token"));
                 };
                 Ok(IssuedTokens {
@@ -325,7 +423,10 @@ where
 
     fn session_of(actor: &Actor) -> Result<(UserId, SessionId), AppError> {
         match actor.principal {
-            Principal::User { user_id, session_id } => Ok((user_id, session_id)),
+            Principal::User {
+                user_id,
+                session_id,
+            } => Ok((user_id, session_id)),
             Principal::ApiKey { .. } => Err(AppError::Forbidden("session_required")),
         }
     }
@@ -341,21 +442,39 @@ where
     /// # Errors
     /// Storage failures; a vanished user is 401.
     pub async fn me(&self, actor: Actor) -> Result<Me, AppError> {
-        let user = self.p.identity.user(actor.user_id()).await?.ok_or(AppError::Unauthenticated("invalid_token"))?;
+        let user = self
+            .p
+            .identity
+            .user(actor.user_id())
+            .await?
+            .ok_or(AppError::Unauthenticated("invalid_token"))?;
         let memberships = self.p.identity.memberships(user.id).await?;
         let via_api_key = match actor.principal {
             Principal::ApiKey { api_key_id, .. } => Some(api_key_id),
             Principal::User { .. } => None,
         };
-        Ok(Me { user, org_id: actor.org_id, role: actor.role, memberships, via_api_key })
+        Ok(Me {
+            user,
+            org_id: actor.org_id,
+            role: actor.role,
+            memberships,
+            via_api_key,
+        })
     }
 
     /// # Errors
     /// 404 when the user is not a member of `org` (another tenant looks missing).
-    pub async fn switch_organization(&self, actor: Actor, org: OrgId) -> Result<IssuedTokens, AppError> {
+    pub async fn switch_organization(
+        &self,
+        actor: Actor,
+        org: OrgId,
+    ) -> Result<IssuedTokens, AppError> {
         let (user, session) = Self::session_of(&actor)?;
         let memberships = self.p.identity.memberships(user).await?;
-        let membership = memberships.iter().find(|m| m.org_id == org).ok_or(AppError::NotFound)?;
+        let membership = memberships
+            .iter()
+            .find(|m| m.org_id == org)
+            .ok_or(AppError::NotFound)?;
         self.p.identity.switch_session(session, org).await?;
         Ok(IssuedTokens {
             access_token: self.access_token(user, org, membership.role, session)?,
@@ -369,27 +488,60 @@ where
 
     /// # Errors
     /// 422 for a bad new password, 401-like `InvalidCredentials` for a wrong current one.
-    pub async fn change_password(&self, actor: Actor, current: String, new: String) -> Result<(), AppError> {
+    pub async fn change_password(
+        &self,
+        actor: Actor,
+        current: String,
+        new: String,
+    ) -> Result<(), AppError> {
         let (user_id, session) = Self::session_of(&actor)?;
-        let new = Password::new(new).map_err(|e| AppError::invalid("newPassword", e.code(), e.to_string()))?;
-        let user = self.p.identity.user(user_id).await?.ok_or(AppError::Unauthenticated("invalid_token"))?;
+        let new = Password::new(new)
+            .map_err(|e| AppError::invalid("newPassword", e.code(), e.to_string()))?;
+        let user = self
+            .p
+            .identity
+            .user(user_id)
+            .await?
+            .ok_or(AppError::Unauthenticated("invalid_token"))?;
         let current = Password::new(current).map_err(|_| AppError::InvalidCredentials)?;
-        if !self.p.hasher.verify(current, Some(user.password_hash)).await? {
+        if !self
+            .p
+            .hasher
+            .verify(current, Some(user.password_hash))
+            .await?
+        {
             return Err(AppError::InvalidCredentials);
         }
         let hash = self.p.hasher.hash(new).await?;
         self.p.identity.set_password(user_id, hash).await?;
-        self.p.identity.revoke_sessions(user_id, None, Some(session), "password_changed").await?;
+        self.p
+            .identity
+            .revoke_sessions(user_id, None, Some(session), "password_changed")
+            .await?;
         Ok(())
     }
 
     /// # Errors
     /// 422 for an address that cannot be one; 429 past the per-IP limit.
-    pub async fn request_password_reset(&self, email: String, meta: ClientMeta) -> Result<EmailAddress, AppError> {
-        let email = EmailAddress::parse(&email).map_err(|e| AppError::invalid("email", e.code(), e.to_string()))?;
+    pub async fn request_password_reset(
+        &self,
+        email: String,
+        meta: ClientMeta,
+    ) -> Result<EmailAddress, AppError> {
+        let email = EmailAddress::parse(&email)
+            .map_err(|e| AppError::invalid("email", e.code(), e.to_string()))?;
         if let Some(ip) = &meta.ip {
             let key = format!("reset:ip:{ip}");
-            limited(self.p.limiter.hit(&key, self.settings.password_resets_per_ip, self.settings.per_ip_window).await?)?;
+            limited(
+                self.p
+                    .limiter
+                    .hit(
+                        &key,
+                        self.settings.password_resets_per_ip,
+                        self.settings.per_ip_window,
+                    )
+                    .await?,
+            )?;
         }
         Ok(email)
     }
@@ -402,7 +554,10 @@ where
         };
         let token = self.p.secrets.token();
         let expires_at = self.p.clock.now() + ttl(self.settings.reset_ttl);
-        self.p.identity.create_password_reset(user.id, digest(&token), expires_at).await?;
+        self.p
+            .identity
+            .create_password_reset(user.id, digest(&token), expires_at)
+            .await?;
         self.p
             .mailer
             .send(Mail {
@@ -419,15 +574,31 @@ where
 
     /// # Errors
     /// 422 for a bad password or an unknown, used or expired token.
-    pub async fn reset_password(&self, token: String, new_password: String) -> Result<(), AppError> {
-        let password =
-            Password::new(new_password).map_err(|e| AppError::invalid("newPassword", e.code(), e.to_string()))?;
-        let Some(user) = self.p.identity.consume_password_reset(digest(&token)).await? else {
-            return Err(AppError::invalid("token", "invalid_token", "The reset token is unknown, used or expired."));
+    pub async fn reset_password(
+        &self,
+        token: String,
+        new_password: String,
+    ) -> Result<(), AppError> {
+        let password = Password::new(new_password)
+            .map_err(|e| AppError::invalid("newPassword", e.code(), e.to_string()))?;
+        let Some(user) = self
+            .p
+            .identity
+            .consume_password_reset(digest(&token))
+            .await?
+        else {
+            return Err(AppError::invalid(
+                "token",
+                "invalid_token",
+                "The reset token is unknown, used or expired.",
+            ));
         };
         let hash = self.p.hasher.hash(password).await?;
         self.p.identity.set_password(user, hash).await?;
-        self.p.identity.revoke_sessions(user, None, None, "password_reset").await?;
+        self.p
+            .identity
+            .revoke_sessions(user, None, None, "password_reset")
+            .await?;
         Ok(())
     }
 
@@ -435,7 +606,12 @@ where
     /// 401 with a code saying why.
     pub async fn authenticate(&self, credential: String) -> Result<Actor, AppError> {
         if credential.starts_with(API_KEY_PREFIX) {
-            let key = self.p.team.use_api_key(digest(&credential)).await?.ok_or(AppError::Unauthenticated("invalid_api_key"))?;
+            let key = self
+                .p
+                .team
+                .use_api_key(digest(&credential))
+                .await?
+                .ok_or(AppError::Unauthenticated("invalid_api_key"))?;
             let now: DateTime<Utc> = self.p.clock.now();
             if key.revoked_at.is_some() {
                 return Err(AppError::Unauthenticated("api_key_revoked"));
@@ -444,7 +620,10 @@ where
                 return Err(AppError::Unauthenticated("api_key_expired"));
             }
             return Ok(Actor {
-                principal: Principal::ApiKey { api_key_id: key.id, created_by: key.created_by },
+                principal: Principal::ApiKey {
+                    api_key_id: key.id,
+                    created_by: key.created_by,
+                },
                 org_id: key.org_id,
                 role: key.role,
             });
@@ -461,7 +640,10 @@ where
             .await?
             .ok_or(AppError::Unauthenticated("session_revoked"))?;
         Ok(Actor {
-            principal: Principal::User { user_id: claims.user_id, session_id: claims.session_id },
+            principal: Principal::User {
+                user_id: claims.user_id,
+                session_id: claims.session_id,
+            },
             org_id: claims.org_id,
             role,
         })

@@ -15,8 +15,16 @@ pub struct FieldIssue {
 }
 
 impl FieldIssue {
-    pub fn new(field: impl Into<String>, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), code: code.into(), message: message.into() }
+    pub fn new(
+        field: impl Into<String>,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            code: code.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -49,7 +57,10 @@ pub enum AppError {
 
 impl AppError {
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Conflict { code, message: message.into() }
+        Self::Conflict {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn invalid(field: &str, code: &str, message: impl Into<String>) -> Self {
@@ -78,7 +89,12 @@ pub struct Issues(Vec<FieldIssue>);
 
 impl Issues {
     /// Keeps `Ok` values, records `Err`s under `field`.
-    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, code: impl Fn(&E) -> &'static str, r: Result<T, E>) -> Option<T> {
+    pub fn check<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        code: impl Fn(&E) -> &'static str,
+        r: Result<T, E>,
+    ) -> Option<T> {
         match r {
             Ok(v) => Some(v),
             Err(e) => {
@@ -95,7 +111,11 @@ impl Issues {
     /// # Errors
     /// [`AppError::Validation`] when anything was recorded.
     pub fn finish(self) -> Result<(), AppError> {
-        if self.0.is_empty() { Ok(()) } else { Err(AppError::Validation(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::Validation(self.0))
+        }
     }
 }
 

@@ -5,15 +5,20 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use nexus_domain::membership::{check_api_key_role, check_invitation, check_removal, check_role_change, MembershipError};
+use nexus_domain::membership::{
+    MembershipError, check_api_key_role, check_invitation, check_removal, check_role_change,
+};
 use nexus_domain::organization::OrganizationName;
 use nexus_domain::values::{EmailAddress, Password};
-use nexus_domain::{Action, Actor, ApiKeyId, DomainEvent, EventActor, EventId, EventType, InvitationId, Principal, Resource, Role, SessionId, UserId};
+use nexus_domain::{
+    Action, Actor, ApiKeyId, DomainEvent, EventActor, EventId, EventType, InvitationId, Principal,
+    Resource, Role, SessionId, UserId,
+};
 use nexus_ports::identity::{IdentityStore, NewSession, NewUser};
 use nexus_ports::security::{Mail, Mailer, PasswordHasher, SecretGenerator, TokenCodec};
 use nexus_ports::team::{
-    AcceptError, ApiKeyRecord, InvitationRecord, Invitee, MemberChangeError, MemberRecord, NewApiKey, NewInvitation,
-    OrganizationPatch, OrganizationRecord, TeamStore, UpdateError,
+    AcceptError, ApiKeyRecord, InvitationRecord, Invitee, MemberChangeError, MemberRecord,
+    NewApiKey, NewInvitation, OrganizationPatch, OrganizationRecord, TeamStore, UpdateError,
 };
 use nexus_ports::{Clock, IdGenerator};
 
@@ -46,15 +51,31 @@ pub struct CreatedApiKey {
 
 pub trait TeamUseCases: Send + Sync + 'static {
     fn organization(&self, actor: Actor) -> Fut<'_, OrganizationRecord>;
-    fn update_organization(&self, actor: Actor, update: OrganizationUpdate, if_match: Option<i32>) -> Fut<'_, OrganizationRecord>;
-    fn members(&self, actor: Actor, after: Option<(DateTime<Utc>, UserId)>, limit: i64) -> Fut<'_, Vec<MemberRecord>>;
+    fn update_organization(
+        &self,
+        actor: Actor,
+        update: OrganizationUpdate,
+        if_match: Option<i32>,
+    ) -> Fut<'_, OrganizationRecord>;
+    fn members(
+        &self,
+        actor: Actor,
+        after: Option<(DateTime<Utc>, UserId)>,
+        limit: i64,
+    ) -> Fut<'_, Vec<MemberRecord>>;
     fn change_role(&self, actor: Actor, target: UserId, role: Role) -> Fut<'_, MemberRecord>;
     fn remove_member(&self, actor: Actor, target: UserId) -> Fut<'_, ()>;
     fn invite(&self, actor: Actor, email: String, role: Role) -> Fut<'_, InvitationRecord>;
     fn invitations(&self, actor: Actor) -> Fut<'_, Vec<InvitationRecord>>;
     fn revoke_invitation(&self, actor: Actor, id: InvitationId) -> Fut<'_, ()>;
     fn accept_invitation(&self, cmd: AcceptCommand, meta: ClientMeta) -> Fut<'_, IssuedTokens>;
-    fn create_api_key(&self, actor: Actor, name: String, role: Role, expires_at: Option<DateTime<Utc>>) -> Fut<'_, CreatedApiKey>;
+    fn create_api_key(
+        &self,
+        actor: Actor,
+        name: String,
+        role: Role,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Fut<'_, CreatedApiKey>;
     fn api_keys(&self, actor: Actor) -> Fut<'_, Vec<ApiKeyRecord>>;
     fn revoke_api_key(&self, actor: Actor, id: ApiKeyId) -> Fut<'_, ()>;
 }
@@ -84,9 +105,10 @@ fn rule_error(e: MemberChangeError) -> AppError {
         MemberChangeError::Rule(MembershipError::OwnRole) => {
             AppError::conflict("own_role", "Nobody changes their own role.")
         }
-        MemberChangeError::Rule(MembershipError::LastOwner) => {
-            AppError::conflict("last_owner", "An organization always keeps at least one owner.")
-        }
+        MemberChangeError::Rule(MembershipError::LastOwner) => AppError::conflict(
+            "last_owner",
+            "An organization always keeps at least one owner.",
+        ),
         MemberChangeError::Store(s) => s.into(),
     }
 }
@@ -106,11 +128,24 @@ where
     C: Clock,
     G: IdGenerator,
 {
-    pub const fn new(ports: TeamPorts<I, K, H, T, S, M, C, G>, invitation_ttl: Duration, refresh_ttl: Duration) -> Self {
-        Self { p: ports, invitation_ttl, refresh_ttl }
+    pub const fn new(
+        ports: TeamPorts<I, K, H, T, S, M, C, G>,
+        invitation_ttl: Duration,
+        refresh_ttl: Duration,
+    ) -> Self {
+        Self {
+            p: ports,
+            invitation_ttl,
+            refresh_ttl,
+        }
     }
 
-    fn event(&self, actor: &Actor, event_type: EventType, payload: serde_json::Value) -> DomainEvent {
+    fn event(
+        &self,
+        actor: &Actor,
+        event_type: EventType,
+        payload: serde_json::Value,
+    ) -> DomainEvent {
         DomainEvent {
             id: EventId::from_uuid(self.p.ids.new_id()),
             organization_id: actor.org_id,
@@ -118,7 +153,9 @@ where
             occurred_at: self.p.clock.now(),
             actor: match actor.principal {
                 Principal::User { user_id, .. } => EventActor::User { id: user_id },
-                Principal::ApiKey { api_key_id, .. } => EventActor::ApiKey { id: api_key_id.as_uuid() },
+                Principal::ApiKey { api_key_id, .. } => EventActor::ApiKey {
+                    id: api_key_id.as_uuid(),
+                },
             },
             payload,
         }
@@ -128,7 +165,11 @@ where
     /// 404 when the organization vanished.
     pub async fn organization(&self, actor: Actor) -> Result<OrganizationRecord, AppError> {
         actor.authorize(Resource::OrganizationSettings, Action::Read)?;
-        self.p.team.organization(actor.org_id).await?.ok_or(AppError::NotFound)
+        self.p
+            .team
+            .organization(actor.org_id)
+            .await?
+            .ok_or(AppError::NotFound)
     }
 
     /// # Errors
@@ -142,12 +183,23 @@ where
         actor.authorize(Resource::OrganizationSettings, Action::Update)?;
         let mut issues = Issues::default();
         let name = update.name.as_deref().and_then(|n| {
-            issues.check("name", |e: &nexus_domain::organization::OrganizationNameError| e.code(), OrganizationName::parse(n))
+            issues.check(
+                "name",
+                |e: &nexus_domain::organization::OrganizationNameError| e.code(),
+                OrganizationName::parse(n),
+            )
         });
-        if let Some(c) = &update.default_currency {
-            if !(c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())) {
-                issues.push("defaultCurrency", "invalid_format", "an ISO 4217 code such as USD");
-            }
+        let is_currency = |c: &str| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase());
+        if update
+            .default_currency
+            .as_deref()
+            .is_some_and(|c| !is_currency(c))
+        {
+            issues.push(
+                "defaultCurrency",
+                "invalid_format",
+                "an ISO 4217 code such as USD",
+            );
         }
         if update.settings.as_ref().is_some_and(|s| !s.is_object()) {
             issues.push("settings", "invalid_type", "settings is a JSON object");
@@ -158,11 +210,15 @@ where
             default_currency: update.default_currency,
             settings: update.settings,
         };
-        self.p.team.update_organization(actor.org_id, patch, if_match).await.map_err(|e| match e {
-            UpdateError::NotFound => AppError::NotFound,
-            UpdateError::VersionMismatch { .. } => AppError::PreconditionFailed,
-            UpdateError::Store(s) => s.into(),
-        })
+        self.p
+            .team
+            .update_organization(actor.org_id, patch, if_match)
+            .await
+            .map_err(|e| match e {
+                UpdateError::NotFound => AppError::NotFound,
+                UpdateError::VersionMismatch { .. } => AppError::PreconditionFailed,
+                UpdateError::Store(s) => s.into(),
+            })
     }
 
     /// # Errors
@@ -179,22 +235,47 @@ where
 
     /// # Errors
     /// 403/404/409 per the membership rules.
-    pub async fn change_role(&self, actor: Actor, target: UserId, role: Role) -> Result<MemberRecord, AppError> {
+    pub async fn change_role(
+        &self,
+        actor: Actor,
+        target: UserId,
+        role: Role,
+    ) -> Result<MemberRecord, AppError> {
         actor.authorize(Resource::Members, Action::Update)?;
         if matches!(actor.principal, Principal::ApiKey { .. }) && role == Role::Owner {
             return Err(AppError::Forbidden("owner_only"));
         }
-        self.p.team.change_role(actor.org_id, actor.user_id(), target, role, check_role_change).await.map_err(rule_error)
+        self.p
+            .team
+            .change_role(
+                actor.org_id,
+                actor.user_id(),
+                target,
+                role,
+                check_role_change,
+            )
+            .await
+            .map_err(rule_error)
     }
 
     /// # Errors
     /// 403/404/409 per the membership rules.
     pub async fn remove_member(&self, actor: Actor, target: UserId) -> Result<(), AppError> {
         actor.authorize(Resource::Members, Action::Read)?;
-        let event = self.event(&actor, EventType::MemberRemoved, serde_json::json!({ "userId": target }));
+        let event = self.event(
+            &actor,
+            EventType::MemberRemoved,
+            serde_json::json!({ "userId": target }),
+        );
         self.p
             .team
-            .remove_member(actor.org_id, actor.user_id(), target, check_removal, vec![event])
+            .remove_member(
+                actor.org_id,
+                actor.user_id(),
+                target,
+                check_removal,
+                vec![event],
+            )
             .await
             .map_err(rule_error)
     }
@@ -202,16 +283,25 @@ where
     /// # Errors
     /// 403 when the role may not invite (or not with that role), 422 for a bad email,
     /// 409 when the person is already a member.
-    pub async fn invite(&self, actor: Actor, email: String, role: Role) -> Result<InvitationRecord, AppError> {
+    pub async fn invite(
+        &self,
+        actor: Actor,
+        email: String,
+        role: Role,
+    ) -> Result<InvitationRecord, AppError> {
         check_invitation(actor.role, role).map_err(|e| match e {
             MembershipError::OwnerOnly => AppError::Forbidden("owner_only"),
             _ => AppError::Forbidden("role"),
         })?;
-        let email = EmailAddress::parse(&email).map_err(|e| AppError::invalid("email", e.code(), e.to_string()))?;
+        let email = EmailAddress::parse(&email)
+            .map_err(|e| AppError::invalid("email", e.code(), e.to_string()))?;
         if let Some(user) = self.p.identity.user_by_email(&email).await? {
             let memberships = self.p.identity.memberships(user.id).await?;
             if memberships.iter().any(|m| m.org_id == actor.org_id) {
-                return Err(AppError::conflict("already_member", "This person is already a member."));
+                return Err(AppError::conflict(
+                    "already_member",
+                    "This person is already a member.",
+                ));
             }
         }
         let token = self.p.secrets.token();
@@ -251,30 +341,60 @@ where
     /// 403 below ADMIN, 404 for unknown ids.
     pub async fn revoke_invitation(&self, actor: Actor, id: InvitationId) -> Result<(), AppError> {
         actor.authorize(Resource::Members, Action::Update)?;
-        if self.p.team.revoke_invitation(actor.org_id, id).await? { Ok(()) } else { Err(AppError::NotFound) }
+        if self.p.team.revoke_invitation(actor.org_id, id).await? {
+            Ok(())
+        } else {
+            Err(AppError::NotFound)
+        }
     }
 
     /// # Errors
     /// 404 for unknown/expired/used tokens, 401 for a wrong password of an existing
     /// account, 422 for bad fields, 409 when already a member.
-    pub async fn accept_invitation(&self, cmd: AcceptCommand, meta: ClientMeta) -> Result<IssuedTokens, AppError> {
+    pub async fn accept_invitation(
+        &self,
+        cmd: AcceptCommand,
+        meta: ClientMeta,
+    ) -> Result<IssuedTokens, AppError> {
         let token_hash = digest(&cmd.token);
-        let invitation = self.p.team.invitation_by_token(token_hash.clone()).await?.ok_or(AppError::NotFound)?;
+        let invitation = self
+            .p
+            .team
+            .invitation_by_token(token_hash.clone())
+            .await?
+            .ok_or(AppError::NotFound)?;
         let email = EmailAddress::parse(&invitation.email).map_err(|_| AppError::NotFound)?;
         let existing = self.p.identity.user_by_email(&email).await?;
         let (invitee, user_id) = if let Some(user) = existing {
             let password = Password::new(cmd.password).map_err(|_| AppError::InvalidCredentials)?;
-            if !self.p.hasher.verify(password, Some(user.password_hash.clone())).await? {
+            if !self
+                .p
+                .hasher
+                .verify(password, Some(user.password_hash.clone()))
+                .await?
+            {
                 return Err(AppError::InvalidCredentials);
             }
             (Invitee::Existing(user.id), user.id)
         } else {
             let mut issues = Issues::default();
-            let password = issues.check("password", |e: &nexus_domain::values::password::PasswordError| e.code(), Password::new(cmd.password));
+            let password = issues.check(
+                "password",
+                |e: &nexus_domain::values::password::PasswordError| e.code(),
+                Password::new(cmd.password),
+            );
             let name = match cmd.name.as_deref() {
-                Some(n) => issues.check("name", |e: &crate::error::NameError| e.code(), person_name(n)),
+                Some(n) => issues.check(
+                    "name",
+                    |e: &crate::error::NameError| e.code(),
+                    person_name(n),
+                ),
                 None => {
-                    issues.push("name", "required", "a name is required to create the account");
+                    issues.push(
+                        "name",
+                        "required",
+                        "a name is required to create the account",
+                    );
                     None
                 }
             };
@@ -284,7 +404,15 @@ where
             };
             let id = UserId::from_uuid(self.p.ids.new_id());
             let password_hash = self.p.hasher.hash(password).await?;
-            (Invitee::New(NewUser { id, email: email.clone(), name, password_hash }), id)
+            (
+                Invitee::New(NewUser {
+                    id,
+                    email: email.clone(),
+                    name,
+                    password_hash,
+                }),
+                id,
+            )
         };
         let refresh = self.p.secrets.token();
         let session = NewSession {
@@ -311,8 +439,12 @@ where
             .await
             .map_err(|e| match e {
                 AcceptError::Invalid => AppError::NotFound,
-                AcceptError::AlreadyMember => AppError::conflict("already_member", "You are already a member."),
-                AcceptError::EmailTaken => AppError::conflict("email_taken", "An account with this email already exists."),
+                AcceptError::AlreadyMember => {
+                    AppError::conflict("already_member", "You are already a member.")
+                }
+                AcceptError::EmailTaken => {
+                    AppError::conflict("email_taken", "An account with this email already exists.")
+                }
                 AcceptError::Store(s) => s.into(),
             })?;
         let now = self.p.clock.now();
@@ -326,7 +458,11 @@ where
             expires_at: now + ttl(self.p.tokens.access_ttl()),
         };
         Ok(IssuedTokens {
-            access_token: self.p.tokens.issue(&claims).map_err(|e| AppError::Store(e.into()))?,
+            access_token: self
+                .p
+                .tokens
+                .issue(&claims)
+                .map_err(|e| AppError::Store(e.into()))?,
             refresh_token: Some(refresh),
             expires_in: self.p.tokens.access_ttl(),
             session_id: session.id,
@@ -347,9 +483,17 @@ where
     ) -> Result<CreatedApiKey, AppError> {
         check_api_key_role(actor.role, role).map_err(|_| AppError::Forbidden("role"))?;
         let mut issues = Issues::default();
-        let name = issues.check("name", |e: &crate::error::NameError| e.code(), person_name(&name));
+        let name = issues.check(
+            "name",
+            |e: &crate::error::NameError| e.code(),
+            person_name(&name),
+        );
         if expires_at.is_some_and(|at| at <= self.p.clock.now()) {
-            issues.push("expiresAt", "in_the_past", "the expiry must be in the future");
+            issues.push(
+                "expiresAt",
+                "in_the_past",
+                "the expiry must be in the future",
+            );
         }
         issues.finish()?;
         let secret = format!("{API_KEY_PREFIX}{}", self.p.secrets.token());
@@ -378,7 +522,11 @@ where
     /// 403 for MEMBER and VIEWER, 404 for unknown ids.
     pub async fn revoke_api_key(&self, actor: Actor, id: ApiKeyId) -> Result<(), AppError> {
         actor.authorize(Resource::Integrations, Action::Delete)?;
-        if self.p.team.revoke_api_key(actor.org_id, id).await? { Ok(()) } else { Err(AppError::NotFound) }
+        if self.p.team.revoke_api_key(actor.org_id, id).await? {
+            Ok(())
+        } else {
+            Err(AppError::NotFound)
+        }
     }
 }
 
@@ -396,10 +544,20 @@ where
     fn organization(&self, actor: Actor) -> Fut<'_, OrganizationRecord> {
         Box::pin(Self::organization(self, actor))
     }
-    fn update_organization(&self, actor: Actor, update: OrganizationUpdate, if_match: Option<i32>) -> Fut<'_, OrganizationRecord> {
+    fn update_organization(
+        &self,
+        actor: Actor,
+        update: OrganizationUpdate,
+        if_match: Option<i32>,
+    ) -> Fut<'_, OrganizationRecord> {
         Box::pin(Self::update_organization(self, actor, update, if_match))
     }
-    fn members(&self, actor: Actor, after: Option<(DateTime<Utc>, UserId)>, limit: i64) -> Fut<'_, Vec<MemberRecord>> {
+    fn members(
+        &self,
+        actor: Actor,
+        after: Option<(DateTime<Utc>, UserId)>,
+        limit: i64,
+    ) -> Fut<'_, Vec<MemberRecord>> {
         Box::pin(Self::members(self, actor, after, limit))
     }
     fn change_role(&self, actor: Actor, target: UserId, role: Role) -> Fut<'_, MemberRecord> {
@@ -420,7 +578,13 @@ where
     fn accept_invitation(&self, cmd: AcceptCommand, meta: ClientMeta) -> Fut<'_, IssuedTokens> {
         Box::pin(Self::accept_invitation(self, cmd, meta))
     }
-    fn create_api_key(&self, actor: Actor, name: String, role: Role, expires_at: Option<DateTime<Utc>>) -> Fut<'_, CreatedApiKey> {
+    fn create_api_key(
+        &self,
+        actor: Actor,
+        name: String,
+        role: Role,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Fut<'_, CreatedApiKey> {
         Box::pin(Self::create_api_key(self, actor, name, role, expires_at))
     }
     fn api_keys(&self, actor: Actor) -> Fut<'_, Vec<ApiKeyRecord>> {

@@ -6,8 +6,14 @@ use crate::rbac::{Action, Resource, Role, can};
 /// The authenticated principal behind a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Principal {
-    User { user_id: UserId, session_id: SessionId },
-    ApiKey { api_key_id: ApiKeyId, created_by: UserId },
+    User {
+        user_id: UserId,
+        session_id: SessionId,
+    },
+    ApiKey {
+        api_key_id: ApiKeyId,
+        created_by: UserId,
+    },
 }
 
 /// A caller acting inside one organization with one role.
@@ -33,7 +39,11 @@ impl Actor {
         if can(self.role, resource, action) {
             Ok(())
         } else {
-            Err(Forbidden { role: self.role, resource, action })
+            Err(Forbidden {
+                role: self.role,
+                resource,
+                action,
+            })
         }
     }
 
@@ -72,7 +82,9 @@ mod tests {
             role: Role::Viewer,
         };
         assert!(viewer.authorize(Resource::Contacts, Action::Read).is_ok());
-        let err = viewer.authorize(Resource::Contacts, Action::Create).unwrap_err();
+        let err = viewer
+            .authorize(Resource::Contacts, Action::Create)
+            .unwrap_err();
         assert_eq!(err.role, Role::Viewer);
         assert!(viewer.session_id().is_some());
     }

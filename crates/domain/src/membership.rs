@@ -26,7 +26,12 @@ pub struct MemberRef {
 ///
 /// # Errors
 /// The rule that forbids it.
-pub fn check_role_change(actor: MemberRef, target: MemberRef, new_role: Role, owners: usize) -> Result<(), MembershipError> {
+pub fn check_role_change(
+    actor: MemberRef,
+    target: MemberRef,
+    new_role: Role,
+    owners: usize,
+) -> Result<(), MembershipError> {
     if !can(actor.role, Resource::Members, Action::Update) {
         return Err(MembershipError::Forbidden);
     }
@@ -46,7 +51,11 @@ pub fn check_role_change(actor: MemberRef, target: MemberRef, new_role: Role, ow
 ///
 /// # Errors
 /// The rule that forbids it.
-pub fn check_removal(actor: MemberRef, target: MemberRef, owners: usize) -> Result<(), MembershipError> {
+pub fn check_removal(
+    actor: MemberRef,
+    target: MemberRef,
+    owners: usize,
+) -> Result<(), MembershipError> {
     let leaving = actor.user_id == target.user_id;
     if !leaving && !can(actor.role, Resource::Members, Action::Delete) {
         return Err(MembershipError::Forbidden);
@@ -95,20 +104,32 @@ mod tests {
     use super::*;
 
     fn m(role: Role) -> MemberRef {
-        MemberRef { user_id: UserId::from_uuid(Uuid::now_v7()), role }
+        MemberRef {
+            user_id: UserId::from_uuid(Uuid::now_v7()),
+            role,
+        }
     }
 
     #[test]
     fn nobody_changes_their_own_role() {
         let owner = m(Role::Owner);
-        assert_eq!(check_role_change(owner, owner, Role::Admin, 2), Err(MembershipError::OwnRole));
+        assert_eq!(
+            check_role_change(owner, owner, Role::Admin, 2),
+            Err(MembershipError::OwnRole)
+        );
     }
 
     #[test]
     fn only_owners_touch_owners() {
         let (admin, owner, member) = (m(Role::Admin), m(Role::Owner), m(Role::Member));
-        assert_eq!(check_role_change(admin, member, Role::Owner, 1), Err(MembershipError::OwnerOnly));
-        assert_eq!(check_role_change(admin, owner, Role::Member, 2), Err(MembershipError::OwnerOnly));
+        assert_eq!(
+            check_role_change(admin, member, Role::Owner, 1),
+            Err(MembershipError::OwnerOnly)
+        );
+        assert_eq!(
+            check_role_change(admin, owner, Role::Member, 2),
+            Err(MembershipError::OwnerOnly)
+        );
         assert_eq!(check_role_change(owner, member, Role::Owner, 1), Ok(()));
         assert_eq!(check_role_change(admin, member, Role::Viewer, 1), Ok(()));
     }
@@ -116,25 +137,46 @@ mod tests {
     #[test]
     fn the_last_owner_stays() {
         let (owner, other_owner) = (m(Role::Owner), m(Role::Owner));
-        assert_eq!(check_role_change(owner, other_owner, Role::Admin, 1), Err(MembershipError::LastOwner));
-        assert_eq!(check_role_change(owner, other_owner, Role::Admin, 2), Ok(()));
-        assert_eq!(check_removal(owner, owner, 1), Err(MembershipError::LastOwner));
+        assert_eq!(
+            check_role_change(owner, other_owner, Role::Admin, 1),
+            Err(MembershipError::LastOwner)
+        );
+        assert_eq!(
+            check_role_change(owner, other_owner, Role::Admin, 2),
+            Ok(())
+        );
+        assert_eq!(
+            check_removal(owner, owner, 1),
+            Err(MembershipError::LastOwner)
+        );
         assert_eq!(check_removal(owner, owner, 2), Ok(()));
     }
 
     #[test]
     fn members_and_viewers_cannot_manage_the_team() {
         for role in [Role::Member, Role::Viewer] {
-            assert_eq!(check_role_change(m(role), m(Role::Viewer), Role::Member, 1), Err(MembershipError::Forbidden));
-            assert_eq!(check_removal(m(role), m(Role::Viewer), 1), Err(MembershipError::Forbidden));
-            assert_eq!(check_invitation(role, Role::Viewer), Err(MembershipError::Forbidden));
+            assert_eq!(
+                check_role_change(m(role), m(Role::Viewer), Role::Member, 1),
+                Err(MembershipError::Forbidden)
+            );
+            assert_eq!(
+                check_removal(m(role), m(Role::Viewer), 1),
+                Err(MembershipError::Forbidden)
+            );
+            assert_eq!(
+                check_invitation(role, Role::Viewer),
+                Err(MembershipError::Forbidden)
+            );
         }
     }
 
     #[test]
     fn removal_rules() {
         // ADMIN has no D on members in the matrix; anyone may leave.
-        assert_eq!(check_removal(m(Role::Admin), m(Role::Member), 1), Err(MembershipError::Forbidden));
+        assert_eq!(
+            check_removal(m(Role::Admin), m(Role::Member), 1),
+            Err(MembershipError::Forbidden)
+        );
         let viewer = m(Role::Viewer);
         assert_eq!(check_removal(viewer, viewer, 1), Ok(()));
         assert_eq!(check_removal(m(Role::Owner), m(Role::Admin), 1), Ok(()));
@@ -143,15 +185,24 @@ mod tests {
     #[test]
     fn invitations_never_exceed_the_inviter() {
         assert_eq!(check_invitation(Role::Admin, Role::Admin), Ok(()));
-        assert_eq!(check_invitation(Role::Admin, Role::Owner), Err(MembershipError::OwnerOnly));
+        assert_eq!(
+            check_invitation(Role::Admin, Role::Owner),
+            Err(MembershipError::OwnerOnly)
+        );
         assert_eq!(check_invitation(Role::Owner, Role::Owner), Ok(()));
     }
 
     #[test]
     fn api_keys_never_exceed_their_creator() {
         assert_eq!(check_api_key_role(Role::Admin, Role::Admin), Ok(()));
-        assert_eq!(check_api_key_role(Role::Admin, Role::Owner), Err(MembershipError::Forbidden));
+        assert_eq!(
+            check_api_key_role(Role::Admin, Role::Owner),
+            Err(MembershipError::Forbidden)
+        );
         assert_eq!(check_api_key_role(Role::Owner, Role::Viewer), Ok(()));
-        assert_eq!(check_api_key_role(Role::Member, Role::Viewer), Err(MembershipError::Forbidden));
+        assert_eq!(
+            check_api_key_role(Role::Member, Role::Viewer),
+            Err(MembershipError::Forbidden)
+        );
     }
 }

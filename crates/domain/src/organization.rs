@@ -51,7 +51,10 @@ impl OrganizationName {
     pub fn slug_stem(&self) -> String {
         let ascii = deunicode::deunicode(&self.0).to_ascii_lowercase();
         let mut slug = String::with_capacity(ascii.len());
-        for word in ascii.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()) {
+        for word in ascii
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
             if slug.len() + word.len() + 1 > 48 {
                 break;
             }
@@ -60,14 +63,22 @@ impl OrganizationName {
             }
             slug.push_str(word);
         }
-        if slug.is_empty() { "org".to_owned() } else { slug }
+        if slug.is_empty() {
+            "org".to_owned()
+        } else {
+            slug
+        }
     }
 }
 
 /// The `attempt`-th slug to try for a stem: `acme`, then `acme-2`, `acme-3`, ...
 #[must_use]
 pub fn slug_candidate(stem: &str, attempt: u32) -> String {
-    if attempt <= 1 { stem.to_owned() } else { format!("{stem}-{attempt}") }
+    if attempt <= 1 {
+        stem.to_owned()
+    } else {
+        format!("{stem}-{attempt}")
+    }
 }
 
 #[cfg(test)]
@@ -84,7 +95,11 @@ mod tests {
         assert_eq!(slug("  Café Zürich  "), "cafe-zurich");
         assert_eq!(slug("Ünïcödé ŁÓDŹ"), "unicode-lodz");
         assert_eq!(slug("東京 Trading"), slug("東京 Trading"));
-        assert!(slug("東京 Trading").bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+        assert!(
+            slug("東京 Trading")
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        );
         assert_eq!(slug("🚀 Launch"), "rocket-launch");
         assert_eq!(slug("!!! ..."), "org");
         assert!(slug(&"word ".repeat(19)).len() <= 48);
@@ -98,8 +113,14 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_bounded() {
-        assert_eq!(OrganizationName::parse("  "), Err(OrganizationNameError::Empty));
-        assert_eq!(OrganizationName::parse(&"x".repeat(101)), Err(OrganizationNameError::TooLong));
+        assert_eq!(
+            OrganizationName::parse("  "),
+            Err(OrganizationNameError::Empty)
+        );
+        assert_eq!(
+            OrganizationName::parse(&"x".repeat(101)),
+            Err(OrganizationNameError::TooLong)
+        );
         assert_eq!(OrganizationName::parse(" Acme ").unwrap().as_str(), "Acme");
     }
 }

@@ -185,7 +185,10 @@ mod tests {
         assert!(!Role::Viewer.covers(Role::Member));
         for r in Role::ALL {
             assert_eq!(Role::parse(r.as_str()), Some(r));
-            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.as_str()));
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                format!("\"{}\"", r.as_str())
+            );
         }
         assert_eq!(Role::parse("owner"), None);
     }

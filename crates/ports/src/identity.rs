@@ -72,7 +72,11 @@ pub enum RegisterError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RotateOutcome {
     /// This caller won: the token is spent, the new one stored.
-    Rotated { session_id: SessionId, user_id: UserId, org_id: OrgId },
+    Rotated {
+        session_id: SessionId,
+        user_id: UserId,
+        org_id: OrgId,
+    },
     /// Rotated moments ago by a concurrent request (within the grace period): refused,
     /// but the family stays valid.
     Superseded,
@@ -89,25 +93,40 @@ pub trait IdentityStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`RegisterError::EmailTaken`] with nothing written.
-    fn register(&self, registration: Registration) -> impl Future<Output = Result<String, RegisterError>> + Send;
+    fn register(
+        &self,
+        registration: Registration,
+    ) -> impl Future<Output = Result<String, RegisterError>> + Send;
 
     /// # Errors
     /// Storage failures.
-    fn user_by_email(&self, email: &EmailAddress) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
+    fn user_by_email(
+        &self,
+        email: &EmailAddress,
+    ) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
 
     /// # Errors
     /// Storage failures.
-    fn user(&self, id: UserId) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
+    fn user(
+        &self,
+        id: UserId,
+    ) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
 
     /// The user's memberships, oldest first.
     ///
     /// # Errors
     /// Storage failures.
-    fn memberships(&self, user: UserId) -> impl Future<Output = Result<Vec<MembershipRecord>, StoreError>> + Send;
+    fn memberships(
+        &self,
+        user: UserId,
+    ) -> impl Future<Output = Result<Vec<MembershipRecord>, StoreError>> + Send;
 
     /// # Errors
     /// Storage failures.
-    fn create_session(&self, session: NewSession) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn create_session(
+        &self,
+        session: NewSession,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Spends `presented` and stores `replacement` in one conditional update: among
     /// concurrent callers exactly one wins.
@@ -137,11 +156,19 @@ pub trait IdentityStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// Storage failures.
-    fn switch_session(&self, session: SessionId, org: OrgId) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn switch_session(
+        &self,
+        session: SessionId,
+        org: OrgId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// # Errors
     /// Storage failures.
-    fn revoke_session(&self, session: SessionId, reason: &'static str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn revoke_session(
+        &self,
+        session: SessionId,
+        reason: &'static str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Revokes the user's live sessions (in `org` only, when given), sparing `except`.
     ///
@@ -157,7 +184,11 @@ pub trait IdentityStore: Send + Sync + 'static {
 
     /// # Errors
     /// Storage failures.
-    fn set_password(&self, user: UserId, hash: String) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn set_password(
+        &self,
+        user: UserId,
+        hash: String,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// # Errors
     /// Storage failures.
@@ -172,5 +203,8 @@ pub trait IdentityStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// Storage failures.
-    fn consume_password_reset(&self, token_hash: Vec<u8>) -> impl Future<Output = Result<Option<UserId>, StoreError>> + Send;
+    fn consume_password_reset(
+        &self,
+        token_hash: Vec<u8>,
+    ) -> impl Future<Output = Result<Option<UserId>, StoreError>> + Send;
 }

@@ -30,7 +30,11 @@ pub trait PasswordHasher: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`HashError::Busy`] when saturated.
-    fn verify(&self, password: Password, hash: Option<String>) -> impl Future<Output = Result<bool, HashError>> + Send;
+    fn verify(
+        &self,
+        password: Password,
+        hash: Option<String>,
+    ) -> impl Future<Output = Result<bool, HashError>> + Send;
 }
 
 /// What an access token asserts.
@@ -89,13 +93,23 @@ pub trait RateLimiter: Send + Sync + 'static {
     ///
     /// # Errors
     /// Storage failures.
-    fn hit(&self, key: &str, limit: u32, window: Duration) -> impl Future<Output = Result<RateDecision, StoreError>> + Send;
+    fn hit(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> impl Future<Output = Result<RateDecision, StoreError>> + Send;
 
     /// Whether `key` is over `limit` now, without counting.
     ///
     /// # Errors
     /// Storage failures.
-    fn peek(&self, key: &str, limit: u32, window: Duration) -> impl Future<Output = Result<RateDecision, StoreError>> + Send;
+    fn peek(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> impl Future<Output = Result<RateDecision, StoreError>> + Send;
 
     /// Forgets `key` (a successful login clears its failures).
     ///

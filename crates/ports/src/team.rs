@@ -137,7 +137,10 @@ pub enum AcceptError {
 pub trait TeamStore: Send + Sync + 'static {
     /// # Errors
     /// Storage failures.
-    fn organization(&self, org: OrgId) -> impl Future<Output = Result<Option<OrganizationRecord>, StoreError>> + Send;
+    fn organization(
+        &self,
+        org: OrgId,
+    ) -> impl Future<Output = Result<Option<OrganizationRecord>, StoreError>> + Send;
 
     /// Applies the patch when the version matches (any version when `None`).
     ///
@@ -190,23 +193,36 @@ pub trait TeamStore: Send + Sync + 'static {
 
     /// # Errors
     /// Storage failures.
-    fn create_invitation(&self, invitation: NewInvitation) -> impl Future<Output = Result<InvitationRecord, StoreError>> + Send;
+    fn create_invitation(
+        &self,
+        invitation: NewInvitation,
+    ) -> impl Future<Output = Result<InvitationRecord, StoreError>> + Send;
 
     /// Pending invitations (not accepted, not revoked), newest first.
     ///
     /// # Errors
     /// Storage failures.
-    fn invitations(&self, org: OrgId) -> impl Future<Output = Result<Vec<InvitationRecord>, StoreError>> + Send;
+    fn invitations(
+        &self,
+        org: OrgId,
+    ) -> impl Future<Output = Result<Vec<InvitationRecord>, StoreError>> + Send;
 
     /// # Errors
     /// Storage failures.
-    fn revoke_invitation(&self, org: OrgId, id: InvitationId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn revoke_invitation(
+        &self,
+        org: OrgId,
+        id: InvitationId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// A pending, unexpired invitation by token digest.
     ///
     /// # Errors
     /// Storage failures.
-    fn invitation_by_token(&self, token_hash: Vec<u8>) -> impl Future<Output = Result<Option<InvitationRecord>, StoreError>> + Send;
+    fn invitation_by_token(
+        &self,
+        token_hash: Vec<u8>,
+    ) -> impl Future<Output = Result<Option<InvitationRecord>, StoreError>> + Send;
 
     /// Spends the invitation (single use), adds the membership (creating the user when
     /// new), opens `session`, records `events`; one transaction.
@@ -223,21 +239,34 @@ pub trait TeamStore: Send + Sync + 'static {
 
     /// # Errors
     /// Storage failures.
-    fn create_api_key(&self, key: NewApiKey) -> impl Future<Output = Result<ApiKeyRecord, StoreError>> + Send;
+    fn create_api_key(
+        &self,
+        key: NewApiKey,
+    ) -> impl Future<Output = Result<ApiKeyRecord, StoreError>> + Send;
 
     /// Live and revoked keys, newest first.
     ///
     /// # Errors
     /// Storage failures.
-    fn api_keys(&self, org: OrgId) -> impl Future<Output = Result<Vec<ApiKeyRecord>, StoreError>> + Send;
+    fn api_keys(
+        &self,
+        org: OrgId,
+    ) -> impl Future<Output = Result<Vec<ApiKeyRecord>, StoreError>> + Send;
 
     /// # Errors
     /// Storage failures.
-    fn revoke_api_key(&self, org: OrgId, id: ApiKeyId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn revoke_api_key(
+        &self,
+        org: OrgId,
+        id: ApiKeyId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The key with this secret digest, recording its use (at most once a minute).
     ///
     /// # Errors
     /// Storage failures.
-    fn use_api_key(&self, secret_hash: Vec<u8>) -> impl Future<Output = Result<Option<ApiKeyRecord>, StoreError>> + Send;
+    fn use_api_key(
+        &self,
+        secret_hash: Vec<u8>,
+    ) -> impl Future<Output = Result<Option<ApiKeyRecord>, StoreError>> + Send;
 }

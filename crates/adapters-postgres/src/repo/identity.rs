@@ -7,7 +7,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use nexus_domain::values::EmailAddress;
 use nexus_domain::{OrgId, Role, SessionId, UserId};
 use nexus_ports::StoreError;
-use nexus_ports::identity::{IdentityStore, MembershipRecord, NewSession, RegisterError, Registration, RotateOutcome, UserRecord};
+use nexus_ports::identity::{
+    IdentityStore, MembershipRecord, NewSession, RegisterError, Registration, RotateOutcome,
+    UserRecord,
+};
 use uuid::Uuid;
 
 use super::{is_unique_violation, role};
@@ -50,7 +53,10 @@ impl From<UserRow> for UserRecord {
     }
 }
 
-pub(crate) async fn insert_session(conn: &mut AsyncPgConnection, s: &NewSession) -> QueryResult<()> {
+pub(crate) async fn insert_session(
+    conn: &mut AsyncPgConnection,
+    s: &NewSession,
+) -> QueryResult<()> {
     diesel::insert_into(sessions::table)
         .values((
             sessions::id.eq(s.id.as_uuid()),
@@ -63,13 +69,19 @@ pub(crate) async fn insert_session(conn: &mut AsyncPgConnection, s: &NewSession)
         .execute(conn)
         .await?;
     diesel::insert_into(refresh_tokens::table)
-        .values((refresh_tokens::token_hash.eq(&s.refresh_hash), refresh_tokens::session_id.eq(s.id.as_uuid())))
+        .values((
+            refresh_tokens::token_hash.eq(&s.refresh_hash),
+            refresh_tokens::session_id.eq(s.id.as_uuid()),
+        ))
         .execute(conn)
         .await?;
     Ok(())
 }
 
-pub(crate) async fn insert_user(conn: &mut AsyncPgConnection, u: &nexus_ports::identity::NewUser) -> QueryResult<()> {
+pub(crate) async fn insert_user(
+    conn: &mut AsyncPgConnection,
+    u: &nexus_ports::identity::NewUser,
+) -> QueryResult<()> {
     diesel::insert_into(users::table)
         .values((
             users::id.eq(u.id.as_uuid()),
@@ -86,7 +98,11 @@ pub(crate) async fn insert_user(conn: &mut AsyncPgConnection, u: &nexus_ports::i
 async fn free_slug(conn: &mut AsyncPgConnection, stem: &str) -> QueryResult<String> {
     let taken: Vec<String> = organizations::table
         .select(organizations::slug)
-        .filter(organizations::slug.eq(stem).or(organizations::slug.like(format!("{stem}-%"))))
+        .filter(
+            organizations::slug
+                .eq(stem)
+                .or(organizations::slug.like(format!("{stem}-%"))),
+        )
         .load(conn)
         .await?;
     Ok((1..)
@@ -173,7 +189,10 @@ impl IdentityStore for PgIdentityStore {
                 Err(RegTx::Db(e)) => return Err(from_diesel(e).into()),
             }
         }
-        Err(StoreError::Other(anyhow::anyhow!("no free organization slug after 5 attempts")).into())
+        Err(StoreError::Other(anyhow::anyhow!(
+            "no free organization slug after 5 attempts"
+        ))
+        .into())
     }
 
     async fn user_by_email(&self, email: &EmailAddress) -> Result<Option<UserRecord>, StoreError> {
@@ -205,24 +224,46 @@ impl IdentityStore for PgIdentityStore {
         let rows: Vec<(Uuid, String, String, String, DateTime<Utc>)> = memberships::table
             .inner_join(organizations::table)
             .filter(memberships::user_id.eq(user.as_uuid()))
-            .order((memberships::created_at.asc(), memberships::organization_id.asc()))
-            .select((organizations::id, organizations::name, organizations::slug, memberships::role, memberships::created_at))
+            .order((
+                memberships::created_at.asc(),
+                memberships::organization_id.asc(),
+            ))
+            .select((
+                organizations::id,
+                organizations::name,
+                organizations::slug,
+                memberships::role,
+                memberships::created_at,
+            ))
             .load(&mut conn)
             .await
             .map_err(from_diesel)?;
         rows.into_iter()
             .map(|(id, name, slug, r, joined_at)| {
-                Ok(MembershipRecord { org_id: OrgId::from_uuid(id), org_name: name, org_slug: slug, role: role(&r)?, joined_at })
+                Ok(MembershipRecord {
+                    org_id: OrgId::from_uuid(id),
+                    org_name: name,
+                    org_slug: slug,
+                    role: role(&r)?,
+                    joined_at,
+                })
             })
             .collect()
     }
 
     async fn create_session(&self, session: NewSession) -> Result<(), StoreError> {
         let mut conn = self.db.conn().await?;
-        conn.transaction(async move |conn| insert_session(conn, &session).await).await.map_err(from_diesel)
+        conn.transaction(async move |conn| insert_session(conn, &session).await)
+            .await
+            .map_err(from_diesel)
     }
 
-    async fn rotate_refresh(&self, presented: Vec<u8>, replacement: Vec<u8>, grace: Duration) -> Result<RotateOutcome, StoreError> {
+    async fn rotate_refresh(
+        &self,
+        presented: Vec<u8>,
+        replacement: Vec<u8>,
+        grace: Duration,
+    ) -> Result<RotateOutcome, StoreError> {
         let mut conn = self.db.conn().await?;
         // One statement: the row lock on the token makes concurrent presenters queue,
         // and only the first still sees `rotated_at IS NULL`.
@@ -256,7 +297,7 @@ impl IdentityStore for PgIdentityStore {
         let spent: Option<Spent> = diesel::sql_query(
             "SELECT t.session_id, t.rotated_at,
                     (s.revoked_at IS NULL AND s.expires_at > now()) AS live,
-                    (t.rotated_at > now() - make_interval(secs => $2)) AS within_grace
+                    COALESCE(t.rotated_at > now() - make_interval(secs => $2), false) AS within_grace
              FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
              WHERE t.token_hash = $1",
         )
@@ -267,16 +308,24 @@ impl IdentityStore for PgIdentityStore {
         .optional()
         .map_err(from_diesel)?;
         match spent {
-            Some(s) if s.live && s.rotated_at.is_some() && s.within_grace => Ok(RotateOutcome::Superseded),
+            Some(s) if s.live && s.rotated_at.is_some() && s.within_grace => {
+                Ok(RotateOutcome::Superseded)
+            }
             Some(s) if s.live && s.rotated_at.is_some() => {
-                self.revoke_session(SessionId::from_uuid(s.session_id), "refresh_token_reuse").await?;
+                self.revoke_session(SessionId::from_uuid(s.session_id), "refresh_token_reuse")
+                    .await?;
                 Ok(RotateOutcome::Reused)
             }
             _ => Ok(RotateOutcome::Invalid),
         }
     }
 
-    async fn session_role(&self, session: SessionId, user: UserId, org: OrgId) -> Result<Option<Role>, StoreError> {
+    async fn session_role(
+        &self,
+        session: SessionId,
+        user: UserId,
+        org: OrgId,
+    ) -> Result<Option<Role>, StoreError> {
         let mut conn = self.db.conn().await?;
         let r: Option<String> = sessions::table
             .inner_join(
@@ -307,13 +356,24 @@ impl IdentityStore for PgIdentityStore {
         Ok(())
     }
 
-    async fn revoke_session(&self, session: SessionId, reason: &'static str) -> Result<(), StoreError> {
+    async fn revoke_session(
+        &self,
+        session: SessionId,
+        reason: &'static str,
+    ) -> Result<(), StoreError> {
         let mut conn = self.db.conn().await?;
-        diesel::update(sessions::table.find(session.as_uuid()).filter(sessions::revoked_at.is_null()))
-            .set((sessions::revoked_at.eq(diesel::dsl::now), sessions::revoked_reason.eq(reason)))
-            .execute(&mut conn)
-            .await
-            .map_err(from_diesel)?;
+        diesel::update(
+            sessions::table
+                .find(session.as_uuid())
+                .filter(sessions::revoked_at.is_null()),
+        )
+        .set((
+            sessions::revoked_at.eq(diesel::dsl::now),
+            sessions::revoked_reason.eq(reason),
+        ))
+        .execute(&mut conn)
+        .await
+        .map_err(from_diesel)?;
         Ok(())
     }
 
@@ -325,20 +385,30 @@ impl IdentityStore for PgIdentityStore {
         reason: &'static str,
     ) -> Result<u64, StoreError> {
         let mut conn = self.db.conn().await?;
-        revoke_user_sessions(&mut conn, user, org, except, reason).await.map_err(from_diesel)
+        revoke_user_sessions(&mut conn, user, org, except, reason)
+            .await
+            .map_err(from_diesel)
     }
 
     async fn set_password(&self, user: UserId, hash: String) -> Result<(), StoreError> {
         let mut conn = self.db.conn().await?;
         diesel::update(users::table.find(user.as_uuid()))
-            .set((users::password_hash.eq(hash), users::updated_at.eq(diesel::dsl::now)))
+            .set((
+                users::password_hash.eq(hash),
+                users::updated_at.eq(diesel::dsl::now),
+            ))
             .execute(&mut conn)
             .await
             .map_err(from_diesel)?;
         Ok(())
     }
 
-    async fn create_password_reset(&self, user: UserId, token_hash: Vec<u8>, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn create_password_reset(
+        &self,
+        user: UserId,
+        token_hash: Vec<u8>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut conn = self.db.conn().await?;
         diesel::insert_into(password_resets::table)
             .values((
@@ -352,7 +422,10 @@ impl IdentityStore for PgIdentityStore {
         Ok(())
     }
 
-    async fn consume_password_reset(&self, token_hash: Vec<u8>) -> Result<Option<UserId>, StoreError> {
+    async fn consume_password_reset(
+        &self,
+        token_hash: Vec<u8>,
+    ) -> Result<Option<UserId>, StoreError> {
         let mut conn = self.db.conn().await?;
         let user: Option<Uuid> = diesel::update(
             password_resets::table
@@ -388,7 +461,10 @@ pub(crate) async fn revoke_user_sessions(
         query = query.filter(sessions::id.ne(except.as_uuid()));
     }
     let n = query
-        .set((sessions::revoked_at.eq(diesel::dsl::now), sessions::revoked_reason.eq(reason)))
+        .set((
+            sessions::revoked_at.eq(diesel::dsl::now),
+            sessions::revoked_reason.eq(reason),
+        ))
         .execute(conn)
         .await?;
     Ok(n as u64)

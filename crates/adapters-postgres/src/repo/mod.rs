@@ -16,7 +16,8 @@ use nexus_ports::StoreError;
 
 /// Roles are stored as their wire names; anything else is a corrupt row.
 pub(crate) fn role(s: &str) -> Result<Role, StoreError> {
-    Role::parse(s).ok_or_else(|| StoreError::Other(anyhow::anyhow!("unknown role {s:?} in the database")))
+    Role::parse(s)
+        .ok_or_else(|| StoreError::Other(anyhow::anyhow!("unknown role {s:?} in the database")))
 }
 
 /// Whether `err` is a unique violation of `constraint`.

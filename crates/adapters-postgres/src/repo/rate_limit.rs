@@ -33,20 +33,32 @@ struct Window {
     now: DateTime<Utc>,
 }
 
-fn decide(w: &Window, limit: u32, window: Duration, over: impl Fn(u32, u32) -> bool) -> RateDecision {
+fn decide(
+    w: &Window,
+    limit: u32,
+    window: Duration,
+    over: impl Fn(u32, u32) -> bool,
+) -> RateDecision {
     let count = u32::try_from(w.count).unwrap_or(0);
     let ends = w.window_start + chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
     if over(count, limit) && ends > w.now {
         let left = (ends - w.now).to_std().unwrap_or_default();
         // Round up: "retry after 0 seconds" would invite an immediate retry.
-        RateDecision::Limited { retry_after: Duration::from_secs(left.as_secs() + 1) }
+        RateDecision::Limited {
+            retry_after: Duration::from_secs(left.as_secs() + 1),
+        }
     } else {
         RateDecision::Allowed
     }
 }
 
 impl RateLimiter for PgRateLimiter {
-    async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<RateDecision, StoreError> {
+    async fn hit(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<RateDecision, StoreError> {
         let mut conn = self.db.conn().await?;
         let w: Window = diesel::sql_query(
             "INSERT INTO rate_limits AS r (key, window_start, count) VALUES ($1, now(), 1)
@@ -63,17 +75,31 @@ impl RateLimiter for PgRateLimiter {
         Ok(decide(&w, limit, window, |count, limit| count > limit))
     }
 
-    async fn peek(&self, key: &str, limit: u32, window: Duration) -> Result<RateDecision, StoreError> {
+    async fn peek(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<RateDecision, StoreError> {
         let mut conn = self.db.conn().await?;
-        let w: Option<Window> =
-            diesel::sql_query("SELECT count, window_start, now() AS now FROM rate_limits WHERE key = $1")
-                .bind::<Text, _>(key)
-                .get_result(&mut conn)
-                .await
-                .map(Some)
-                .or_else(|e| if e == diesel::result::Error::NotFound { Ok(None) } else { Err(e) })
-                .map_err(from_diesel)?;
-        Ok(w.map_or(RateDecision::Allowed, |w| decide(&w, limit, window, |count, limit| count >= limit)))
+        let w: Option<Window> = diesel::sql_query(
+            "SELECT count, window_start, now() AS now FROM rate_limits WHERE key = $1",
+        )
+        .bind::<Text, _>(key)
+        .get_result(&mut conn)
+        .await
+        .map(Some)
+        .or_else(|e| {
+            if e == diesel::result::Error::NotFound {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(from_diesel)?;
+        Ok(w.map_or(RateDecision::Allowed, |w| {
+            decide(&w, limit, window, |count, limit| count >= limit)
+        }))
     }
 
     async fn reset(&self, key: &str) -> Result<(), StoreError> {

@@ -6,8 +6,9 @@ use nexus_domain::{ApiKeyId, DomainEvent, InvitationId, OrgId, Role, UserId};
 use nexus_ports::StoreError;
 use nexus_ports::identity::NewSession;
 use nexus_ports::team::{
-    AcceptError, ApiKeyRecord, InvitationRecord, Invitee, MemberChangeError, MemberRecord, NewApiKey, NewInvitation,
-    OrganizationPatch, OrganizationRecord, RemovalRule, RoleChangeRule, TeamStore, UpdateError,
+    AcceptError, ApiKeyRecord, InvitationRecord, Invitee, MemberChangeError, MemberRecord,
+    NewApiKey, NewInvitation, OrganizationPatch, OrganizationRecord, RemovalRule, RoleChangeRule,
+    TeamStore, UpdateError,
 };
 use uuid::Uuid;
 
@@ -105,7 +106,8 @@ type InvitationTuple = (
 );
 
 fn invitation(t: InvitationTuple) -> Result<InvitationRecord, StoreError> {
-    let (id, org, org_name, email, r, invited_by, created_at, expires_at, accepted_at, revoked_at) = t;
+    let (id, org, org_name, email, r, invited_by, created_at, expires_at, accepted_at, revoked_at) =
+        t;
     Ok(InvitationRecord {
         id: InvitationId::from_uuid(id),
         org_id: OrgId::from_uuid(org),
@@ -140,11 +142,20 @@ macro_rules! invitation_columns {
 /// Locks the organization row: membership changes of one organization run one at a
 /// time, so rules that count owners see a count nobody else is changing.
 async fn lock_org(conn: &mut AsyncPgConnection, org: OrgId) -> QueryResult<()> {
-    organizations::table.find(org.as_uuid()).select(organizations::id).for_update().first::<Uuid>(conn).await?;
+    organizations::table
+        .find(org.as_uuid())
+        .select(organizations::id)
+        .for_update()
+        .first::<Uuid>(conn)
+        .await?;
     Ok(())
 }
 
-async fn member_role(conn: &mut AsyncPgConnection, org: OrgId, user: UserId) -> QueryResult<Option<Role>> {
+async fn member_role(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    user: UserId,
+) -> QueryResult<Option<Role>> {
     let r: Option<String> = memberships::table
         .find((org.as_uuid(), user.as_uuid()))
         .select(memberships::role)
@@ -164,17 +175,33 @@ async fn owner_count(conn: &mut AsyncPgConnection, org: OrgId) -> QueryResult<us
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
-async fn member(conn: &mut AsyncPgConnection, org: OrgId, user: UserId) -> QueryResult<Option<MemberRecord>> {
+async fn member(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    user: UserId,
+) -> QueryResult<Option<MemberRecord>> {
     let row: Option<(Uuid, String, String, String, DateTime<Utc>)> = memberships::table
         .inner_join(users::table)
         .filter(memberships::organization_id.eq(org.as_uuid()))
         .filter(memberships::user_id.eq(user.as_uuid()))
-        .select((users::id, users::email, users::name, memberships::role, memberships::created_at))
+        .select((
+            users::id,
+            users::email,
+            users::name,
+            memberships::role,
+            memberships::created_at,
+        ))
         .first(conn)
         .await
         .optional()?;
     Ok(row.and_then(|(id, email, name, r, joined_at)| {
-        Some(MemberRecord { user_id: UserId::from_uuid(id), email, name, role: Role::parse(&r)?, joined_at })
+        Some(MemberRecord {
+            user_id: UserId::from_uuid(id),
+            email,
+            name,
+            role: Role::parse(&r)?,
+            joined_at,
+        })
     }))
 }
 
@@ -197,12 +224,28 @@ async fn refs(
     target: UserId,
 ) -> Result<(MemberRef, MemberRef, usize), Tx<MemberChangeError>> {
     lock_org(conn, org).await?;
-    let target_role = member_role(conn, org, target).await?.ok_or(Tx::Domain(MemberChangeError::NotFound))?;
+    let target_role = member_role(conn, org, target)
+        .await?
+        .ok_or(Tx::Domain(MemberChangeError::NotFound))?;
     // An API key acts for its creator, who may since have lost the membership.
     let actor_role =
-        member_role(conn, org, actor).await?.ok_or(Tx::Domain(MemberChangeError::Rule(MembershipError::Forbidden)))?;
+        member_role(conn, org, actor)
+            .await?
+            .ok_or(Tx::Domain(MemberChangeError::Rule(
+                MembershipError::Forbidden,
+            )))?;
     let owners = owner_count(conn, org).await?;
-    Ok((MemberRef { user_id: actor, role: actor_role }, MemberRef { user_id: target, role: target_role }, owners))
+    Ok((
+        MemberRef {
+            user_id: actor,
+            role: actor_role,
+        },
+        MemberRef {
+            user_id: target,
+            role: target_role,
+        },
+        owners,
+    ))
 }
 
 fn member_change(e: Tx<MemberChangeError>) -> MemberChangeError {
@@ -248,7 +291,8 @@ impl TeamStore for PgTeamStore {
                 let row: OrgRow = diesel::update(organizations::table.find(org.as_uuid()))
                     .set((
                         organizations::name.eq(patch.name.unwrap_or(current.name)),
-                        organizations::default_currency.eq(patch.default_currency.unwrap_or(current.default_currency)),
+                        organizations::default_currency
+                            .eq(patch.default_currency.unwrap_or(current.default_currency)),
                         organizations::settings.eq(patch.settings.unwrap_or(current.settings)),
                         organizations::version.eq(current.version + 1),
                         organizations::updated_at.eq(diesel::dsl::now),
@@ -276,22 +320,34 @@ impl TeamStore for PgTeamStore {
         let mut query = memberships::table
             .inner_join(users::table)
             .filter(memberships::organization_id.eq(org.as_uuid()))
-            .select((users::id, users::email, users::name, memberships::role, memberships::created_at))
+            .select((
+                users::id,
+                users::email,
+                users::name,
+                memberships::role,
+                memberships::created_at,
+            ))
             .order((memberships::created_at.asc(), memberships::user_id.asc()))
             .limit(limit)
             .into_boxed();
         if let Some((at, id)) = after {
             query = query.filter(
-                memberships::created_at
-                    .gt(at)
-                    .or(memberships::created_at.eq(at).and(memberships::user_id.gt(id.as_uuid()))),
+                memberships::created_at.gt(at).or(memberships::created_at
+                    .eq(at)
+                    .and(memberships::user_id.gt(id.as_uuid()))),
             );
         }
         let rows: Vec<(Uuid, String, String, String, DateTime<Utc>)> =
             query.load(&mut conn).await.map_err(from_diesel)?;
         rows.into_iter()
             .map(|(id, email, name, r, joined_at)| {
-                Ok(MemberRecord { user_id: UserId::from_uuid(id), email, name, role: role(&r)?, joined_at })
+                Ok(MemberRecord {
+                    user_id: UserId::from_uuid(id),
+                    email,
+                    name,
+                    role: role(&r)?,
+                    joined_at,
+                })
             })
             .collect()
     }
@@ -309,10 +365,15 @@ impl TeamStore for PgTeamStore {
             let (a, t, owners) = refs(conn, org, actor, target).await?;
             rule(a, t, new_role, owners).map_err(|e| Tx::Domain(MemberChangeError::Rule(e)))?;
             diesel::update(memberships::table.find((org.as_uuid(), target.as_uuid())))
-                .set((memberships::role.eq(new_role.as_str()), memberships::updated_at.eq(diesel::dsl::now)))
+                .set((
+                    memberships::role.eq(new_role.as_str()),
+                    memberships::updated_at.eq(diesel::dsl::now),
+                ))
                 .execute(conn)
                 .await?;
-            member(conn, org, target).await?.ok_or(Tx::Domain(MemberChangeError::NotFound))
+            member(conn, org, target)
+                .await?
+                .ok_or(Tx::Domain(MemberChangeError::NotFound))
         })
         .await
         .map_err(member_change)
@@ -330,7 +391,9 @@ impl TeamStore for PgTeamStore {
         conn.transaction(async move |conn| {
             let (a, t, owners) = refs(conn, org, actor, target).await?;
             rule(a, t, owners).map_err(|e| Tx::Domain(MemberChangeError::Rule(e)))?;
-            diesel::delete(memberships::table.find((org.as_uuid(), target.as_uuid()))).execute(conn).await?;
+            diesel::delete(memberships::table.find((org.as_uuid(), target.as_uuid())))
+                .execute(conn)
+                .await?;
             revoke_user_sessions(conn, target, Some(org), None, "member_removed").await?;
             outbox::append(conn, &events).await?;
             Ok(())
@@ -395,7 +458,10 @@ impl TeamStore for PgTeamStore {
         Ok(n == 1)
     }
 
-    async fn invitation_by_token(&self, token_hash: Vec<u8>) -> Result<Option<InvitationRecord>, StoreError> {
+    async fn invitation_by_token(
+        &self,
+        token_hash: Vec<u8>,
+    ) -> Result<Option<InvitationRecord>, StoreError> {
         let mut conn = self.db.conn().await?;
         let row: Option<InvitationTuple> = invitations::table
             .inner_join(organizations::table)
@@ -538,7 +604,10 @@ impl TeamStore for PgTeamStore {
         let Some(row) = row else { return Ok(None) };
         // At most one write a minute per key: a busy integration must not turn every
         // read into a write.
-        if row.last_used_at.is_none_or(|at| at < Utc::now() - chrono::Duration::minutes(1)) {
+        if row
+            .last_used_at
+            .is_none_or(|at| at < Utc::now() - chrono::Duration::minutes(1))
+        {
             diesel::update(api_keys::table.find(row.id))
                 .set(api_keys::last_used_at.eq(diesel::dsl::now))
                 .execute(&mut conn)

@@ -44,7 +44,12 @@ impl JwtCodec {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
-        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation, ttl }
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            ttl,
+        }
     }
 }
 
@@ -65,16 +70,25 @@ impl TokenCodec for JwtCodec {
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
         };
-        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
     }
 
     fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => TokenError::Expired,
-            _ => TokenError::Invalid,
-        })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })?;
         let c = data.claims;
-        let at = |secs: i64| Utc.timestamp_opt(secs, 0).single().ok_or(TokenError::Invalid);
+        let at = |secs: i64| {
+            Utc.timestamp_opt(secs, 0)
+                .single()
+                .ok_or(TokenError::Invalid)
+        };
         Ok(AccessClaims {
             user_id: UserId::from_uuid(c.sub),
             org_id: OrgId::from_uuid(c.org),
@@ -145,8 +159,14 @@ mod tests {
         let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
         assert_eq!(codec().verify(&tampered), Err(TokenError::Invalid));
 
-        let other = JwtCodec::new(b"another-secret-of-at-least-32-bytes!", Duration::from_secs(900));
-        assert_eq!(codec().verify(&other.issue(&claims(900)).unwrap()), Err(TokenError::Invalid));
+        let other = JwtCodec::new(
+            b"another-secret-of-at-least-32-bytes!",
+            Duration::from_secs(900),
+        );
+        assert_eq!(
+            codec().verify(&other.issue(&claims(900)).unwrap()),
+            Err(TokenError::Invalid)
+        );
 
         parts[0] = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
         let none = format!("{}.{}.", parts[0], parts[1]);
@@ -155,10 +175,20 @@ mod tests {
         let mut wrong_aud = payload.clone();
         wrong_aud["role"] = "ADMIN".into();
         wrong_aud["aud"] = "someone-else".into();
-        let foreign = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &wrong_aud, &EncodingKey::from_secret(SECRET)).unwrap();
+        let foreign = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &wrong_aud,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
         assert_eq!(codec().verify(&foreign), Err(TokenError::Invalid));
 
-        let hs512 = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &payload, &EncodingKey::from_secret(SECRET)).unwrap();
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &payload,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
         assert_eq!(codec().verify(&hs512), Err(TokenError::Invalid));
     }
 }

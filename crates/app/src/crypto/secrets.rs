@@ -23,7 +23,10 @@ mod tests {
     fn tokens_are_long_url_safe_and_distinct() {
         let a = RandomSecrets.token();
         assert_eq!(a.len(), 43);
-        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(
+            a.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
         assert_ne!(a, RandomSecrets.token());
     }
 }

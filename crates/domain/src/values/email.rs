@@ -44,7 +44,9 @@ impl EmailAddress {
             && !local.starts_with('.')
             && !local.ends_with('.')
             && !local.contains("..")
-            && local.chars().all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+            && local
+                .chars()
+                .all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
         let labels: Vec<&str> = domain.split('.').collect();
         let domain_ok = labels.len() >= 2
             && labels.iter().all(|l| {
@@ -54,7 +56,9 @@ impl EmailAddress {
                     && !l.ends_with('-')
                     && l.chars().all(|c| c.is_alphanumeric() || c == '-')
             })
-            && labels.last().is_some_and(|tld| tld.len() >= 2 && !tld.chars().all(|c| c.is_ascii_digit()));
+            && labels
+                .last()
+                .is_some_and(|tld| tld.len() >= 2 && !tld.chars().all(|c| c.is_ascii_digit()));
         if !(local_ok && domain_ok) {
             return Err(EmailError::Invalid);
         }
@@ -95,7 +99,18 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_an_address() {
-        for bad in ["plain", "@example.com", "a@", "a@b", "a@@b.com", "a@b..com", ".a@b.com", "a b@c.com", "a@-b.com", "a@1.23"] {
+        for bad in [
+            "plain",
+            "@example.com",
+            "a@",
+            "a@b",
+            "a@@b.com",
+            "a@b..com",
+            ".a@b.com",
+            "a b@c.com",
+            "a@-b.com",
+            "a@1.23",
+        ] {
             assert_eq!(EmailAddress::parse(bad), Err(EmailError::Invalid), "{bad}");
         }
         assert_eq!(EmailAddress::parse("   "), Err(EmailError::Empty));

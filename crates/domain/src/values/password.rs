@@ -53,7 +53,10 @@ mod tests {
 
     #[test]
     fn length_is_counted_in_bytes() {
-        assert_eq!(Password::new("1234567".into()), Err(PasswordError::TooShort));
+        assert_eq!(
+            Password::new("1234567".into()),
+            Err(PasswordError::TooShort)
+        );
         assert!(Password::new("12345678".into()).is_ok());
         assert!(Password::new("a".repeat(72)).is_ok());
         assert_eq!(Password::new("a".repeat(73)), Err(PasswordError::TooLong));

@@ -1,0 +1,122 @@
+//! The one way a handler reaches tenant data: the [`Auth`] extractor, which turns a
+//! Bearer token, an API key or a session cookie (plus its CSRF token on unsafe methods)
+//! into the caller's [`Actor`].
+
+use actix_web::dev::Payload;
+use actix_web::http::{Method, StatusCode, header};
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
+use nexus_application::{AuthUseCases, ClientMeta};
+use nexus_domain::Actor;
+
+use crate::problem::ApiError;
+
+pub const ACCESS_COOKIE: &str = "nx_access";
+pub const REFRESH_COOKIE: &str = "nx_refresh";
+pub const CSRF_COOKIE: &str = "nx_csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The authenticated caller. Every protected handler takes one.
+#[derive(Debug, Clone, Copy)]
+pub struct Auth(pub Actor);
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Double-submit check for cookie-authenticated unsafe requests.
+///
+/// # Errors
+/// 403 `csrf_failed` when the header is missing or differs from the cookie.
+pub fn check_csrf(req: &HttpRequest) -> Result<(), ApiError> {
+    if is_safe(req.method()) {
+        return Ok(());
+    }
+    let cookie = req.cookie(CSRF_COOKIE);
+    let header = req
+        .headers()
+        .get(CSRF_HEADER)
+        .map(|v| v.as_bytes().to_vec());
+    match (cookie, header) {
+        (Some(c), Some(h))
+            if !c.value().is_empty() && constant_time_eq(c.value().as_bytes(), &h) =>
+        {
+            Ok(())
+        }
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "csrf_failed",
+            "Cookie-authenticated requests that change state need an X-CSRF-Token header equal to the nx_csrf cookie.",
+        )),
+    }
+}
+
+/// The credential a request presents, checked for CSRF when it is a cookie.
+fn credential(req: &HttpRequest) -> Result<String, ApiError> {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let value = value.to_str().unwrap_or_default();
+        return match value.split_once(' ') {
+            Some((scheme, token))
+                if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+            {
+                Ok(token.trim().to_owned())
+            }
+            _ => Err(ApiError::unauthenticated(
+                "invalid_token",
+                "Use `Authorization: Bearer <token>`.",
+            )),
+        };
+    }
+    if let Some(cookie) = req.cookie(ACCESS_COOKIE) {
+        check_csrf(req)?;
+        return Ok(cookie.value().to_owned());
+    }
+    Err(ApiError::unauthenticated(
+        "unauthenticated",
+        "Authentication is required: send `Authorization: Bearer <token>`.",
+    ))
+}
+
+impl FromRequest for Auth {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let service = req.app_data::<web::Data<dyn AuthUseCases>>().cloned();
+        let credential = credential(req);
+        Box::pin(async move {
+            let service = service.ok_or_else(ApiError::internal)?;
+            let actor = service.authenticate(credential?).await?;
+            Ok(Self(actor))
+        })
+    }
+}
+
+/// Where the request came from. The peer address, not `X-Forwarded-For`, which any
+/// client can forge to dodge per-IP limits.
+pub fn client_meta(req: &HttpRequest) -> ClientMeta {
+    ClientMeta {
+        ip: req.peer_addr().map(|a| a.ip().to_string()),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(512).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

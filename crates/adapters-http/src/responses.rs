@@ -1,0 +1,69 @@
+//! Reusable error responses for the spec: every operation lists the ones it can return.
+
+use utoipa::ToResponse;
+
+use crate::problem::Problem;
+
+/// The request is malformed: invalid JSON, unknown or mistyped fields, bad query.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct BadRequest(pub Problem);
+
+/// Missing, invalid or expired credentials.
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"nexus\"` challenge."))
+)]
+pub struct Unauthorized(pub Problem);
+
+/// Authenticated, but the role (or a CSRF check) does not allow this.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct Forbidden(pub Problem);
+
+/// No such resource in your organization.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct NotFound(pub Problem);
+
+/// The request conflicts with the current state (duplicate, rule violation).
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct Conflict(pub Problem);
+
+/// `If-Match` names a version that is no longer current.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct PreconditionFailed(pub Problem);
+
+/// The body exceeds the configured limit.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct PayloadTooLarge(pub Problem);
+
+/// The body is not `application/json`.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct UnsupportedMediaType(pub Problem);
+
+/// Well-formed but invalid: see `errors` for each field.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct Unprocessable(pub Problem);
+
+/// Too many attempts.
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))
+)]
+pub struct TooManyRequests(pub Problem);
+
+/// Temporarily unable to serve (database unreachable, pool or hashing saturated).
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))
+)]
+pub struct ServiceUnavailable(pub Problem);

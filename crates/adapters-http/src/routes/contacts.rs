@@ -119,7 +119,10 @@ pub async fn get_contact(auth: Auth, contacts: Contacts, path: web::Path<Uuid>) 
 #[utoipa::path(
     operation_id = "updateContact",
     tag = "contacts",
-    request_body(content = ContactPatchRequest, content_type = "application/merge-patch+json"),
+    request_body(content(
+        (ContactPatchRequest = "application/merge-patch+json"),
+        (ContactPatchRequest = "application/json"),
+    )),
     params(
         ("id" = Uuid, Path, description = "Contact id."),
         ("If-Match" = Option<String>, Header, description = "The ETag you read; a stale one gives 412 and changes nothing."),

@@ -22,7 +22,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{App, web};
-use nexus_application::{AuthUseCases, ContactUseCases, HealthUseCases, TeamUseCases};
+use nexus_application::{AuthUseCases, ContactUseCases, HealthUseCases, IdempotencyUseCases, TeamUseCases};
 use utoipa_actix_web::AppExt;
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_swagger_ui::SwaggerUi;
@@ -58,6 +58,7 @@ pub struct Services {
     pub auth: Arc<dyn AuthUseCases>,
     pub team: Arc<dyn TeamUseCases>,
     pub contacts: Arc<dyn ContactUseCases>,
+    pub idempotency: Arc<dyn IdempotencyUseCases>,
 }
 
 /// Everything the handlers need, shared by all workers.
@@ -172,11 +173,13 @@ pub fn build_app(
         .app_data(web::Data::from(state.services.auth.clone()))
         .app_data(web::Data::from(state.services.team.clone()))
         .app_data(web::Data::from(state.services.contacts.clone()))
+        .app_data(web::Data::from(state.services.idempotency.clone()))
         .app_data(web::Data::from(state.cursors.clone()))
         .app_data(web::Data::new(settings.clone()))
         .app_data(web::Data::from(state.metrics.clone()))
         .app_data(web::Data::from(state.routes.clone()))
         .configure(|cfg| extract::configure(cfg, settings.body_limit))
+        .wrap(from_fn(middleware::idempotency::middleware))
         .wrap(from_fn(middleware::panic::middleware))
         .wrap(from_fn(middleware::problem_fallback::middleware))
         .wrap(middleware::security_headers::default_headers(settings.hsts))

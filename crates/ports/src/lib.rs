@@ -8,6 +8,7 @@ pub mod clock;
 pub mod contacts;
 pub mod error;
 pub mod health;
+pub mod idempotency;
 pub mod identity;
 pub mod ids;
 pub mod security;

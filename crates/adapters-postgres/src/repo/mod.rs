@@ -3,12 +3,14 @@
 pub mod contacts;
 pub mod custom_fields;
 pub mod identity;
+pub mod idempotency;
 pub mod mailer;
 pub mod rate_limit;
 pub mod team;
 
 pub use contacts::PgContactRepository;
 pub use custom_fields::PgCustomFieldRepository;
+pub use idempotency::PgIdempotencyStore;
 
 use diesel::result::{DatabaseErrorKind, Error};
 use nexus_domain::Role;

@@ -132,6 +132,116 @@ export async function team(baseUrl: string, accessToken: string): Promise<string
 }
 
 // ---------------------------------------------------------------------------
+// Contacts, custom fields, tags
+// ---------------------------------------------------------------------------
+export type Contact = components["schemas"]["ContactDto"];
+export type ContactCreate = components["schemas"]["ContactCreateRequest"];
+export type CustomField = components["schemas"]["CustomFieldDto"];
+export type Tag = components["schemas"]["TagDto"];
+
+type Outcome<T> = { ok: true; value: T; etag: string | null } | { ok: false; problem: Problem };
+
+/** POST /api/v1/contacts — 201 with ETag, or a problem (400/409/422...). */
+export async function createContact(client: NexusClient, body: ContactCreate): Promise<Outcome<Contact>> {
+  const { data, error, response } = await client.POST("/api/v1/contacts", {
+    body,
+    headers: { "Idempotency-Key": "create-ada-1" },
+  });
+  if (error !== undefined) return { ok: false, problem: error };
+  const contact: Contact = data;
+  return { ok: true, value: contact, etag: response.headers.get("ETag") };
+}
+
+/** GET /api/v1/contacts/{id}. */
+export async function getContact(client: NexusClient, id: string): Promise<Outcome<Contact>> {
+  const { data, error, response } = await client.GET("/api/v1/contacts/{id}", { params: { path: { id } } });
+  if (error !== undefined) return { ok: false, problem: error };
+  return { ok: true, value: data, etag: response.headers.get("ETag") };
+}
+
+/** PATCH /api/v1/contacts/{id} as a merge patch guarded by If-Match (412 when stale). */
+export async function renameCompany(
+  client: NexusClient,
+  id: string,
+  etag: string,
+  company: string | null,
+): Promise<Outcome<Contact>> {
+  const { data, error, response } = await client.PATCH("/api/v1/contacts/{id}", {
+    params: { path: { id }, header: { "If-Match": etag } },
+    body: { company, lifecycleStage: "customer" },
+  });
+  if (error !== undefined) return { ok: false, problem: error };
+  return { ok: true, value: data, etag: response.headers.get("ETag") };
+}
+
+/** DELETE then POST .../restore. */
+export async function deleteAndRestore(client: NexusClient, id: string): Promise<number> {
+  const deleted = await client.DELETE("/api/v1/contacts/{id}", { params: { path: { id } } });
+  if (deleted.error !== undefined) return deleted.error.status;
+  const restored = await client.POST("/api/v1/contacts/{id}/restore", { params: { path: { id } } });
+  if (restored.error !== undefined) return restored.error.status;
+  return restored.data.version;
+}
+
+/** Every contact matching a search, following `nextCursor` to the end. */
+export async function searchAll(client: NexusClient, q: string, tag: string[]): Promise<Contact[]> {
+  const all: Contact[] = [];
+  let cursor: string | undefined;
+  for (;;) {
+    const { data, error } = await client.GET("/api/v1/contacts", {
+      params: { query: { q, tag, tagMode: "all", sort: "-createdAt", limit: 200, cursor, includeTotal: false } },
+    });
+    if (error !== undefined) throw new Error(describeProblem(error));
+    all.push(...data.data);
+    if (data.nextCursor == null) return all;
+    cursor = data.nextCursor;
+  }
+}
+
+/** GET /api/v1/contacts/{id}/timeline. */
+export async function timelineKinds(client: NexusClient, id: string): Promise<string[]> {
+  const { data, error } = await client.GET("/api/v1/contacts/{id}/timeline", { params: { path: { id }, query: { limit: 20 } } });
+  if (error !== undefined) throw new Error(error.code);
+  return data.data.map((e) => `${e.kind} at ${e.occurredAt}`);
+}
+
+/** POST /api/v1/contacts/batch — per-item statuses. */
+export async function batch(client: NexusClient, create: ContactCreate, deleteId: string): Promise<number[]> {
+  const { data, error } = await client.POST("/api/v1/contacts/batch", {
+    body: { items: [{ op: "create", data: create }, { op: "delete", id: deleteId, ifMatch: 3 }] },
+  });
+  if (error !== undefined) throw new Error(error.code);
+  return data.results.map((r) => (r.error != null ? r.error.status : r.status));
+}
+
+/** Custom field definitions: create, read, change, delete. */
+export async function customFields(client: NexusClient): Promise<CustomField[]> {
+  const created = await client.POST("/api/v1/custom-fields", {
+    body: { key: "industry", label: "Industry", type: "select", options: ["saas", "retail"], required: false },
+  });
+  if (created.error !== undefined) throw new Error(created.error.code);
+  const id = created.data.id;
+  await client.GET("/api/v1/custom-fields/{id}", { params: { path: { id } } });
+  const changed = await client.PATCH("/api/v1/custom-fields/{id}", {
+    params: { path: { id } },
+    body: { label: "Sector", options: ["saas", "retail", "public"] },
+  });
+  if (changed.error !== undefined && changed.error.code === "field_type_in_use") return [];
+  await client.DELETE("/api/v1/custom-fields/{id}", { params: { path: { id } } });
+  const { data } = await client.GET("/api/v1/custom-fields");
+  return data?.data ?? [];
+}
+
+/** Tags: list with counts, rename (merging), delete. */
+export async function tags(client: NexusClient): Promise<Tag[]> {
+  const renamed = await client.PATCH("/api/v1/tags/{name}", { params: { path: { name: "hot" } }, body: { name: "vip" } });
+  if (renamed.data !== undefined) void renamed.data.contactsUpdated;
+  await client.DELETE("/api/v1/tags/{name}", { params: { path: { name: "cold" } } });
+  const { data } = await client.GET("/api/v1/tags");
+  return (data?.data ?? []).filter((t) => t.count > 0);
+}
+
+// ---------------------------------------------------------------------------
 // Negative probes: each line below MUST be a type error. If the generated
 // types degraded to `any` (or a path/field silently appeared), the directive
 // would be unused and `tsc` would fail.
@@ -147,6 +257,15 @@ export async function probes(client: NexusClient): Promise<void> {
     // @ts-expect-error -- HealthStatus has no `healthy` field
     void live.data.healthy;
   }
+
+  const contact = await client.GET("/api/v1/contacts/{id}", { params: { path: { id: "x" } } });
+  if (contact.data !== undefined) {
+    // @ts-expect-error -- leadScore is a number, never a string
+    const score: string = contact.data.leadScore;
+    void score;
+  }
+  // @ts-expect-error -- lifecycle stages are a closed set
+  await client.POST("/api/v1/contacts", { body: { firstName: "A", lastName: "B", lifecycleStage: "prospect" } });
 
   const ready = await client.GET("/health/ready");
   if (ready.error !== undefined) {

@@ -4,6 +4,7 @@
 pub mod app_error;
 pub mod auth;
 pub mod concurrency;
+pub mod cursor;
 pub mod dto;
 pub mod extract;
 pub mod fallback;
@@ -21,7 +22,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{App, web};
-use nexus_application::{AuthUseCases, HealthUseCases, TeamUseCases};
+use nexus_application::{AuthUseCases, ContactUseCases, HealthUseCases, IdempotencyUseCases, TeamUseCases};
 use utoipa_actix_web::AppExt;
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_swagger_ui::SwaggerUi;
@@ -56,6 +57,8 @@ pub struct Services {
     pub health: Arc<dyn HealthUseCases>,
     pub auth: Arc<dyn AuthUseCases>,
     pub team: Arc<dyn TeamUseCases>,
+    pub contacts: Arc<dyn ContactUseCases>,
+    pub idempotency: Arc<dyn IdempotencyUseCases>,
 }
 
 /// Everything the handlers need, shared by all workers.
@@ -64,6 +67,7 @@ pub struct AppState {
     pub services: Services,
     pub metrics: Arc<Metrics>,
     pub settings: HttpSettings,
+    cursors: Arc<cursor::CursorCodec>,
     spec: Arc<utoipa::openapi::OpenApi>,
     routes: Arc<fallback::RouteTable>,
     extra_routes: Option<fn(&mut web::ServiceConfig)>,
@@ -77,10 +81,19 @@ impl AppState {
             services,
             metrics,
             settings,
+            cursors: Arc::new(cursor::CursorCodec::random()),
             spec: Arc::new(spec),
             routes: Arc::new(routes),
             extra_routes: None,
         }
+    }
+
+    /// Signs pagination cursors with a key derived from `secret`, so that every instance
+    /// sharing it accepts the others' cursors (without it, a per-process random key).
+    #[must_use]
+    pub fn with_cursor_secret(mut self, secret: &[u8]) -> Self {
+        self.cursors = Arc::new(cursor::CursorCodec::from_secret(secret));
+        self
     }
 
     /// Mounts routes that are not part of the API (tests use it to exercise the
@@ -94,7 +107,7 @@ impl AppState {
 
 /// Every documented route. The spec is generated from this same list.
 pub fn api_routes(cfg: &mut ServiceConfig) {
-    use routes::{api_keys, auth, health, members, organization};
+    use routes::{api_keys, auth, contacts, custom_fields, health, members, organization, tags};
     cfg.service(health::live)
         .service(health::ready)
         .service(health::metrics);
@@ -120,7 +133,24 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
             .service(members::accept_invitation)
             .service(api_keys::create_api_key)
             .service(api_keys::list_api_keys)
-            .service(api_keys::revoke_api_key),
+            .service(api_keys::revoke_api_key)
+            // `/contacts/batch` before `/contacts/{id}`-shaped routes of other methods.
+            .service(contacts::batch_contacts)
+            .service(contacts::create_contact)
+            .service(contacts::list_contacts)
+            .service(contacts::get_contact)
+            .service(contacts::update_contact)
+            .service(contacts::delete_contact)
+            .service(contacts::restore_contact)
+            .service(contacts::contact_timeline)
+            .service(custom_fields::list_custom_fields)
+            .service(custom_fields::create_custom_field)
+            .service(custom_fields::get_custom_field)
+            .service(custom_fields::update_custom_field)
+            .service(custom_fields::delete_custom_field)
+            .service(tags::list_tags)
+            .service(tags::rename_tag)
+            .service(tags::delete_tag),
     );
 }
 
@@ -142,10 +172,14 @@ pub fn build_app(
         .app_data(web::Data::from(state.services.health.clone()))
         .app_data(web::Data::from(state.services.auth.clone()))
         .app_data(web::Data::from(state.services.team.clone()))
+        .app_data(web::Data::from(state.services.contacts.clone()))
+        .app_data(web::Data::from(state.services.idempotency.clone()))
+        .app_data(web::Data::from(state.cursors.clone()))
         .app_data(web::Data::new(settings.clone()))
         .app_data(web::Data::from(state.metrics.clone()))
         .app_data(web::Data::from(state.routes.clone()))
         .configure(|cfg| extract::configure(cfg, settings.body_limit))
+        .wrap(from_fn(middleware::idempotency::middleware))
         .wrap(from_fn(middleware::panic::middleware))
         .wrap(from_fn(middleware::problem_fallback::middleware))
         .wrap(middleware::security_headers::default_headers(settings.hsts))

@@ -39,6 +39,9 @@ use crate::responses::{
         (name = "organizations", description = "The organization you act in."),
         (name = "members", description = "Team members and invitations."),
         (name = "api-keys", description = "Organization API keys for integrations (OWNER, ADMIN)."),
+        (name = "contacts", description = "Contacts: CRUD with merge-patch and ETags, search, filters, keyset pages, soft delete, batches."),
+        (name = "custom-fields", description = "Custom field definitions validated on every contact write (written by OWNER, ADMIN)."),
+        (name = "tags", description = "Tags in use, with counts; rename (merging) and delete across contacts."),
     )
 )]
 struct ApiDoc;

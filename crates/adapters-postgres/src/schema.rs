@@ -148,3 +148,21 @@ diesel::allow_tables_to_appear_in_same_query!(
     mail_outbox,
     rate_limits,
 );
+
+// `contacts` has more columns than diesel's default 16-column tables allow; its
+// repository writes SQL by hand (see `repo/contacts.rs`).
+
+diesel::table! {
+    custom_field_definitions (organization_id, id) {
+        organization_id -> Uuid,
+        id -> Uuid,
+        key -> Text,
+        label -> Text,
+        field_type -> Text,
+        required -> Bool,
+        options -> Array<Text>,
+        version -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}

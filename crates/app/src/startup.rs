@@ -10,12 +10,15 @@ use nexus_adapters_http::{AppState, HttpSettings, Metrics, Services, build_app};
 use nexus_adapters_postgres::PgProbe;
 use nexus_adapters_postgres::pool::{Db, PgPool, PoolSettings, build_pool};
 use nexus_adapters_postgres::repo::identity::PgIdentityStore;
+use nexus_adapters_postgres::repo::{PgContactRepository, PgCustomFieldRepository, PgIdempotencyStore};
 use nexus_adapters_postgres::repo::mailer::RecordingMailer;
 use nexus_adapters_postgres::repo::rate_limit::PgRateLimiter;
 use nexus_adapters_postgres::repo::team::PgTeamStore;
 use nexus_application::auth::{AuthPorts, RegisterCommand};
 use nexus_application::team::TeamPorts;
-use nexus_application::{AuthService, AuthSettings, AuthUseCases, HealthService, TeamService};
+use nexus_application::{
+    AuthService, AuthSettings, AuthUseCases, ContactService, HealthService, IdempotencyService, TeamService,
+};
 use nexus_domain::values::EmailAddress;
 use nexus_ports::identity::IdentityStore;
 use nexus_ports::{SystemClock, UuidV7Generator};
@@ -80,7 +83,8 @@ impl Application {
 
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let hasher = BcryptHasher::new(config.bcrypt_cost, cores, Duration::from_secs(5))?;
-        let tokens = JwtCodec::new(jwt_secret(config)?.as_bytes(), ACCESS_TTL);
+        let server_secret = jwt_secret(config)?;
+        let tokens = JwtCodec::new(server_secret.as_bytes(), ACCESS_TTL);
         let identity = PgIdentityStore::new(db.clone());
         let team = PgTeamStore::new(db.clone());
         let mailer = RecordingMailer::new(db.clone());
@@ -128,13 +132,24 @@ impl Application {
             ))),
             auth: auth.clone(),
             team: team_service,
+            contacts: Arc::new(ContactService::new(
+                PgContactRepository::new(pool.clone(), config.db_acquire_timeout),
+                PgCustomFieldRepository::new(pool.clone(), config.db_acquire_timeout),
+                SystemClock,
+                UuidV7Generator,
+            )),
+            idempotency: Arc::new(IdempotencyService::new(
+                PgIdempotencyStore::new(pool.clone(), config.db_acquire_timeout),
+                SystemClock,
+            )),
         };
         let settings = HttpSettings {
             body_limit: config.body_limit,
             hsts: config.hsts,
             secure_cookies: config.environment == Environment::Production,
         };
-        let mut state = AppState::new(services, Arc::new(Metrics::new()?), settings);
+        let mut state = AppState::new(services, Arc::new(Metrics::new()?), settings)
+            .with_cursor_secret(server_secret.as_bytes());
         if let Some(extra) = extra_routes {
             state = state.with_extra_routes(extra);
         }

@@ -3,11 +3,15 @@
 //! hold it as `Arc<dyn ..>` (actix handlers cannot be generic).
 
 pub mod auth;
+pub mod contacts;
 pub mod error;
 pub mod health;
+pub mod idempotency;
 pub mod team;
 
 pub use auth::{AuthService, AuthSettings, AuthUseCases, ClientMeta, IssuedTokens};
+pub use contacts::{ContactService, ContactUseCases};
 pub use error::{AppError, FieldIssue};
+pub use idempotency::{IdempotencyService, IdempotencyUseCases};
 pub use health::{HealthService, HealthUseCases, Readiness};
 pub use team::{TeamService, TeamUseCases};

@@ -73,6 +73,14 @@ id_type!(
     /// A pending invitation to join an organization.
     InvitationId
 );
+id_type!(
+    /// A contact (person) of an organization's CRM.
+    ContactId
+);
+id_type!(
+    /// A custom field definition of an organization.
+    CustomFieldId
+);
 
 #[cfg(test)]
 mod tests {

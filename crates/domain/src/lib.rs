@@ -4,14 +4,21 @@
 //! `now` and fresh ids in, so every rule is testable as a plain function.
 
 pub mod actor;
+pub mod contact;
+pub mod custom_field;
 pub mod event;
 pub mod ids;
 pub mod membership;
+pub mod merge_patch;
 pub mod organization;
 pub mod rbac;
+pub mod validation;
 pub mod values;
 
 pub use actor::{Actor, Forbidden, Principal};
 pub use event::{DomainEvent, EventActor, EventType};
-pub use ids::{ApiKeyId, EventId, InvitationId, OrgId, SessionId, UserId};
+pub use ids::{
+    ApiKeyId, ContactId, CustomFieldId, EventId, InvitationId, OrgId, SessionId, UserId,
+};
 pub use rbac::{Action, Resource, Role};
+pub use validation::FieldIssue;

@@ -5,14 +5,17 @@
 //! can be unit-tested with the mockall mocks enabled by the `mocks` feature.
 
 pub mod clock;
+pub mod contacts;
 pub mod error;
 pub mod health;
+pub mod idempotency;
 pub mod identity;
 pub mod ids;
 pub mod security;
 pub mod team;
 
 pub use clock::{Clock, SystemClock};
+pub use contacts::{ContactRepository, CustomFieldRepository};
 pub use error::StoreError;
 pub use health::{DatabaseProbe, PoolStats};
 pub use ids::{IdGenerator, UuidV7Generator};

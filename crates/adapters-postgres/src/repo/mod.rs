@@ -1,10 +1,18 @@
 //! Repository implementations, one file per port.
 
+pub mod contacts;
+pub mod custom_fields;
 pub mod identity;
+pub mod idempotency;
 pub mod mailer;
 pub mod rate_limit;
 pub mod team;
 
+pub use contacts::PgContactRepository;
+pub use custom_fields::PgCustomFieldRepository;
+pub use idempotency::PgIdempotencyStore;
+
+use diesel::result::{DatabaseErrorKind, Error};
 use nexus_domain::Role;
 use nexus_ports::StoreError;
 
@@ -21,4 +29,20 @@ pub(crate) fn is_unique_violation(err: &diesel::result::Error, constraint: &str)
         diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info)
             if info.constraint_name() == Some(constraint)
     )
+}
+
+/// The constraint a unique violation names, if that is what `err` is.
+pub(crate) fn unique_violation(err: &Error) -> Option<&str> {
+    match err {
+        Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => info.constraint_name(),
+        _ => None,
+    }
+}
+
+/// The constraint a foreign-key violation names, if that is what `err` is.
+pub(crate) fn foreign_key_violation(err: &Error) -> Option<&str> {
+    match err {
+        Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => info.constraint_name(),
+        _ => None,
+    }
 }

@@ -1,0 +1,124 @@
+//! `Idempotency-Key` on every authenticated POST, for every route, present and future.
+//!
+//! The key is scoped to the caller (organization and user or API key). The request is
+//! fingerprinted (method, path, query, content type, body); the first response that is
+//! not a server error is stored and replayed for 24 hours to the same key with the same
+//! request (`Idempotent-Replayed: true`). The same key with another request is 422
+//! `idempotency_key_reused`; while the first request runs, a duplicate gets 409
+//! `idempotency_key_in_flight`. A 5xx releases the key so that a retry runs again.
+
+use actix_web::body::{BoxBody, MessageBody, to_bytes};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, StatusCode, header};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpResponse, ResponseError, web};
+use nexus_application::{AppError, IdempotencyUseCases};
+use nexus_domain::Actor;
+use nexus_ports::idempotency::StoredResponse;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Auth;
+use crate::problem::ApiError;
+
+pub const HEADER: &str = "idempotency-key";
+pub const REPLAYED: &str = "idempotent-replayed";
+
+/// Response headers worth replaying with the body.
+const KEPT_HEADERS: [header::HeaderName; 3] = [header::CONTENT_TYPE, header::LOCATION, header::ETAG];
+
+fn begin_error(err: AppError) -> ApiError {
+    match err {
+        AppError::Validation(issues) if issues.iter().any(|i| i.code == "idempotency_key_reused") => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "This Idempotency-Key was used with a different request; use a new key for a new request.",
+        ),
+        AppError::Validation(_) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            "An Idempotency-Key has 1 to 255 visible ASCII characters.",
+        ),
+        other => other.into(),
+    }
+}
+
+fn fingerprint(req: &ServiceRequest, body: &[u8]) -> Vec<u8> {
+    let content_type = req.headers().get(header::CONTENT_TYPE).map(|v| v.as_bytes()).unwrap_or_default();
+    let mut hash = Sha256::new();
+    for part in [req.method().as_str().as_bytes(), req.path().as_bytes(), req.query_string().as_bytes(), content_type] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    hash.update(body);
+    hash.finalize().to_vec()
+}
+
+fn replay(req: ServiceRequest, stored: StoredResponse) -> ServiceResponse<BoxBody> {
+    let mut res = HttpResponse::build(StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK));
+    for (name, value) in &stored.headers {
+        res.insert_header((name.as_str(), value.as_str()));
+    }
+    res.insert_header((REPLAYED, "true"));
+    req.into_response(res.body(stored.body))
+}
+
+async fn finish(service: &web::Data<dyn IdempotencyUseCases>, actor: Actor, key: String, res: ServiceResponse<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, Error> {
+    if res.status().is_server_error() {
+        if let Err(e) = service.abandon(actor, key).await {
+            tracing::warn!(error = %e, "releasing an idempotency key failed");
+        }
+        return Ok(res.map_into_boxed_body());
+    }
+    let (req, res) = res.into_parts();
+    let (res, body) = res.into_parts();
+    let Ok(bytes) = to_bytes(body).await else {
+        if let Err(e) = service.abandon(actor, key).await {
+            tracing::warn!(error = %e, "releasing an idempotency key failed");
+        }
+        return Err(ApiError::internal().into());
+    };
+    let headers = KEPT_HEADERS
+        .iter()
+        .filter_map(|name| {
+            res.headers().get(name).and_then(|v| v.to_str().ok()).map(|v| (name.as_str().to_owned(), v.to_owned()))
+        })
+        .collect();
+    let stored = StoredResponse { status: res.status().as_u16(), headers, body: bytes.to_vec() };
+    if let Err(e) = service.finish(actor, key, stored).await {
+        // The effect happened and the client gets its answer; only the replay is lost.
+        tracing::warn!(error = %e, "storing an idempotent response failed");
+    }
+    Ok(ServiceResponse::new(req, res.set_body(bytes).map_into_boxed_body()))
+}
+
+pub async fn middleware(mut req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, Error> {
+    let key = req.headers().get(HEADER).map(|v| v.to_str().map(str::to_owned));
+    let service = req.app_data::<web::Data<dyn IdempotencyUseCases>>().cloned();
+    let (Some(key), Some(service), true) = (key, service, req.method() == Method::POST) else {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    };
+    let Ok(key) = key else {
+        let err = begin_error(AppError::invalid("Idempotency-Key", "invalid_format", "not ASCII"));
+        return Ok(req.into_response(err.error_response()));
+    };
+    // Keys belong to a caller; without credentials the handler answers 401 on its own.
+    let Ok(Auth(actor)) = req.extract::<Auth>().await else {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    };
+    let body = req.extract::<web::Bytes>().await?;
+    let hash = fingerprint(&req, &body);
+    req.set_payload(Payload::from(body));
+    match service.begin(actor, key.clone(), hash).await {
+        Err(err) => Ok(req.into_response(begin_error(err).error_response())),
+        Ok(Some(stored)) => Ok(replay(req, stored)),
+        Ok(None) => match next.call(req).await {
+            Ok(res) => finish(&service, actor, key, res).await,
+            Err(err) => {
+                if let Err(e) = service.abandon(actor, key).await {
+                    tracing::warn!(error = %e, "releasing an idempotency key failed");
+                }
+                Err(err)
+            }
+        },
+    }
+}

@@ -1,0 +1,511 @@
+//! `/api/v1/contacts`: CRUD with merge-patch updates and ETags, soft delete and restore,
+//! search and filters over keyset pages, the timeline, and batches.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, ContentType};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use chrono::{DateTime, Utc};
+use nexus_application::contacts::{BatchOp, BatchOutcome, ListContacts};
+use nexus_application::{AppError, ContactUseCases};
+use nexus_domain::contact::LifecycleStage;
+use nexus_domain::{ContactId, UserId};
+use nexus_ports::contacts::{ContactFilter, Sort, TagMode};
+use serde_json::{Map, Value};
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use crate::auth::Auth;
+use crate::concurrency::{etag, if_match};
+use crate::cursor::{CursorCodec, CursorScope, invalid_cursor};
+use crate::dto::common::Page;
+use crate::dto::contacts::{
+    BatchItem, BatchItemResult, BatchRequest, BatchResponse, ContactCreateRequest, ContactDto, ContactPatchRequest,
+    LifecycleStageDto, TimelineEntryDto,
+};
+use crate::problem::{ApiError, FieldError};
+use crate::responses::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, ServiceUnavailable, Unauthorized,
+    Unprocessable, UnsupportedMediaType,
+};
+
+type Contacts = web::Data<dyn ContactUseCases>;
+type Cursors = web::Data<CursorCodec>;
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 200;
+
+/// Use-case errors of contact writes: a body field outside the contract is a malformed
+/// request (400), every other invalid field a 422.
+pub(crate) fn write_error(err: AppError) -> ApiError {
+    if let AppError::Validation(issues) = &err {
+        let unknown: Vec<FieldError> = issues
+            .iter()
+            .filter(|i| i.code == "unknown_field" && !i.field.contains('.'))
+            .map(|i| FieldError { field: i.field.clone(), code: i.code.clone(), message: i.message.clone() })
+            .collect();
+        if !unknown.is_empty() {
+            let mut api = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "The body has fields a contact does not have.",
+            );
+            api.errors = unknown;
+            return api;
+        }
+    }
+    err.into()
+}
+
+fn contact_response(status: StatusCode, contact: nexus_domain::contact::Contact) -> HttpResponse {
+    let mut res = HttpResponse::build(status);
+    res.insert_header(etag(contact.version));
+    if status == StatusCode::CREATED {
+        res.insert_header((header::LOCATION, format!("/api/v1/contacts/{}", contact.id)));
+    }
+    res.json(ContactDto::from(contact))
+}
+
+/// Create a contact (OWNER, ADMIN, MEMBER).
+#[utoipa::path(
+    operation_id = "createContact",
+    tag = "contacts",
+    request_body = ContactCreateRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and body within 24 h replays the first response.")),
+    responses(
+        (status = 201, description = "Created.", body = ContactDto,
+         headers(("Location" = String, description = "The new contact."), ("ETag" = String, description = "Its version."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+#[post("/contacts")]
+pub async fn create_contact(
+    auth: Auth,
+    contacts: Contacts,
+    body: web::Json<Map<String, Value>>,
+) -> Result<HttpResponse, ApiError> {
+    let contact = contacts.create(auth.0, body.into_inner()).await.map_err(write_error)?;
+    Ok(contact_response(StatusCode::CREATED, contact))
+}
+
+/// One contact.
+#[utoipa::path(
+    operation_id = "getContact",
+    tag = "contacts",
+    params(("id" = Uuid, Path, description = "Contact id.")),
+    responses(
+        (status = 200, description = "The contact.", body = ContactDto,
+         headers(("ETag" = String, description = "The version, for If-Match."))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+#[get("/contacts/{id}")]
+pub async fn get_contact(auth: Auth, contacts: Contacts, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let contact = contacts.get(auth.0, ContactId::from_uuid(path.into_inner())).await?;
+    Ok(contact_response(StatusCode::OK, contact))
+}
+
+/// Update a contact with a JSON Merge Patch (`application/merge-patch+json` or
+/// `application/json`).
+#[utoipa::path(
+    operation_id = "updateContact",
+    tag = "contacts",
+    request_body(content(
+        (ContactPatchRequest = "application/merge-patch+json"),
+        (ContactPatchRequest = "application/json"),
+    )),
+    params(
+        ("id" = Uuid, Path, description = "Contact id."),
+        ("If-Match" = Option<String>, Header, description = "The ETag you read; a stale one gives 412 and changes nothing."),
+    ),
+    responses(
+        (status = 200, description = "Updated (or unchanged when the patch changes nothing).", body = ContactDto,
+         headers(("ETag" = String, description = "The new version."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 412, response = PreconditionFailed),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+#[patch("/contacts/{id}")]
+pub async fn update_contact(
+    req: HttpRequest,
+    auth: Auth,
+    contacts: Contacts,
+    path: web::Path<Uuid>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let expected = if_match(&req)?;
+    let patch = merge_patch_body(&req, &body)?;
+    let contact = contacts
+        .update(auth.0, ContactId::from_uuid(path.into_inner()), patch, expected)
+        .await
+        .map_err(write_error)?;
+    Ok(contact_response(StatusCode::OK, contact))
+}
+
+/// The body of a PATCH: a JSON object sent as merge-patch or plain JSON.
+fn merge_patch_body(req: &HttpRequest, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if essence != "application/merge-patch+json" && essence != "application/json" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Send the patch as application/merge-patch+json (or application/json).",
+        ));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "A merge patch of a contact is a JSON object.")),
+        Err(e) => Err(ApiError::malformed(format!("The body is not valid JSON: {e}."))),
+    }
+}
+
+/// Delete a contact (soft: restorable for 30 days, then purged).
+#[utoipa::path(
+    operation_id = "deleteContact",
+    tag = "contacts",
+    params(
+        ("id" = Uuid, Path, description = "Contact id."),
+        ("If-Match" = Option<String>, Header, description = "The ETag you read; a stale one gives 412 and deletes nothing."),
+    ),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 412, response = PreconditionFailed),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+#[delete("/contacts/{id}")]
+pub async fn delete_contact(
+    req: HttpRequest,
+    auth: Auth,
+    contacts: Contacts,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let expected = if_match(&req)?;
+    contacts.delete(auth.0, ContactId::from_uuid(path.into_inner()), expected).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Bring back a contact deleted within the last 30 days.
+#[utoipa::path(
+    operation_id = "restoreContact",
+    tag = "contacts",
+    params(
+        ("id" = Uuid, Path, description = "Contact id."),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and body within 24 h replays the first response."),
+    ),
+    responses(
+        (status = 200, description = "Restored.", body = ContactDto,
+         headers(("ETag" = String, description = "The new version."))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+#[post("/contacts/{id}/restore")]
+pub async fn restore_contact(auth: Auth, contacts: Contacts, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let contact = contacts.restore(auth.0, ContactId::from_uuid(path.into_inner())).await?;
+    Ok(contact_response(StatusCode::OK, contact))
+}
+
+/// Query parameters of `listContacts` (documentation; parsed by [`parse_list`], which
+/// also reads `customFields.<key>`).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ListContactsParams {
+    /// Case-insensitive substring of first name, last name, full name, email, company or phone.
+    q: Option<String>,
+    /// Repeatable: contacts carrying any of these tags (all of them with `tagMode=all`).
+    tag: Option<Vec<String>>,
+    /// `any` (default) or `all`.
+    #[param(pattern = "^(any|all)$")]
+    tag_mode: Option<String>,
+    lifecycle_stage: Option<LifecycleStageDto>,
+    owner_id: Option<Uuid>,
+    /// Created at or after (RFC 3339).
+    created_after: Option<DateTime<Utc>>,
+    /// Created strictly before (RFC 3339).
+    created_before: Option<DateTime<Utc>>,
+    /// `createdAt`, `updatedAt`, `lastName` or `leadScore`; `-` prefix for descending.
+    /// Default `-createdAt`. Ties are broken by id.
+    #[param(pattern = "^-?(createdAt|updatedAt|lastName|leadScore)$")]
+    sort: Option<String>,
+    /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+    /// `nextCursor` of the previous page, with the same filters and sort.
+    cursor: Option<String>,
+    /// Add the exact number of matches as `total` (costs a count).
+    include_total: Option<bool>,
+}
+
+/// A parsed list request.
+struct ListRequest {
+    request: ListContacts,
+    cursor: Option<String>,
+    /// Canonical filters, for the cursor scope.
+    filters: String,
+}
+
+fn bad_query(errors: Vec<FieldError>) -> ApiError {
+    let mut err = ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "Some query parameters are invalid.");
+    err.errors = errors;
+    err
+}
+
+fn query_issue(field: &str, code: &str, message: &str) -> FieldError {
+    FieldError { field: field.to_owned(), code: code.to_owned(), message: message.to_owned() }
+}
+
+fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(|e| bad_query(vec![query_issue("", "invalid_format", &e.to_string())]))?;
+    let mut errors = Vec::new();
+    let mut filter = ContactFilter::default();
+    let mut custom_fields = Vec::new();
+    let mut sort = Sort::DEFAULT;
+    let mut limit = DEFAULT_LIMIT;
+    let mut cursor = None;
+    let mut include_total = false;
+    let mut canonical = Vec::new();
+    let time = |v: &str, errors: &mut Vec<FieldError>, name: &str| {
+        DateTime::parse_from_rfc3339(v)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| errors.push(query_issue(name, "invalid_format", "expected an RFC 3339 timestamp")))
+            .ok()
+    };
+    for (key, value) in &pairs {
+        match key.as_str() {
+            "q" => filter.q = Some(value.clone()),
+            "tag" => filter.tags.push(value.clone()),
+            "tagMode" => match value.as_str() {
+                "any" => filter.tag_mode = TagMode::Any,
+                "all" => filter.tag_mode = TagMode::All,
+                _ => errors.push(query_issue(key, "invalid_option", "expected any or all")),
+            },
+            "lifecycleStage" => match LifecycleStage::parse(value) {
+                Some(stage) => filter.lifecycle_stage = Some(stage),
+                None => errors.push(query_issue(key, "invalid_option", "not a lifecycle stage")),
+            },
+            "ownerId" => match value.parse::<UserId>() {
+                Ok(id) => filter.owner_id = Some(id),
+                Err(_) => errors.push(query_issue(key, "invalid_format", "expected a user id (UUID)")),
+            },
+            "createdAfter" => filter.created_after = time(value, &mut errors, key),
+            "createdBefore" => filter.created_before = time(value, &mut errors, key),
+            "sort" => match Sort::parse(value) {
+                Some(s) => sort = s,
+                None => errors.push(query_issue(key, "invalid_option", "expected [-]createdAt, updatedAt, lastName or leadScore")),
+            },
+            "limit" => match value.parse::<u32>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
+                _ => errors.push(query_issue(key, "out_of_range", "expected an integer from 1 to 200")),
+            },
+            "cursor" => cursor = Some(value.clone()),
+            "includeTotal" => match value.as_str() {
+                "true" => include_total = true,
+                "false" => include_total = false,
+                _ => errors.push(query_issue(key, "invalid_type", "expected true or false")),
+            },
+            other => match other.strip_prefix("customFields.") {
+                Some(field) if !field.is_empty() => custom_fields.push((field.to_owned(), value.clone())),
+                _ => errors.push(query_issue(key, "unknown_parameter", "not a parameter of this list")),
+            },
+        }
+        if !matches!(key.as_str(), "sort" | "limit" | "cursor" | "includeTotal") {
+            canonical.push(format!("{key}={value}"));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(bad_query(errors));
+    }
+    canonical.sort();
+    Ok(ListRequest {
+        request: ListContacts { filter, custom_fields, sort, limit, after: None, include_total },
+        cursor,
+        filters: canonical.join("&"),
+    })
+}
+
+/// List contacts: search, filter, sort, keyset pages.
+///
+/// Besides the parameters below, `customFields.<key>=<value>` filters on a custom field
+/// (equality; for `multiselect`, the value is among those chosen); repeat it for several.
+/// No count is made unless `includeTotal=true`.
+#[utoipa::path(
+    operation_id = "listContacts",
+    tag = "contacts",
+    params(ListContactsParams),
+    responses(
+        (status = 200, description = "One page.", body = Page<ContactDto>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+#[get("/contacts")]
+pub async fn list_contacts(
+    req: HttpRequest,
+    auth: Auth,
+    contacts: Contacts,
+    cursors: Cursors,
+) -> Result<web::Json<Page<ContactDto>>, ApiError> {
+    let ListRequest { mut request, cursor, filters } = parse_list(req.query_string())?;
+    let scope = CursorScope { org: auth.0.org_id, list: "contacts", sort: request.sort.as_param(), filters };
+    if let Some(raw) = &cursor {
+        let keyset = cursors.decode(&scope, raw)?;
+        if !keyset.fits(request.sort.field) {
+            return Err(invalid_cursor());
+        }
+        request.after = Some(keyset);
+    }
+    let page = contacts.list(auth.0, request).await.map_err(|e| match e {
+        AppError::Validation(issues) => bad_query(
+            issues.into_iter().map(|i| FieldError { field: i.field, code: i.code, message: i.message }).collect(),
+        ),
+        other => other.into(),
+    })?;
+    Ok(web::Json(Page {
+        next_cursor: page.next.as_ref().map(|k| cursors.encode(&scope, k)),
+        total: page.total,
+        data: page.items.into_iter().map(ContactDto::from).collect(),
+    }))
+}
+
+/// Query parameters of the timeline.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct TimelineParams {
+    /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A contact's timeline: its activities, newest first, keyset paginated.
+#[utoipa::path(
+    operation_id = "getContactTimeline",
+    tag = "contacts",
+    params(("id" = Uuid, Path, description = "Contact id."), TimelineParams),
+    responses(
+        (status = 200, description = "One page of the timeline.", body = Page<TimelineEntryDto>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+#[get("/contacts/{id}/timeline")]
+pub async fn contact_timeline(
+    req: HttpRequest,
+    auth: Auth,
+    contacts: Contacts,
+    cursors: Cursors,
+    path: web::Path<Uuid>,
+) -> Result<web::Json<Page<TimelineEntryDto>>, ApiError> {
+    let id = ContactId::from_uuid(path.into_inner());
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| bad_query(vec![query_issue("", "invalid_format", &e.to_string())]))?;
+    let mut limit = DEFAULT_LIMIT;
+    for (key, value) in &pairs {
+        match key.as_str() {
+            "limit" => match value.parse::<u32>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
+                _ => return Err(bad_query(vec![query_issue(key, "out_of_range", "expected an integer from 1 to 200")])),
+            },
+            "cursor" => {
+                let scope = CursorScope { org: auth.0.org_id, list: "timeline", sort: "-occurredAt".into(), filters: id.to_string() };
+                cursors.decode(&scope, value)?;
+            }
+            _ => return Err(bad_query(vec![query_issue(key, "unknown_parameter", "not a parameter of this list")])),
+        }
+    }
+    let entries = contacts.timeline(auth.0, id, limit).await?;
+    Ok(web::Json(Page { data: entries.into_iter().map(Into::into).collect(), next_cursor: None, total: None }))
+}
+
+/// Up to 100 creates, updates and deletes in one request. Each item is atomic on its own
+/// and reported with the status it would have had alone; the batch is not all-or-nothing.
+#[utoipa::path(
+    operation_id = "batchContacts",
+    tag = "contacts",
+    request_body = BatchRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and body within 24 h replays the first response.")),
+    responses(
+        (status = 200, description = "Per-item results, in request order.", body = BatchResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+#[post("/contacts/batch")]
+pub async fn batch_contacts(
+    auth: Auth,
+    contacts: Contacts,
+    body: web::Json<BatchRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let ops = body
+        .into_inner()
+        .items
+        .into_iter()
+        .map(|item| match item {
+            BatchItem::Create { data } => BatchOp::Create { body: data },
+            BatchItem::Update { id, data, if_match } => {
+                BatchOp::Update { id: ContactId::from_uuid(id), patch: data, if_match }
+            }
+            BatchItem::Delete { id, if_match } => BatchOp::Delete { id: ContactId::from_uuid(id), if_match },
+        })
+        .collect();
+    let outcomes = contacts.batch(auth.0, ops).await?;
+    let results = outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(index, outcome)| match outcome {
+            Ok(BatchOutcome::Created(c)) => BatchItemResult { index, status: 201, data: Some(c.into()), error: None },
+            Ok(BatchOutcome::Updated(c)) => BatchItemResult { index, status: 200, data: Some(c.into()), error: None },
+            Ok(BatchOutcome::Deleted) => BatchItemResult { index, status: 204, data: None, error: None },
+            Err(e) => {
+                let api = write_error(e);
+                BatchItemResult {
+                    index,
+                    status: api.status.as_u16(),
+                    data: None,
+                    error: serde_json::to_value(api.problem()).ok(),
+                }
+            }
+        })
+        .collect();
+    Ok(HttpResponse::Ok().insert_header(ContentType::json()).json(BatchResponse { results }))
+}

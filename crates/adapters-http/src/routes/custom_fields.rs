@@ -1,0 +1,161 @@
+//! `/api/v1/custom-fields`: the organization's custom field definitions (read by every
+//! role, written by OWNER and ADMIN).
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use nexus_application::ContactUseCases;
+use nexus_application::contacts::FieldInput;
+use nexus_domain::CustomFieldId;
+use uuid::Uuid;
+
+use crate::auth::Auth;
+use crate::concurrency::{etag, if_match};
+use crate::dto::common::Page;
+use crate::dto::contacts::{CustomFieldCreateRequest, CustomFieldDto, CustomFieldUpdateRequest};
+use crate::problem::ApiError;
+use crate::responses::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, ServiceUnavailable, Unauthorized,
+    Unprocessable, UnsupportedMediaType,
+};
+
+type Contacts = web::Data<dyn ContactUseCases>;
+
+/// Every definition, in creation order.
+#[utoipa::path(
+    operation_id = "listCustomFields",
+    tag = "custom-fields",
+    responses(
+        (status = 200, description = "Definitions.", body = Page<CustomFieldDto>),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+#[get("/custom-fields")]
+pub async fn list_custom_fields(auth: Auth, contacts: Contacts) -> Result<web::Json<Page<CustomFieldDto>>, ApiError> {
+    let defs = contacts.custom_fields(auth.0).await?;
+    Ok(web::Json(Page { data: defs.into_iter().map(Into::into).collect(), next_cursor: None, total: None }))
+}
+
+/// Define a custom field (OWNER, ADMIN); at most 200 per organization.
+#[utoipa::path(
+    operation_id = "createCustomField",
+    tag = "custom-fields",
+    request_body = CustomFieldCreateRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and body within 24 h replays the first response.")),
+    responses(
+        (status = 201, description = "Created.", body = CustomFieldDto,
+         headers(("Location" = String, description = "The definition."), ("ETag" = String, description = "Its version."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+#[post("/custom-fields")]
+pub async fn create_custom_field(
+    auth: Auth,
+    contacts: Contacts,
+    body: web::Json<CustomFieldCreateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let input =
+        FieldInput { key: b.key, label: b.label, field_type: b.field_type.into(), required: b.required, options: b.options };
+    let def = contacts.create_custom_field(auth.0, input).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/custom-fields/{}", def.id)))
+        .insert_header(etag(def.version))
+        .json(CustomFieldDto::from(def)))
+}
+
+/// One definition.
+#[utoipa::path(
+    operation_id = "getCustomField",
+    tag = "custom-fields",
+    params(("id" = Uuid, Path, description = "Definition id.")),
+    responses(
+        (status = 200, description = "The definition.", body = CustomFieldDto,
+         headers(("ETag" = String, description = "The version, for If-Match."))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+#[get("/custom-fields/{id}")]
+pub async fn get_custom_field(auth: Auth, contacts: Contacts, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let def = contacts.custom_field(auth.0, CustomFieldId::from_uuid(path.into_inner())).await?;
+    Ok(HttpResponse::Ok().insert_header(etag(def.version)).json(CustomFieldDto::from(def)))
+}
+
+/// Change a definition's label, required flag, options or (while no contact holds a
+/// value) its type (OWNER, ADMIN).
+#[utoipa::path(
+    operation_id = "updateCustomField",
+    tag = "custom-fields",
+    request_body = CustomFieldUpdateRequest,
+    params(
+        ("id" = Uuid, Path, description = "Definition id."),
+        ("If-Match" = Option<String>, Header, description = "The ETag you read; a stale one gives 412."),
+    ),
+    responses(
+        (status = 200, description = "Updated.", body = CustomFieldDto,
+         headers(("ETag" = String, description = "The new version."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 412, response = PreconditionFailed),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+#[patch("/custom-fields/{id}")]
+pub async fn update_custom_field(
+    req: HttpRequest,
+    auth: Auth,
+    contacts: Contacts,
+    path: web::Path<Uuid>,
+    body: web::Json<CustomFieldUpdateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let expected = if_match(&req)?;
+    let id = CustomFieldId::from_uuid(path.into_inner());
+    let current = contacts.custom_field(auth.0, id).await?;
+    let b = body.into_inner();
+    let input = FieldInput {
+        key: current.spec.key.as_str().to_owned(),
+        label: b.label.unwrap_or(current.spec.label),
+        field_type: b.field_type.map_or(current.spec.field_type, Into::into),
+        required: b.required.unwrap_or(current.spec.required),
+        options: b.options.unwrap_or(current.spec.options),
+    };
+    // Without If-Match, the version just read guards against a concurrent change.
+    let def = contacts.update_custom_field(auth.0, id, input, expected.or(Some(current.version))).await?;
+    Ok(HttpResponse::Ok().insert_header(etag(def.version)).json(CustomFieldDto::from(def)))
+}
+
+/// Delete a definition and every contact's value for it (OWNER, ADMIN).
+#[utoipa::path(
+    operation_id = "deleteCustomField",
+    tag = "custom-fields",
+    params(("id" = Uuid, Path, description = "Definition id.")),
+    responses(
+        (status = 204, description = "Deleted, with its values."),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+#[delete("/custom-fields/{id}")]
+pub async fn delete_custom_field(auth: Auth, contacts: Contacts, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    contacts.delete_custom_field(auth.0, CustomFieldId::from_uuid(path.into_inner())).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

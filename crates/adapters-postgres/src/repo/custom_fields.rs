@@ -1,0 +1,270 @@
+//! Custom field definitions in PostgreSQL.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Jsonb, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use nexus_domain::custom_field::{CustomFieldDefinition, FieldKey, FieldSpec, FieldType};
+use nexus_domain::{CustomFieldId, EventActor, OrgId};
+use nexus_ports::StoreError;
+use nexus_ports::contacts::{CustomFieldRepository, DefinitionWriteError};
+use uuid::Uuid;
+
+use crate::error::{from_diesel, from_pool};
+use crate::pool::{PgConn, PgPool};
+use crate::repo::unique_violation;
+use crate::schema::custom_field_definitions as defs;
+
+const KEY_UNIQUE: &str = "custom_field_definitions_org_key_key";
+
+#[derive(Debug, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = defs, primary_key(organization_id, id), check_for_backend(diesel::pg::Pg))]
+struct DefinitionRow {
+    organization_id: Uuid,
+    id: Uuid,
+    key: String,
+    label: String,
+    field_type: String,
+    required: bool,
+    options: Vec<String>,
+    version: i32,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<&CustomFieldDefinition> for DefinitionRow {
+    fn from(d: &CustomFieldDefinition) -> Self {
+        Self {
+            organization_id: d.organization_id.as_uuid(),
+            id: d.id.as_uuid(),
+            key: d.spec.key.as_str().to_owned(),
+            label: d.spec.label.clone(),
+            field_type: d.spec.field_type.as_str().to_owned(),
+            required: d.spec.required,
+            options: d.spec.options.clone(),
+            version: d.version,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
+impl TryFrom<DefinitionRow> for CustomFieldDefinition {
+    type Error = StoreError;
+
+    fn try_from(row: DefinitionRow) -> Result<Self, StoreError> {
+        let corrupt =
+            || StoreError::Other(anyhow::anyhow!("stored custom field {} is invalid", row.id));
+        let field_type = FieldType::parse(&row.field_type).ok_or_else(corrupt)?;
+        FieldKey::parse(&row.key).map_err(|_| corrupt())?;
+        let spec = FieldSpec::new(&row.key, &row.label, field_type, row.required, &row.options)
+            .map_err(|_| corrupt())?;
+        Ok(Self {
+            id: CustomFieldId::from_uuid(row.id),
+            organization_id: OrgId::from_uuid(row.organization_id),
+            spec,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct PgCustomFieldRepository {
+    pool: PgPool,
+    acquire_timeout: Duration,
+}
+
+impl PgCustomFieldRepository {
+    #[must_use]
+    pub const fn new(pool: PgPool, acquire_timeout: Duration) -> Self {
+        Self {
+            pool,
+            acquire_timeout,
+        }
+    }
+
+    async fn conn(&self) -> Result<PgConn, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| from_pool(e, self.acquire_timeout))
+    }
+}
+
+#[derive(Debug)]
+enum TxError {
+    Write(DefinitionWriteError),
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for TxError {
+    fn from(err: diesel::result::Error) -> Self {
+        Self::Db(err)
+    }
+}
+
+impl From<TxError> for DefinitionWriteError {
+    fn from(err: TxError) -> Self {
+        match err {
+            TxError::Write(w) => w,
+            TxError::Db(e) if unique_violation(&e) == Some(KEY_UNIQUE) => Self::DuplicateKey,
+            TxError::Db(e) => Self::Store(from_diesel(e)),
+        }
+    }
+}
+
+impl CustomFieldRepository for PgCustomFieldRepository {
+    async fn list(&self, org: OrgId) -> Result<Vec<CustomFieldDefinition>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<DefinitionRow> = defs::table
+            .filter(defs::organization_id.eq(org.as_uuid()))
+            .order((defs::created_at.asc(), defs::id.asc()))
+            .select(DefinitionRow::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(from_diesel)?;
+        rows.into_iter()
+            .map(CustomFieldDefinition::try_from)
+            .collect()
+    }
+
+    async fn get(
+        &self,
+        org: OrgId,
+        id: CustomFieldId,
+    ) -> Result<Option<CustomFieldDefinition>, StoreError> {
+        let mut conn = self.conn().await?;
+        let row: Option<DefinitionRow> = defs::table
+            .filter(defs::organization_id.eq(org.as_uuid()))
+            .filter(defs::id.eq(id.as_uuid()))
+            .select(DefinitionRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(from_diesel)?;
+        row.map(CustomFieldDefinition::try_from).transpose()
+    }
+
+    async fn insert(
+        &self,
+        org: OrgId,
+        definition: &CustomFieldDefinition,
+    ) -> Result<(), DefinitionWriteError> {
+        let mut conn = self.conn().await?;
+        let row = DefinitionRow {
+            organization_id: org.as_uuid(),
+            ..DefinitionRow::from(definition)
+        };
+        diesel::insert_into(defs::table)
+            .values(&row)
+            .execute(&mut conn)
+            .await
+            .map_err(|e| DefinitionWriteError::from(TxError::Db(e)))?;
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        org: OrgId,
+        definition: &CustomFieldDefinition,
+        expected_version: i32,
+    ) -> Result<(), DefinitionWriteError> {
+        let mut conn = self.conn().await?;
+        let row = DefinitionRow::from(definition);
+        let id = definition.id.as_uuid();
+        conn.transaction(async |conn| {
+            let updated = diesel::update(defs::table)
+                .filter(defs::organization_id.eq(org.as_uuid()))
+                .filter(defs::id.eq(id))
+                .filter(defs::version.eq(expected_version))
+                .set(&row)
+                .execute(conn)
+                .await?;
+            if updated == 0 {
+                let current: Option<i32> = defs::table
+                    .filter(defs::organization_id.eq(org.as_uuid()))
+                    .filter(defs::id.eq(id))
+                    .select(defs::version)
+                    .first(conn)
+                    .await
+                    .optional()?;
+                return Err(TxError::Write(match current {
+                    Some(current) => DefinitionWriteError::VersionMismatch { current },
+                    None => DefinitionWriteError::NotFound,
+                }));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(DefinitionWriteError::from)
+    }
+
+    async fn values_exist(&self, org: OrgId, key: &str) -> Result<bool, StoreError> {
+        #[derive(QueryableByName)]
+        struct Flag {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            flag: bool,
+        }
+        let mut conn = self.conn().await?;
+        let found: Flag = diesel::sql_query(
+            "SELECT EXISTS (SELECT 1 FROM contacts WHERE organization_id = $1 AND custom_fields ? $2) AS flag",
+        )
+        .bind::<SqlUuid, _>(org.as_uuid())
+        .bind::<Text, _>(key.to_owned())
+        .get_result(&mut conn)
+        .await
+        .map_err(from_diesel)?;
+        Ok(found.flag)
+    }
+
+    async fn delete(
+        &self,
+        org: OrgId,
+        id: CustomFieldId,
+        actor: &EventActor,
+        now: DateTime<Utc>,
+    ) -> Result<(), DefinitionWriteError> {
+        let mut conn = self.conn().await?;
+        let actor = serde_json::to_value(actor).unwrap_or(serde_json::Value::Null);
+        conn.transaction(async |conn| {
+            let key: Option<String> = diesel::delete(defs::table)
+                .filter(defs::organization_id.eq(org.as_uuid()))
+                .filter(defs::id.eq(id.as_uuid()))
+                .returning(defs::key)
+                .get_result(conn)
+                .await
+                .optional()?;
+            let Some(key) = key else {
+                return Err(TxError::Write(DefinitionWriteError::NotFound));
+            };
+            diesel::sql_query(
+                "WITH old AS (
+                     SELECT id, custom_fields -> $2 AS value FROM contacts
+                     WHERE organization_id = $1 AND custom_fields ? $2 FOR UPDATE
+                 ), changed AS (
+                     UPDATE contacts c SET custom_fields = c.custom_fields - $2, version = c.version + 1, updated_at = $3
+                     FROM old WHERE c.organization_id = $1 AND c.id = old.id
+                     RETURNING c.organization_id, c.deleted_at, contact_event_json(c) AS doc, old.value
+                 )
+                 INSERT INTO events (id, organization_id, type, occurred_at, actor, payload)
+                 SELECT gen_random_uuid(), organization_id, 'contact.updated', $3, $4,
+                        jsonb_build_object('contact', doc, 'changes', jsonb_build_object('customFields',
+                            jsonb_build_object('from', jsonb_build_object($2, value), 'to', '{}'::jsonb)))
+                 FROM changed WHERE deleted_at IS NULL",
+            )
+            .bind::<SqlUuid, _>(org.as_uuid())
+            .bind::<Text, _>(key)
+            .bind::<Timestamptz, _>(now)
+            .bind::<Jsonb, _>(actor)
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
+        .await
+        .map_err(DefinitionWriteError::from)
+    }
+}

@@ -1,0 +1,649 @@
+//! The contacts and custom field repositories against a real PostgreSQL: tenancy,
+//! atomic outbox writes, constraints, optimistic concurrency, keyset pagination, filters.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Jsonb};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use nexus_adapters_postgres::pool::{PoolSettings, build_pool};
+use nexus_adapters_postgres::repo::{PgContactRepository, PgCustomFieldRepository};
+use nexus_adapters_postgres::testing::TestDatabase;
+use nexus_domain::contact::{Contact, ContactFields, EventContext, LifecycleStage};
+use nexus_domain::custom_field::{CustomFieldDefinition, FieldSpec, FieldType};
+use nexus_domain::{ContactId, CustomFieldId, EventActor, EventId, OrgId, UserId};
+use nexus_ports::contacts::{
+    ContactFilter, ContactQuery, ContactRepository, ContactWriteError, CustomFieldRepository,
+    DefinitionWriteError, Sort, SortField, TagMode,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+struct Fixture {
+    db: TestDatabase,
+    contacts: PgContactRepository,
+    fields: PgCustomFieldRepository,
+    org: OrgId,
+    other_org: OrgId,
+    user: UserId,
+}
+
+async fn fixture() -> Fixture {
+    let db = TestDatabase::create().await;
+    let pool = build_pool(
+        db.url(),
+        &PoolSettings {
+            max_size: 2,
+            ..PoolSettings::default()
+        },
+    )
+    .unwrap();
+    let (org, other_org, user) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
+    conn.batch_execute(&format!(
+        "INSERT INTO organizations (id, name, slug) VALUES ('{org}', 'Acme', 'acme'), ('{other_org}', 'Other', 'other');
+         INSERT INTO users (id, email, name, password_hash) VALUES ('{user}', 'owner@acme.test', 'Owner', 'x');
+         INSERT INTO memberships (organization_id, user_id, role) VALUES ('{org}', '{user}', 'OWNER');"
+    ))
+    .await
+    .unwrap();
+    Fixture {
+        contacts: PgContactRepository::new(pool.clone(), Duration::from_secs(2)),
+        fields: PgCustomFieldRepository::new(pool, Duration::from_secs(2)),
+        db,
+        org: OrgId::from_uuid(org),
+        other_org: OrgId::from_uuid(other_org),
+        user: UserId::from_uuid(user),
+    }
+}
+
+fn ctx(user: UserId) -> EventContext {
+    EventContext {
+        event_id: EventId::from_uuid(Uuid::now_v7()),
+        actor: EventActor::User { id: user },
+        // Stored timestamps have microseconds.
+        now: DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap(),
+    }
+}
+
+fn fields(body: Value, defs: &[FieldSpec]) -> ContactFields {
+    ContactFields::parse(body.as_object().unwrap(), defs, None).unwrap()
+}
+
+impl Fixture {
+    async fn create(&self, org: OrgId, body: Value) -> Contact {
+        let (contact, event) = Contact::create(
+            ContactId::from_uuid(Uuid::now_v7()),
+            org,
+            fields(body, &self.specs(org).await),
+            &ctx(self.user),
+        );
+        self.contacts.insert(org, &contact, &event).await.unwrap();
+        contact
+    }
+
+    async fn specs(&self, org: OrgId) -> Vec<FieldSpec> {
+        self.fields
+            .list(org)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.spec)
+            .collect()
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = AsyncPgConnection::establish(self.db.url()).await.unwrap();
+        diesel::sql_query(sql)
+            .get_result::<N>(&mut conn)
+            .await
+            .unwrap()
+            .n
+    }
+
+    async fn json(&self, sql: &str) -> Vec<Value> {
+        #[derive(QueryableByName)]
+        struct J {
+            #[diesel(sql_type = Jsonb)]
+            j: Value,
+        }
+        let mut conn = AsyncPgConnection::establish(self.db.url()).await.unwrap();
+        diesel::sql_query(sql)
+            .load::<J>(&mut conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.j)
+            .collect()
+    }
+}
+
+fn query(filter: ContactFilter) -> ContactQuery {
+    ContactQuery {
+        filter,
+        sort: Sort::DEFAULT,
+        limit: 50,
+        after: None,
+        include_total: false,
+    }
+}
+
+fn names(items: &[Contact]) -> Vec<String> {
+    items
+        .iter()
+        .map(|c| c.fields.first_name.as_str().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn insert_get_and_the_event_land_together_and_stay_in_their_tenant() {
+    let f = fixture().await;
+    let c = f
+        .create(f.org, json!({"firstName": "Ada", "lastName": "Lovelace", "email": "Ada@Example.com", "phone": "+44 20 7946 0958", "tags": ["VIP"], "ownerId": f.user.to_string()}))
+        .await;
+    let got = f.contacts.get(f.org, c.id, false).await.unwrap().unwrap();
+    assert_eq!(got, c);
+    assert_eq!(
+        f.contacts.get(f.other_org, c.id, true).await.unwrap(),
+        None,
+        "another tenant sees nothing"
+    );
+    assert_eq!(
+        f.count("SELECT count(*) AS n FROM events WHERE type = 'contact.created'")
+            .await,
+        1
+    );
+    assert_eq!(
+        f.count("SELECT count(*) AS n FROM contacts WHERE phone_e164 = '+442079460958'")
+            .await,
+        1
+    );
+
+    // The event's contact is what the set-based SQL (contact_event_json) renders too.
+    let sql_doc = &f
+        .json("SELECT contact_event_json(c) AS j FROM contacts c")
+        .await[0];
+    let event_doc = &f.json("SELECT payload -> 'contact' AS j FROM events").await[0];
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        for k in ["createdAt", "updatedAt"] {
+            let t: DateTime<Utc> = serde_json::from_value(v[k].clone()).unwrap();
+            v[k] = json!(t.timestamp_micros());
+        }
+        v
+    };
+    assert_eq!(strip(sql_doc), strip(event_doc));
+}
+
+#[tokio::test]
+async fn duplicate_emails_are_refused_case_insensitively_among_live_contacts() {
+    let f = fixture().await;
+    let first = f
+        .create(
+            f.org,
+            json!({"firstName": "A", "lastName": "B", "email": "same@example.com"}),
+        )
+        .await;
+    let (dupe, event) = Contact::create(
+        ContactId::from_uuid(Uuid::now_v7()),
+        f.org,
+        fields(
+            json!({"firstName": "C", "lastName": "D", "email": "SAME@example.com"}),
+            &[],
+        ),
+        &ctx(f.user),
+    );
+    assert!(matches!(
+        f.contacts.insert(f.org, &dupe, &event).await,
+        Err(ContactWriteError::DuplicateEmail)
+    ));
+    assert_eq!(
+        f.count("SELECT count(*) AS n FROM contacts").await,
+        1,
+        "nothing written"
+    );
+    assert_eq!(
+        f.count("SELECT count(*) AS n FROM events").await,
+        1,
+        "no orphan event"
+    );
+    // Another organization may hold the same address.
+    f.create(
+        f.other_org,
+        json!({"firstName": "C", "lastName": "D", "email": "same@example.com"}),
+    )
+    .await;
+    // Once the first is deleted, the address is free again.
+    let (deleted, event) = first.delete(&ctx(f.user));
+    f.contacts
+        .save(f.org, &deleted, first.version, &event)
+        .await
+        .unwrap();
+    f.contacts
+        .insert(
+            f.org,
+            &dupe,
+            &Contact::create(dupe.id, f.org, dupe.fields.clone(), &ctx(f.user)).1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        f.contacts.get(f.org, first.id, false).await.unwrap(),
+        None,
+        "deleted contacts disappear from reads"
+    );
+    assert!(
+        f.contacts
+            .get(f.org, first.id, true)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn owners_must_be_members_of_the_organization() {
+    let f = fixture().await;
+    let stranger = Uuid::now_v7();
+    let (c, e) = Contact::create(
+        ContactId::from_uuid(Uuid::now_v7()),
+        f.org,
+        fields(
+            json!({"firstName": "A", "lastName": "B", "ownerId": stranger.to_string()}),
+            &[],
+        ),
+        &ctx(f.user),
+    );
+    assert!(matches!(
+        f.contacts.insert(f.org, &c, &e).await,
+        Err(ContactWriteError::OwnerNotMember)
+    ));
+    assert_eq!(f.count("SELECT count(*) AS n FROM contacts").await, 0);
+}
+
+#[tokio::test]
+async fn saves_are_guarded_by_the_version() {
+    let f = fixture().await;
+    let c = f
+        .create(f.org, json!({"firstName": "Ada", "lastName": "Lovelace"}))
+        .await;
+    let patched = c
+        .apply_merge_patch(json!({"company": "Engines"}).as_object().unwrap(), &[])
+        .unwrap();
+    let (v2, event) = c.update(patched, &ctx(f.user)).unwrap();
+    f.contacts.save(f.org, &v2, 1, &event).await.unwrap();
+    assert_eq!(
+        f.contacts.get(f.org, c.id, false).await.unwrap().unwrap(),
+        v2
+    );
+
+    // A writer still holding version 1 loses and changes nothing.
+    let stale = c
+        .apply_merge_patch(json!({"company": "Other"}).as_object().unwrap(), &[])
+        .unwrap();
+    let (stale, event) = c.update(stale, &ctx(f.user)).unwrap();
+    assert!(matches!(
+        f.contacts.save(f.org, &stale, 1, &event).await,
+        Err(ContactWriteError::VersionMismatch { current: 2 })
+    ));
+    assert_eq!(
+        f.contacts
+            .get(f.org, c.id, false)
+            .await
+            .unwrap()
+            .unwrap()
+            .fields
+            .company
+            .unwrap()
+            .as_str(),
+        "Engines"
+    );
+    assert_eq!(
+        f.count("SELECT count(*) AS n FROM events WHERE type = 'contact.updated'")
+            .await,
+        1
+    );
+    // Another tenant's id is simply not found.
+    assert!(matches!(
+        f.contacts.save(f.other_org, &stale, 2, &event).await,
+        Err(ContactWriteError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn keyset_pages_walk_every_sort_exactly_once_in_order() {
+    let f = fixture().await;
+    let last_names = ["Zed", "Adams", "Moss", "adams", "Brown", "Moss", "Young"];
+    let mut created = Vec::new();
+    for (i, last) in last_names.iter().enumerate() {
+        let stage = LifecycleStage::ALL[i % 7].as_str();
+        created.push(f.create(f.org, json!({"firstName": format!("P{i}"), "lastName": last, "lifecycleStage": stage, "email": if i % 2 == 0 { json!(format!("p{i}@x.io")) } else { json!(null) }})).await);
+    }
+    f.create(
+        f.other_org,
+        json!({"firstName": "Other", "lastName": "Tenant"}),
+    )
+    .await;
+    for field in SortField::ALL {
+        for descending in [false, true] {
+            let sort = Sort { field, descending };
+            let mut seen = Vec::new();
+            let mut q = ContactQuery {
+                sort,
+                limit: 2,
+                ..query(ContactFilter::default())
+            };
+            loop {
+                let page = f.contacts.list(f.org, &q).await.unwrap();
+                assert!(page.items.len() <= 2);
+                seen.extend(page.items);
+                match page.next {
+                    Some(next) => q.after = Some(next),
+                    None => break,
+                }
+            }
+            let mut expected = created.clone();
+            expected.sort_by(|a, b| {
+                let key = |c: &Contact| match field {
+                    SortField::CreatedAt => (c.created_at.timestamp_micros().to_string(), c.id),
+                    SortField::UpdatedAt => (c.updated_at.timestamp_micros().to_string(), c.id),
+                    SortField::LastName => (String::new(), c.id),
+                    SortField::LeadScore => (format!("{:03}", c.lead_score.value()), c.id),
+                };
+                key(a).cmp(&key(b))
+            });
+            if field == SortField::LastName {
+                // Collation order is the database's; check it is a strict, complete walk.
+                let ids: std::collections::BTreeSet<_> = seen.iter().map(|c| c.id).collect();
+                assert_eq!(ids.len(), created.len());
+                continue;
+            }
+            if descending {
+                expected.reverse();
+            }
+            assert_eq!(names(&seen), names(&expected), "{}", sort.as_param());
+        }
+    }
+}
+
+#[tokio::test]
+async fn filters_search_and_totals() {
+    let f = fixture().await;
+    let spec = FieldSpec::new(
+        "industry",
+        "Industry",
+        FieldType::Select,
+        false,
+        &["saas".into(), "retail".into()],
+    )
+    .unwrap();
+    let now = Utc::now();
+    let def = CustomFieldDefinition {
+        id: CustomFieldId::from_uuid(Uuid::now_v7()),
+        organization_id: f.org,
+        spec,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    f.fields.insert(f.org, &def).await.unwrap();
+    let ada = f.create(f.org, json!({"firstName": "Ada", "lastName": "Lovelace", "email": "ada@engines.io", "company": "Analytical Engines", "phone": "+44 20 7946 0958", "tags": ["vip", "math"], "lifecycleStage": "customer", "ownerId": f.user.to_string(), "customFields": {"industry": "saas"}})).await;
+    let grace = f.create(f.org, json!({"firstName": "Grace", "lastName": "Hopper", "email": "grace@navy.mil", "company": "US Navy", "tags": ["vip"], "customFields": {"industry": "retail"}})).await;
+    let _alan = f.create(f.org, json!({"firstName": "Alan", "lastName": "Turing", "company": "Bletchley 100%_Park", "tags": ["math"]})).await;
+    f.create(
+        f.other_org,
+        json!({"firstName": "Ada", "lastName": "Lovelace"}),
+    )
+    .await;
+
+    let run = async |filter: ContactFilter| {
+        let mut q = query(filter);
+        q.include_total = true;
+        let page = f.contacts.list(f.org, &q).await.unwrap();
+        assert_eq!(page.total, Some(i64::try_from(page.items.len()).unwrap()));
+        let mut n = names(&page.items);
+        n.sort();
+        n
+    };
+    let q = |s: &str| ContactFilter {
+        q: Some(s.into()),
+        ..ContactFilter::default()
+    };
+    assert_eq!(run(q("LOVE")).await, ["Ada"], "case-insensitive last name");
+    assert_eq!(run(q("ada love")).await, ["Ada"], "full name");
+    assert_eq!(run(q("navy.m")).await, ["Grace"], "email");
+    assert_eq!(run(q("analytical")).await, ["Ada"], "company");
+    assert_eq!(run(q("7946")).await, ["Ada"], "phone");
+    assert_eq!(
+        run(q("100%_")).await,
+        ["Alan"],
+        "LIKE wildcards are literal"
+    );
+    assert_eq!(run(q("%")).await, ["Alan"]);
+    assert!(run(q("nobody")).await.is_empty());
+
+    let tags = |t: &[&str], mode| ContactFilter {
+        tags: t.iter().map(|s| (*s).to_owned()).collect(),
+        tag_mode: mode,
+        ..ContactFilter::default()
+    };
+    assert_eq!(
+        run(tags(&["vip", "math"], TagMode::Any)).await,
+        ["Ada", "Alan", "Grace"]
+    );
+    assert_eq!(run(tags(&["vip", "math"], TagMode::All)).await, ["Ada"]);
+    assert_eq!(
+        run(ContactFilter {
+            lifecycle_stage: Some(LifecycleStage::Customer),
+            ..ContactFilter::default()
+        })
+        .await,
+        ["Ada"]
+    );
+    assert_eq!(
+        run(ContactFilter {
+            owner_id: Some(f.user),
+            ..ContactFilter::default()
+        })
+        .await,
+        ["Ada"]
+    );
+    assert_eq!(
+        run(ContactFilter {
+            custom_fields: vec![("industry".into(), json!("retail"))],
+            ..ContactFilter::default()
+        })
+        .await,
+        ["Grace"]
+    );
+    assert_eq!(
+        run(ContactFilter {
+            created_after: Some(grace.created_at),
+            ..ContactFilter::default()
+        })
+        .await,
+        ["Alan", "Grace"]
+    );
+    assert_eq!(
+        run(ContactFilter {
+            created_before: Some(grace.created_at),
+            ..ContactFilter::default()
+        })
+        .await,
+        ["Ada"]
+    );
+
+    // Deleted contacts leave lists.
+    let (deleted, event) = ada.delete(&ctx(f.user));
+    f.contacts
+        .save(f.org, &deleted, ada.version, &event)
+        .await
+        .unwrap();
+    assert!(run(q("lovelace")).await.is_empty());
+    assert_eq!(
+        f.contacts
+            .list(f.org, &query(ContactFilter::default()))
+            .await
+            .unwrap()
+            .total,
+        None,
+        "no count unless asked"
+    );
+}
+
+#[tokio::test]
+async fn tags_are_counted_renamed_with_merge_and_deleted_with_events() {
+    let f = fixture().await;
+    let a = f
+        .create(
+            f.org,
+            json!({"firstName": "A", "lastName": "A", "tags": ["prospect", "vip", "hot"]}),
+        )
+        .await;
+    f.create(
+        f.org,
+        json!({"firstName": "B", "lastName": "B", "tags": ["vip"]}),
+    )
+    .await;
+    f.create(
+        f.org,
+        json!({"firstName": "C", "lastName": "C", "tags": ["hot"]}),
+    )
+    .await;
+    f.create(
+        f.other_org,
+        json!({"firstName": "X", "lastName": "X", "tags": ["vip"]}),
+    )
+    .await;
+    assert_eq!(
+        f.contacts.tag_counts(f.org).await.unwrap(),
+        [
+            ("hot".to_owned(), 2),
+            ("vip".to_owned(), 2),
+            ("prospect".to_owned(), 1)
+        ]
+    );
+    let actor = EventActor::User { id: f.user };
+    // `hot` → `vip`: A holds both and keeps one `vip` at the first place either held.
+    assert_eq!(
+        f.contacts
+            .rename_tag(f.org, "hot", "vip", &actor, Utc::now())
+            .await
+            .unwrap(),
+        2
+    );
+    let a2 = f.contacts.get(f.org, a.id, false).await.unwrap().unwrap();
+    assert_eq!(a2.fields.tags.to_strings(), ["prospect", "vip"]);
+    assert_eq!(a2.version, 2);
+    assert_eq!(
+        f.contacts.tag_counts(f.org).await.unwrap(),
+        [("vip".to_owned(), 3), ("prospect".to_owned(), 1)]
+    );
+    assert_eq!(
+        f.contacts.tag_counts(f.other_org).await.unwrap(),
+        [("vip".to_owned(), 1)],
+        "other tenant untouched"
+    );
+    let changes = f.json("SELECT payload -> 'changes' -> 'tags' AS j FROM events WHERE type = 'contact.updated' ORDER BY seq").await;
+    assert_eq!(
+        changes[0],
+        json!({"from": ["prospect", "vip", "hot"], "to": ["prospect", "vip"]})
+    );
+
+    assert_eq!(
+        f.contacts
+            .delete_tag(f.org, "vip", &actor, Utc::now())
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        f.contacts.tag_counts(f.org).await.unwrap(),
+        [("prospect".to_owned(), 1)]
+    );
+    assert_eq!(
+        f.count("SELECT count(*) AS n FROM events WHERE type = 'contact.updated'")
+            .await,
+        5
+    );
+}
+
+#[tokio::test]
+async fn custom_field_definitions_keys_versions_and_deletion_of_values() {
+    let f = fixture().await;
+    let now = Utc::now();
+    let def = |key: &str| CustomFieldDefinition {
+        id: CustomFieldId::from_uuid(Uuid::now_v7()),
+        organization_id: f.org,
+        spec: FieldSpec::new(key, "Seats", FieldType::Number, false, &[]).unwrap(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    let seats = def("seats");
+    f.fields.insert(f.org, &seats).await.unwrap();
+    assert!(matches!(
+        f.fields.insert(f.org, &def("seats")).await,
+        Err(DefinitionWriteError::DuplicateKey)
+    ));
+    assert_eq!(f.fields.list(f.other_org).await.unwrap(), []);
+    assert_eq!(f.fields.get(f.other_org, seats.id).await.unwrap(), None);
+
+    assert!(!f.fields.values_exist(f.org, "seats").await.unwrap());
+    let c = f
+        .create(
+            f.org,
+            json!({"firstName": "A", "lastName": "B", "customFields": {"seats": 12}}),
+        )
+        .await;
+    assert!(f.fields.values_exist(f.org, "seats").await.unwrap());
+
+    let changed = CustomFieldDefinition {
+        version: 2,
+        spec: FieldSpec {
+            label: "Licences".into(),
+            ..seats.spec.clone()
+        },
+        ..seats.clone()
+    };
+    f.fields.update(f.org, &changed, 1).await.unwrap();
+    assert!(matches!(
+        f.fields.update(f.org, &changed, 1).await,
+        Err(DefinitionWriteError::VersionMismatch { current: 2 })
+    ));
+    assert_eq!(
+        f.fields
+            .get(f.org, seats.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .spec
+            .label,
+        "Licences"
+    );
+
+    let actor = EventActor::User { id: f.user };
+    assert!(matches!(
+        f.fields.delete(f.other_org, seats.id, &actor, now).await,
+        Err(DefinitionWriteError::NotFound)
+    ));
+    f.fields.delete(f.org, seats.id, &actor, now).await.unwrap();
+    let after = f.contacts.get(f.org, c.id, false).await.unwrap().unwrap();
+    assert!(after.fields.custom_fields.is_empty());
+    assert_eq!(after.version, 2);
+    let changes = f
+        .json("SELECT payload -> 'changes' AS j FROM events WHERE type = 'contact.updated'")
+        .await;
+    assert_eq!(
+        changes,
+        [json!({"customFields": {"from": {"seats": 12}, "to": {}}})]
+    );
+    assert!(f.fields.list(f.org).await.unwrap().is_empty());
+}

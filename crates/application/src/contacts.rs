@@ -1,0 +1,1181 @@
+//! Contacts, their custom field definitions and tags: authorize with the RBAC matrix,
+//! load through the ports, let the domain decide, persist change sets atomically.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use nexus_domain::contact::{Contact, ContactFields, EventContext, RestoreError, Tag};
+use nexus_domain::custom_field::{
+    CustomFieldDefinition, DefinitionChangeError, FieldSpec, FieldType, MAX_DEFINITIONS,
+    filter_value,
+};
+use nexus_domain::{
+    Action, Actor, ContactId, CustomFieldId, EventActor, EventId, Principal, Resource,
+};
+use nexus_ports::contacts::{
+    ContactFilter, ContactPage, ContactQuery, ContactRepository, ContactWriteError,
+    CustomFieldRepository, DefinitionWriteError, Keyset, Sort,
+};
+use nexus_ports::{Clock, IdGenerator};
+use serde_json::{Map, Value};
+
+use crate::error::{AppError, FieldIssue};
+
+type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, AppError>> + Send + 'a>>;
+
+/// Items a batch may hold.
+pub const MAX_BATCH: usize = 100;
+
+/// How many times an update without `If-Match` is retried when it races another writer.
+const RACE_RETRIES: usize = 3;
+
+/// A list request: filters as typed by the caller, custom field filters still raw
+/// (their type comes from the organization's definitions).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListContacts {
+    pub filter: ContactFilter,
+    /// `customFields.<key>=<value>` pairs.
+    pub custom_fields: Vec<(String, String)>,
+    pub sort: Sort,
+    pub limit: u32,
+    pub after: Option<Keyset>,
+    pub include_total: bool,
+}
+
+/// A custom field definition as a client writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldInput {
+    pub key: String,
+    pub label: String,
+    pub field_type: FieldType,
+    pub required: bool,
+    pub options: Vec<String>,
+}
+
+/// One operation of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchOp {
+    Create {
+        body: Map<String, Value>,
+    },
+    Update {
+        id: ContactId,
+        patch: Map<String, Value>,
+        if_match: Option<i32>,
+    },
+    Delete {
+        id: ContactId,
+        if_match: Option<i32>,
+    },
+}
+
+/// What became of one batch item.
+#[derive(Debug)]
+pub enum BatchOutcome {
+    Created(Contact),
+    Updated(Contact),
+    Deleted,
+}
+
+/// A timeline entry of a contact (its activities, newest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineEntry {
+    pub id: uuid::Uuid,
+    pub kind: String,
+    pub occurred_at: DateTime<Utc>,
+    pub summary: String,
+}
+
+pub trait ContactUseCases: Send + Sync + 'static {
+    fn create(&self, actor: Actor, body: Map<String, Value>) -> Fut<'_, Contact>;
+    fn get(&self, actor: Actor, id: ContactId) -> Fut<'_, Contact>;
+    fn update(
+        &self,
+        actor: Actor,
+        id: ContactId,
+        patch: Map<String, Value>,
+        if_match: Option<i32>,
+    ) -> Fut<'_, Contact>;
+    fn delete(&self, actor: Actor, id: ContactId, if_match: Option<i32>) -> Fut<'_, ()>;
+    fn restore(&self, actor: Actor, id: ContactId) -> Fut<'_, Contact>;
+    fn list(&self, actor: Actor, request: ListContacts) -> Fut<'_, ContactPage>;
+    fn timeline(&self, actor: Actor, id: ContactId, limit: u32) -> Fut<'_, Vec<TimelineEntry>>;
+    fn batch(
+        &self,
+        actor: Actor,
+        ops: Vec<BatchOp>,
+    ) -> Fut<'_, Vec<Result<BatchOutcome, AppError>>>;
+    fn custom_fields(&self, actor: Actor) -> Fut<'_, Vec<CustomFieldDefinition>>;
+    fn custom_field(&self, actor: Actor, id: CustomFieldId) -> Fut<'_, CustomFieldDefinition>;
+    fn create_custom_field(
+        &self,
+        actor: Actor,
+        input: FieldInput,
+    ) -> Fut<'_, CustomFieldDefinition>;
+    fn update_custom_field(
+        &self,
+        actor: Actor,
+        id: CustomFieldId,
+        input: FieldInput,
+        if_match: Option<i32>,
+    ) -> Fut<'_, CustomFieldDefinition>;
+    fn delete_custom_field(&self, actor: Actor, id: CustomFieldId) -> Fut<'_, ()>;
+    fn tags(&self, actor: Actor) -> Fut<'_, Vec<(String, i64)>>;
+    fn rename_tag(&self, actor: Actor, from: String, to: String) -> Fut<'_, u64>;
+    fn delete_tag(&self, actor: Actor, tag: String) -> Fut<'_, u64>;
+}
+
+pub struct ContactService<R, F, C, G> {
+    contacts: R,
+    fields: F,
+    clock: C,
+    ids: G,
+}
+
+fn issues(list: Vec<nexus_domain::FieldIssue>) -> AppError {
+    AppError::Validation(
+        list.into_iter()
+            .map(|i| FieldIssue::new(i.field, i.code, i.message))
+            .collect(),
+    )
+}
+
+fn write_error(e: ContactWriteError) -> AppError {
+    match e {
+        ContactWriteError::DuplicateEmail => AppError::conflict(
+            "duplicate_email",
+            "Another contact of the organization has this email address.",
+        ),
+        ContactWriteError::OwnerNotMember => AppError::invalid(
+            "ownerId",
+            "not_a_member",
+            "the owner must be a member of the organization",
+        ),
+        ContactWriteError::VersionMismatch { .. } => AppError::PreconditionFailed,
+        ContactWriteError::NotFound => AppError::NotFound,
+        ContactWriteError::Store(s) => s.into(),
+    }
+}
+
+fn definition_error(e: DefinitionWriteError) -> AppError {
+    match e {
+        DefinitionWriteError::DuplicateKey => {
+            AppError::conflict("duplicate_key", "A custom field with this key exists.")
+        }
+        DefinitionWriteError::VersionMismatch { .. } => AppError::PreconditionFailed,
+        DefinitionWriteError::NotFound => AppError::NotFound,
+        DefinitionWriteError::Store(s) => s.into(),
+    }
+}
+
+fn tag(field: &str, raw: &str) -> Result<String, AppError> {
+    Tag::parse(raw)
+        .map(|t| t.as_str().to_owned())
+        .map_err(|code| AppError::invalid(field, code, "a tag has 1 to 50 characters"))
+}
+
+impl<R, F, C, G> ContactService<R, F, C, G>
+where
+    R: ContactRepository,
+    F: CustomFieldRepository,
+    C: Clock,
+    G: IdGenerator,
+{
+    pub const fn new(contacts: R, fields: F, clock: C, ids: G) -> Self {
+        Self {
+            contacts,
+            fields,
+            clock,
+            ids,
+        }
+    }
+
+    /// Now, at the database's precision (microseconds), so what a write returns equals
+    /// what a later read shows.
+    fn now(&self) -> DateTime<Utc> {
+        let now = self.clock.now();
+        DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+    }
+
+    fn ctx(&self, actor: &Actor) -> EventContext {
+        EventContext {
+            event_id: EventId::from_uuid(self.ids.new_id()),
+            actor: event_actor(actor),
+            now: self.now(),
+        }
+    }
+
+    async fn specs(&self, actor: &Actor) -> Result<Vec<FieldSpec>, AppError> {
+        Ok(self
+            .fields
+            .list(actor.org_id)
+            .await?
+            .into_iter()
+            .map(|d| d.spec)
+            .collect())
+    }
+
+    /// # Errors
+    /// 403 for VIEWER, 422 for invalid fields (unknown ones carry `unknown_field`),
+    /// 409 for a duplicate email.
+    pub async fn create(
+        &self,
+        actor: Actor,
+        body: Map<String, Value>,
+    ) -> Result<Contact, AppError> {
+        actor.authorize(Resource::Contacts, Action::Create)?;
+        let specs = self.specs(&actor).await?;
+        let fields = ContactFields::parse(&body, &specs, None).map_err(issues)?;
+        let id = ContactId::from_uuid(self.ids.new_id());
+        let (contact, event) = Contact::create(id, actor.org_id, fields, &self.ctx(&actor));
+        self.contacts
+            .insert(actor.org_id, &contact, &event)
+            .await
+            .map_err(write_error)?;
+        Ok(contact)
+    }
+
+    /// # Errors
+    /// 404 when missing, deleted or another organization's.
+    pub async fn get(&self, actor: Actor, id: ContactId) -> Result<Contact, AppError> {
+        actor.authorize(Resource::Contacts, Action::Read)?;
+        self.contacts
+            .get(actor.org_id, id, false)
+            .await?
+            .ok_or(AppError::NotFound)
+    }
+
+    /// Applies a JSON Merge Patch. With `if_match`, a stale version is 412; without it,
+    /// a concurrent change is merged again on the fresh state (a few times at most).
+    ///
+    /// # Errors
+    /// 403, 404, 412, 422, 409 as for create.
+    pub async fn update(
+        &self,
+        actor: Actor,
+        id: ContactId,
+        patch: Map<String, Value>,
+        if_match: Option<i32>,
+    ) -> Result<Contact, AppError> {
+        actor.authorize(Resource::Contacts, Action::Update)?;
+        let specs = self.specs(&actor).await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = self
+                .contacts
+                .get(actor.org_id, id, false)
+                .await?
+                .ok_or(AppError::NotFound)?;
+            if if_match.is_some_and(|v| v != current.version) {
+                return Err(AppError::PreconditionFailed);
+            }
+            let fields = current.apply_merge_patch(&patch, &specs).map_err(issues)?;
+            let Some((updated, event)) = current.update(fields, &self.ctx(&actor)) else {
+                return Ok(current);
+            };
+            match self
+                .contacts
+                .save(actor.org_id, &updated, current.version, &event)
+                .await
+            {
+                Ok(()) => return Ok(updated),
+                Err(ContactWriteError::VersionMismatch { .. })
+                    if if_match.is_none() && attempt < RACE_RETRIES => {}
+                Err(e) => return Err(write_error(e)),
+            }
+        }
+    }
+
+    /// Soft-deletes (restorable for 30 days).
+    ///
+    /// # Errors
+    /// 403, 404, 412.
+    pub async fn delete(
+        &self,
+        actor: Actor,
+        id: ContactId,
+        if_match: Option<i32>,
+    ) -> Result<(), AppError> {
+        actor.authorize(Resource::Contacts, Action::Delete)?;
+        let current = self
+            .contacts
+            .get(actor.org_id, id, false)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        if if_match.is_some_and(|v| v != current.version) {
+            return Err(AppError::PreconditionFailed);
+        }
+        let (deleted, event) = current.delete(&self.ctx(&actor));
+        self.contacts
+            .save(actor.org_id, &deleted, current.version, &event)
+            .await
+            .map_err(write_error)
+    }
+
+    /// # Errors
+    /// 403, 404, 409 when not deleted or past the window (or its email was taken meanwhile).
+    pub async fn restore(&self, actor: Actor, id: ContactId) -> Result<Contact, AppError> {
+        actor.authorize(Resource::Contacts, Action::Update)?;
+        let current = self
+            .contacts
+            .get(actor.org_id, id, true)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        let (restored, event) = current.restore(&self.ctx(&actor)).map_err(|e| match e {
+            RestoreError::NotDeleted => {
+                AppError::conflict("not_deleted", "The contact is not deleted.")
+            }
+            RestoreError::Expired => AppError::conflict(
+                "restore_window_expired",
+                "Deleted contacts can be restored for 30 days only.",
+            ),
+        })?;
+        self.contacts
+            .save(actor.org_id, &restored, current.version, &event)
+            .await
+            .map_err(write_error)?;
+        Ok(restored)
+    }
+
+    /// # Errors
+    /// 403; 422 for a custom field filter on an unknown key or with a value of the wrong type.
+    pub async fn list(&self, actor: Actor, request: ListContacts) -> Result<ContactPage, AppError> {
+        actor.authorize(Resource::Contacts, Action::Read)?;
+        let mut filter = request.filter;
+        let mut problems = Vec::new();
+        let mut tags = Vec::with_capacity(filter.tags.len());
+        for raw in &filter.tags {
+            match tag("tag", raw) {
+                Ok(t) => tags.push(t),
+                Err(AppError::Validation(mut v)) => problems.append(&mut v),
+                Err(e) => return Err(e),
+            }
+        }
+        filter.tags = tags;
+        if !request.custom_fields.is_empty() {
+            let specs = self.specs(&actor).await?;
+            for (key, raw) in &request.custom_fields {
+                match filter_value(&specs, key, raw) {
+                    Ok(value) => filter.custom_fields.push((key.clone(), value)),
+                    Err(i) => problems.push(FieldIssue::new(i.field, i.code, i.message)),
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(AppError::Validation(problems));
+        }
+        let query = ContactQuery {
+            filter,
+            sort: request.sort,
+            limit: request.limit.clamp(1, 200),
+            after: request.after,
+            include_total: request.include_total,
+        };
+        Ok(self.contacts.list(actor.org_id, &query).await?)
+    }
+
+    /// The contact's activities, newest first. No activity kinds exist yet, so a live
+    /// contact's timeline is empty; the contact itself must exist.
+    ///
+    /// # Errors
+    /// 403, 404.
+    pub async fn timeline(
+        &self,
+        actor: Actor,
+        id: ContactId,
+        _limit: u32,
+    ) -> Result<Vec<TimelineEntry>, AppError> {
+        actor.authorize(Resource::Contacts, Action::Read)?;
+        self.contacts
+            .get(actor.org_id, id, false)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        Ok(Vec::new())
+    }
+
+    /// Runs each operation on its own (each atomic), reporting each outcome.
+    ///
+    /// # Errors
+    /// 422 when the batch is empty or holds more than [`MAX_BATCH`] items.
+    pub async fn batch(
+        &self,
+        actor: Actor,
+        ops: Vec<BatchOp>,
+    ) -> Result<Vec<Result<BatchOutcome, AppError>>, AppError> {
+        if ops.is_empty() || ops.len() > MAX_BATCH {
+            return Err(AppError::invalid(
+                "items",
+                "invalid_length",
+                "a batch holds 1 to 100 items",
+            ));
+        }
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(match op {
+                BatchOp::Create { body } => {
+                    self.create(actor, body).await.map(BatchOutcome::Created)
+                }
+                BatchOp::Update {
+                    id,
+                    patch,
+                    if_match,
+                } => self
+                    .update(actor, id, patch, if_match)
+                    .await
+                    .map(BatchOutcome::Updated),
+                BatchOp::Delete { id, if_match } => self
+                    .delete(actor, id, if_match)
+                    .await
+                    .map(|()| BatchOutcome::Deleted),
+            });
+        }
+        Ok(out)
+    }
+
+    /// # Errors
+    /// Storage failures.
+    pub async fn custom_fields(
+        &self,
+        actor: Actor,
+    ) -> Result<Vec<CustomFieldDefinition>, AppError> {
+        actor.authorize(Resource::Pipelines, Action::Read)?;
+        Ok(self.fields.list(actor.org_id).await?)
+    }
+
+    /// # Errors
+    /// 404.
+    pub async fn custom_field(
+        &self,
+        actor: Actor,
+        id: CustomFieldId,
+    ) -> Result<CustomFieldDefinition, AppError> {
+        actor.authorize(Resource::Pipelines, Action::Read)?;
+        self.fields
+            .get(actor.org_id, id)
+            .await?
+            .ok_or(AppError::NotFound)
+    }
+
+    /// # Errors
+    /// 403 below ADMIN, 422 for an invalid definition or past 200 of them, 409 for a taken key.
+    pub async fn create_custom_field(
+        &self,
+        actor: Actor,
+        input: FieldInput,
+    ) -> Result<CustomFieldDefinition, AppError> {
+        actor.authorize(Resource::Pipelines, Action::Create)?;
+        let spec = FieldSpec::new(
+            &input.key,
+            &input.label,
+            input.field_type,
+            input.required,
+            &input.options,
+        )
+        .map_err(issues)?;
+        if self.fields.list(actor.org_id).await?.len() >= MAX_DEFINITIONS {
+            return Err(AppError::invalid(
+                "key",
+                "too_many",
+                "an organization has at most 200 custom fields",
+            ));
+        }
+        let now = self.now();
+        let definition = CustomFieldDefinition {
+            id: CustomFieldId::from_uuid(self.ids.new_id()),
+            organization_id: actor.org_id,
+            spec,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        self.fields
+            .insert(actor.org_id, &definition)
+            .await
+            .map_err(definition_error)?;
+        Ok(definition)
+    }
+
+    /// # Errors
+    /// 403, 404, 412, 422 (the key is immutable), 409 for a type change while values exist.
+    pub async fn update_custom_field(
+        &self,
+        actor: Actor,
+        id: CustomFieldId,
+        input: FieldInput,
+        if_match: Option<i32>,
+    ) -> Result<CustomFieldDefinition, AppError> {
+        actor.authorize(Resource::Pipelines, Action::Update)?;
+        let spec = FieldSpec::new(
+            &input.key,
+            &input.label,
+            input.field_type,
+            input.required,
+            &input.options,
+        )
+        .map_err(issues)?;
+        let current = self
+            .fields
+            .get(actor.org_id, id)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        if if_match.is_some_and(|v| v != current.version) {
+            return Err(AppError::PreconditionFailed);
+        }
+        let values_exist = spec.field_type != current.spec.field_type
+            && self
+                .fields
+                .values_exist(actor.org_id, current.spec.key.as_str())
+                .await?;
+        let changed = current
+            .change(spec, values_exist, self.now())
+            .map_err(|e| match e {
+                DefinitionChangeError::KeyChanged => {
+                    AppError::invalid("key", "immutable", "a field's key cannot change")
+                }
+                DefinitionChangeError::TypeChangeWithValues => AppError::conflict(
+                    "field_type_in_use",
+                    "The type cannot change while contacts hold values for this field.",
+                ),
+            })?;
+        let Some(changed) = changed else {
+            return Ok(current);
+        };
+        self.fields
+            .update(actor.org_id, &changed, current.version)
+            .await
+            .map_err(definition_error)?;
+        Ok(changed)
+    }
+
+    /// Deletes the definition and every contact's value for it.
+    ///
+    /// # Errors
+    /// 403, 404.
+    pub async fn delete_custom_field(
+        &self,
+        actor: Actor,
+        id: CustomFieldId,
+    ) -> Result<(), AppError> {
+        actor.authorize(Resource::Pipelines, Action::Delete)?;
+        self.fields
+            .delete(actor.org_id, id, &event_actor(&actor), self.now())
+            .await
+            .map_err(definition_error)
+    }
+
+    /// # Errors
+    /// Storage failures.
+    pub async fn tags(&self, actor: Actor) -> Result<Vec<(String, i64)>, AppError> {
+        actor.authorize(Resource::Contacts, Action::Read)?;
+        Ok(self.contacts.tag_counts(actor.org_id).await?)
+    }
+
+    /// Renames a tag everywhere (merging into `to` where a contact has both).
+    ///
+    /// # Errors
+    /// 403, 422 for an invalid tag name, 404 when no contact carries `from`.
+    pub async fn rename_tag(
+        &self,
+        actor: Actor,
+        from: String,
+        to: String,
+    ) -> Result<u64, AppError> {
+        actor.authorize(Resource::Contacts, Action::Update)?;
+        let from = tag("tag", &from)?;
+        let to = tag("name", &to)?;
+        if from == to {
+            return Ok(0);
+        }
+        let changed = self
+            .contacts
+            .rename_tag(actor.org_id, &from, &to, &event_actor(&actor), self.now())
+            .await?;
+        if changed == 0 {
+            Err(AppError::NotFound)
+        } else {
+            Ok(changed)
+        }
+    }
+
+    /// Removes a tag from every contact.
+    ///
+    /// # Errors
+    /// 403, 404 when no contact carries it.
+    pub async fn delete_tag(&self, actor: Actor, raw: String) -> Result<u64, AppError> {
+        actor.authorize(Resource::Contacts, Action::Delete)?;
+        let name = tag("tag", &raw)?;
+        let changed = self
+            .contacts
+            .delete_tag(actor.org_id, &name, &event_actor(&actor), self.now())
+            .await?;
+        if changed == 0 {
+            Err(AppError::NotFound)
+        } else {
+            Ok(changed)
+        }
+    }
+}
+
+fn event_actor(actor: &Actor) -> EventActor {
+    match actor.principal {
+        Principal::User { user_id, .. } => EventActor::User { id: user_id },
+        Principal::ApiKey { api_key_id, .. } => EventActor::ApiKey {
+            id: api_key_id.as_uuid(),
+        },
+    }
+}
+
+impl<R, F, C, G> ContactUseCases for ContactService<R, F, C, G>
+where
+    R: ContactRepository,
+    F: CustomFieldRepository,
+    C: Clock,
+    G: IdGenerator,
+{
+    fn create(&self, actor: Actor, body: Map<String, Value>) -> Fut<'_, Contact> {
+        Box::pin(Self::create(self, actor, body))
+    }
+    fn get(&self, actor: Actor, id: ContactId) -> Fut<'_, Contact> {
+        Box::pin(Self::get(self, actor, id))
+    }
+    fn update(
+        &self,
+        actor: Actor,
+        id: ContactId,
+        patch: Map<String, Value>,
+        if_match: Option<i32>,
+    ) -> Fut<'_, Contact> {
+        Box::pin(Self::update(self, actor, id, patch, if_match))
+    }
+    fn delete(&self, actor: Actor, id: ContactId, if_match: Option<i32>) -> Fut<'_, ()> {
+        Box::pin(Self::delete(self, actor, id, if_match))
+    }
+    fn restore(&self, actor: Actor, id: ContactId) -> Fut<'_, Contact> {
+        Box::pin(Self::restore(self, actor, id))
+    }
+    fn list(&self, actor: Actor, request: ListContacts) -> Fut<'_, ContactPage> {
+        Box::pin(Self::list(self, actor, request))
+    }
+    fn timeline(&self, actor: Actor, id: ContactId, limit: u32) -> Fut<'_, Vec<TimelineEntry>> {
+        Box::pin(Self::timeline(self, actor, id, limit))
+    }
+    fn batch(
+        &self,
+        actor: Actor,
+        ops: Vec<BatchOp>,
+    ) -> Fut<'_, Vec<Result<BatchOutcome, AppError>>> {
+        Box::pin(Self::batch(self, actor, ops))
+    }
+    fn custom_fields(&self, actor: Actor) -> Fut<'_, Vec<CustomFieldDefinition>> {
+        Box::pin(Self::custom_fields(self, actor))
+    }
+    fn custom_field(&self, actor: Actor, id: CustomFieldId) -> Fut<'_, CustomFieldDefinition> {
+        Box::pin(Self::custom_field(self, actor, id))
+    }
+    fn create_custom_field(
+        &self,
+        actor: Actor,
+        input: FieldInput,
+    ) -> Fut<'_, CustomFieldDefinition> {
+        Box::pin(Self::create_custom_field(self, actor, input))
+    }
+    fn update_custom_field(
+        &self,
+        actor: Actor,
+        id: CustomFieldId,
+        input: FieldInput,
+        if_match: Option<i32>,
+    ) -> Fut<'_, CustomFieldDefinition> {
+        Box::pin(Self::update_custom_field(self, actor, id, input, if_match))
+    }
+    fn delete_custom_field(&self, actor: Actor, id: CustomFieldId) -> Fut<'_, ()> {
+        Box::pin(Self::delete_custom_field(self, actor, id))
+    }
+    fn tags(&self, actor: Actor) -> Fut<'_, Vec<(String, i64)>> {
+        Box::pin(Self::tags(self, actor))
+    }
+    fn rename_tag(&self, actor: Actor, from: String, to: String) -> Fut<'_, u64> {
+        Box::pin(Self::rename_tag(self, actor, from, to))
+    }
+    fn delete_tag(&self, actor: Actor, tag: String) -> Fut<'_, u64> {
+        Box::pin(Self::delete_tag(self, actor, tag))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use nexus_domain::custom_field::FieldType;
+    use nexus_domain::{EventType, OrgId, Role, SessionId, UserId};
+    use nexus_ports::StoreError;
+    use nexus_ports::clock::MockClock;
+    use nexus_ports::contacts::{MockContactRepository, MockCustomFieldRepository, TagMode};
+    use nexus_ports::ids::MockIdGenerator;
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::*;
+
+    type Service = ContactService<
+        MockContactRepository,
+        MockCustomFieldRepository,
+        MockClock,
+        MockIdGenerator,
+    >;
+
+    fn actor(role: Role) -> Actor {
+        Actor {
+            principal: Principal::User {
+                user_id: UserId::from_uuid(Uuid::now_v7()),
+                session_id: SessionId::from_uuid(Uuid::now_v7()),
+            },
+            org_id: OrgId::from_uuid(Uuid::now_v7()),
+            role,
+        }
+    }
+
+    fn service(contacts: MockContactRepository, fields: MockCustomFieldRepository) -> Service {
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(Utc::now);
+        let mut ids = MockIdGenerator::new();
+        ids.expect_new_id().returning(Uuid::now_v7);
+        ContactService::new(contacts, fields, clock, ids)
+    }
+
+    fn no_fields() -> MockCustomFieldRepository {
+        let mut fields = MockCustomFieldRepository::new();
+        fields
+            .expect_list()
+            .returning(|_| Box::pin(async { Ok(Vec::new()) }));
+        fields
+    }
+
+    fn body(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn stored(org: OrgId, version: i32) -> Contact {
+        let fields = ContactFields::parse(
+            &body(json!({"firstName": "Ada", "lastName": "Lovelace"})),
+            &[],
+            None,
+        )
+        .unwrap();
+        let ctx = EventContext {
+            event_id: EventId::from_uuid(Uuid::now_v7()),
+            actor: EventActor::System,
+            now: Utc::now(),
+        };
+        let (mut c, _) = Contact::create(ContactId::from_uuid(Uuid::now_v7()), org, fields, &ctx);
+        c.version = version;
+        c
+    }
+
+    type GetResult = Pin<Box<dyn Future<Output = Result<Option<Contact>, StoreError>> + Send>>;
+
+    fn returning_contact(c: Contact) -> impl Fn(OrgId, ContactId, bool) -> GetResult {
+        move |_, _, _| {
+            let c = c.clone();
+            Box::pin(async move { Ok(Some(c)) })
+        }
+    }
+
+    #[tokio::test]
+    async fn viewers_read_but_never_write_and_nothing_is_touched() {
+        // Mocks without expectations panic when called: the role check comes first.
+        let s = service(
+            MockContactRepository::new(),
+            MockCustomFieldRepository::new(),
+        );
+        let viewer = actor(Role::Viewer);
+        let id = ContactId::from_uuid(Uuid::now_v7());
+        assert!(matches!(
+            s.create(viewer, body(json!({}))).await,
+            Err(AppError::Forbidden(_))
+        ));
+        assert!(matches!(
+            s.update(viewer, id, body(json!({})), None).await,
+            Err(AppError::Forbidden(_))
+        ));
+        assert!(matches!(
+            s.delete(viewer, id, None).await,
+            Err(AppError::Forbidden(_))
+        ));
+        assert!(matches!(
+            s.restore(viewer, id).await,
+            Err(AppError::Forbidden(_))
+        ));
+        assert!(matches!(
+            s.rename_tag(viewer, "a".into(), "b".into()).await,
+            Err(AppError::Forbidden(_))
+        ));
+        assert!(matches!(
+            s.delete_tag(viewer, "a".into()).await,
+            Err(AppError::Forbidden(_))
+        ));
+        let input = FieldInput {
+            key: "k".into(),
+            label: "K".into(),
+            field_type: FieldType::Text,
+            required: false,
+            options: vec![],
+        };
+        // Custom field definitions are ADMIN+ (like pipelines): a MEMBER may not create them.
+        assert!(matches!(
+            s.create_custom_field(actor(Role::Member), input).await,
+            Err(AppError::Forbidden(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn create_validates_before_writing_and_scopes_to_the_actors_organization() {
+        let mut contacts = MockContactRepository::new();
+        let owner = actor(Role::Member);
+        let org = owner.org_id;
+        contacts
+            .expect_insert()
+            .withf(move |o, c, e| {
+                *o == org
+                    && c.organization_id == org
+                    && e.event_type == EventType::ContactCreated
+                    && e.organization_id == org
+            })
+            .times(1)
+            .returning(|_, _, _| Box::pin(async { Ok(()) }));
+        let s = service(contacts, no_fields());
+        let bad = s.create(owner, body(json!({"firstName": "", "lastName": "L", "email": "nope", "tags": vec!["x"; 51]}))).await;
+        let Err(AppError::Validation(found)) = bad else {
+            panic!("expected a validation error")
+        };
+        let fields: Vec<_> = found.iter().map(|i| i.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["firstName", "email"],
+            "51 copies of one tag are one tag"
+        );
+        let created = s
+            .create(owner, body(json!({"firstName": "Ada", "lastName": "L"})))
+            .await
+            .unwrap();
+        assert_eq!(created.version, 1);
+        assert_eq!(
+            created.created_at.timestamp_subsec_nanos() % 1000,
+            0,
+            "microsecond precision"
+        );
+    }
+
+    #[tokio::test]
+    async fn duplicate_emails_are_conflicts() {
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_insert()
+            .returning(|_, _, _| Box::pin(async { Err(ContactWriteError::DuplicateEmail) }));
+        let s = service(contacts, no_fields());
+        let err = s
+            .create(
+                actor(Role::Admin),
+                body(json!({"firstName": "A", "lastName": "B", "email": "a@b.co"})),
+            )
+            .await;
+        assert!(matches!(
+            err,
+            Err(AppError::Conflict {
+                code: "duplicate_email",
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_stale_if_match_changes_nothing() {
+        let a = actor(Role::Member);
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_get()
+            .returning(returning_contact(stored(a.org_id, 3)));
+        let s = service(contacts, no_fields());
+        let id = ContactId::from_uuid(Uuid::now_v7());
+        assert!(matches!(
+            s.update(a, id, body(json!({"company": "X"})), Some(2))
+                .await,
+            Err(AppError::PreconditionFailed)
+        ));
+        assert!(matches!(
+            s.delete(a, id, Some(2)).await,
+            Err(AppError::PreconditionFailed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn updates_without_if_match_retry_a_lost_race_on_fresh_state() {
+        let a = actor(Role::Member);
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_get()
+            .times(2)
+            .returning(returning_contact(stored(a.org_id, 1)));
+        let saves = Arc::new(AtomicUsize::new(0));
+        let counter = saves.clone();
+        contacts
+            .expect_save()
+            .times(2)
+            .returning(move |_, _, _, _| {
+                let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
+                Box::pin(async move {
+                    if first {
+                        Err(ContactWriteError::VersionMismatch { current: 2 })
+                    } else {
+                        Ok(())
+                    }
+                })
+            });
+        let s = service(contacts, no_fields());
+        let updated = s
+            .update(
+                a,
+                ContactId::from_uuid(Uuid::now_v7()),
+                body(json!({"company": "X"})),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(updated.fields.company.unwrap().as_str(), "X");
+        assert_eq!(saves.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_patch_that_changes_nothing_writes_nothing() {
+        let a = actor(Role::Member);
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_get()
+            .returning(returning_contact(stored(a.org_id, 4)));
+        contacts.expect_save().never();
+        let s = service(contacts, no_fields());
+        let same = s
+            .update(
+                a,
+                ContactId::from_uuid(Uuid::now_v7()),
+                body(json!({"firstName": "Ada"})),
+                Some(4),
+            )
+            .await
+            .unwrap();
+        assert_eq!(same.version, 4);
+    }
+
+    #[tokio::test]
+    async fn missing_contacts_are_not_found() {
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_get()
+            .returning(|_, _, _| Box::pin(async { Ok(None) }));
+        let s = service(contacts, no_fields());
+        let id = ContactId::from_uuid(Uuid::now_v7());
+        let a = actor(Role::Owner);
+        assert!(matches!(s.get(a, id).await, Err(AppError::NotFound)));
+        assert!(matches!(
+            s.update(a, id, body(json!({})), None).await,
+            Err(AppError::NotFound)
+        ));
+        assert!(matches!(
+            s.timeline(a, id, 50).await,
+            Err(AppError::NotFound)
+        ));
+    }
+
+    #[tokio::test]
+    async fn list_normalizes_tags_and_types_custom_field_filters() {
+        let a = actor(Role::Viewer);
+        let org = a.org_id;
+        let mut fields = MockCustomFieldRepository::new();
+        fields.expect_list().returning(move |_| {
+            let spec = FieldSpec::new("seats", "Seats", FieldType::Number, false, &[]).unwrap();
+            let now = Utc::now();
+            let def = CustomFieldDefinition {
+                id: CustomFieldId::from_uuid(Uuid::now_v7()),
+                organization_id: org,
+                spec,
+                version: 1,
+                created_at: now,
+                updated_at: now,
+            };
+            Box::pin(async move { Ok(vec![def]) })
+        });
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_list()
+            .withf(move |o, q| {
+                *o == org
+                    && q.filter.tags == ["vip"]
+                    && q.filter.custom_fields == [("seats".to_owned(), json!(12))]
+                    && q.limit == 200
+            })
+            .times(1)
+            .returning(|_, _| {
+                Box::pin(async {
+                    Ok(ContactPage {
+                        items: vec![],
+                        next: None,
+                        total: None,
+                    })
+                })
+            });
+        let s = service(contacts, fields);
+        let request = |cf: Vec<(&str, &str)>| ListContacts {
+            filter: ContactFilter {
+                tags: vec![" VIP ".into()],
+                tag_mode: TagMode::Any,
+                ..ContactFilter::default()
+            },
+            custom_fields: cf
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            sort: Sort::DEFAULT,
+            limit: 500,
+            after: None,
+            include_total: false,
+        };
+        s.list(a, request(vec![("seats", "12")])).await.unwrap();
+        let Err(AppError::Validation(found)) = s
+            .list(a, request(vec![("seats", "many"), ("nope", "1")]))
+            .await
+        else {
+            panic!("expected a validation error");
+        };
+        assert_eq!(
+            found.iter().map(|i| i.code.as_str()).collect::<Vec<_>>(),
+            ["invalid_type", "unknown_field"]
+        );
+    }
+
+    #[tokio::test]
+    async fn type_changes_are_refused_while_values_exist() {
+        let a = actor(Role::Admin);
+        let org = a.org_id;
+        let now = Utc::now();
+        let def = CustomFieldDefinition {
+            id: CustomFieldId::from_uuid(Uuid::now_v7()),
+            organization_id: org,
+            spec: FieldSpec::new("seats", "Seats", FieldType::Number, false, &[]).unwrap(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut fields = MockCustomFieldRepository::new();
+        let d = def.clone();
+        fields.expect_get().returning(move |_, _| {
+            let d = d.clone();
+            Box::pin(async move { Ok(Some(d)) })
+        });
+        fields
+            .expect_values_exist()
+            .withf(move |o, k| *o == org && k == "seats")
+            .returning(|_, _| Box::pin(async { Ok(true) }));
+        fields.expect_update().never();
+        let s = service(MockContactRepository::new(), fields);
+        let input = FieldInput {
+            key: "seats".into(),
+            label: "Seats".into(),
+            field_type: FieldType::Text,
+            required: false,
+            options: vec![],
+        };
+        let err = s.update_custom_field(a, def.id, input, None).await;
+        assert!(matches!(
+            err,
+            Err(AppError::Conflict {
+                code: "field_type_in_use",
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn batches_are_bounded_and_report_each_item() {
+        let a = actor(Role::Member);
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_insert()
+            .returning(|_, _, _| Box::pin(async { Ok(()) }));
+        contacts
+            .expect_get()
+            .returning(|_, _, _| Box::pin(async { Ok(None) }));
+        let s = service(contacts, no_fields());
+        let create = |first: &str| BatchOp::Create {
+            body: body(json!({"firstName": first, "lastName": "L"})),
+        };
+        assert!(matches!(
+            s.batch(a, vec![]).await,
+            Err(AppError::Validation(_))
+        ));
+        assert!(matches!(
+            s.batch(a, (0..101).map(|_| create("A")).collect()).await,
+            Err(AppError::Validation(_))
+        ));
+        let results = s
+            .batch(
+                a,
+                vec![
+                    create("A"),
+                    create(""),
+                    BatchOp::Delete {
+                        id: ContactId::from_uuid(Uuid::now_v7()),
+                        if_match: None,
+                    },
+                ],
+            )
+            .await
+            .unwrap();
+        assert!(matches!(results[0], Ok(BatchOutcome::Created(_))));
+        assert!(matches!(results[1], Err(AppError::Validation(_))));
+        assert!(matches!(results[2], Err(AppError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn restore_outside_the_window_is_a_conflict() {
+        let a = actor(Role::Member);
+        let mut gone = stored(a.org_id, 2);
+        gone.deleted_at = Some(Utc::now() - chrono::Duration::days(31));
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_get()
+            .withf(|_, _, include_deleted| *include_deleted)
+            .returning(returning_contact(gone));
+        contacts.expect_save().never();
+        let s = service(contacts, no_fields());
+        let err = s.restore(a, ContactId::from_uuid(Uuid::now_v7())).await;
+        assert!(matches!(
+            err,
+            Err(AppError::Conflict {
+                code: "restore_window_expired",
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn renaming_a_tag_nobody_has_is_not_found() {
+        let a = actor(Role::Member);
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_rename_tag()
+            .withf(|_, from, to, _, _| from == "old" && to == "new")
+            .returning(|_, _, _, _, _| Box::pin(async { Ok(0) }));
+        let s = service(contacts, no_fields());
+        assert!(matches!(
+            s.rename_tag(a, " OLD ".into(), "New".into()).await,
+            Err(AppError::NotFound)
+        ));
+        assert_eq!(
+            s.rename_tag(a, "same".into(), "SAME".into()).await.unwrap(),
+            0
+        );
+    }
+}

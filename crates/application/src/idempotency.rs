@@ -1,0 +1,183 @@
+//! `Idempotency-Key` for every POST: the same key with the same request within 24 hours
+//! replays the first response; with another request it is refused; while the first is
+//! still running, a duplicate is told so. Transport-agnostic: the HTTP adapter supplies
+//! the scope (tenant and principal), the request fingerprint and the response.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use nexus_domain::{Actor, Principal};
+use nexus_ports::Clock;
+use nexus_ports::idempotency::{Claim, IdempotencyStore, StoredResponse};
+
+use crate::error::AppError;
+
+type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, AppError>> + Send + 'a>>;
+
+/// How long a key is remembered.
+pub const KEY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// After this long an unfinished request is presumed dead (its process crashed), and a
+/// retry may run again.
+pub const ABANDON_AFTER: Duration = Duration::from_secs(5 * 60);
+/// Longest accepted key.
+pub const MAX_KEY_LEN: usize = 255;
+
+pub trait IdempotencyUseCases: Send + Sync + 'static {
+    /// # Errors
+    /// 400 for a malformed key, 422 `idempotency_key_reused`, 409 `idempotency_key_in_flight`.
+    fn begin(&self, actor: Actor, key: String, request_hash: Vec<u8>) -> Fut<'_, Option<StoredResponse>>;
+    fn finish(&self, actor: Actor, key: String, response: StoredResponse) -> Fut<'_, ()>;
+    fn abandon(&self, actor: Actor, key: String) -> Fut<'_, ()>;
+}
+
+pub struct IdempotencyService<S, C> {
+    store: S,
+    clock: C,
+}
+
+/// Keys are per caller: the organization plus the user or API key acting in it.
+fn scope(actor: &Actor) -> String {
+    match actor.principal {
+        Principal::User { user_id, .. } => format!("{}:user:{user_id}", actor.org_id),
+        Principal::ApiKey { api_key_id, .. } => format!("{}:key:{api_key_id}", actor.org_id),
+    }
+}
+
+fn check_key(key: &str) -> Result<(), AppError> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AppError::invalid(
+            "Idempotency-Key",
+            "invalid_format",
+            "an Idempotency-Key has 1 to 255 visible ASCII characters",
+        ));
+    }
+    Ok(())
+}
+
+fn ago(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl<S: IdempotencyStore, C: Clock> IdempotencyService<S, C> {
+    pub const fn new(store: S, clock: C) -> Self {
+        Self { store, clock }
+    }
+
+    /// `None`: go ahead (and call [`Self::finish`] or [`Self::abandon`]); `Some`: replay it.
+    ///
+    /// # Errors
+    /// See [`IdempotencyUseCases::begin`].
+    pub async fn begin(&self, actor: Actor, key: String, request_hash: Vec<u8>) -> Result<Option<StoredResponse>, AppError> {
+        check_key(&key)?;
+        let now = self.clock.now();
+        let claim = self
+            .store
+            .claim(&scope(&actor), &key, &request_hash, now, now - ago(KEY_TTL), now - ago(ABANDON_AFTER))
+            .await?;
+        match claim {
+            Claim::Fresh => Ok(None),
+            Claim::Replay(response) => Ok(Some(response)),
+            Claim::Mismatch => Err(AppError::Validation(vec![crate::error::FieldIssue::new(
+                "Idempotency-Key",
+                "idempotency_key_reused",
+                "this key was used with a different request",
+            )])),
+            Claim::InFlight => Err(AppError::conflict(
+                "idempotency_key_in_flight",
+                "A request with this Idempotency-Key is still being processed; retry shortly.",
+            )),
+        }
+    }
+
+    /// # Errors
+    /// Storage failures.
+    pub async fn finish(&self, actor: Actor, key: String, response: StoredResponse) -> Result<(), AppError> {
+        Ok(self.store.complete(&scope(&actor), &key, &response).await?)
+    }
+
+    /// # Errors
+    /// Storage failures.
+    pub async fn abandon(&self, actor: Actor, key: String) -> Result<(), AppError> {
+        Ok(self.store.release(&scope(&actor), &key).await?)
+    }
+}
+
+impl<S: IdempotencyStore, C: Clock> IdempotencyUseCases for IdempotencyService<S, C> {
+    fn begin(&self, actor: Actor, key: String, request_hash: Vec<u8>) -> Fut<'_, Option<StoredResponse>> {
+        Box::pin(Self::begin(self, actor, key, request_hash))
+    }
+    fn finish(&self, actor: Actor, key: String, response: StoredResponse) -> Fut<'_, ()> {
+        Box::pin(Self::finish(self, actor, key, response))
+    }
+    fn abandon(&self, actor: Actor, key: String) -> Fut<'_, ()> {
+        Box::pin(Self::abandon(self, actor, key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use nexus_domain::{OrgId, Role, SessionId, UserId};
+    use nexus_ports::clock::MockClock;
+    use nexus_ports::idempotency::MockIdempotencyStore;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn actor() -> Actor {
+        Actor {
+            principal: Principal::User { user_id: UserId::from_uuid(Uuid::now_v7()), session_id: SessionId::from_uuid(Uuid::now_v7()) },
+            org_id: OrgId::from_uuid(Uuid::now_v7()),
+            role: Role::Member,
+        }
+    }
+
+    fn service(store: MockIdempotencyStore) -> IdempotencyService<MockIdempotencyStore, MockClock> {
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(Utc::now);
+        IdempotencyService::new(store, clock)
+    }
+
+    #[tokio::test]
+    async fn claims_map_to_replays_and_errors_scoped_per_caller() {
+        let a = actor();
+        let expected_scope = format!("{}:user:{}", a.org_id, a.user_id());
+        let mut store = MockIdempotencyStore::new();
+        let mut answers = vec![
+            Claim::InFlight,
+            Claim::Mismatch,
+            Claim::Replay(StoredResponse { status: 201, headers: vec![], body: b"{}".to_vec() }),
+            Claim::Fresh,
+        ];
+        store
+            .expect_claim()
+            .withf(move |scope, key, hash, now, expires, abandoned| {
+                scope == expected_scope
+                    && key == "k-1"
+                    && hash == b"h"
+                    && *now - *expires == chrono::Duration::hours(24)
+                    && *now - *abandoned == chrono::Duration::minutes(5)
+            })
+            .times(4)
+            .returning(move |_, _, _, _, _, _| {
+                let answer = answers.pop().unwrap_or(Claim::Fresh);
+                Box::pin(async move { Ok(answer) })
+            });
+        let s = service(store);
+        let begin = || s.begin(a, "k-1".into(), b"h".to_vec());
+        assert_eq!(begin().await.unwrap(), None);
+        assert_eq!(begin().await.unwrap().unwrap().status, 201);
+        let Err(AppError::Validation(issues)) = begin().await else { panic!("mismatch is a 422") };
+        assert_eq!(issues[0].code, "idempotency_key_reused");
+        assert!(matches!(begin().await, Err(AppError::Conflict { code: "idempotency_key_in_flight", .. })));
+    }
+
+    #[tokio::test]
+    async fn malformed_keys_never_reach_the_store() {
+        let s = service(MockIdempotencyStore::new());
+        for bad in [String::new(), "x".repeat(256), "with space".into(), "ünïcode".into()] {
+            assert!(matches!(s.begin(actor(), bad, vec![]).await, Err(AppError::Validation(_))));
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! What the contacts use cases need from storage: contacts, custom field definitions
+//! and tags, each write a whole change set (row + outbox event) run in one transaction.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use nexus_domain::contact::{Contact, LifecycleStage};
+use nexus_domain::custom_field::CustomFieldDefinition;
+use nexus_domain::{ContactId, CustomFieldId, DomainEvent, EventActor, OrgId, UserId};
+
+use crate::error::StoreError;
+
+/// The orders a contact list can be read in; ties are broken by id, in the same direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SortField {
+    CreatedAt,
+    UpdatedAt,
+    LastName,
+    LeadScore,
+}
+
+impl SortField {
+    pub const ALL: [Self; 4] = [
+        Self::CreatedAt,
+        Self::UpdatedAt,
+        Self::LastName,
+        Self::LeadScore,
+    ];
+
+    /// The name used in `?sort=` (prefixed by `-` for descending).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::CreatedAt => "createdAt",
+            Self::UpdatedAt => "updatedAt",
+            Self::LastName => "lastName",
+            Self::LeadScore => "leadScore",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sort {
+    pub field: SortField,
+    pub descending: bool,
+}
+
+impl Sort {
+    /// Newest first.
+    pub const DEFAULT: Self = Self {
+        field: SortField::CreatedAt,
+        descending: true,
+    };
+
+    /// Parses `createdAt`, `-createdAt`, ...
+    #[must_use]
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (descending, name) = raw
+            .strip_prefix('-')
+            .map_or((false, raw), |rest| (true, rest));
+        SortField::ALL
+            .into_iter()
+            .find(|f| f.as_str() == name)
+            .map(|field| Self { field, descending })
+    }
+
+    #[must_use]
+    pub fn as_param(self) -> String {
+        format!(
+            "{}{}",
+            if self.descending { "-" } else { "" },
+            self.field.as_str()
+        )
+    }
+}
+
+/// The sort key of the last row of a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SortValue {
+    Time(DateTime<Utc>),
+    Text(String),
+    Int(i64),
+}
+
+/// Where the next page starts: strictly after this (sort value, id) in the list's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyset {
+    pub value: SortValue,
+    pub id: ContactId,
+}
+
+impl Keyset {
+    /// The position just after `contact` in a list sorted by `field`.
+    #[must_use]
+    pub fn after(contact: &Contact, field: SortField) -> Self {
+        let value = match field {
+            SortField::CreatedAt => SortValue::Time(contact.created_at),
+            SortField::UpdatedAt => SortValue::Time(contact.updated_at),
+            SortField::LastName => SortValue::Text(contact.fields.last_name.as_str().to_owned()),
+            SortField::LeadScore => SortValue::Int(i64::from(contact.lead_score.value())),
+        };
+        Self {
+            value,
+            id: contact.id,
+        }
+    }
+
+    /// Whether this position fits a list sorted by `field`.
+    #[must_use]
+    pub const fn fits(&self, field: SortField) -> bool {
+        matches!(
+            (&self.value, field),
+            (
+                SortValue::Time(_),
+                SortField::CreatedAt | SortField::UpdatedAt
+            ) | (SortValue::Text(_), SortField::LastName)
+                | (SortValue::Int(_), SortField::LeadScore)
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TagMode {
+    /// Contacts with at least one of the tags.
+    #[default]
+    Any,
+    /// Contacts with every one of the tags.
+    All,
+}
+
+/// Filters of a contact list; all of them must hold.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ContactFilter {
+    /// Case-insensitive substring of first, last or full name, email, company or phone.
+    pub q: Option<String>,
+    pub tags: Vec<String>,
+    pub tag_mode: TagMode,
+    pub lifecycle_stage: Option<LifecycleStage>,
+    pub owner_id: Option<UserId>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    /// `customFields.<key> = value` (a multiselect value matches when chosen).
+    pub custom_fields: Vec<(String, serde_json::Value)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactQuery {
+    pub filter: ContactFilter,
+    pub sort: Sort,
+    /// 1–200.
+    pub limit: u32,
+    pub after: Option<Keyset>,
+    /// Also count every match (a second query; off by default).
+    pub include_total: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactPage {
+    pub items: Vec<Contact>,
+    /// Set when more rows follow.
+    pub next: Option<Keyset>,
+    pub total: Option<i64>,
+}
+
+/// Why a contact write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ContactWriteError {
+    #[error("another live contact of the organization has this email")]
+    DuplicateEmail,
+    #[error("the owner is not a member of the organization")]
+    OwnerNotMember,
+    #[error("the contact changed meanwhile (version {current})")]
+    VersionMismatch { current: i32 },
+    #[error("no such contact")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Contacts of one organization (`org` leads every method; rows of others are invisible).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait ContactRepository: Send + Sync + 'static {
+    /// Inserts a new contact with its `contact.created` event, atomically.
+    ///
+    /// # Errors
+    /// [`ContactWriteError::DuplicateEmail`], [`ContactWriteError::OwnerNotMember`], storage.
+    fn insert(
+        &self,
+        org: OrgId,
+        contact: &Contact,
+        event: &DomainEvent,
+    ) -> impl Future<Output = Result<(), ContactWriteError>> + Send;
+
+    /// One contact; soft-deleted ones only with `include_deleted`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn get(
+        &self,
+        org: OrgId,
+        id: ContactId,
+        include_deleted: bool,
+    ) -> impl Future<Output = Result<Option<Contact>, StoreError>> + Send;
+
+    /// Stores `contact` (its new state: update, delete or restore) and its event, if the
+    /// stored version is still `expected_version`.
+    ///
+    /// # Errors
+    /// [`ContactWriteError::VersionMismatch`], [`ContactWriteError::NotFound`],
+    /// [`ContactWriteError::DuplicateEmail`], [`ContactWriteError::OwnerNotMember`], storage.
+    fn save(
+        &self,
+        org: OrgId,
+        contact: &Contact,
+        expected_version: i32,
+        event: &DomainEvent,
+    ) -> impl Future<Output = Result<(), ContactWriteError>> + Send;
+
+    /// One page of live contacts.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn list(
+        &self,
+        org: OrgId,
+        query: &ContactQuery,
+    ) -> impl Future<Output = Result<ContactPage, StoreError>> + Send;
+
+    /// Tags in use by live contacts, with how many carry each, most used first.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn tag_counts(
+        &self,
+        org: OrgId,
+    ) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
+
+    /// Renames `from` to `to` on every contact (merging when a contact has both), each
+    /// changed contact getting a new version and a `contact.updated` event. Returns how
+    /// many contacts changed.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn rename_tag(
+        &self,
+        org: OrgId,
+        from: &str,
+        to: &str,
+        actor: &EventActor,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Removes `tag` from every contact, as [`ContactRepository::rename_tag`] records it.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn delete_tag(
+        &self,
+        org: OrgId,
+        tag: &str,
+        actor: &EventActor,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// Why a definition write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum DefinitionWriteError {
+    #[error("a custom field with this key exists")]
+    DuplicateKey,
+    #[error("the definition changed meanwhile (version {current})")]
+    VersionMismatch { current: i32 },
+    #[error("no such custom field")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Custom field definitions of one organization.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait CustomFieldRepository: Send + Sync + 'static {
+    /// Every definition, in creation order.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn list(
+        &self,
+        org: OrgId,
+    ) -> impl Future<Output = Result<Vec<CustomFieldDefinition>, StoreError>> + Send;
+
+    /// # Errors
+    /// Storage failures.
+    fn get(
+        &self,
+        org: OrgId,
+        id: CustomFieldId,
+    ) -> impl Future<Output = Result<Option<CustomFieldDefinition>, StoreError>> + Send;
+
+    /// # Errors
+    /// [`DefinitionWriteError::DuplicateKey`], storage.
+    fn insert(
+        &self,
+        org: OrgId,
+        definition: &CustomFieldDefinition,
+    ) -> impl Future<Output = Result<(), DefinitionWriteError>> + Send;
+
+    /// Stores a changed definition if the stored version is still `expected_version`.
+    ///
+    /// # Errors
+    /// [`DefinitionWriteError::VersionMismatch`], [`DefinitionWriteError::NotFound`], storage.
+    fn update(
+        &self,
+        org: OrgId,
+        definition: &CustomFieldDefinition,
+        expected_version: i32,
+    ) -> impl Future<Output = Result<(), DefinitionWriteError>> + Send;
+
+    /// Whether any contact (deleted ones included: they can be restored) holds a value.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn values_exist(
+        &self,
+        org: OrgId,
+        key: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes the definition and removes its values from every contact (each changed
+    /// live contact gets a new version and a `contact.updated` event), atomically.
+    ///
+    /// # Errors
+    /// [`DefinitionWriteError::NotFound`], storage.
+    fn delete(
+        &self,
+        org: OrgId,
+        id: CustomFieldId,
+        actor: &EventActor,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), DefinitionWriteError>> + Send;
+}

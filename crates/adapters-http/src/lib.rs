@@ -22,7 +22,9 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{App, web};
-use nexus_application::{AuthUseCases, ContactUseCases, HealthUseCases, IdempotencyUseCases, TeamUseCases};
+use nexus_application::{
+    AuthUseCases, ContactUseCases, HealthUseCases, IdempotencyUseCases, TeamUseCases,
+};
 use utoipa_actix_web::AppExt;
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_swagger_ui::SwaggerUi;

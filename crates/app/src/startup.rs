@@ -10,14 +10,17 @@ use nexus_adapters_http::{AppState, HttpSettings, Metrics, Services, build_app};
 use nexus_adapters_postgres::PgProbe;
 use nexus_adapters_postgres::pool::{Db, PgPool, PoolSettings, build_pool};
 use nexus_adapters_postgres::repo::identity::PgIdentityStore;
-use nexus_adapters_postgres::repo::{PgContactRepository, PgCustomFieldRepository, PgIdempotencyStore};
 use nexus_adapters_postgres::repo::mailer::RecordingMailer;
 use nexus_adapters_postgres::repo::rate_limit::PgRateLimiter;
 use nexus_adapters_postgres::repo::team::PgTeamStore;
+use nexus_adapters_postgres::repo::{
+    PgContactRepository, PgCustomFieldRepository, PgIdempotencyStore,
+};
 use nexus_application::auth::{AuthPorts, RegisterCommand};
 use nexus_application::team::TeamPorts;
 use nexus_application::{
-    AuthService, AuthSettings, AuthUseCases, ContactService, HealthService, IdempotencyService, TeamService,
+    AuthService, AuthSettings, AuthUseCases, ContactService, HealthService, IdempotencyService,
+    TeamService,
 };
 use nexus_domain::values::EmailAddress;
 use nexus_ports::identity::IdentityStore;

@@ -12,6 +12,6 @@ pub mod team;
 pub use auth::{AuthService, AuthSettings, AuthUseCases, ClientMeta, IssuedTokens};
 pub use contacts::{ContactService, ContactUseCases};
 pub use error::{AppError, FieldIssue};
-pub use idempotency::{IdempotencyService, IdempotencyUseCases};
 pub use health::{HealthService, HealthUseCases, Readiness};
+pub use idempotency::{IdempotencyService, IdempotencyUseCases};
 pub use team::{TeamService, TeamUseCases};

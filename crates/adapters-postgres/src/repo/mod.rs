@@ -2,8 +2,8 @@
 
 pub mod contacts;
 pub mod custom_fields;
-pub mod identity;
 pub mod idempotency;
+pub mod identity;
 pub mod mailer;
 pub mod rate_limit;
 pub mod team;
@@ -42,7 +42,9 @@ pub(crate) fn unique_violation(err: &Error) -> Option<&str> {
 /// The constraint a foreign-key violation names, if that is what `err` is.
 pub(crate) fn foreign_key_violation(err: &Error) -> Option<&str> {
     match err {
-        Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => info.constraint_name(),
+        Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
+            info.constraint_name()
+        }
         _ => None,
     }
 }

@@ -12,6 +12,7 @@ use nexus_adapters_postgres::pool::{Db, PgPool, PoolSettings, build_pool};
 use nexus_adapters_postgres::repo::identity::PgIdentityStore;
 use nexus_adapters_postgres::repo::mailer::RecordingMailer;
 use nexus_adapters_postgres::repo::rate_limit::PgRateLimiter;
+use nexus_adapters_postgres::repo::sales::PgSalesStore;
 use nexus_adapters_postgres::repo::team::PgTeamStore;
 use nexus_adapters_postgres::repo::{
     PgContactRepository, PgCustomFieldRepository, PgIdempotencyStore,
@@ -20,7 +21,7 @@ use nexus_application::auth::{AuthPorts, RegisterCommand};
 use nexus_application::team::TeamPorts;
 use nexus_application::{
     AuthService, AuthSettings, AuthUseCases, ContactService, HealthService, IdempotencyService,
-    TeamService,
+    SalesService, TeamService,
 };
 use nexus_domain::values::EmailAddress;
 use nexus_ports::identity::IdentityStore;
@@ -144,6 +145,11 @@ impl Application {
             idempotency: Arc::new(IdempotencyService::new(
                 PgIdempotencyStore::new(pool.clone(), config.db_acquire_timeout),
                 SystemClock,
+            )),
+            sales: Arc::new(SalesService::new(
+                PgSalesStore::new(db.clone()),
+                SystemClock,
+                UuidV7Generator,
             )),
         };
         let settings = HttpSettings {

@@ -216,6 +216,20 @@ where
         })
     }
 
+    fn default_pipeline(&self) -> Result<nexus_domain::pipeline::Pipeline, AppError> {
+        use nexus_domain::pipeline::{Pipeline, default_stages, validate_definition};
+        let (name, stages) = validate_definition("Sales", default_stages(), || {
+            nexus_domain::StageId::from_uuid(self.p.ids.new_id())
+        })
+        .map_err(|_| AppError::Store(anyhow::anyhow!("the default pipeline is invalid").into()))?;
+        Ok(Pipeline {
+            id: nexus_domain::PipelineId::from_uuid(self.p.ids.new_id()),
+            name,
+            is_default: true,
+            stages,
+        })
+    }
+
     fn member_joined(&self, org: OrgId, user: UserId, role: Role, email: &str) -> DomainEvent {
         DomainEvent {
             id: EventId::from_uuid(self.p.ids.new_id()),
@@ -299,6 +313,7 @@ where
             slug_stem: org_name.slug_stem(),
             session: session.clone(),
             events: vec![event],
+            default_pipeline: self.default_pipeline()?,
         };
         match self.p.identity.register(registration).await {
             Ok(_slug) => self.tokens(&session, refresh, Role::Owner),

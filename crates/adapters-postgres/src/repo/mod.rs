@@ -6,6 +6,7 @@ pub mod idempotency;
 pub mod identity;
 pub mod mailer;
 pub mod rate_limit;
+pub mod sales;
 pub mod team;
 
 pub use contacts::PgContactRepository;

@@ -38,3 +38,4 @@ ci:
 # Benchmarks (release build, loopback only, bounded in time); see docs/benchmarks.md
 bench:
     cargo bench -p nexus-app --bench auth
+    cargo bench -p nexus-app --bench sales

@@ -187,7 +187,11 @@ async fn main() {
     .unwrap();
     let ids: Arc<Vec<String>> = Arc::new(ids.into_iter().map(|i| i.id.to_string()).collect());
     let stages = Arc::new(open_stages);
-    let stage_list = stages.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",");
+    let stage_list = stages
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(",");
     let stage_count = stages.len();
     let (base, token, client) = (
         app.url("/api/v1/deals"),

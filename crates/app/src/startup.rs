@@ -42,6 +42,7 @@ pub struct Application {
     pool: PgPool,
     auth: Arc<dyn AuthUseCases>,
     identity: PgIdentityStore,
+    services: Services,
     pub location: DatabaseLocation,
 }
 
@@ -157,7 +158,7 @@ impl Application {
             hsts: config.hsts,
             secure_cookies: config.environment == Environment::Production,
         };
-        let mut state = AppState::new(services, Arc::new(Metrics::new()?), settings)
+        let mut state = AppState::new(services.clone(), Arc::new(Metrics::new()?), settings)
             .with_cursor_secret(server_secret.as_bytes());
         if let Some(extra) = extra_routes {
             state = state.with_extra_routes(extra);
@@ -176,6 +177,7 @@ impl Application {
             pool,
             auth,
             identity,
+            services,
             location,
         })
     }
@@ -217,10 +219,14 @@ impl Application {
                 name: "Demo Owner".into(),
                 organization_name: "NEXUS Demo".into(),
             };
-            self.auth
+            let tokens = self
+                .auth
                 .seed_owner(cmd)
                 .await
                 .map_err(|e| anyhow::anyhow!("seeding the demo organization: {e}"))?;
+            crate::demo::fill(&self.services, tokens.access_token)
+                .await
+                .map_err(|e| anyhow::anyhow!("seeding demo contacts and deals: {e}"))?;
         }
         Ok((DEMO_EMAIL.into(), password))
     }

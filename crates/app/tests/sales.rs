@@ -901,3 +901,163 @@ async fn activities_link_within_the_tenant_and_tasks_complete() {
         404
     );
 }
+
+#[tokio::test]
+async fn deal_lists_filter_and_page_and_creation_is_idempotent() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("p@a.io").await;
+    let c1 = contact(&app, &owner, "One").await;
+    let c2 = contact(&app, &owner, "Two").await;
+    let p = default_pipeline(&app, &owner).await;
+    for (c, amount) in [(&c1, "10"), (&c1, "500"), (&c2, "50"), (&c2, "5000")] {
+        deal(&app, &owner, c, amount).await;
+    }
+    let (_, by_contact) = call(
+        &app,
+        &owner,
+        "GET",
+        &format!("/api/v1/deals?contactId={c1}"),
+        None,
+    )
+    .await;
+    assert_eq!(by_contact["data"].as_array().unwrap().len(), 2);
+    let (_, ranged) = call(
+        &app,
+        &owner,
+        "GET",
+        "/api/v1/deals?minValue=40&maxValue=600",
+        None,
+    )
+    .await;
+    let amounts: Vec<&str> = ranged["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["value"]["amount"].as_str().unwrap())
+        .collect();
+    assert_eq!(amounts, ["50.00", "500.00"], "newest first");
+    let (_, open) = call(
+        &app,
+        &owner,
+        "GET",
+        &format!("/api/v1/deals?status=OPEN&stageId={}", stage(&p, "Lead")),
+        None,
+    )
+    .await;
+    assert_eq!(open["data"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        call(&app, &owner, "GET", "/api/v1/deals?status=MAYBE", None)
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        call(&app, &owner, "GET", "/api/v1/deals?sortBy=x", None)
+            .await
+            .0,
+        400
+    );
+
+    let (_, first) = call(&app, &owner, "GET", "/api/v1/deals?limit=3", None).await;
+    let cursor = first["nextCursor"].as_str().unwrap();
+    let (_, second) = call(
+        &app,
+        &owner,
+        "GET",
+        &format!("/api/v1/deals?limit=3&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(second["data"].as_array().unwrap().len(), 1);
+    // A cursor is bound to its filters: reusing it under others is refused.
+    assert_eq!(
+        call(
+            &app,
+            &owner,
+            "GET",
+            &format!("/api/v1/deals?limit=3&status=WON&cursor={cursor}"),
+            None
+        )
+        .await
+        .0,
+        400
+    );
+
+    let body =
+        json!({"title": "Once", "value": {"amount": "1", "currency": "USD"}, "contactId": c1});
+    let send = || {
+        client()
+            .post(app.url("/api/v1/deals"))
+            .bearer_auth(&owner.access_token)
+            .header("idempotency-key", "create-once-1")
+            .json(&body)
+            .send()
+    };
+    let a = send().await.unwrap();
+    let b = send().await.unwrap();
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (201, 201));
+    let (a, b): (Value, Value) = (a.json().await.unwrap(), b.json().await.unwrap());
+    assert_eq!(a["id"], b["id"], "the retry replays the first response");
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM deals WHERE title = 'Once'").await,
+        1
+    );
+
+    // Merge patch: null clears, absent keeps, stale If-Match writes nothing.
+    let id = a["id"].as_str().unwrap();
+    let path = format!("/api/v1/deals/{id}");
+    let (status, patched) = call_with(
+        &app,
+        &owner,
+        "PATCH",
+        &path,
+        Some(json!({"expectedCloseDate": "2030-06-30", "title": "Twice"})),
+        Some("\"1\""),
+    )
+    .await;
+    assert_eq!((status, patched["title"].as_str().unwrap()), (200, "Twice"));
+    assert_eq!(patched["expectedCloseDate"], "2030-06-30");
+    let (status, _) = call_with(
+        &app,
+        &owner,
+        "PATCH",
+        &path,
+        Some(json!({"title": "Stale"})),
+        Some("\"1\""),
+    )
+    .await;
+    assert_eq!(status, 412);
+    let (_, cleared) = call(
+        &app,
+        &owner,
+        "PATCH",
+        &path,
+        Some(json!({"expectedCloseDate": null})),
+    )
+    .await;
+    assert!(cleared["expectedCloseDate"].is_null());
+    assert_eq!(cleared["title"], "Twice");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM events WHERE type = 'deal.updated'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        call_with(&app, &owner, "DELETE", &path, None, Some("\"1\""))
+            .await
+            .0,
+        412
+    );
+    assert_eq!(call(&app, &owner, "DELETE", &path, None).await.0, 204);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM events WHERE type = 'deal.deleted'"
+        )
+        .await,
+        1
+    );
+}

@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 use nexus_application::contacts::{BatchOp, BatchOutcome, ListContacts};
 use nexus_application::{AppError, ContactUseCases};
 use nexus_domain::contact::LifecycleStage;
-use nexus_domain::{ContactId, UserId};
+use nexus_domain::{ActivityId, ContactId, UserId};
 use nexus_ports::contacts::{ContactFilter, Sort, TagMode};
+use nexus_ports::sales::ActivityFilter;
 use serde_json::{Map, Value};
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -525,12 +526,20 @@ pub async fn contact_timeline(
     auth: Auth,
     contacts: Contacts,
     cursors: Cursors,
+    sales: web::Data<dyn nexus_application::SalesUseCases>,
     path: web::Path<Uuid>,
 ) -> Result<web::Json<Page<TimelineEntryDto>>, ApiError> {
     let id = ContactId::from_uuid(path.into_inner());
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
         .map_err(|e| bad_query(vec![query_issue("", "invalid_format", &e.to_string())]))?;
+    let scope = CursorScope {
+        org: auth.0.org_id,
+        list: "timeline",
+        sort: "-occurredAt".into(),
+        filters: id.to_string(),
+    };
     let mut limit = DEFAULT_LIMIT;
+    let mut after = None;
     for (key, value) in &pairs {
         match key.as_str() {
             "limit" => match value.parse::<u32>() {
@@ -544,13 +553,8 @@ pub async fn contact_timeline(
                 }
             },
             "cursor" => {
-                let scope = CursorScope {
-                    org: auth.0.org_id,
-                    list: "timeline",
-                    sort: "-occurredAt".into(),
-                    filters: id.to_string(),
-                };
-                cursors.decode(&scope, value)?;
+                after = crate::routes::deals::decode_time_cursor(&cursors, &scope, Some(value))?
+                    .map(|(at, id)| (at, ActivityId::from_uuid(id)));
             }
             _ => {
                 return Err(bad_query(vec![query_issue(
@@ -561,10 +565,35 @@ pub async fn contact_timeline(
             }
         }
     }
-    let entries = contacts.timeline(auth.0, id, limit).await?;
+    // The contact must exist (and be the caller's) before its history is shown.
+    contacts.timeline(auth.0, id, limit).await?;
+    let filter = ActivityFilter {
+        contact_id: Some(id),
+        ..ActivityFilter::default()
+    };
+    let mut items = sales
+        .activities(auth.0, filter, after, i64::from(limit) + 1)
+        .await?;
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next_cursor = if more {
+        items.last().map(|a| {
+            crate::routes::deals::time_cursor(&cursors, &scope, a.occurred_at, a.id.as_uuid())
+        })
+    } else {
+        None
+    };
     Ok(web::Json(Page {
-        data: entries.into_iter().map(Into::into).collect(),
-        next_cursor: None,
+        data: items
+            .into_iter()
+            .map(|a| TimelineEntryDto {
+                id: a.id.as_uuid(),
+                kind: a.activity_type.as_str().to_owned(),
+                occurred_at: a.occurred_at,
+                summary: a.subject,
+            })
+            .collect(),
+        next_cursor,
         total: None,
     }))
 }

@@ -574,8 +574,7 @@ pub async fn contact_timeline(
     let mut items = sales
         .activities(auth.0, filter, after, i64::from(limit) + 1)
         .await?;
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
+    let more = crate::dto::common::take_page(&mut items, i64::from(limit));
     let next_cursor = if more {
         items.last().map(|a| {
             crate::routes::deals::time_cursor(&cursors, &scope, a.occurred_at, a.id.as_uuid())

@@ -111,6 +111,7 @@ async fn main() {
          CREATE TABLE bench_deals AS SELECT row_number() OVER (ORDER BY id) AS n, id, pipeline_id FROM deals
              WHERE organization_id = '{org}' AND status = 'OPEN'
              AND pipeline_id = (SELECT id FROM pipelines WHERE organization_id = '{org}' AND is_default);
+         CREATE UNIQUE INDEX ON bench_deals (n);
          ANALYZE;",
         last = DEALS - 1
     ))

@@ -572,7 +572,20 @@ async fn concurrent_moves_of_one_deal_lose_no_update() {
     )
     .await;
     assert_eq!(open_stage, 1);
+    assert_eq!(
+        count(&app, TOTALS_DRIFT).await,
+        0,
+        "the board's running totals match the deals"
+    );
 }
+
+/// Rows where the trigger-kept totals differ from aggregating the deals themselves.
+const TOTALS_DRIFT: &str = "SELECT count(*) AS n FROM
+    (SELECT stage_id, currency, count(*) AS c, sum(value_minor) AS v,
+            sum((value_minor * probability + 50) / 100) AS w FROM deals GROUP BY 1, 2) d
+    FULL JOIN (SELECT * FROM stage_totals WHERE deal_count <> 0) t USING (stage_id, currency)
+    WHERE d.c IS DISTINCT FROM t.deal_count OR d.v IS DISTINCT FROM t.value_minor
+       OR d.w IS DISTINCT FROM t.weighted_minor";
 
 #[tokio::test]
 async fn the_board_totals_each_stage_and_pages_within_it() {

@@ -40,7 +40,8 @@ pub async fn organization(conn: &mut AsyncPgConnection, slug: &str) -> anyhow::R
     Ok(created.id)
 }
 
-/// One batch: `count` contacts numbered from `offset`, created over the last two years.
+/// One batch: `$3` contacts numbered from `$2`, of a load of `$5` numbered from `$6`,
+/// created over the last two years.
 const INSERT_BATCH: &str = r"
 WITH names AS (
     SELECT ARRAY['James','Mary','Robert','Patricia','John','Jennifer','Michael','Linda','David','Elizabeth',
@@ -65,7 +66,9 @@ WITH names AS (
                  'opportunity','customer','customer','evangelist','other'] AS stage
 ), raw AS (
     SELECT n,
-           now() - (random() * interval '730 days') AS created_at,
+           -- Spread over the last two years in numbering order (with jitter), as contacts
+           -- created over time are: rows land in the heap roughly in creation order.
+           now() - interval '730 days' * (1 - (n - $6::bigint + random()) / $5::float8) AS created_at,
            first[1 + (hashint8(n) & 2147483647) % cardinality(first)] AS first_name,
            last[1 + (hashint8(n * 7 + 3) & 2147483647) % cardinality(last)] AS last_name,
            CASE WHEN n % 10 < 8 THEN company[1 + n % cardinality(company)] END AS company,
@@ -166,6 +169,8 @@ pub async fn contacts(
                 .bind::<BigInt, _>(existing.n + done + 1)
                 .bind::<BigInt, _>(batch)
                 .bind::<Text, _>(&run)
+                .bind::<diesel::sql_types::Double, _>(count as f64)
+                .bind::<BigInt, _>(existing.n + 1)
                 .execute(conn)
                 .await?;
             done += batch;

@@ -48,3 +48,7 @@ explain:
     "${psql[@]}" -v org="$org" -f docs/perf/contacts-explain.sql >/dev/null
     "${psql[@]}" -v org="$org" -f docs/perf/contacts-explain.sql > docs/perf/contacts-explain.txt
     grep -E '^###|Execution Time' docs/perf/contacts-explain.txt
+
+# Benchmarks (release build, loopback only, bounded in time); see docs/benchmarks.md
+bench:
+    cargo bench -p nexus-app --bench auth

@@ -78,6 +78,60 @@ export async function metrics(client: NexusClient): Promise<string> {
 }
 
 // ---------------------------------------------------------------------------
+// Identity: register, login, refresh, me, organization, members, API keys.
+// ---------------------------------------------------------------------------
+export type TokenResponse = components["schemas"]["TokenResponse"];
+export type Role = components["schemas"]["RoleDto"];
+
+/** POST /auth/register, then POST /auth/login and POST /auth/refresh. */
+export async function signUpAndRotate(client: NexusClient): Promise<TokenResponse> {
+  const registered = await client.POST("/api/v1/auth/register", {
+    body: { email: "ada@example.com", password: "correct-horse", name: "Ada", organizationName: "Engines" },
+  });
+  if (registered.error !== undefined) {
+    throw new Error(describeProblem(registered.error));
+  }
+  const login = await client.POST("/api/v1/auth/login", {
+    body: { email: "ada@example.com", password: "correct-horse" },
+  });
+  if (login.error !== undefined) {
+    // 401 invalid_credentials and 429 rate_limited are both problems.
+    throw new Error(`${login.error.code}: ${login.error.detail}`);
+  }
+  const refreshed = await client.POST("/api/v1/auth/refresh", {
+    body: { refreshToken: login.data.refreshToken ?? null },
+  });
+  if (refreshed.data === undefined) {
+    throw new Error("refresh failed");
+  }
+  const role: Role = refreshed.data.role;
+  void role;
+  return refreshed.data;
+}
+
+/** Authenticated calls: who am I, my organization, its members and API keys. */
+export async function team(baseUrl: string, accessToken: string): Promise<string[]> {
+  const client = createClient<paths>({ baseUrl, headers: { Authorization: `Bearer ${accessToken}` } });
+  const me = await client.GET("/api/v1/auth/me");
+  const org = await client.GET("/api/v1/organizations/current");
+  const renamed = await client.PATCH("/api/v1/organizations/current", {
+    params: { header: { "If-Match": `"${org.data?.version ?? 1}"` } },
+    body: { name: "Renamed" },
+  });
+  if (renamed.error !== undefined && renamed.response.status === 412) {
+    return [renamed.error.code];
+  }
+  const members = await client.GET("/api/v1/members", { params: { query: { limit: 50 } } });
+  const key = await client.POST("/api/v1/api-keys", { body: { name: "sync", role: "VIEWER" } });
+  await client.PATCH("/api/v1/members/{userId}", {
+    params: { path: { userId: me.data?.user.id ?? "" } },
+    body: { role: "ADMIN" },
+  });
+  const emails = (members.data?.data ?? []).map((m) => `${m.email} (${m.role})`);
+  return [me.data?.user.email ?? "", org.data?.slug ?? "", key.data?.secret ?? "", ...emails];
+}
+
+// ---------------------------------------------------------------------------
 // Contacts, custom fields, tags
 // ---------------------------------------------------------------------------
 export type Contact = components["schemas"]["ContactDto"];

@@ -45,7 +45,8 @@ pub struct CursorScope {
 
 impl CursorScope {
     fn fingerprint(&self) -> String {
-        let digest = Sha256::digest(format!("{}\n{}\n{}", self.list, self.sort, self.filters).as_bytes());
+        let digest =
+            Sha256::digest(format!("{}\n{}\n{}", self.list, self.sort, self.filters).as_bytes());
         URL_SAFE_NO_PAD.encode(&digest[..12])
     }
 }
@@ -81,7 +82,8 @@ impl CursorCodec {
     #[must_use]
     pub fn from_secret(secret: &[u8]) -> Self {
         let mut mac = <HmacSha256 as Mac>::new_from_slice(secret).unwrap_or_else(|_| {
-            <HmacSha256 as Mac>::new_from_slice(b"nexus").unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+            <HmacSha256 as Mac>::new_from_slice(b"nexus")
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
         });
         mac.update(b"nexus pagination cursor v1");
         let mut key = [0_u8; 32];
@@ -92,11 +94,14 @@ impl CursorCodec {
     /// A key of this process only (cursors then do not survive a restart).
     #[must_use]
     pub fn random() -> Self {
-        Self { key: rand::random() }
+        Self {
+            key: rand::random(),
+        }
     }
 
     fn mac(&self) -> HmacSha256 {
-        <HmacSha256 as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+        <HmacSha256 as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
     }
 
     #[must_use]
@@ -106,7 +111,14 @@ impl CursorCodec {
             SortValue::Text(s) => (None, Some(s.clone()), None),
             SortValue::Int(n) => (None, None, Some(*n)),
         };
-        let payload = Payload { o: scope.org.as_uuid(), f: scope.fingerprint(), t, s, n, i: keyset.id.as_uuid() };
+        let payload = Payload {
+            o: scope.org.as_uuid(),
+            f: scope.fingerprint(),
+            t,
+            s,
+            n,
+            i: keyset.id.as_uuid(),
+        };
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap_or_default());
         let mut mac = self.mac();
         mac.update(body.as_bytes());
@@ -124,7 +136,8 @@ impl CursorCodec {
         }
         let mut mac = self.mac();
         mac.update(body.as_bytes());
-        mac.verify_truncated_left(&tag).map_err(|_| invalid_cursor())?;
+        mac.verify_truncated_left(&tag)
+            .map_err(|_| invalid_cursor())?;
         let bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| invalid_cursor())?;
         let payload: Payload = serde_json::from_slice(&bytes).map_err(|_| invalid_cursor())?;
         if payload.o != scope.org.as_uuid() || payload.f != scope.fingerprint() {
@@ -136,7 +149,10 @@ impl CursorCodec {
             (None, None, Some(n)) => SortValue::Int(n),
             _ => return Err(invalid_cursor()),
         };
-        Ok(Keyset { value, id: ContactId::from_uuid(payload.i) })
+        Ok(Keyset {
+            value,
+            id: ContactId::from_uuid(payload.i),
+        })
     }
 }
 
@@ -145,22 +161,39 @@ mod tests {
     use super::*;
 
     fn scope(org: OrgId, sort: &str) -> CursorScope {
-        CursorScope { org, list: "contacts", sort: sort.into(), filters: "q=ada".into() }
+        CursorScope {
+            org,
+            list: "contacts",
+            sort: sort.into(),
+            filters: "q=ada".into(),
+        }
     }
 
     #[test]
     fn round_trips_and_rejects_tampering_and_foreign_scopes() {
         let codec = CursorCodec::from_secret(b"secret");
         let org = OrgId::from_uuid(uuid::Uuid::now_v7());
-        let keyset = Keyset { value: SortValue::Text("Lovelace".into()), id: ContactId::from_uuid(uuid::Uuid::now_v7()) };
+        let keyset = Keyset {
+            value: SortValue::Text("Lovelace".into()),
+            id: ContactId::from_uuid(uuid::Uuid::now_v7()),
+        };
         let cursor = codec.encode(&scope(org, "lastName"), &keyset);
-        assert_eq!(codec.decode(&scope(org, "lastName"), &cursor).unwrap(), keyset);
+        assert_eq!(
+            codec.decode(&scope(org, "lastName"), &cursor).unwrap(),
+            keyset
+        );
 
         let other_org = OrgId::from_uuid(uuid::Uuid::now_v7());
         for (s, raw) in [
             (scope(other_org, "lastName"), cursor.clone()),
             (scope(org, "-lastName"), cursor.clone()),
-            (CursorScope { filters: "q=bob".into(), ..scope(org, "lastName") }, cursor.clone()),
+            (
+                CursorScope {
+                    filters: "q=bob".into(),
+                    ..scope(org, "lastName")
+                },
+                cursor.clone(),
+            ),
             (scope(org, "lastName"), format!("x{cursor}")),
             (scope(org, "lastName"), cursor.replace('.', "")),
             (scope(org, "lastName"), "garbage".into()),
@@ -170,9 +203,17 @@ mod tests {
             assert_eq!((err.status.as_u16(), err.code), (400, "invalid_cursor"));
         }
         // Same payload, another server's key.
-        assert!(CursorCodec::from_secret(b"other").decode(&scope(org, "lastName"), &cursor).is_err());
+        assert!(
+            CursorCodec::from_secret(b"other")
+                .decode(&scope(org, "lastName"), &cursor)
+                .is_err()
+        );
         // A re-signed payload with a truncated tag is refused too.
         let (body, _) = cursor.split_once('.').unwrap();
-        assert!(codec.decode(&scope(org, "lastName"), &format!("{body}.AA")).is_err());
+        assert!(
+            codec
+                .decode(&scope(org, "lastName"), &format!("{body}.AA"))
+                .is_err()
+        );
     }
 }

@@ -22,7 +22,9 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{App, web};
-use nexus_application::{AuthUseCases, ContactUseCases, HealthUseCases, IdempotencyUseCases, TeamUseCases};
+use nexus_application::{
+    AuthUseCases, ContactUseCases, HealthUseCases, IdempotencyUseCases, SalesUseCases, TeamUseCases,
+};
 use utoipa_actix_web::AppExt;
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_swagger_ui::SwaggerUi;
@@ -59,6 +61,7 @@ pub struct Services {
     pub team: Arc<dyn TeamUseCases>,
     pub contacts: Arc<dyn ContactUseCases>,
     pub idempotency: Arc<dyn IdempotencyUseCases>,
+    pub sales: Arc<dyn SalesUseCases>,
 }
 
 /// Everything the handlers need, shared by all workers.
@@ -107,7 +110,10 @@ impl AppState {
 
 /// Every documented route. The spec is generated from this same list.
 pub fn api_routes(cfg: &mut ServiceConfig) {
-    use routes::{api_keys, auth, contacts, custom_fields, health, members, organization, tags};
+    use routes::{
+        activities, api_keys, auth, contacts, custom_fields, deals, health, members, organization,
+        pipelines, tags,
+    };
     cfg.service(health::live)
         .service(health::ready)
         .service(health::metrics);
@@ -134,6 +140,26 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
             .service(api_keys::create_api_key)
             .service(api_keys::list_api_keys)
             .service(api_keys::revoke_api_key)
+            .service(pipelines::list_pipelines)
+            .service(pipelines::create_pipeline)
+            .service(pipelines::get_pipeline)
+            .service(pipelines::update_pipeline)
+            .service(pipelines::delete_pipeline)
+            .service(pipelines::board)
+            .service(pipelines::stage_deals)
+            .service(deals::list_deals)
+            .service(deals::create_deal)
+            .service(deals::get_deal)
+            .service(deals::update_deal)
+            .service(deals::delete_deal)
+            .service(deals::move_deal)
+            .service(deals::deal_timeline)
+            .service(activities::list_activities)
+            .service(activities::create_activity)
+            .service(activities::get_activity)
+            .service(activities::complete_activity)
+            .service(activities::reopen_activity)
+            .service(activities::delete_activity)
             // `/contacts/batch` before `/contacts/{id}`-shaped routes of other methods.
             .service(contacts::batch_contacts)
             .service(contacts::create_contact)
@@ -173,6 +199,7 @@ pub fn build_app(
         .app_data(web::Data::from(state.services.auth.clone()))
         .app_data(web::Data::from(state.services.team.clone()))
         .app_data(web::Data::from(state.services.contacts.clone()))
+        .app_data(web::Data::from(state.services.sales.clone()))
         .app_data(web::Data::from(state.services.idempotency.clone()))
         .app_data(web::Data::from(state.cursors.clone()))
         .app_data(web::Data::new(settings.clone()))

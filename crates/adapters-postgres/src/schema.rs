@@ -166,3 +166,92 @@ diesel::table! {
         updated_at -> Timestamptz,
     }
 }
+
+diesel::table! {
+    pipelines (organization_id, id) {
+        organization_id -> Uuid,
+        id -> Uuid,
+        name -> Text,
+        is_default -> Bool,
+        version -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    pipeline_stages (organization_id, id) {
+        organization_id -> Uuid,
+        id -> Uuid,
+        pipeline_id -> Uuid,
+        name -> Text,
+        probability -> Int2,
+        kind -> Text,
+        position -> Int4,
+    }
+}
+
+diesel::table! {
+    deals (organization_id, id) {
+        organization_id -> Uuid,
+        id -> Uuid,
+        pipeline_id -> Uuid,
+        stage_id -> Uuid,
+        contact_id -> Uuid,
+        owner_id -> Nullable<Uuid>,
+        title -> Text,
+        value_minor -> Int8,
+        currency -> Text,
+        status -> Text,
+        probability -> Int2,
+        expected_close_date -> Nullable<Date>,
+        closed_at -> Nullable<Timestamptz>,
+        lost_reason -> Nullable<Text>,
+        won_reason -> Nullable<Text>,
+        position -> Float8,
+        stage_entered_at -> Timestamptz,
+        version -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    deal_stage_history (organization_id, deal_id, entered_at) {
+        organization_id -> Uuid,
+        deal_id -> Uuid,
+        stage_id -> Uuid,
+        entered_at -> Timestamptz,
+        left_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    activities (organization_id, id) {
+        organization_id -> Uuid,
+        id -> Uuid,
+        #[sql_name = "type"]
+        activity_type -> Text,
+        subject -> Text,
+        description -> Nullable<Text>,
+        metadata -> Jsonb,
+        contact_id -> Nullable<Uuid>,
+        deal_id -> Nullable<Uuid>,
+        due_at -> Nullable<Timestamptz>,
+        assignee_id -> Nullable<Uuid>,
+        completed_at -> Nullable<Timestamptz>,
+        created_by -> Nullable<Uuid>,
+        occurred_at -> Timestamptz,
+        version -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    pipelines,
+    pipeline_stages,
+    deals,
+    deal_stage_history,
+    activities
+);

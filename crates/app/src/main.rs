@@ -64,6 +64,15 @@ enum DbAction {
     },
 }
 
+/// The start-up banner goes to stdout, which a supervisor may close: a server must not
+/// die of EPIPE, so write errors are ignored here (unlike `println!`, which panics).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::from_env() {
@@ -184,13 +193,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(&config).await?;
     let base = format!("http://{}:{}", config.bind.ip(), app.port());
-    println!("NEXUS is listening on {base}");
-    println!("  API:        {base}/api/v1");
-    println!("  Swagger UI: {base}/docs/");
-    println!("  OpenAPI:    {base}/api/v1/openapi.json");
+    say!("NEXUS is listening on {base}");
+    say!("  API:        {base}/api/v1");
+    say!("  Swagger UI: {base}/docs/");
+    say!("  OpenAPI:    {base}/api/v1/openapi.json");
     match &app.location {
-        DatabaseLocation::External => println!("  Database:   DATABASE_URL"),
-        DatabaseLocation::Private(c) => println!(
+        DatabaseLocation::External => say!("  Database:   DATABASE_URL"),
+        DatabaseLocation::Private(c) => say!(
             "  Database:   private PostgreSQL, {} (127.0.0.1:{}, socket in {}); stop it with `nexus db stop`",
             c.cluster_dir.join("data").display(),
             c.port,
@@ -199,7 +208,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     if matches!(app.location, DatabaseLocation::Private(_)) {
         let (email, password) = app.seed_demo(&config).await?;
-        println!("  Demo login: {email} / {password}  (organization \"NEXUS Demo\", role OWNER)");
+        say!("  Demo login: {email} / {password}  (organization \"NEXUS Demo\", role OWNER)");
     }
     app.run_until_stopped().await?;
     Ok(())

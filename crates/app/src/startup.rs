@@ -10,14 +10,18 @@ use nexus_adapters_http::{AppState, HttpSettings, Metrics, Services, build_app};
 use nexus_adapters_postgres::PgProbe;
 use nexus_adapters_postgres::pool::{Db, PgPool, PoolSettings, build_pool};
 use nexus_adapters_postgres::repo::identity::PgIdentityStore;
-use nexus_adapters_postgres::repo::{PgContactRepository, PgCustomFieldRepository, PgIdempotencyStore};
 use nexus_adapters_postgres::repo::mailer::RecordingMailer;
 use nexus_adapters_postgres::repo::rate_limit::PgRateLimiter;
+use nexus_adapters_postgres::repo::sales::PgSalesStore;
 use nexus_adapters_postgres::repo::team::PgTeamStore;
+use nexus_adapters_postgres::repo::{
+    PgContactRepository, PgCustomFieldRepository, PgIdempotencyStore,
+};
 use nexus_application::auth::{AuthPorts, RegisterCommand};
 use nexus_application::team::TeamPorts;
 use nexus_application::{
-    AuthService, AuthSettings, AuthUseCases, ContactService, HealthService, IdempotencyService, TeamService,
+    AuthService, AuthSettings, AuthUseCases, ContactService, HealthService, IdempotencyService,
+    SalesService, TeamService,
 };
 use nexus_domain::values::EmailAddress;
 use nexus_ports::identity::IdentityStore;
@@ -142,6 +146,11 @@ impl Application {
                 PgIdempotencyStore::new(pool.clone(), config.db_acquire_timeout),
                 SystemClock,
             )),
+            sales: Arc::new(SalesService::new(
+                PgSalesStore::new(db.clone()),
+                SystemClock,
+                UuidV7Generator,
+            )),
         };
         let settings = HttpSettings {
             body_limit: config.body_limit,
@@ -179,6 +188,12 @@ impl Application {
     #[must_use]
     pub fn pool(&self) -> PgPool {
         self.pool.clone()
+    }
+
+    /// The authentication use cases (benchmarks call them in-process).
+    #[must_use]
+    pub fn auth(&self) -> Arc<dyn AuthUseCases> {
+        self.auth.clone()
     }
 
     /// A handle to stop the server gracefully from elsewhere.

@@ -19,6 +19,7 @@ pub struct TestApp {
     pub handle: ServerHandle,
     pub db: TestDatabase,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub auth: std::sync::Arc<dyn nexus_application::AuthUseCases>,
 }
 
 /// The configuration tests start from: its own database, loopback, small pool.
@@ -64,6 +65,7 @@ impl TestApp {
         let port = app.port();
         let pool = app.pool();
         let handle = app.handle();
+        let auth = app.auth();
         let server = tokio::spawn(app.run_until_stopped());
         Self {
             address: format!("http://127.0.0.1:{port}"),
@@ -72,6 +74,7 @@ impl TestApp {
             handle,
             db,
             server,
+            auth,
         }
     }
 

@@ -88,3 +88,72 @@ async fn sigterm_stops_the_server_cleanly_with_exit_code_zero() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn seed_demo_creates_a_working_owner_login_once() {
+    let db = TestDatabase::create().await;
+    let data_dir = std::env::temp_dir().join(format!("nexus-seed-{}", std::process::id()));
+    let seed = || {
+        Command::new(BIN)
+            .args(["seed", "--demo"])
+            .env("DATABASE_URL", db.url())
+            .env("NEXUS_DATA_DIR", &data_dir)
+            .env("NEXUS_BCRYPT_COST", "10")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let first = seed();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let line = String::from_utf8(first.stdout).unwrap();
+    let creds = line.trim().rsplit("log in as ").next().unwrap().to_owned();
+    let (email, password) = creds.split_once(" / ").unwrap();
+    assert_eq!(email, "demo@nexus.local");
+    assert!(password.len() >= 32);
+    let second = seed();
+    assert_eq!(
+        String::from_utf8(second.stdout).unwrap(),
+        line,
+        "idempotent, same credentials"
+    );
+
+    // The printed login works against a server on the same database.
+    let mut child = Command::new(BIN)
+        .env("DATABASE_URL", db.url())
+        .env("NEXUS_DATA_DIR", &data_dir)
+        .env("NEXUS_BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let banner = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("listening on"))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let address = banner.rsplit(' ').next().unwrap().to_owned();
+    let res = reqwest::Client::new()
+        .post(format!("{address}/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&data_dir);
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["role"], "OWNER");
+}

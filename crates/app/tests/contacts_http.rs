@@ -17,7 +17,11 @@ struct Count {
 
 async fn count(app: &TestApp, sql: &str) -> i64 {
     let mut conn = app.pool.get().await.unwrap();
-    diesel::sql_query(sql).get_result::<Count>(&mut conn).await.unwrap().n
+    diesel::sql_query(sql)
+        .get_result::<Count>(&mut conn)
+        .await
+        .unwrap()
+        .n
 }
 
 struct Res {
@@ -28,8 +32,17 @@ struct Res {
     body: Value,
 }
 
-async fn send(app: &TestApp, user: &TestUser, method: &str, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Res {
-    let mut req = reqwest::Client::new().request(method.parse().unwrap(), app.url(path)).bearer_auth(&user.access_token);
+async fn send(
+    app: &TestApp,
+    user: &TestUser,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Res {
+    let mut req = reqwest::Client::new()
+        .request(method.parse().unwrap(), app.url(path))
+        .bearer_auth(&user.access_token);
     if let Some(body) = body {
         req = req.json(&body);
     }
@@ -37,14 +50,30 @@ async fn send(app: &TestApp, user: &TestUser, method: &str, path: &str, body: Op
         req = req.header(*k, *v);
     }
     let res = req.send().await.unwrap();
-    let header = |name: &str| res.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
     let (etag, location) = (header("etag"), header("location"));
     let content_type = header("content-type").unwrap_or_default();
     let status = res.status().as_u16();
-    Res { status, etag, location, content_type, body: res.json().await.unwrap_or(Value::Null) }
+    Res {
+        status,
+        etag,
+        location,
+        content_type,
+        body: res.json().await.unwrap_or(Value::Null),
+    }
 }
 
-async fn call(app: &TestApp, user: &TestUser, method: &str, path: &str, body: Option<Value>) -> Res {
+async fn call(
+    app: &TestApp,
+    user: &TestUser,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Res {
     send(app, user, method, path, body, &[]).await
 }
 
@@ -75,7 +104,10 @@ async fn crud_with_etags_merge_patch_soft_delete_restore_and_events() {
     .await;
     assert_eq!(res.status, 201, "{}", res.body);
     let id = res.body["id"].as_str().unwrap().to_owned();
-    assert_eq!(res.location.as_deref(), Some(format!("/api/v1/contacts/{id}").as_str()));
+    assert_eq!(
+        res.location.as_deref(),
+        Some(format!("/api/v1/contacts/{id}").as_str())
+    );
     assert_eq!(res.etag.as_deref(), Some("\"1\""));
     assert_eq!(res.body["firstName"], "Ada");
     assert_eq!(res.body["email"], "ada@example.com");
@@ -86,11 +118,22 @@ async fn crud_with_etags_merge_patch_soft_delete_restore_and_events() {
 
     let got = call(&app, &owner, "GET", &format!("/api/v1/contacts/{id}"), None).await;
     assert_eq!((got.status, got.etag.as_deref()), (200, Some("\"1\"")));
-    assert_eq!(got.body, res.body, "a read shows exactly what the create returned");
+    assert_eq!(
+        got.body, res.body,
+        "a read shows exactly what the create returned"
+    );
 
     // Merge patch: null clears, absent stays, customFields would merge per key.
     let url = format!("/api/v1/contacts/{id}");
-    let patched = send(&app, &owner, "PATCH", &url, Some(json!({"phone": null, "lifecycleStage": "customer"})), &[("If-Match", "\"1\"")]).await;
+    let patched = send(
+        &app,
+        &owner,
+        "PATCH",
+        &url,
+        Some(json!({"phone": null, "lifecycleStage": "customer"})),
+        &[("If-Match", "\"1\"")],
+    )
+    .await;
     assert_eq!(patched.status, 200, "{}", patched.body);
     assert_eq!(patched.etag.as_deref(), Some("\"2\""));
     assert_eq!(patched.body["phone"], Value::Null);
@@ -98,9 +141,21 @@ async fn crud_with_etags_merge_patch_soft_delete_restore_and_events() {
     assert_eq!(patched.body["leadScore"], 60);
 
     // A stale If-Match changes nothing.
-    let stale = send(&app, &owner, "PATCH", &url, Some(json!({"company": "Nope"})), &[("If-Match", "\"1\"")]).await;
+    let stale = send(
+        &app,
+        &owner,
+        "PATCH",
+        &url,
+        Some(json!({"company": "Nope"})),
+        &[("If-Match", "\"1\"")],
+    )
+    .await;
     assert_problem(&stale, 412, "version_mismatch");
-    assert_problem(&send(&app, &owner, "DELETE", &url, None, &[("If-Match", "\"1\"")]).await, 412, "version_mismatch");
+    assert_problem(
+        &send(&app, &owner, "DELETE", &url, None, &[("If-Match", "\"1\"")]).await,
+        412,
+        "version_mismatch",
+    );
     assert_eq!(count(&app, "SELECT count(*) AS n FROM contacts WHERE company IS NULL AND version = 2 AND deleted_at IS NULL").await, 1);
 
     // application/merge-patch+json is accepted; other media types are not.
@@ -113,23 +168,52 @@ async fn crud_with_etags_merge_patch_soft_delete_restore_and_events() {
         .await
         .unwrap();
     assert_eq!(typed.status().as_u16(), 200);
-    let text = reqwest::Client::new().patch(app.url(&url)).bearer_auth(&owner.access_token).header("content-type", "text/plain").body("{}").send().await.unwrap();
+    let text = reqwest::Client::new()
+        .patch(app.url(&url))
+        .bearer_auth(&owner.access_token)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(text.status().as_u16(), 415);
 
     let deleted = send(&app, &owner, "DELETE", &url, None, &[("If-Match", "\"3\"")]).await;
     assert_eq!(deleted.status, 204);
-    assert_problem(&call(&app, &owner, "GET", &url, None).await, 404, "not_found");
+    assert_problem(
+        &call(&app, &owner, "GET", &url, None).await,
+        404,
+        "not_found",
+    );
     let list = call(&app, &owner, "GET", "/api/v1/contacts", None).await;
     assert_eq!(list.body["data"], json!([]), "deleted contacts leave lists");
 
     let restored = call(&app, &owner, "POST", &format!("{url}/restore"), None).await;
-    assert_eq!((restored.status, restored.etag.as_deref()), (200, Some("\"5\"")));
-    assert_problem(&call(&app, &owner, "POST", &format!("{url}/restore"), None).await, 409, "not_deleted");
+    assert_eq!(
+        (restored.status, restored.etag.as_deref()),
+        (200, Some("\"5\""))
+    );
+    assert_problem(
+        &call(&app, &owner, "POST", &format!("{url}/restore"), None).await,
+        409,
+        "not_deleted",
+    );
     assert_eq!(call(&app, &owner, "GET", &url, None).await.status, 200);
 
-    let types = count(&app, "SELECT count(*) AS n FROM events WHERE type LIKE 'contact.%'").await;
+    let types = count(
+        &app,
+        "SELECT count(*) AS n FROM events WHERE type LIKE 'contact.%'",
+    )
+    .await;
     assert_eq!(types, 5, "created, 2 updates, deleted, restored");
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM events WHERE type = 'contact.deleted'").await, 1);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM events WHERE type = 'contact.deleted'"
+        )
+        .await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -137,7 +221,12 @@ async fn another_organizations_contact_is_not_found_on_every_verb() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice@one.io").await;
     let bob = app.signup("bob@two.io").await;
-    let theirs = create(&app, &alice, json!({"firstName": "Secret", "lastName": "Contact"})).await;
+    let theirs = create(
+        &app,
+        &alice,
+        json!({"firstName": "Secret", "lastName": "Contact"}),
+    )
+    .await;
     let url = format!("/api/v1/contacts/{}", theirs["id"].as_str().unwrap());
     for (method, path, body) in [
         ("GET", url.clone(), None),
@@ -146,14 +235,34 @@ async fn another_organizations_contact_is_not_found_on_every_verb() {
         ("POST", format!("{url}/restore"), None),
         ("GET", format!("{url}/timeline"), None),
     ] {
-        assert_problem(&call(&app, &bob, method, &path, body).await, 404, "not_found");
+        assert_problem(
+            &call(&app, &bob, method, &path, body).await,
+            404,
+            "not_found",
+        );
     }
-    let batch = call(&app, &bob, "POST", "/api/v1/contacts/batch", Some(json!({"items": [{"op": "delete", "id": theirs["id"]}]}))).await;
+    let batch = call(
+        &app,
+        &bob,
+        "POST",
+        "/api/v1/contacts/batch",
+        Some(json!({"items": [{"op": "delete", "id": theirs["id"]}]})),
+    )
+    .await;
     assert_eq!(batch.body["results"][0]["status"], 404);
-    assert_eq!(call(&app, &bob, "GET", "/api/v1/contacts?q=secret", None).await.body["data"], json!([]));
+    assert_eq!(
+        call(&app, &bob, "GET", "/api/v1/contacts?q=secret", None)
+            .await
+            .body["data"],
+        json!([])
+    );
     assert_eq!(count(&app, "SELECT count(*) AS n FROM contacts WHERE first_name = 'Secret' AND version = 1 AND deleted_at IS NULL").await, 1);
     // Garbage ids are simply not found.
-    assert_problem(&call(&app, &bob, "GET", "/api/v1/contacts/not-a-uuid", None).await, 404, "not_found");
+    assert_problem(
+        &call(&app, &bob, "GET", "/api/v1/contacts/not-a-uuid", None).await,
+        404,
+        "not_found",
+    );
 }
 
 #[tokio::test]
@@ -162,31 +271,85 @@ async fn viewers_read_and_every_write_is_forbidden() {
     let owner = app.signup("owner@rbac.io").await;
     let viewer = app.add_member(&owner, "viewer@rbac.io", "VIEWER").await;
     let member = app.add_member(&owner, "member@rbac.io", "MEMBER").await;
-    let c = create(&app, &member, json!({"firstName": "Ada", "lastName": "L", "tags": ["vip"]})).await;
+    let c = create(
+        &app,
+        &member,
+        json!({"firstName": "Ada", "lastName": "L", "tags": ["vip"]}),
+    )
+    .await;
     let url = format!("/api/v1/contacts/{}", c["id"].as_str().unwrap());
     assert_eq!(call(&app, &viewer, "GET", &url, None).await.status, 200);
-    assert_eq!(call(&app, &viewer, "GET", "/api/v1/contacts", None).await.status, 200);
+    assert_eq!(
+        call(&app, &viewer, "GET", "/api/v1/contacts", None)
+            .await
+            .status,
+        200
+    );
     for (method, path, body) in [
-        ("POST", "/api/v1/contacts".to_owned(), Some(json!({"firstName": "V", "lastName": "V"}))),
+        (
+            "POST",
+            "/api/v1/contacts".to_owned(),
+            Some(json!({"firstName": "V", "lastName": "V"})),
+        ),
         ("PATCH", url.clone(), Some(json!({"firstName": "V"}))),
         ("DELETE", url.clone(), None),
         ("POST", format!("{url}/restore"), None),
-        ("POST", "/api/v1/custom-fields".to_owned(), Some(json!({"key": "k", "label": "K", "type": "text"}))),
-        ("PATCH", "/api/v1/tags/vip".to_owned(), Some(json!({"name": "gold"}))),
+        (
+            "POST",
+            "/api/v1/custom-fields".to_owned(),
+            Some(json!({"key": "k", "label": "K", "type": "text"})),
+        ),
+        (
+            "PATCH",
+            "/api/v1/tags/vip".to_owned(),
+            Some(json!({"name": "gold"})),
+        ),
         ("DELETE", "/api/v1/tags/vip".to_owned(), None),
     ] {
-        assert_problem(&call(&app, &viewer, method, &path, body).await, 403, "forbidden");
+        assert_problem(
+            &call(&app, &viewer, method, &path, body).await,
+            403,
+            "forbidden",
+        );
     }
     // Custom field definitions are OWNER/ADMIN only.
-    let res = call(&app, &member, "POST", "/api/v1/custom-fields", Some(json!({"key": "k", "label": "K", "type": "text"}))).await;
+    let res = call(
+        &app,
+        &member,
+        "POST",
+        "/api/v1/custom-fields",
+        Some(json!({"key": "k", "label": "K", "type": "text"})),
+    )
+    .await;
     assert_problem(&res, 403, "forbidden");
-    let batch = call(&app, &viewer, "POST", "/api/v1/contacts/batch", Some(json!({"items": [{"op": "create", "data": {"firstName": "V", "lastName": "V"}}]}))).await;
+    let batch = call(
+        &app,
+        &viewer,
+        "POST",
+        "/api/v1/contacts/batch",
+        Some(json!({"items": [{"op": "create", "data": {"firstName": "V", "lastName": "V"}}]})),
+    )
+    .await;
     assert_eq!(batch.body["results"][0]["status"], 403);
     assert_eq!(count(&app, "SELECT count(*) AS n FROM contacts").await, 1);
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM contacts WHERE version = 1 AND tags = '{vip}'").await, 1);
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM custom_field_definitions").await, 0);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM contacts WHERE version = 1 AND tags = '{vip}'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM custom_field_definitions").await,
+        0
+    );
     // No token at all: 401.
-    let anon = reqwest::Client::new().get(app.url("/api/v1/contacts")).send().await.unwrap();
+    let anon = reqwest::Client::new()
+        .get(app.url("/api/v1/contacts"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anon.status().as_u16(), 401);
 }
 
@@ -194,26 +357,96 @@ async fn viewers_read_and_every_write_is_forbidden() {
 async fn invalid_input_writes_nothing() {
     let app = TestApp::spawn().await;
     let owner = app.signup("owner@valid.io").await;
-    let res = call(&app, &owner, "POST", "/api/v1/custom-fields", Some(json!({"key": "seats", "label": "Seats", "type": "number"}))).await;
+    let res = call(
+        &app,
+        &owner,
+        "POST",
+        "/api/v1/custom-fields",
+        Some(json!({"key": "seats", "label": "Seats", "type": "number"})),
+    )
+    .await;
     assert_eq!(res.status, 201, "{}", res.body);
-    create(&app, &owner, json!({"firstName": "Taken", "lastName": "Email", "email": "taken@x.io"})).await;
+    create(
+        &app,
+        &owner,
+        json!({"firstName": "Taken", "lastName": "Email", "email": "taken@x.io"}),
+    )
+    .await;
     let many_tags: Vec<String> = (0..51).map(|i| format!("t{i}")).collect();
     for (body, status, code, field) in [
-        (json!({"firstName": "A", "lastName": "B", "email": "not-an-email"}), 422, "validation_failed", "email"),
-        (json!({"firstName": "  ", "lastName": "B"}), 422, "validation_failed", "firstName"),
-        (json!({"lastName": "B"}), 422, "validation_failed", "firstName"),
-        (json!({"firstName": "A", "lastName": "B", "customFields": {"colour": "red"}}), 422, "validation_failed", "customFields.colour"),
-        (json!({"firstName": "A", "lastName": "B", "customFields": {"seats": "twelve"}}), 422, "validation_failed", "customFields.seats"),
-        (json!({"firstName": "A", "lastName": "B", "tags": many_tags}), 422, "validation_failed", "tags"),
-        (json!({"firstName": "A", "lastName": "B", "leadScore": 100}), 422, "validation_failed", "leadScore"),
-        (json!({"firstName": "A", "lastName": "B", "nickname": "x"}), 400, "invalid_body", "nickname"),
-        (json!({"firstName": "A", "lastName": "B", "ownerId": uuid::Uuid::now_v7()}), 422, "validation_failed", "ownerId"),
-        (json!({"firstName": "A", "lastName": "B", "email": "TAKEN@x.io"}), 409, "duplicate_email", ""),
+        (
+            json!({"firstName": "A", "lastName": "B", "email": "not-an-email"}),
+            422,
+            "validation_failed",
+            "email",
+        ),
+        (
+            json!({"firstName": "  ", "lastName": "B"}),
+            422,
+            "validation_failed",
+            "firstName",
+        ),
+        (
+            json!({"lastName": "B"}),
+            422,
+            "validation_failed",
+            "firstName",
+        ),
+        (
+            json!({"firstName": "A", "lastName": "B", "customFields": {"colour": "red"}}),
+            422,
+            "validation_failed",
+            "customFields.colour",
+        ),
+        (
+            json!({"firstName": "A", "lastName": "B", "customFields": {"seats": "twelve"}}),
+            422,
+            "validation_failed",
+            "customFields.seats",
+        ),
+        (
+            json!({"firstName": "A", "lastName": "B", "tags": many_tags}),
+            422,
+            "validation_failed",
+            "tags",
+        ),
+        (
+            json!({"firstName": "A", "lastName": "B", "leadScore": 100}),
+            422,
+            "validation_failed",
+            "leadScore",
+        ),
+        (
+            json!({"firstName": "A", "lastName": "B", "nickname": "x"}),
+            400,
+            "invalid_body",
+            "nickname",
+        ),
+        (
+            json!({"firstName": "A", "lastName": "B", "ownerId": uuid::Uuid::now_v7()}),
+            422,
+            "validation_failed",
+            "ownerId",
+        ),
+        (
+            json!({"firstName": "A", "lastName": "B", "email": "TAKEN@x.io"}),
+            409,
+            "duplicate_email",
+            "",
+        ),
     ] {
         let res = call(&app, &owner, "POST", "/api/v1/contacts", Some(body.clone())).await;
         assert_problem(&res, status, code);
         if !field.is_empty() {
-            assert!(res.body["errors"].as_array().unwrap().iter().any(|e| e["field"] == field), "{body} → {}", res.body);
+            assert!(
+                res.body["errors"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["field"] == field),
+                "{body} → {}",
+                res.body
+            );
         }
     }
     let not_json = reqwest::Client::new()
@@ -227,17 +460,67 @@ async fn invalid_input_writes_nothing() {
     assert_eq!(not_json.status().as_u16(), 400);
 
     // Same rules on PATCH.
-    let c = create(&app, &owner, json!({"firstName": "Ok", "lastName": "Contact"})).await;
+    let c = create(
+        &app,
+        &owner,
+        json!({"firstName": "Ok", "lastName": "Contact"}),
+    )
+    .await;
     let url = format!("/api/v1/contacts/{}", c["id"].as_str().unwrap());
-    assert_problem(&call(&app, &owner, "PATCH", &url, Some(json!({"email": "bad@"}))).await, 422, "validation_failed");
-    assert_problem(&call(&app, &owner, "PATCH", &url, Some(json!({"lastName": null}))).await, 422, "validation_failed");
-    assert_problem(&call(&app, &owner, "PATCH", &url, Some(json!({"shoeSize": 9}))).await, 400, "invalid_body");
-    assert_problem(&call(&app, &owner, "PATCH", &url, Some(json!({"email": "taken@X.io"}))).await, 409, "duplicate_email");
-    assert_problem(&send(&app, &owner, "PATCH", &url, Some(json!({})), &[("If-Match", "three")]).await, 400, "invalid_if_match");
+    assert_problem(
+        &call(&app, &owner, "PATCH", &url, Some(json!({"email": "bad@"}))).await,
+        422,
+        "validation_failed",
+    );
+    assert_problem(
+        &call(&app, &owner, "PATCH", &url, Some(json!({"lastName": null}))).await,
+        422,
+        "validation_failed",
+    );
+    assert_problem(
+        &call(&app, &owner, "PATCH", &url, Some(json!({"shoeSize": 9}))).await,
+        400,
+        "invalid_body",
+    );
+    assert_problem(
+        &call(
+            &app,
+            &owner,
+            "PATCH",
+            &url,
+            Some(json!({"email": "taken@X.io"})),
+        )
+        .await,
+        409,
+        "duplicate_email",
+    );
+    assert_problem(
+        &send(
+            &app,
+            &owner,
+            "PATCH",
+            &url,
+            Some(json!({})),
+            &[("If-Match", "three")],
+        )
+        .await,
+        400,
+        "invalid_if_match",
+    );
 
     assert_eq!(count(&app, "SELECT count(*) AS n FROM contacts").await, 2);
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM contacts WHERE version = 1").await, 2);
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM events WHERE type LIKE 'contact.%'").await, 2);
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM contacts WHERE version = 1").await,
+        2
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM events WHERE type LIKE 'contact.%'"
+        )
+        .await,
+        2
+    );
 }
 
 #[tokio::test]
@@ -249,12 +532,26 @@ async fn lists_search_filter_sort_and_page_with_unforgeable_cursors() {
     assert_eq!(res.status, 201);
     for i in 0..7 {
         let industry = if i % 2 == 0 { "saas" } else { "retail" };
-        let tags = if i < 3 { json!(["vip", "hot"]) } else { json!(["vip"]) };
+        let tags = if i < 3 {
+            json!(["vip", "hot"])
+        } else {
+            json!(["vip"])
+        };
         create(&app, &owner, json!({"firstName": format!("Person{i}"), "lastName": format!("Smithson{i}"), "email": format!("p{i}@corp.io"),
             "tags": tags, "lifecycleStage": if i == 6 { "customer" } else { "lead" }, "customFields": {"industry": industry}})).await;
     }
-    create(&app, &owner, json!({"firstName": "Grace", "lastName": "Hopper", "company": "Navy"})).await;
-    create(&app, &other, json!({"firstName": "Other", "lastName": "Smithson"})).await;
+    create(
+        &app,
+        &owner,
+        json!({"firstName": "Grace", "lastName": "Hopper", "company": "Navy"}),
+    )
+    .await;
+    create(
+        &app,
+        &other,
+        json!({"firstName": "Other", "lastName": "Smithson"}),
+    )
+    .await;
 
     // Walk `?q=smith&limit=3` newest first through every page.
     let mut seen = Vec::new();
@@ -269,16 +566,35 @@ async fn lists_search_filter_sort_and_page_with_unforgeable_cursors() {
         assert_eq!(page.status, 200, "{}", page.body);
         assert!(page.body.get("total").is_none(), "no count by default");
         pages += 1;
-        seen.extend(page.body["data"].as_array().unwrap().iter().map(|c| c["firstName"].as_str().unwrap().to_owned()));
+        seen.extend(
+            page.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["firstName"].as_str().unwrap().to_owned()),
+        );
         match page.body["nextCursor"].as_str() {
             Some(c) => next = Some(c.to_owned()),
             None => break,
         }
     }
     assert_eq!(pages, 3);
-    assert_eq!(seen, (0..7).rev().map(|i| format!("Person{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        seen,
+        (0..7)
+            .rev()
+            .map(|i| format!("Person{i}"))
+            .collect::<Vec<_>>()
+    );
 
-    let first = call(&app, &owner, "GET", "/api/v1/contacts?q=smith&limit=3&includeTotal=true", None).await;
+    let first = call(
+        &app,
+        &owner,
+        "GET",
+        "/api/v1/contacts?q=smith&limit=3&includeTotal=true",
+        None,
+    )
+    .await;
     assert_eq!(first.body["total"], 7);
     let cursor = first.body["nextCursor"].as_str().unwrap().to_owned();
 
@@ -292,26 +608,75 @@ async fn lists_search_filter_sort_and_page_with_unforgeable_cursors() {
         format!("/api/v1/contacts?q=other&limit=3&cursor={cursor}"),
         format!("/api/v1/contacts?q=smith&sort=lastName&cursor={cursor}"),
     ] {
-        assert_problem(&call(&app, &owner, "GET", &path, None).await, 400, "invalid_cursor");
+        assert_problem(
+            &call(&app, &owner, "GET", &path, None).await,
+            400,
+            "invalid_cursor",
+        );
     }
-    assert_problem(&call(&app, &other, "GET", &format!("/api/v1/contacts?q=smith&limit=3&cursor={cursor}"), None).await, 400, "invalid_cursor");
+    assert_problem(
+        &call(
+            &app,
+            &other,
+            "GET",
+            &format!("/api/v1/contacts?q=smith&limit=3&cursor={cursor}"),
+            None,
+        )
+        .await,
+        400,
+        "invalid_cursor",
+    );
 
     let names = async |path: &str| -> Vec<String> {
         let res = call(&app, &owner, "GET", path, None).await;
         assert_eq!(res.status, 200, "{path}: {}", res.body);
-        res.body["data"].as_array().unwrap().iter().map(|c| c["firstName"].as_str().unwrap().to_owned()).collect()
+        res.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["firstName"].as_str().unwrap().to_owned())
+            .collect()
     };
     assert_eq!(names("/api/v1/contacts?q=navy").await, ["Grace"]);
     assert_eq!(names("/api/v1/contacts?q=grace%20hop").await, ["Grace"]);
-    assert_eq!(names("/api/v1/contacts?tag=hot&sort=createdAt").await, ["Person0", "Person1", "Person2"]);
-    assert_eq!(names("/api/v1/contacts?tag=HOT&tag=vip&tagMode=all&sort=-createdAt&limit=2").await, ["Person2", "Person1"]);
-    assert_eq!(names("/api/v1/contacts?lifecycleStage=customer").await, ["Person6"]);
-    assert_eq!(names("/api/v1/contacts?customFields.industry=retail&sort=createdAt").await, ["Person1", "Person3", "Person5"]);
-    assert_eq!(names("/api/v1/contacts?sort=lastName&limit=1").await, ["Grace"]);
-    assert_eq!(names("/api/v1/contacts?sort=-leadScore&limit=1").await, ["Person6"]);
-    assert_eq!(names(&format!("/api/v1/contacts?ownerId={}", owner.user_id)).await, Vec::<String>::new());
-    assert_eq!(names("/api/v1/contacts?createdBefore=2000-01-01T00:00:00Z").await, Vec::<String>::new());
-    assert_eq!(names("/api/v1/contacts?createdAfter=2000-01-01T00:00:00Z&limit=200").await.len(), 8);
+    assert_eq!(
+        names("/api/v1/contacts?tag=hot&sort=createdAt").await,
+        ["Person0", "Person1", "Person2"]
+    );
+    assert_eq!(
+        names("/api/v1/contacts?tag=HOT&tag=vip&tagMode=all&sort=-createdAt&limit=2").await,
+        ["Person2", "Person1"]
+    );
+    assert_eq!(
+        names("/api/v1/contacts?lifecycleStage=customer").await,
+        ["Person6"]
+    );
+    assert_eq!(
+        names("/api/v1/contacts?customFields.industry=retail&sort=createdAt").await,
+        ["Person1", "Person3", "Person5"]
+    );
+    assert_eq!(
+        names("/api/v1/contacts?sort=lastName&limit=1").await,
+        ["Grace"]
+    );
+    assert_eq!(
+        names("/api/v1/contacts?sort=-leadScore&limit=1").await,
+        ["Person6"]
+    );
+    assert_eq!(
+        names(&format!("/api/v1/contacts?ownerId={}", owner.user_id)).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        names("/api/v1/contacts?createdBefore=2000-01-01T00:00:00Z").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        names("/api/v1/contacts?createdAfter=2000-01-01T00:00:00Z&limit=200")
+            .await
+            .len(),
+        8
+    );
 
     for path in [
         "/api/v1/contacts?limit=0",
@@ -324,7 +689,11 @@ async fn lists_search_filter_sort_and_page_with_unforgeable_cursors() {
         "/api/v1/contacts?customFields.industry=mining",
         "/api/v1/contacts?tagMode=some",
     ] {
-        assert_problem(&call(&app, &owner, "GET", path, None).await, 400, "invalid_query");
+        assert_problem(
+            &call(&app, &owner, "GET", path, None).await,
+            400,
+            "invalid_query",
+        );
     }
 }
 
@@ -334,53 +703,229 @@ async fn custom_field_definitions_lifecycle() {
     let owner = app.signup("owner@fields.io").await;
     let admin = app.add_member(&owner, "admin@fields.io", "ADMIN").await;
     let member = app.add_member(&owner, "member@fields.io", "MEMBER").await;
-    let created = call(&app, &admin, "POST", "/api/v1/custom-fields", Some(json!({"key": "seats", "label": "Seats", "type": "number"}))).await;
+    let created = call(
+        &app,
+        &admin,
+        "POST",
+        "/api/v1/custom-fields",
+        Some(json!({"key": "seats", "label": "Seats", "type": "number"})),
+    )
+    .await;
     assert_eq!(created.status, 201, "{}", created.body);
     assert_eq!(created.etag.as_deref(), Some("\"1\""));
     let url = created.location.clone().unwrap();
-    assert_problem(&call(&app, &admin, "POST", "/api/v1/custom-fields", Some(json!({"key": "seats", "label": "Again", "type": "text"}))).await, 409, "duplicate_key");
-    assert_problem(&call(&app, &admin, "POST", "/api/v1/custom-fields", Some(json!({"key": "Bad Key", "label": "X", "type": "text"}))).await, 422, "validation_failed");
-    assert_problem(&call(&app, &admin, "POST", "/api/v1/custom-fields", Some(json!({"key": "pick", "label": "X", "type": "select"}))).await, 422, "validation_failed");
-    assert_problem(&call(&app, &admin, "POST", "/api/v1/custom-fields", Some(json!({"key": "x", "label": "X", "type": "colour"}))).await, 400, "invalid_body");
-    assert_eq!(call(&app, &member, "GET", "/api/v1/custom-fields", None).await.body["data"].as_array().unwrap().len(), 1);
+    assert_problem(
+        &call(
+            &app,
+            &admin,
+            "POST",
+            "/api/v1/custom-fields",
+            Some(json!({"key": "seats", "label": "Again", "type": "text"})),
+        )
+        .await,
+        409,
+        "duplicate_key",
+    );
+    assert_problem(
+        &call(
+            &app,
+            &admin,
+            "POST",
+            "/api/v1/custom-fields",
+            Some(json!({"key": "Bad Key", "label": "X", "type": "text"})),
+        )
+        .await,
+        422,
+        "validation_failed",
+    );
+    assert_problem(
+        &call(
+            &app,
+            &admin,
+            "POST",
+            "/api/v1/custom-fields",
+            Some(json!({"key": "pick", "label": "X", "type": "select"})),
+        )
+        .await,
+        422,
+        "validation_failed",
+    );
+    assert_problem(
+        &call(
+            &app,
+            &admin,
+            "POST",
+            "/api/v1/custom-fields",
+            Some(json!({"key": "x", "label": "X", "type": "colour"})),
+        )
+        .await,
+        400,
+        "invalid_body",
+    );
+    assert_eq!(
+        call(&app, &member, "GET", "/api/v1/custom-fields", None)
+            .await
+            .body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     // While no contact holds a value the type may change; afterwards it may not.
-    let retyped = call(&app, &admin, "PATCH", &url, Some(json!({"type": "text", "label": "Seat count"}))).await;
-    assert_eq!((retyped.status, retyped.etag.as_deref()), (200, Some("\"2\"")), "{}", retyped.body);
-    let c = create(&app, &member, json!({"firstName": "A", "lastName": "B", "customFields": {"seats": "a dozen"}})).await;
-    assert_problem(&call(&app, &admin, "PATCH", &url, Some(json!({"type": "number"}))).await, 409, "field_type_in_use");
-    assert_problem(&send(&app, &admin, "PATCH", &url, Some(json!({"label": "L"})), &[("If-Match", "\"1\"")]).await, 412, "version_mismatch");
+    let retyped = call(
+        &app,
+        &admin,
+        "PATCH",
+        &url,
+        Some(json!({"type": "text", "label": "Seat count"})),
+    )
+    .await;
+    assert_eq!(
+        (retyped.status, retyped.etag.as_deref()),
+        (200, Some("\"2\"")),
+        "{}",
+        retyped.body
+    );
+    let c = create(
+        &app,
+        &member,
+        json!({"firstName": "A", "lastName": "B", "customFields": {"seats": "a dozen"}}),
+    )
+    .await;
+    assert_problem(
+        &call(&app, &admin, "PATCH", &url, Some(json!({"type": "number"}))).await,
+        409,
+        "field_type_in_use",
+    );
+    assert_problem(
+        &send(
+            &app,
+            &admin,
+            "PATCH",
+            &url,
+            Some(json!({"label": "L"})),
+            &[("If-Match", "\"1\"")],
+        )
+        .await,
+        412,
+        "version_mismatch",
+    );
 
     // Deleting the definition removes every value.
     assert_eq!(call(&app, &owner, "DELETE", &url, None).await.status, 204);
-    let contact = call(&app, &member, "GET", &format!("/api/v1/contacts/{}", c["id"].as_str().unwrap()), None).await;
+    let contact = call(
+        &app,
+        &member,
+        "GET",
+        &format!("/api/v1/contacts/{}", c["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
     assert_eq!(contact.body["customFields"], json!({}));
     assert_eq!(contact.etag.as_deref(), Some("\"2\""));
-    assert_problem(&call(&app, &owner, "GET", &url, None).await, 404, "not_found");
+    assert_problem(
+        &call(&app, &owner, "GET", &url, None).await,
+        404,
+        "not_found",
+    );
     let stranger = app.signup("stranger@else.io").await;
-    assert_problem(&call(&app, &stranger, "DELETE", &url, None).await, 404, "not_found");
+    assert_problem(
+        &call(&app, &stranger, "DELETE", &url, None).await,
+        404,
+        "not_found",
+    );
 }
 
 #[tokio::test]
 async fn tags_counts_rename_merge_and_delete() {
     let app = TestApp::spawn().await;
     let owner = app.signup("owner@tags.io").await;
-    let a = create(&app, &owner, json!({"firstName": "A", "lastName": "A", "tags": ["hot", "vip"]})).await;
-    create(&app, &owner, json!({"firstName": "B", "lastName": "B", "tags": ["hot"]})).await;
-    create(&app, &owner, json!({"firstName": "C", "lastName": "C", "tags": ["vip"]})).await;
+    let a = create(
+        &app,
+        &owner,
+        json!({"firstName": "A", "lastName": "A", "tags": ["hot", "vip"]}),
+    )
+    .await;
+    create(
+        &app,
+        &owner,
+        json!({"firstName": "B", "lastName": "B", "tags": ["hot"]}),
+    )
+    .await;
+    create(
+        &app,
+        &owner,
+        json!({"firstName": "C", "lastName": "C", "tags": ["vip"]}),
+    )
+    .await;
     let list = call(&app, &owner, "GET", "/api/v1/tags", None).await;
-    assert_eq!(list.body["data"], json!([{"name": "hot", "count": 2}, {"name": "vip", "count": 2}]));
-    let renamed = call(&app, &owner, "PATCH", "/api/v1/tags/hot", Some(json!({"name": "VIP"}))).await;
+    assert_eq!(
+        list.body["data"],
+        json!([{"name": "hot", "count": 2}, {"name": "vip", "count": 2}])
+    );
+    let renamed = call(
+        &app,
+        &owner,
+        "PATCH",
+        "/api/v1/tags/hot",
+        Some(json!({"name": "VIP"})),
+    )
+    .await;
     assert_eq!(renamed.status, 200, "{}", renamed.body);
     assert_eq!(renamed.body, json!({"name": "vip", "contactsUpdated": 2}));
-    assert_eq!(call(&app, &owner, "GET", "/api/v1/tags", None).await.body["data"], json!([{"name": "vip", "count": 3}]));
-    let a = call(&app, &owner, "GET", &format!("/api/v1/contacts/{}", a["id"].as_str().unwrap()), None).await;
+    assert_eq!(
+        call(&app, &owner, "GET", "/api/v1/tags", None).await.body["data"],
+        json!([{"name": "vip", "count": 3}])
+    );
+    let a = call(
+        &app,
+        &owner,
+        "GET",
+        &format!("/api/v1/contacts/{}", a["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
     assert_eq!(a.body["tags"], json!(["vip"]));
-    assert_problem(&call(&app, &owner, "PATCH", "/api/v1/tags/nope", Some(json!({"name": "x"}))).await, 404, "not_found");
-    assert_problem(&call(&app, &owner, "PATCH", "/api/v1/tags/vip", Some(json!({"name": " "}))).await, 422, "validation_failed");
-    assert_eq!(call(&app, &owner, "DELETE", "/api/v1/tags/vip", None).await.status, 204);
-    assert_eq!(call(&app, &owner, "GET", "/api/v1/tags", None).await.body["data"], json!([]));
-    assert_problem(&call(&app, &owner, "DELETE", "/api/v1/tags/vip", None).await, 404, "not_found");
+    assert_problem(
+        &call(
+            &app,
+            &owner,
+            "PATCH",
+            "/api/v1/tags/nope",
+            Some(json!({"name": "x"})),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    assert_problem(
+        &call(
+            &app,
+            &owner,
+            "PATCH",
+            "/api/v1/tags/vip",
+            Some(json!({"name": " "})),
+        )
+        .await,
+        422,
+        "validation_failed",
+    );
+    assert_eq!(
+        call(&app, &owner, "DELETE", "/api/v1/tags/vip", None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        call(&app, &owner, "GET", "/api/v1/tags", None).await.body["data"],
+        json!([])
+    );
+    assert_problem(
+        &call(&app, &owner, "DELETE", "/api/v1/tags/vip", None).await,
+        404,
+        "not_found",
+    );
 }
 
 #[tokio::test]
@@ -405,22 +950,75 @@ async fn batches_report_each_item_and_timelines_exist() {
     )
     .await;
     assert_eq!(res.status, 200, "{}", res.body);
-    let statuses: Vec<u64> = res.body["results"].as_array().unwrap().iter().map(|r| r["status"].as_u64().unwrap()).collect();
+    let statuses: Vec<u64> = res.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
     assert_eq!(statuses, [201, 422, 409, 200, 412, 404]);
     assert_eq!(res.body["results"][3]["data"]["company"], "Acme");
     assert_eq!(res.body["results"][1]["error"]["code"], "validation_failed");
     assert_eq!(count(&app, "SELECT count(*) AS n FROM contacts").await, 2);
 
-    let too_many: Vec<Value> = (0..101).map(|i| json!({"op": "create", "data": {"firstName": format!("N{i}"), "lastName": "X"}})).collect();
-    assert_problem(&call(&app, &owner, "POST", "/api/v1/contacts/batch", Some(json!({"items": too_many}))).await, 422, "validation_failed");
-    assert_problem(&call(&app, &owner, "POST", "/api/v1/contacts/batch", Some(json!({"items": [{"op": "explode"}]}))).await, 400, "invalid_body");
+    let too_many: Vec<Value> = (0..101)
+        .map(|i| json!({"op": "create", "data": {"firstName": format!("N{i}"), "lastName": "X"}}))
+        .collect();
+    assert_problem(
+        &call(
+            &app,
+            &owner,
+            "POST",
+            "/api/v1/contacts/batch",
+            Some(json!({"items": too_many})),
+        )
+        .await,
+        422,
+        "validation_failed",
+    );
+    assert_problem(
+        &call(
+            &app,
+            &owner,
+            "POST",
+            "/api/v1/contacts/batch",
+            Some(json!({"items": [{"op": "explode"}]})),
+        )
+        .await,
+        400,
+        "invalid_body",
+    );
     assert_eq!(count(&app, "SELECT count(*) AS n FROM contacts").await, 2);
 
-    let timeline = call(&app, &owner, "GET", &format!("/api/v1/contacts/{}/timeline", id.as_str().unwrap()), None).await;
+    let timeline = call(
+        &app,
+        &owner,
+        "GET",
+        &format!("/api/v1/contacts/{}/timeline", id.as_str().unwrap()),
+        None,
+    )
+    .await;
     assert_eq!(timeline.status, 200);
     assert_eq!(timeline.body, json!({"data": [], "nextCursor": null}));
-    let forged = call(&app, &owner, "GET", &format!("/api/v1/contacts/{}/timeline?cursor=abc.def", id.as_str().unwrap()), None).await;
+    let forged = call(
+        &app,
+        &owner,
+        "GET",
+        &format!(
+            "/api/v1/contacts/{}/timeline?cursor=abc.def",
+            id.as_str().unwrap()
+        ),
+        None,
+    )
+    .await;
     assert_problem(&forged, 400, "invalid_cursor");
-    let missing = call(&app, &owner, "GET", &format!("/api/v1/contacts/{}/timeline", uuid::Uuid::now_v7()), None).await;
+    let missing = call(
+        &app,
+        &owner,
+        "GET",
+        &format!("/api/v1/contacts/{}/timeline", uuid::Uuid::now_v7()),
+        None,
+    )
+    .await;
     assert_problem(&missing, 404, "not_found");
 }

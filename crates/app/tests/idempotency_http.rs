@@ -43,10 +43,20 @@ struct Count {
 
 async fn count(app: &TestApp, sql: &str) -> i64 {
     let mut conn = app.pool.get().await.unwrap();
-    diesel::sql_query(sql).get_result::<Count>(&mut conn).await.unwrap().n
+    diesel::sql_query(sql)
+        .get_result::<Count>(&mut conn)
+        .await
+        .unwrap()
+        .n
 }
 
-async fn post(app: &TestApp, user: &TestUser, path: &str, key: &str, body: &Value) -> reqwest::Response {
+async fn post(
+    app: &TestApp,
+    user: &TestUser,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> reqwest::Response {
     reqwest::Client::new()
         .post(app.url(path))
         .bearer_auth(&user.access_token)
@@ -65,7 +75,10 @@ async fn same_key_same_body_replays_the_first_response() {
     let first = post(&app, &owner, "/api/v1/contacts", "create-ada", &body).await;
     assert_eq!(first.status().as_u16(), 201);
     assert!(first.headers().get("idempotent-replayed").is_none());
-    let (location, etag) = (first.headers()["location"].clone(), first.headers()["etag"].clone());
+    let (location, etag) = (
+        first.headers()["location"].clone(),
+        first.headers()["etag"].clone(),
+    );
     let first_body = first.bytes().await.unwrap();
 
     let again = post(&app, &owner, "/api/v1/contacts", "create-ada", &body).await;
@@ -74,12 +87,30 @@ async fn same_key_same_body_replays_the_first_response() {
     assert_eq!(again.headers()["location"], location);
     assert_eq!(again.headers()["etag"], etag);
     assert_eq!(again.headers()["content-type"], "application/json");
-    assert_eq!(again.bytes().await.unwrap(), first_body, "byte-identical body");
+    assert_eq!(
+        again.bytes().await.unwrap(),
+        first_body,
+        "byte-identical body"
+    );
     assert_eq!(count(&app, "SELECT count(*) AS n FROM contacts").await, 1);
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM events WHERE type = 'contact.created'").await, 1);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM events WHERE type = 'contact.created'"
+        )
+        .await,
+        1
+    );
 
     // The same key with another body: 422, nothing written.
-    let other = post(&app, &owner, "/api/v1/contacts", "create-ada", &json!({"firstName": "Bob", "lastName": "B"})).await;
+    let other = post(
+        &app,
+        &owner,
+        "/api/v1/contacts",
+        "create-ada",
+        &json!({"firstName": "Bob", "lastName": "B"}),
+    )
+    .await;
     assert_eq!(other.status().as_u16(), 422);
     assert_eq!(other.headers()["content-type"], "application/problem+json");
     let problem: Value = other.json().await.unwrap();
@@ -91,7 +122,13 @@ async fn same_key_same_body_replays_the_first_response() {
     let conflict = post(&app, &owner, "/api/v1/contacts", "dup-1", &dup).await;
     assert_eq!(conflict.status().as_u16(), 409);
     let replayed = post(&app, &owner, "/api/v1/contacts", "dup-1", &dup).await;
-    assert_eq!((replayed.status().as_u16(), replayed.headers()["idempotent-replayed"].to_str().unwrap()), (409, "true"));
+    assert_eq!(
+        (
+            replayed.status().as_u16(),
+            replayed.headers()["idempotent-replayed"].to_str().unwrap()
+        ),
+        (409, "true")
+    );
 
     // Keys belong to their caller: another user's identical key is a new request.
     let other_user = app.signup("other@idem.io").await;
@@ -100,13 +137,29 @@ async fn same_key_same_body_replays_the_first_response() {
     assert!(theirs.headers().get("idempotent-replayed").is_none());
 
     // Malformed keys are refused before anything runs.
-    let long = post(&app, &owner, "/api/v1/contacts", &"k".repeat(256), &json!({"firstName": "L", "lastName": "K"})).await;
+    let long = post(
+        &app,
+        &owner,
+        "/api/v1/contacts",
+        &"k".repeat(256),
+        &json!({"firstName": "L", "lastName": "K"}),
+    )
+    .await;
     assert_eq!(long.status().as_u16(), 400);
-    assert_eq!(long.json::<Value>().await.unwrap()["code"], "invalid_idempotency_key");
+    assert_eq!(
+        long.json::<Value>().await.unwrap()["code"],
+        "invalid_idempotency_key"
+    );
     assert_eq!(count(&app, "SELECT count(*) AS n FROM contacts").await, 2);
 
     // Without a key, nothing changes: each POST is its own.
-    let plain = reqwest::Client::new().post(app.url("/api/v1/contacts")).bearer_auth(&owner.access_token).json(&json!({"firstName": "N", "lastName": "K"})).send().await.unwrap();
+    let plain = reqwest::Client::new()
+        .post(app.url("/api/v1/contacts"))
+        .bearer_auth(&owner.access_token)
+        .json(&json!({"firstName": "N", "lastName": "K"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(plain.status().as_u16(), 201);
 }
 
@@ -121,15 +174,28 @@ async fn a_concurrent_duplicate_gets_409_and_server_errors_release_the_key() {
     });
     assert_eq!(a.status().as_u16(), 201);
     assert_eq!(b.status().as_u16(), 409);
-    assert_eq!(b.json::<Value>().await.unwrap()["code"], "idempotency_key_in_flight");
+    assert_eq!(
+        b.json::<Value>().await.unwrap()["code"],
+        "idempotency_key_in_flight"
+    );
     // Once finished, the duplicate replays.
     let c = post(&app, &owner, "/__test/slow", "race", &body).await;
-    assert_eq!((c.status().as_u16(), c.headers()["idempotent-replayed"].to_str().unwrap()), (201, "true"));
+    assert_eq!(
+        (
+            c.status().as_u16(),
+            c.headers()["idempotent-replayed"].to_str().unwrap()
+        ),
+        (201, "true")
+    );
 
     let first = post(&app, &owner, "/__test/flaky", "retry-me", &body).await;
     assert_eq!(first.status().as_u16(), 503);
     let second = post(&app, &owner, "/__test/flaky", "retry-me", &body).await;
-    assert_eq!(second.status().as_u16(), 200, "a 5xx is not remembered: the retry runs");
+    assert_eq!(
+        second.status().as_u16(),
+        200,
+        "a 5xx is not remembered: the retry runs"
+    );
     assert!(second.headers().get("idempotent-replayed").is_none());
     assert_eq!(AtomicUsize::load(&FLAKY_CALLS, Ordering::SeqCst), 2);
 }

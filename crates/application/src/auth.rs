@@ -216,6 +216,20 @@ where
         })
     }
 
+    fn default_pipeline(&self) -> Result<nexus_domain::pipeline::Pipeline, AppError> {
+        use nexus_domain::pipeline::{Pipeline, default_stages, validate_definition};
+        let (name, stages) = validate_definition("Sales", default_stages(), || {
+            nexus_domain::StageId::from_uuid(self.p.ids.new_id())
+        })
+        .map_err(|_| AppError::Store(anyhow::anyhow!("the default pipeline is invalid").into()))?;
+        Ok(Pipeline {
+            id: nexus_domain::PipelineId::from_uuid(self.p.ids.new_id()),
+            name,
+            is_default: true,
+            stages,
+        })
+    }
+
     fn member_joined(&self, org: OrgId, user: UserId, role: Role, email: &str) -> DomainEvent {
         DomainEvent {
             id: EventId::from_uuid(self.p.ids.new_id()),
@@ -299,6 +313,7 @@ where
             slug_stem: org_name.slug_stem(),
             session: session.clone(),
             events: vec![event],
+            default_pipeline: self.default_pipeline()?,
         };
         match self.p.identity.register(registration).await {
             Ok(_slug) => self.tokens(&session, refresh, Role::Owner),
@@ -697,5 +712,227 @@ where
     }
     fn seed_owner(&self, cmd: RegisterCommand) -> Fut<'_, IssuedTokens> {
         Box::pin(self.create_owner(cmd, ClientMeta::default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use nexus_ports::clock::MockClock;
+    use nexus_ports::identity::MockIdentityStore;
+    use nexus_ports::ids::MockIdGenerator;
+    use nexus_ports::security::{
+        MockMailer, MockPasswordHasher, MockRateLimiter, MockSecretGenerator, MockTokenCodec,
+    };
+    use nexus_ports::team::{ApiKeyRecord, MockTeamStore};
+
+    use super::*;
+
+    type Mocked = AuthService<
+        MockIdentityStore,
+        MockTeamStore,
+        MockPasswordHasher,
+        MockTokenCodec,
+        MockSecretGenerator,
+        MockRateLimiter,
+        MockMailer,
+        MockClock,
+        MockIdGenerator,
+    >;
+
+    /// Mocks with no expectations: any call a test did not ask for fails it.
+    fn ports() -> AuthPorts<
+        MockIdentityStore,
+        MockTeamStore,
+        MockPasswordHasher,
+        MockTokenCodec,
+        MockSecretGenerator,
+        MockRateLimiter,
+        MockMailer,
+        MockClock,
+        MockIdGenerator,
+    > {
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(Utc::now);
+        let mut ids = MockIdGenerator::new();
+        ids.expect_new_id().returning(uuid::Uuid::now_v7);
+        AuthPorts {
+            identity: MockIdentityStore::new(),
+            team: MockTeamStore::new(),
+            hasher: MockPasswordHasher::new(),
+            tokens: MockTokenCodec::new(),
+            secrets: MockSecretGenerator::new(),
+            limiter: MockRateLimiter::new(),
+            mailer: MockMailer::new(),
+            clock,
+            ids,
+        }
+    }
+
+    fn service(
+        p: AuthPorts<
+            MockIdentityStore,
+            MockTeamStore,
+            MockPasswordHasher,
+            MockTokenCodec,
+            MockSecretGenerator,
+            MockRateLimiter,
+            MockMailer,
+            MockClock,
+            MockIdGenerator,
+        >,
+    ) -> Mocked {
+        AuthService::new(p, AuthSettings::default())
+    }
+
+    fn meta() -> ClientMeta {
+        ClientMeta {
+            ip: Some("192.0.2.7".into()),
+            user_agent: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn registration_reports_every_bad_field_before_hashing_or_writing() {
+        let mut p = ports();
+        p.limiter
+            .expect_hit()
+            .times(1)
+            .returning(|_, _, _| Box::pin(async { Ok(RateDecision::Allowed) }));
+        let cmd = RegisterCommand {
+            email: "nope".into(),
+            password: "short".into(),
+            name: String::new(),
+            organization_name: "x".repeat(101),
+        };
+        let Err(AppError::Validation(issues)) = service(p).register(cmd, meta()).await else {
+            panic!("expected 422")
+        };
+        let fields: Vec<_> = issues.iter().map(|i| i.field.as_str()).collect();
+        assert_eq!(fields, ["email", "password", "name", "organizationName"]);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_email_costs_a_full_verification_and_counts_as_a_failure() {
+        let mut p = ports();
+        p.limiter
+            .expect_peek()
+            .times(2)
+            .returning(|_, _, _| Box::pin(async { Ok(RateDecision::Allowed) }));
+        p.identity
+            .expect_user_by_email()
+            .times(1)
+            .returning(|_| Box::pin(async { Ok(None) }));
+        p.hasher
+            .expect_verify()
+            .withf(|_, hash| hash.is_none())
+            .times(1)
+            .returning(|_, _| Box::pin(async { Ok(false) }));
+        p.limiter
+            .expect_hit()
+            .withf(|key, _, _| {
+                key == "login:email:ghost@example.com" || key == "login:ip:192.0.2.7"
+            })
+            .times(2)
+            .returning(|_, _, _| Box::pin(async { Ok(RateDecision::Allowed) }));
+        let result = service(p)
+            .login(
+                "Ghost@Example.com".into(),
+                "whatever-password".into(),
+                meta(),
+            )
+            .await;
+        assert!(matches!(result, Err(AppError::InvalidCredentials)));
+    }
+
+    #[tokio::test]
+    async fn a_throttled_account_is_refused_before_any_password_check() {
+        let mut p = ports();
+        p.limiter.expect_peek().times(1).returning(|_, _, _| {
+            Box::pin(async {
+                Ok(RateDecision::Limited {
+                    retry_after: Duration::from_secs(42),
+                })
+            })
+        });
+        let result = service(p)
+            .login("a@b.co".into(), "password123".into(), meta())
+            .await;
+        assert!(
+            matches!(result, Err(AppError::RateLimited { retry_after }) if retry_after.as_secs() == 42)
+        );
+    }
+
+    #[tokio::test]
+    async fn reuse_of_a_refresh_token_is_reported_as_such() {
+        let mut p = ports();
+        p.secrets.expect_token().returning(|| "replacement".into());
+        p.identity
+            .expect_rotate_refresh()
+            .times(1)
+            .returning(|_, _, _| Box::pin(async { Ok(RotateOutcome::Reused) }));
+        let result = service(p).refresh("old".into()).await;
+        assert!(matches!(
+            result,
+            Err(AppError::Unauthenticated("refresh_token_reused"))
+        ));
+    }
+
+    #[tokio::test]
+    async fn revoked_and_expired_api_keys_are_refused() {
+        for (revoked, expired, code) in [
+            (true, false, "api_key_revoked"),
+            (false, true, "api_key_expired"),
+        ] {
+            let mut p = ports();
+            p.team.expect_use_api_key().times(1).returning(move |_| {
+                let now = Utc::now();
+                Box::pin(async move {
+                    Ok(Some(ApiKeyRecord {
+                        id: ApiKeyId::from_uuid(uuid::Uuid::now_v7()),
+                        org_id: OrgId::from_uuid(uuid::Uuid::now_v7()),
+                        name: "k".into(),
+                        prefix: "nx_live_abcdef".into(),
+                        role: Role::Admin,
+                        created_by: UserId::from_uuid(uuid::Uuid::now_v7()),
+                        created_at: now,
+                        expires_at: expired.then(|| now - chrono::Duration::seconds(1)),
+                        last_used_at: None,
+                        revoked_at: revoked.then_some(now),
+                    }))
+                })
+            });
+            let result = service(p).authenticate("nx_live_secret".into()).await;
+            assert!(
+                matches!(result, Err(AppError::Unauthenticated(c)) if c == code),
+                "{code}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_valid_token_of_a_revoked_session_is_refused() {
+        let mut p = ports();
+        p.tokens.expect_verify().returning(|_| {
+            Ok(AccessClaims {
+                user_id: UserId::from_uuid(uuid::Uuid::now_v7()),
+                org_id: OrgId::from_uuid(uuid::Uuid::now_v7()),
+                role: Role::Owner,
+                session_id: SessionId::from_uuid(uuid::Uuid::now_v7()),
+                token_id: uuid::Uuid::now_v7(),
+                issued_at: Utc::now(),
+                expires_at: Utc::now(),
+            })
+        });
+        p.identity
+            .expect_session_role()
+            .times(1)
+            .returning(|_, _, _| Box::pin(async { Ok(None) }));
+        let result = service(p).authenticate("eyJ.a.b".into()).await;
+        assert!(matches!(
+            result,
+            Err(AppError::Unauthenticated("session_revoked"))
+        ));
     }
 }

@@ -26,7 +26,12 @@ pub const MAX_KEY_LEN: usize = 255;
 pub trait IdempotencyUseCases: Send + Sync + 'static {
     /// # Errors
     /// 400 for a malformed key, 422 `idempotency_key_reused`, 409 `idempotency_key_in_flight`.
-    fn begin(&self, actor: Actor, key: String, request_hash: Vec<u8>) -> Fut<'_, Option<StoredResponse>>;
+    fn begin(
+        &self,
+        actor: Actor,
+        key: String,
+        request_hash: Vec<u8>,
+    ) -> Fut<'_, Option<StoredResponse>>;
     fn finish(&self, actor: Actor, key: String, response: StoredResponse) -> Fut<'_, ()>;
     fn abandon(&self, actor: Actor, key: String) -> Fut<'_, ()>;
 }
@@ -68,12 +73,24 @@ impl<S: IdempotencyStore, C: Clock> IdempotencyService<S, C> {
     ///
     /// # Errors
     /// See [`IdempotencyUseCases::begin`].
-    pub async fn begin(&self, actor: Actor, key: String, request_hash: Vec<u8>) -> Result<Option<StoredResponse>, AppError> {
+    pub async fn begin(
+        &self,
+        actor: Actor,
+        key: String,
+        request_hash: Vec<u8>,
+    ) -> Result<Option<StoredResponse>, AppError> {
         check_key(&key)?;
         let now = self.clock.now();
         let claim = self
             .store
-            .claim(&scope(&actor), &key, &request_hash, now, now - ago(KEY_TTL), now - ago(ABANDON_AFTER))
+            .claim(
+                &scope(&actor),
+                &key,
+                &request_hash,
+                now,
+                now - ago(KEY_TTL),
+                now - ago(ABANDON_AFTER),
+            )
             .await?;
         match claim {
             Claim::Fresh => Ok(None),
@@ -92,7 +109,12 @@ impl<S: IdempotencyStore, C: Clock> IdempotencyService<S, C> {
 
     /// # Errors
     /// Storage failures.
-    pub async fn finish(&self, actor: Actor, key: String, response: StoredResponse) -> Result<(), AppError> {
+    pub async fn finish(
+        &self,
+        actor: Actor,
+        key: String,
+        response: StoredResponse,
+    ) -> Result<(), AppError> {
         Ok(self.store.complete(&scope(&actor), &key, &response).await?)
     }
 
@@ -104,7 +126,12 @@ impl<S: IdempotencyStore, C: Clock> IdempotencyService<S, C> {
 }
 
 impl<S: IdempotencyStore, C: Clock> IdempotencyUseCases for IdempotencyService<S, C> {
-    fn begin(&self, actor: Actor, key: String, request_hash: Vec<u8>) -> Fut<'_, Option<StoredResponse>> {
+    fn begin(
+        &self,
+        actor: Actor,
+        key: String,
+        request_hash: Vec<u8>,
+    ) -> Fut<'_, Option<StoredResponse>> {
         Box::pin(Self::begin(self, actor, key, request_hash))
     }
     fn finish(&self, actor: Actor, key: String, response: StoredResponse) -> Fut<'_, ()> {
@@ -127,7 +154,10 @@ mod tests {
 
     fn actor() -> Actor {
         Actor {
-            principal: Principal::User { user_id: UserId::from_uuid(Uuid::now_v7()), session_id: SessionId::from_uuid(Uuid::now_v7()) },
+            principal: Principal::User {
+                user_id: UserId::from_uuid(Uuid::now_v7()),
+                session_id: SessionId::from_uuid(Uuid::now_v7()),
+            },
             org_id: OrgId::from_uuid(Uuid::now_v7()),
             role: Role::Member,
         }
@@ -147,7 +177,11 @@ mod tests {
         let mut answers = vec![
             Claim::InFlight,
             Claim::Mismatch,
-            Claim::Replay(StoredResponse { status: 201, headers: vec![], body: b"{}".to_vec() }),
+            Claim::Replay(StoredResponse {
+                status: 201,
+                headers: vec![],
+                body: b"{}".to_vec(),
+            }),
             Claim::Fresh,
         ];
         store
@@ -168,16 +202,32 @@ mod tests {
         let begin = || s.begin(a, "k-1".into(), b"h".to_vec());
         assert_eq!(begin().await.unwrap(), None);
         assert_eq!(begin().await.unwrap().unwrap().status, 201);
-        let Err(AppError::Validation(issues)) = begin().await else { panic!("mismatch is a 422") };
+        let Err(AppError::Validation(issues)) = begin().await else {
+            panic!("mismatch is a 422")
+        };
         assert_eq!(issues[0].code, "idempotency_key_reused");
-        assert!(matches!(begin().await, Err(AppError::Conflict { code: "idempotency_key_in_flight", .. })));
+        assert!(matches!(
+            begin().await,
+            Err(AppError::Conflict {
+                code: "idempotency_key_in_flight",
+                ..
+            })
+        ));
     }
 
     #[tokio::test]
     async fn malformed_keys_never_reach_the_store() {
         let s = service(MockIdempotencyStore::new());
-        for bad in [String::new(), "x".repeat(256), "with space".into(), "ünïcode".into()] {
-            assert!(matches!(s.begin(actor(), bad, vec![]).await, Err(AppError::Validation(_))));
+        for bad in [
+            String::new(),
+            "x".repeat(256),
+            "with space".into(),
+            "ünïcode".into(),
+        ] {
+            assert!(matches!(
+                s.begin(actor(), bad, vec![]).await,
+                Err(AppError::Validation(_))
+            ));
         }
     }
 }

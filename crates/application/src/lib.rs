@@ -7,11 +7,13 @@ pub mod contacts;
 pub mod error;
 pub mod health;
 pub mod idempotency;
+pub mod sales;
 pub mod team;
 
 pub use auth::{AuthService, AuthSettings, AuthUseCases, ClientMeta, IssuedTokens};
 pub use contacts::{ContactService, ContactUseCases};
 pub use error::{AppError, FieldIssue};
-pub use idempotency::{IdempotencyService, IdempotencyUseCases};
 pub use health::{HealthService, HealthUseCases, Readiness};
+pub use idempotency::{IdempotencyService, IdempotencyUseCases};
+pub use sales::{SalesService, SalesUseCases};
 pub use team::{TeamService, TeamUseCases};

@@ -81,6 +81,22 @@ id_type!(
     /// A custom field definition of an organization.
     CustomFieldId
 );
+id_type!(
+    /// A sales pipeline of an organization.
+    PipelineId
+);
+id_type!(
+    /// A stage of a pipeline.
+    StageId
+);
+id_type!(
+    /// A deal (opportunity) moving through a pipeline.
+    DealId
+);
+id_type!(
+    /// An activity: a call, email, meeting, note, task or a system entry.
+    ActivityId
+);
 
 #[cfg(test)]
 mod tests {

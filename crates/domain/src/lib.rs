@@ -3,14 +3,18 @@
 //! Nothing in this crate performs IO, spawns tasks or reads the clock: callers pass
 //! `now` and fresh ids in, so every rule is testable as a plain function.
 
+pub mod activity;
 pub mod actor;
 pub mod contact;
 pub mod custom_field;
+pub mod deal;
 pub mod event;
 pub mod ids;
 pub mod membership;
 pub mod merge_patch;
+pub mod money;
 pub mod organization;
+pub mod pipeline;
 pub mod rbac;
 pub mod validation;
 pub mod values;
@@ -18,7 +22,8 @@ pub mod values;
 pub use actor::{Actor, Forbidden, Principal};
 pub use event::{DomainEvent, EventActor, EventType};
 pub use ids::{
-    ApiKeyId, ContactId, CustomFieldId, EventId, InvitationId, OrgId, SessionId, UserId,
+    ActivityId, ApiKeyId, ContactId, CustomFieldId, DealId, EventId, InvitationId, OrgId,
+    PipelineId, SessionId, StageId, UserId,
 };
 pub use rbac::{Action, Resource, Role};
 pub use validation::FieldIssue;

@@ -51,11 +51,20 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// Storage failures.
-    fn complete(&self, scope: &str, key: &str, response: &StoredResponse) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn complete(
+        &self,
+        scope: &str,
+        key: &str,
+        response: &StoredResponse,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Forgets a claim whose request failed in a way worth retrying (a 5xx).
     ///
     /// # Errors
     /// Storage failures.
-    fn release(&self, scope: &str, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn release(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

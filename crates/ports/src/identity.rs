@@ -58,6 +58,8 @@ pub struct Registration {
     pub slug_stem: String,
     pub session: NewSession,
     pub events: Vec<DomainEvent>,
+    /// The organization's first pipeline, created in the same transaction.
+    pub default_pipeline: nexus_domain::pipeline::Pipeline,
 }
 
 #[derive(Debug, thiserror::Error)]

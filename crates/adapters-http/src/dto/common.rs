@@ -24,3 +24,16 @@ pub struct Money {
     #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
     pub currency: String,
 }
+
+/// For merge-patch fields: a present key (even `null`) becomes `Some(..)`, so "absent"
+/// (unchanged) and `null` (cleared) stay distinguishable.
+///
+/// # Errors
+/// When the value does not deserialize as `T`.
+pub fn present<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}

@@ -97,7 +97,11 @@ impl From<Contact> for ContactDto {
             first_name: f.first_name.as_str().to_owned(),
             last_name: f.last_name.as_str().to_owned(),
             email: f.email.map(|e| e.as_str().to_owned()),
-            phone_e164: f.phone.as_ref().and_then(PhoneNumber::e164).map(str::to_owned),
+            phone_e164: f
+                .phone
+                .as_ref()
+                .and_then(PhoneNumber::e164)
+                .map(str::to_owned),
             phone: f.phone.map(|p| p.as_str().to_owned()),
             company: f.company.map(|c| c.as_str().to_owned()),
             lifecycle_stage: f.lifecycle_stage.into(),
@@ -172,7 +176,12 @@ pub struct TimelineEntryDto {
 
 impl From<TimelineEntry> for TimelineEntryDto {
     fn from(e: TimelineEntry) -> Self {
-        Self { id: e.id, kind: e.kind, occurred_at: e.occurred_at, summary: e.summary }
+        Self {
+            id: e.id,
+            kind: e.kind,
+            occurred_at: e.occurred_at,
+            summary: e.summary,
+        }
     }
 }
 

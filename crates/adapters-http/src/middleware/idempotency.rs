@@ -24,15 +24,20 @@ pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED: &str = "idempotent-replayed";
 
 /// Response headers worth replaying with the body.
-const KEPT_HEADERS: [header::HeaderName; 3] = [header::CONTENT_TYPE, header::LOCATION, header::ETAG];
+const KEPT_HEADERS: [header::HeaderName; 3] =
+    [header::CONTENT_TYPE, header::LOCATION, header::ETAG];
 
 fn begin_error(err: AppError) -> ApiError {
     match err {
-        AppError::Validation(issues) if issues.iter().any(|i| i.code == "idempotency_key_reused") => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "This Idempotency-Key was used with a different request; use a new key for a new request.",
-        ),
+        AppError::Validation(issues)
+            if issues.iter().any(|i| i.code == "idempotency_key_reused") =>
+        {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used with a different request; use a new key for a new request.",
+            )
+        }
         AppError::Validation(_) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_idempotency_key",
@@ -43,9 +48,18 @@ fn begin_error(err: AppError) -> ApiError {
 }
 
 fn fingerprint(req: &ServiceRequest, body: &[u8]) -> Vec<u8> {
-    let content_type = req.headers().get(header::CONTENT_TYPE).map(|v| v.as_bytes()).unwrap_or_default();
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
     let mut hash = Sha256::new();
-    for part in [req.method().as_str().as_bytes(), req.path().as_bytes(), req.query_string().as_bytes(), content_type] {
+    for part in [
+        req.method().as_str().as_bytes(),
+        req.path().as_bytes(),
+        req.query_string().as_bytes(),
+        content_type,
+    ] {
         hash.update((part.len() as u64).to_be_bytes());
         hash.update(part);
     }
@@ -54,7 +68,8 @@ fn fingerprint(req: &ServiceRequest, body: &[u8]) -> Vec<u8> {
 }
 
 fn replay(req: ServiceRequest, stored: StoredResponse) -> ServiceResponse<BoxBody> {
-    let mut res = HttpResponse::build(StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK));
+    let mut res =
+        HttpResponse::build(StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK));
     for (name, value) in &stored.headers {
         res.insert_header((name.as_str(), value.as_str()));
     }
@@ -62,7 +77,12 @@ fn replay(req: ServiceRequest, stored: StoredResponse) -> ServiceResponse<BoxBod
     req.into_response(res.body(stored.body))
 }
 
-async fn finish(service: &web::Data<dyn IdempotencyUseCases>, actor: Actor, key: String, res: ServiceResponse<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, Error> {
+async fn finish(
+    service: &web::Data<dyn IdempotencyUseCases>,
+    actor: Actor,
+    key: String,
+    res: ServiceResponse<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
     if res.status().is_server_error() {
         if let Err(e) = service.abandon(actor, key).await {
             tracing::warn!(error = %e, "releasing an idempotency key failed");
@@ -80,30 +100,58 @@ async fn finish(service: &web::Data<dyn IdempotencyUseCases>, actor: Actor, key:
     let headers = KEPT_HEADERS
         .iter()
         .filter_map(|name| {
-            res.headers().get(name).and_then(|v| v.to_str().ok()).map(|v| (name.as_str().to_owned(), v.to_owned()))
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| (name.as_str().to_owned(), v.to_owned()))
         })
         .collect();
-    let stored = StoredResponse { status: res.status().as_u16(), headers, body: bytes.to_vec() };
+    let stored = StoredResponse {
+        status: res.status().as_u16(),
+        headers,
+        body: bytes.to_vec(),
+    };
     if let Err(e) = service.finish(actor, key, stored).await {
         // The effect happened and the client gets its answer; only the replay is lost.
         tracing::warn!(error = %e, "storing an idempotent response failed");
     }
-    Ok(ServiceResponse::new(req, res.set_body(bytes).map_into_boxed_body()))
+    Ok(ServiceResponse::new(
+        req,
+        res.set_body(bytes).map_into_boxed_body(),
+    ))
 }
 
-pub async fn middleware(mut req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, Error> {
-    let key = req.headers().get(HEADER).map(|v| v.to_str().map(str::to_owned));
-    let service = req.app_data::<web::Data<dyn IdempotencyUseCases>>().cloned();
+pub async fn middleware(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let key = req
+        .headers()
+        .get(HEADER)
+        .map(|v| v.to_str().map(str::to_owned));
+    let service = req
+        .app_data::<web::Data<dyn IdempotencyUseCases>>()
+        .cloned();
     let (Some(key), Some(service), true) = (key, service, req.method() == Method::POST) else {
-        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
     };
     let Ok(key) = key else {
-        let err = begin_error(AppError::invalid("Idempotency-Key", "invalid_format", "not ASCII"));
+        let err = begin_error(AppError::invalid(
+            "Idempotency-Key",
+            "invalid_format",
+            "not ASCII",
+        ));
         return Ok(req.into_response(err.error_response()));
     };
     // Keys belong to a caller; without credentials the handler answers 401 on its own.
     let Ok(Auth(actor)) = req.extract::<Auth>().await else {
-        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
     };
     let body = req.extract::<web::Bytes>().await?;
     let hash = fingerprint(&req, &body);

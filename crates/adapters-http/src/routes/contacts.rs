@@ -19,13 +19,13 @@ use crate::concurrency::{etag, if_match};
 use crate::cursor::{CursorCodec, CursorScope, invalid_cursor};
 use crate::dto::common::Page;
 use crate::dto::contacts::{
-    BatchItem, BatchItemResult, BatchRequest, BatchResponse, ContactCreateRequest, ContactDto, ContactPatchRequest,
-    LifecycleStageDto, TimelineEntryDto,
+    BatchItem, BatchItemResult, BatchRequest, BatchResponse, ContactCreateRequest, ContactDto,
+    ContactPatchRequest, LifecycleStageDto, TimelineEntryDto,
 };
 use crate::problem::{ApiError, FieldError};
 use crate::responses::{
-    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, ServiceUnavailable, Unauthorized,
-    Unprocessable, UnsupportedMediaType,
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
+    ServiceUnavailable, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 
 type Contacts = web::Data<dyn ContactUseCases>;
@@ -41,7 +41,11 @@ pub(crate) fn write_error(err: AppError) -> ApiError {
         let unknown: Vec<FieldError> = issues
             .iter()
             .filter(|i| i.code == "unknown_field" && !i.field.contains('.'))
-            .map(|i| FieldError { field: i.field.clone(), code: i.code.clone(), message: i.message.clone() })
+            .map(|i| FieldError {
+                field: i.field.clone(),
+                code: i.code.clone(),
+                message: i.message.clone(),
+            })
             .collect();
         if !unknown.is_empty() {
             let mut api = ApiError::new(
@@ -90,7 +94,10 @@ pub async fn create_contact(
     contacts: Contacts,
     body: web::Json<Map<String, Value>>,
 ) -> Result<HttpResponse, ApiError> {
-    let contact = contacts.create(auth.0, body.into_inner()).await.map_err(write_error)?;
+    let contact = contacts
+        .create(auth.0, body.into_inner())
+        .await
+        .map_err(write_error)?;
     Ok(contact_response(StatusCode::CREATED, contact))
 }
 
@@ -109,8 +116,14 @@ pub async fn create_contact(
     )
 )]
 #[get("/contacts/{id}")]
-pub async fn get_contact(auth: Auth, contacts: Contacts, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
-    let contact = contacts.get(auth.0, ContactId::from_uuid(path.into_inner())).await?;
+pub async fn get_contact(
+    auth: Auth,
+    contacts: Contacts,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let contact = contacts
+        .get(auth.0, ContactId::from_uuid(path.into_inner()))
+        .await?;
     Ok(contact_response(StatusCode::OK, contact))
 }
 
@@ -153,7 +166,12 @@ pub async fn update_contact(
     let expected = if_match(&req)?;
     let patch = merge_patch_body(&req, &body)?;
     let contact = contacts
-        .update(auth.0, ContactId::from_uuid(path.into_inner()), patch, expected)
+        .update(
+            auth.0,
+            ContactId::from_uuid(path.into_inner()),
+            patch,
+            expected,
+        )
         .await
         .map_err(write_error)?;
     Ok(contact_response(StatusCode::OK, contact))
@@ -161,8 +179,17 @@ pub async fn update_contact(
 
 /// The body of a PATCH: a JSON object sent as merge-patch or plain JSON.
 fn merge_patch_body(req: &HttpRequest, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     if essence != "application/merge-patch+json" && essence != "application/json" {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -172,8 +199,14 @@ fn merge_patch_body(req: &HttpRequest, body: &[u8]) -> Result<Map<String, Value>
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "A merge patch of a contact is a JSON object.")),
-        Err(e) => Err(ApiError::malformed(format!("The body is not valid JSON: {e}."))),
+        Ok(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "A merge patch of a contact is a JSON object.",
+        )),
+        Err(e) => Err(ApiError::malformed(format!(
+            "The body is not valid JSON: {e}."
+        ))),
     }
 }
 
@@ -203,7 +236,9 @@ pub async fn delete_contact(
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let expected = if_match(&req)?;
-    contacts.delete(auth.0, ContactId::from_uuid(path.into_inner()), expected).await?;
+    contacts
+        .delete(auth.0, ContactId::from_uuid(path.into_inner()), expected)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -226,8 +261,14 @@ pub async fn delete_contact(
     )
 )]
 #[post("/contacts/{id}/restore")]
-pub async fn restore_contact(auth: Auth, contacts: Contacts, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
-    let contact = contacts.restore(auth.0, ContactId::from_uuid(path.into_inner())).await?;
+pub async fn restore_contact(
+    auth: Auth,
+    contacts: Contacts,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let contact = contacts
+        .restore(auth.0, ContactId::from_uuid(path.into_inner()))
+        .await?;
     Ok(contact_response(StatusCode::OK, contact))
 }
 
@@ -272,18 +313,26 @@ struct ListRequest {
 }
 
 fn bad_query(errors: Vec<FieldError>) -> ApiError {
-    let mut err = ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "Some query parameters are invalid.");
+    let mut err = ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+        "Some query parameters are invalid.",
+    );
     err.errors = errors;
     err
 }
 
 fn query_issue(field: &str, code: &str, message: &str) -> FieldError {
-    FieldError { field: field.to_owned(), code: code.to_owned(), message: message.to_owned() }
+    FieldError {
+        field: field.to_owned(),
+        code: code.to_owned(),
+        message: message.to_owned(),
+    }
 }
 
 fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query).map_err(|e| bad_query(vec![query_issue("", "invalid_format", &e.to_string())]))?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|e| bad_query(vec![query_issue("", "invalid_format", &e.to_string())]))?;
     let mut errors = Vec::new();
     let mut filter = ContactFilter::default();
     let mut custom_fields = Vec::new();
@@ -295,7 +344,13 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
     let time = |v: &str, errors: &mut Vec<FieldError>, name: &str| {
         DateTime::parse_from_rfc3339(v)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| errors.push(query_issue(name, "invalid_format", "expected an RFC 3339 timestamp")))
+            .map_err(|_| {
+                errors.push(query_issue(
+                    name,
+                    "invalid_format",
+                    "expected an RFC 3339 timestamp",
+                ))
+            })
             .ok()
     };
     for (key, value) in &pairs {
@@ -313,17 +368,29 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
             },
             "ownerId" => match value.parse::<UserId>() {
                 Ok(id) => filter.owner_id = Some(id),
-                Err(_) => errors.push(query_issue(key, "invalid_format", "expected a user id (UUID)")),
+                Err(_) => errors.push(query_issue(
+                    key,
+                    "invalid_format",
+                    "expected a user id (UUID)",
+                )),
             },
             "createdAfter" => filter.created_after = time(value, &mut errors, key),
             "createdBefore" => filter.created_before = time(value, &mut errors, key),
             "sort" => match Sort::parse(value) {
                 Some(s) => sort = s,
-                None => errors.push(query_issue(key, "invalid_option", "expected [-]createdAt, updatedAt, lastName or leadScore")),
+                None => errors.push(query_issue(
+                    key,
+                    "invalid_option",
+                    "expected [-]createdAt, updatedAt, lastName or leadScore",
+                )),
             },
             "limit" => match value.parse::<u32>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
-                _ => errors.push(query_issue(key, "out_of_range", "expected an integer from 1 to 200")),
+                _ => errors.push(query_issue(
+                    key,
+                    "out_of_range",
+                    "expected an integer from 1 to 200",
+                )),
             },
             "cursor" => cursor = Some(value.clone()),
             "includeTotal" => match value.as_str() {
@@ -332,8 +399,14 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
                 _ => errors.push(query_issue(key, "invalid_type", "expected true or false")),
             },
             other => match other.strip_prefix("customFields.") {
-                Some(field) if !field.is_empty() => custom_fields.push((field.to_owned(), value.clone())),
-                _ => errors.push(query_issue(key, "unknown_parameter", "not a parameter of this list")),
+                Some(field) if !field.is_empty() => {
+                    custom_fields.push((field.to_owned(), value.clone()))
+                }
+                _ => errors.push(query_issue(
+                    key,
+                    "unknown_parameter",
+                    "not a parameter of this list",
+                )),
             },
         }
         if !matches!(key.as_str(), "sort" | "limit" | "cursor" | "includeTotal") {
@@ -345,7 +418,14 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
     }
     canonical.sort();
     Ok(ListRequest {
-        request: ListContacts { filter, custom_fields, sort, limit, after: None, include_total },
+        request: ListContacts {
+            filter,
+            custom_fields,
+            sort,
+            limit,
+            after: None,
+            include_total,
+        },
         cursor,
         filters: canonical.join("&"),
     })
@@ -375,8 +455,17 @@ pub async fn list_contacts(
     contacts: Contacts,
     cursors: Cursors,
 ) -> Result<web::Json<Page<ContactDto>>, ApiError> {
-    let ListRequest { mut request, cursor, filters } = parse_list(req.query_string())?;
-    let scope = CursorScope { org: auth.0.org_id, list: "contacts", sort: request.sort.as_param(), filters };
+    let ListRequest {
+        mut request,
+        cursor,
+        filters,
+    } = parse_list(req.query_string())?;
+    let scope = CursorScope {
+        org: auth.0.org_id,
+        list: "contacts",
+        sort: request.sort.as_param(),
+        filters,
+    };
     if let Some(raw) = &cursor {
         let keyset = cursors.decode(&scope, raw)?;
         if !keyset.fits(request.sort.field) {
@@ -386,7 +475,14 @@ pub async fn list_contacts(
     }
     let page = contacts.list(auth.0, request).await.map_err(|e| match e {
         AppError::Validation(issues) => bad_query(
-            issues.into_iter().map(|i| FieldError { field: i.field, code: i.code, message: i.message }).collect(),
+            issues
+                .into_iter()
+                .map(|i| FieldError {
+                    field: i.field,
+                    code: i.code,
+                    message: i.message,
+                })
+                .collect(),
         ),
         other => other.into(),
     })?;
@@ -439,17 +535,38 @@ pub async fn contact_timeline(
         match key.as_str() {
             "limit" => match value.parse::<u32>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
-                _ => return Err(bad_query(vec![query_issue(key, "out_of_range", "expected an integer from 1 to 200")])),
+                _ => {
+                    return Err(bad_query(vec![query_issue(
+                        key,
+                        "out_of_range",
+                        "expected an integer from 1 to 200",
+                    )]));
+                }
             },
             "cursor" => {
-                let scope = CursorScope { org: auth.0.org_id, list: "timeline", sort: "-occurredAt".into(), filters: id.to_string() };
+                let scope = CursorScope {
+                    org: auth.0.org_id,
+                    list: "timeline",
+                    sort: "-occurredAt".into(),
+                    filters: id.to_string(),
+                };
                 cursors.decode(&scope, value)?;
             }
-            _ => return Err(bad_query(vec![query_issue(key, "unknown_parameter", "not a parameter of this list")])),
+            _ => {
+                return Err(bad_query(vec![query_issue(
+                    key,
+                    "unknown_parameter",
+                    "not a parameter of this list",
+                )]));
+            }
         }
     }
     let entries = contacts.timeline(auth.0, id, limit).await?;
-    Ok(web::Json(Page { data: entries.into_iter().map(Into::into).collect(), next_cursor: None, total: None }))
+    Ok(web::Json(Page {
+        data: entries.into_iter().map(Into::into).collect(),
+        next_cursor: None,
+        total: None,
+    }))
 }
 
 /// Up to 100 creates, updates and deletes in one request. Each item is atomic on its own
@@ -482,10 +599,15 @@ pub async fn batch_contacts(
         .into_iter()
         .map(|item| match item {
             BatchItem::Create { data } => BatchOp::Create { body: data },
-            BatchItem::Update { id, data, if_match } => {
-                BatchOp::Update { id: ContactId::from_uuid(id), patch: data, if_match }
-            }
-            BatchItem::Delete { id, if_match } => BatchOp::Delete { id: ContactId::from_uuid(id), if_match },
+            BatchItem::Update { id, data, if_match } => BatchOp::Update {
+                id: ContactId::from_uuid(id),
+                patch: data,
+                if_match,
+            },
+            BatchItem::Delete { id, if_match } => BatchOp::Delete {
+                id: ContactId::from_uuid(id),
+                if_match,
+            },
         })
         .collect();
     let outcomes = contacts.batch(auth.0, ops).await?;
@@ -493,9 +615,24 @@ pub async fn batch_contacts(
         .into_iter()
         .enumerate()
         .map(|(index, outcome)| match outcome {
-            Ok(BatchOutcome::Created(c)) => BatchItemResult { index, status: 201, data: Some(c.into()), error: None },
-            Ok(BatchOutcome::Updated(c)) => BatchItemResult { index, status: 200, data: Some(c.into()), error: None },
-            Ok(BatchOutcome::Deleted) => BatchItemResult { index, status: 204, data: None, error: None },
+            Ok(BatchOutcome::Created(c)) => BatchItemResult {
+                index,
+                status: 201,
+                data: Some(c.into()),
+                error: None,
+            },
+            Ok(BatchOutcome::Updated(c)) => BatchItemResult {
+                index,
+                status: 200,
+                data: Some(c.into()),
+                error: None,
+            },
+            Ok(BatchOutcome::Deleted) => BatchItemResult {
+                index,
+                status: 204,
+                data: None,
+                error: None,
+            },
             Err(e) => {
                 let api = write_error(e);
                 BatchItemResult {
@@ -507,5 +644,7 @@ pub async fn batch_contacts(
             }
         })
         .collect();
-    Ok(HttpResponse::Ok().insert_header(ContentType::json()).json(BatchResponse { results }))
+    Ok(HttpResponse::Ok()
+        .insert_header(ContentType::json())
+        .json(BatchResponse { results }))
 }

@@ -14,8 +14,8 @@ use crate::dto::common::Page;
 use crate::dto::contacts::{CustomFieldCreateRequest, CustomFieldDto, CustomFieldUpdateRequest};
 use crate::problem::ApiError;
 use crate::responses::{
-    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, ServiceUnavailable, Unauthorized,
-    Unprocessable, UnsupportedMediaType,
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
+    ServiceUnavailable, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 
 type Contacts = web::Data<dyn ContactUseCases>;
@@ -32,9 +32,16 @@ type Contacts = web::Data<dyn ContactUseCases>;
     )
 )]
 #[get("/custom-fields")]
-pub async fn list_custom_fields(auth: Auth, contacts: Contacts) -> Result<web::Json<Page<CustomFieldDto>>, ApiError> {
+pub async fn list_custom_fields(
+    auth: Auth,
+    contacts: Contacts,
+) -> Result<web::Json<Page<CustomFieldDto>>, ApiError> {
     let defs = contacts.custom_fields(auth.0).await?;
-    Ok(web::Json(Page { data: defs.into_iter().map(Into::into).collect(), next_cursor: None, total: None }))
+    Ok(web::Json(Page {
+        data: defs.into_iter().map(Into::into).collect(),
+        next_cursor: None,
+        total: None,
+    }))
 }
 
 /// Define a custom field (OWNER, ADMIN); at most 200 per organization.
@@ -63,11 +70,19 @@ pub async fn create_custom_field(
     body: web::Json<CustomFieldCreateRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
-    let input =
-        FieldInput { key: b.key, label: b.label, field_type: b.field_type.into(), required: b.required, options: b.options };
+    let input = FieldInput {
+        key: b.key,
+        label: b.label,
+        field_type: b.field_type.into(),
+        required: b.required,
+        options: b.options,
+    };
     let def = contacts.create_custom_field(auth.0, input).await?;
     Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/api/v1/custom-fields/{}", def.id)))
+        .insert_header((
+            header::LOCATION,
+            format!("/api/v1/custom-fields/{}", def.id),
+        ))
         .insert_header(etag(def.version))
         .json(CustomFieldDto::from(def)))
 }
@@ -87,9 +102,17 @@ pub async fn create_custom_field(
     )
 )]
 #[get("/custom-fields/{id}")]
-pub async fn get_custom_field(auth: Auth, contacts: Contacts, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
-    let def = contacts.custom_field(auth.0, CustomFieldId::from_uuid(path.into_inner())).await?;
-    Ok(HttpResponse::Ok().insert_header(etag(def.version)).json(CustomFieldDto::from(def)))
+pub async fn get_custom_field(
+    auth: Auth,
+    contacts: Contacts,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let def = contacts
+        .custom_field(auth.0, CustomFieldId::from_uuid(path.into_inner()))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(etag(def.version))
+        .json(CustomFieldDto::from(def)))
 }
 
 /// Change a definition's label, required flag, options or (while no contact holds a
@@ -137,8 +160,12 @@ pub async fn update_custom_field(
         options: b.options.unwrap_or(current.spec.options),
     };
     // Without If-Match, the version just read guards against a concurrent change.
-    let def = contacts.update_custom_field(auth.0, id, input, expected.or(Some(current.version))).await?;
-    Ok(HttpResponse::Ok().insert_header(etag(def.version)).json(CustomFieldDto::from(def)))
+    let def = contacts
+        .update_custom_field(auth.0, id, input, expected.or(Some(current.version)))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(etag(def.version))
+        .json(CustomFieldDto::from(def)))
 }
 
 /// Delete a definition and every contact's value for it (OWNER, ADMIN).
@@ -155,7 +182,13 @@ pub async fn update_custom_field(
     )
 )]
 #[delete("/custom-fields/{id}")]
-pub async fn delete_custom_field(auth: Auth, contacts: Contacts, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
-    contacts.delete_custom_field(auth.0, CustomFieldId::from_uuid(path.into_inner())).await?;
+pub async fn delete_custom_field(
+    auth: Auth,
+    contacts: Contacts,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    contacts
+        .delete_custom_field(auth.0, CustomFieldId::from_uuid(path.into_inner()))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,8 +1,11 @@
+pub mod activities;
 pub mod api_keys;
 pub mod auth;
 pub mod contacts;
 pub mod custom_fields;
+pub mod deals;
 pub mod health;
 pub mod members;
 pub mod organization;
+pub mod pipelines;
 pub mod tags;

@@ -8,8 +8,8 @@ use crate::dto::common::Page;
 use crate::dto::contacts::{RenameTagRequest, TagDto, TagRenamed};
 use crate::problem::ApiError;
 use crate::responses::{
-    BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized, Unprocessable,
-    UnsupportedMediaType,
+    BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized,
+    Unprocessable, UnsupportedMediaType,
 };
 
 type Contacts = web::Data<dyn ContactUseCases>;
@@ -26,10 +26,16 @@ type Contacts = web::Data<dyn ContactUseCases>;
     )
 )]
 #[get("/tags")]
-pub async fn list_tags(auth: Auth, contacts: Contacts) -> Result<web::Json<Page<TagDto>>, ApiError> {
+pub async fn list_tags(
+    auth: Auth,
+    contacts: Contacts,
+) -> Result<web::Json<Page<TagDto>>, ApiError> {
     let tags = contacts.tags(auth.0).await?;
     Ok(web::Json(Page {
-        data: tags.into_iter().map(|(name, count)| TagDto { name, count }).collect(),
+        data: tags
+            .into_iter()
+            .map(|(name, count)| TagDto { name, count })
+            .collect(),
         next_cursor: None,
         total: None,
     }))
@@ -63,7 +69,10 @@ pub async fn rename_tag(
     let to = body.into_inner().name;
     let name = nexus_domain::contact::Tag::parse(&to).map_or(to.clone(), |t| t.as_str().to_owned());
     let contacts_updated = contacts.rename_tag(auth.0, path.into_inner(), to).await?;
-    Ok(web::Json(TagRenamed { name, contacts_updated }))
+    Ok(web::Json(TagRenamed {
+        name,
+        contacts_updated,
+    }))
 }
 
 /// Remove a tag from every contact.
@@ -81,7 +90,11 @@ pub async fn rename_tag(
     )
 )]
 #[delete("/tags/{name}")]
-pub async fn delete_tag(auth: Auth, contacts: Contacts, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn delete_tag(
+    auth: Auth,
+    contacts: Contacts,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     contacts.delete_tag(auth.0, path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -22,11 +22,17 @@ pub struct PgIdempotencyStore {
 impl PgIdempotencyStore {
     #[must_use]
     pub const fn new(pool: PgPool, acquire_timeout: Duration) -> Self {
-        Self { pool, acquire_timeout }
+        Self {
+            pool,
+            acquire_timeout,
+        }
     }
 
     async fn conn(&self) -> Result<PgConn, StoreError> {
-        self.pool.get().await.map_err(|e| from_pool(e, self.acquire_timeout))
+        self.pool
+            .get()
+            .await
+            .map_err(|e| from_pool(e, self.acquire_timeout))
     }
 }
 
@@ -91,13 +97,19 @@ impl IdempotencyStore for PgIdempotencyStore {
         .optional()
         .map_err(from_diesel)?;
         // Deleted in between (released): the caller may retry as new.
-        let Some(existing) = existing else { return Ok(Claim::InFlight) };
+        let Some(existing) = existing else {
+            return Ok(Claim::InFlight);
+        };
         if existing.request_hash != request_hash {
             return Ok(Claim::Mismatch);
         }
-        let Some(status) = existing.status else { return Ok(Claim::InFlight) };
-        let headers: Vec<(String, String)> =
-            existing.response_headers.and_then(|h| serde_json::from_value(h).ok()).unwrap_or_default();
+        let Some(status) = existing.status else {
+            return Ok(Claim::InFlight);
+        };
+        let headers: Vec<(String, String)> = existing
+            .response_headers
+            .and_then(|h| serde_json::from_value(h).ok())
+            .unwrap_or_default();
         Ok(Claim::Replay(StoredResponse {
             status: u16::try_from(status).unwrap_or(500),
             headers,
@@ -105,7 +117,12 @@ impl IdempotencyStore for PgIdempotencyStore {
         }))
     }
 
-    async fn complete(&self, scope: &str, key: &str, response: &StoredResponse) -> Result<(), StoreError> {
+    async fn complete(
+        &self,
+        scope: &str,
+        key: &str,
+        response: &StoredResponse,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         diesel::sql_query(
             "UPDATE idempotency_keys SET status = $3, response_headers = $4, response_body = $5, completed_at = now()
@@ -124,12 +141,14 @@ impl IdempotencyStore for PgIdempotencyStore {
 
     async fn release(&self, scope: &str, key: &str) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        diesel::sql_query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status IS NULL")
-            .bind::<Text, _>(scope)
-            .bind::<Text, _>(key)
-            .execute(&mut conn)
-            .await
-            .map_err(from_diesel)?;
+        diesel::sql_query(
+            "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status IS NULL",
+        )
+        .bind::<Text, _>(scope)
+        .bind::<Text, _>(key)
+        .execute(&mut conn)
+        .await
+        .map_err(from_diesel)?;
         Ok(())
     }
 }

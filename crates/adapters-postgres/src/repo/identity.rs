@@ -177,6 +177,7 @@ impl IdentityStore for PgIdentityStore {
                         ))
                         .execute(conn)
                         .await?;
+                    super::sales::insert_pipeline(conn, r.org_id, &r.default_pipeline).await?;
                     insert_session(conn, &r.session).await?;
                     outbox::append(conn, &r.events).await?;
                     Ok::<_, RegTx>(slug)

@@ -2,10 +2,11 @@
 
 pub mod contacts;
 pub mod custom_fields;
-pub mod identity;
 pub mod idempotency;
+pub mod identity;
 pub mod mailer;
 pub mod rate_limit;
+pub mod sales;
 pub mod team;
 
 pub use contacts::PgContactRepository;
@@ -42,7 +43,9 @@ pub(crate) fn unique_violation(err: &Error) -> Option<&str> {
 /// The constraint a foreign-key violation names, if that is what `err` is.
 pub(crate) fn foreign_key_violation(err: &Error) -> Option<&str> {
     match err {
-        Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => info.constraint_name(),
+        Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
+            info.constraint_name()
+        }
         _ => None,
     }
 }

@@ -28,15 +28,23 @@ pub async fn organization(conn: &mut AsyncPgConnection, slug: &str) -> anyhow::R
         .get_result(conn)
         .await
         .map(Some)
-        .or_else(|e| if e == diesel::result::Error::NotFound { Ok(None) } else { Err(e) })?;
+        .or_else(|e| {
+            if e == diesel::result::Error::NotFound {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        })?;
     if let Some(found) = found {
         return Ok(found.id);
     }
-    let created: Id = diesel::sql_query("INSERT INTO organizations (id, name, slug) VALUES ($1, $2, $2) RETURNING id")
-        .bind::<SqlUuid, _>(Uuid::now_v7())
-        .bind::<Text, _>(slug)
-        .get_result(conn)
-        .await?;
+    let created: Id = diesel::sql_query(
+        "INSERT INTO organizations (id, name, slug) VALUES ($1, $2, $2) RETURNING id",
+    )
+    .bind::<SqlUuid, _>(Uuid::now_v7())
+    .bind::<Text, _>(slug)
+    .get_result(conn)
+    .await?;
     Ok(created.id)
 }
 
@@ -132,10 +140,11 @@ pub async fn contacts(
     count: i64,
     mut progress: impl FnMut(i64) + Send,
 ) -> anyhow::Result<i64> {
-    let existing: Count = diesel::sql_query("SELECT count(*) AS n FROM contacts WHERE organization_id = $1")
-        .bind::<SqlUuid, _>(organization)
-        .get_result(conn)
-        .await?;
+    let existing: Count =
+        diesel::sql_query("SELECT count(*) AS n FROM contacts WHERE organization_id = $1")
+            .bind::<SqlUuid, _>(organization)
+            .get_result(conn)
+            .await?;
     // Distinguishes this run's emails from earlier runs' (unique per organization).
     let run = format!(".{:04x}", rand::random::<u16>());
     conn.transaction(async |conn| {

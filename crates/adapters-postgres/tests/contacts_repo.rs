@@ -652,7 +652,9 @@ async fn custom_field_definitions_keys_versions_and_deletion_of_values() {
 async fn searches_beyond_the_first_scan_window_and_seeded_data_is_valid() {
     let f = fixture().await;
     let mut conn = AsyncPgConnection::establish(f.db.url()).await.unwrap();
-    nexus_adapters_postgres::seed::contacts(&mut conn, f.org.as_uuid(), 10_200, |_| {}).await.unwrap();
+    nexus_adapters_postgres::seed::contacts(&mut conn, f.org.as_uuid(), 10_200, |_| {})
+        .await
+        .unwrap();
     // An old contact with a unique name lies past the newest 10,000 rows.
     conn.batch_execute(&format!(
         "INSERT INTO contacts (organization_id, id, first_name, last_name, created_at, updated_at)
@@ -662,7 +664,10 @@ async fn searches_beyond_the_first_scan_window_and_seeded_data_is_valid() {
     ))
     .await
     .unwrap();
-    let q = |s: &str| ContactFilter { q: Some(s.into()), ..ContactFilter::default() };
+    let q = |s: &str| ContactFilter {
+        q: Some(s.into()),
+        ..ContactFilter::default()
+    };
     let page = f.contacts.list(f.org, &query(q("zyxwv"))).await.unwrap();
     assert_eq!(names(&page.items), ["Quintessa"]);
 
@@ -675,7 +680,10 @@ async fn searches_beyond_the_first_scan_window_and_seeded_data_is_valid() {
         ))
         .await;
     let mut got = Vec::new();
-    let mut page_query = ContactQuery { limit: 40, ..query(q("SMI")) };
+    let mut page_query = ContactQuery {
+        limit: 40,
+        ..query(q("SMI"))
+    };
     for _ in 0..3 {
         let page = f.contacts.list(f.org, &page_query).await.unwrap();
         got.extend(page.items.iter().map(|c| json!(c.id)));
@@ -684,13 +692,30 @@ async fn searches_beyond_the_first_scan_window_and_seeded_data_is_valid() {
     assert_eq!(json!(got), expected[0]);
 
     // Every seeded row reads back through the domain's validation.
-    let all = f.contacts.list(f.org, &ContactQuery { limit: 200, ..query(ContactFilter::default()) }).await.unwrap();
+    let all = f
+        .contacts
+        .list(
+            f.org,
+            &ContactQuery {
+                limit: 200,
+                ..query(ContactFilter::default())
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(all.items.len(), 200);
     for c in &all.items {
         // The generator's lead score and E.164 follow the domain's rules.
-        assert_eq!(c.lead_score, nexus_domain::contact::LeadScore::compute(&c.fields), "{c:?}");
+        assert_eq!(
+            c.lead_score,
+            nexus_domain::contact::LeadScore::compute(&c.fields),
+            "{c:?}"
+        );
         if let Some(phone) = &c.fields.phone {
-            assert!(phone.e164().is_some_and(|e| e.starts_with("+1555")), "{phone:?}");
+            assert!(
+                phone.e164().is_some_and(|e| e.starts_with("+1555")),
+                "{phone:?}"
+            );
         }
     }
     assert_eq!(f.count("SELECT count(*) AS n FROM contacts").await, 10_201);

@@ -119,7 +119,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("migrations up to date");
             Ok(())
         }
-        Command::Seed { demo, contacts, organization } => {
+        Command::Seed {
+            demo,
+            contacts,
+            organization,
+        } => {
             if let (Some(count), Some(slug)) = (contacts, organization.as_deref()) {
                 let (url, _) = database::resolve(&config).await?;
                 let mut prepare = config.clone();
@@ -127,7 +131,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 database::prepare(&url, &prepare).await?;
                 let started = std::time::Instant::now();
                 nexus_adapters_postgres::seed::contacts_for_slug(&url, slug, count, |done| {
-                    eprintln!("  {done} / {count} contacts ({:.1} s)", started.elapsed().as_secs_f64());
+                    eprintln!(
+                        "  {done} / {count} contacts ({:.1} s)",
+                        started.elapsed().as_secs_f64()
+                    );
                 })
                 .await?;
                 let secs = started.elapsed().as_secs_f64();
@@ -138,7 +145,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     return Ok(());
                 }
             } else if !demo {
-                anyhow::bail!("nothing to seed: pass --demo and/or --contacts N --organization SLUG");
+                anyhow::bail!(
+                    "nothing to seed: pass --demo and/or --contacts N --organization SLUG"
+                );
             }
             let mut config = config;
             config.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));

@@ -355,7 +355,13 @@ const fn sort_column(field: SortField) -> &'static str {
 
 /// The `LIKE` pattern of `?q=`, if any.
 fn search_pattern(query: &ContactQuery) -> Option<String> {
-    query.filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(contains_pattern)
+    query
+        .filter
+        .q
+        .as_deref()
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(contains_pattern)
 }
 
 /// How many of the newest (in sort order) rows a search first scans for its page.
@@ -400,7 +406,9 @@ fn filtered(org: OrgId, query: &ContactQuery, select: &str, with_gin: bool) -> S
 
 /// Whether the query filters on what only GIN indexes serve (search, tags, custom fields).
 fn has_gin_filters(query: &ContactQuery) -> bool {
-    search_pattern(query).is_some() || !query.filter.tags.is_empty() || !query.filter.custom_fields.is_empty()
+    search_pattern(query).is_some()
+        || !query.filter.tags.is_empty()
+        || !query.filter.custom_fields.is_empty()
 }
 
 /// ` AND` the search, tag and custom field conditions.
@@ -604,20 +612,31 @@ impl ContactRepository for PgContactRepository {
         let page_size = usize::try_from(limit).unwrap_or(usize::MAX);
         let mut rows: Vec<ContactRow> = if has_gin_filters(query) {
             // Phase 1: the first rows in sort order, filtered (see SEARCH_SCAN_FIRST).
-            let mut recent = filtered(org, query, &format!("SELECT {COLUMNS} FROM (SELECT {COLUMNS}, search"), false);
+            let mut recent = filtered(
+                org,
+                query,
+                &format!("SELECT {COLUMNS} FROM (SELECT {COLUMNS}, search"),
+                false,
+            );
             keyset(&mut recent);
             recent.push(&order).bind(Bind::BigInt(SEARCH_SCAN_FIRST));
             recent.push(") AS contacts WHERE true");
             gin_conditions(&mut recent, query);
             recent.push(&order).bind(Bind::BigInt(limit + 1));
-            let rows: Vec<ContactRow> = recent.query().load(&mut conn).await.map_err(from_diesel)?;
+            let rows: Vec<ContactRow> =
+                recent.query().load(&mut conn).await.map_err(from_diesel)?;
             if rows.len() > page_size {
                 rows
             } else {
                 // Phase 2: the matches are sparse; collect them all through the GIN
                 // indexes (`OFFSET 0` keeps the planner from walking the sort index
                 // instead, which it picks when it misjudges how rare the matches are).
-                let mut all = filtered(org, query, &format!("SELECT {COLUMNS} FROM (SELECT {COLUMNS}"), true);
+                let mut all = filtered(
+                    org,
+                    query,
+                    &format!("SELECT {COLUMNS} FROM (SELECT {COLUMNS}"),
+                    true,
+                );
                 keyset(&mut all);
                 all.push(" OFFSET 0) AS matches");
                 all.push(&order).bind(Bind::BigInt(limit + 1));

@@ -1021,4 +1021,44 @@ async fn batches_report_each_item_and_timelines_exist() {
     )
     .await;
     assert_problem(&missing, 404, "not_found");
+
+    // Activities logged on the contact appear on its timeline, newest first, in pages.
+    let contact_id = id.as_str().unwrap();
+    for (i, kind) in ["CALL", "NOTE", "MEETING"].iter().enumerate() {
+        let logged = call(
+            &app,
+            &owner,
+            "POST",
+            "/api/v1/activities",
+            Some(
+                json!({"type": kind, "subject": format!("step {i}"), "contactId": contact_id,
+                        "occurredAt": format!("2026-01-0{}T10:00:00Z", i + 1)}),
+            ),
+        )
+        .await;
+        assert_eq!(logged.status, 201, "{}", logged.body);
+    }
+    let url = format!("/api/v1/contacts/{contact_id}/timeline?limit=2");
+    let first = call(&app, &owner, "GET", &url, None).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let subjects = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["subject"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(subjects(&first.body), ["step 2", "step 1"]);
+    let cursor = first.body["nextCursor"].as_str().unwrap();
+    let second = call(&app, &owner, "GET", &format!("{url}&cursor={cursor}"), None).await;
+    assert_eq!(subjects(&second.body), ["step 0"]);
+    assert_eq!(second.body["nextCursor"], Value::Null);
+    // Another organization sees neither the contact nor its timeline.
+    let stranger = app.signup("stranger@batch.io").await;
+    assert_problem(
+        &call(&app, &stranger, "GET", &url, None).await,
+        404,
+        "not_found",
+    );
 }

@@ -78,15 +78,6 @@ pub enum BatchOutcome {
     Deleted,
 }
 
-/// A timeline entry of a contact (its activities, newest first).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimelineEntry {
-    pub id: uuid::Uuid,
-    pub kind: String,
-    pub occurred_at: DateTime<Utc>,
-    pub summary: String,
-}
-
 pub trait ContactUseCases: Send + Sync + 'static {
     fn create(&self, actor: Actor, body: Map<String, Value>) -> Fut<'_, Contact>;
     fn get(&self, actor: Actor, id: ContactId) -> Fut<'_, Contact>;
@@ -100,7 +91,6 @@ pub trait ContactUseCases: Send + Sync + 'static {
     fn delete(&self, actor: Actor, id: ContactId, if_match: Option<i32>) -> Fut<'_, ()>;
     fn restore(&self, actor: Actor, id: ContactId) -> Fut<'_, Contact>;
     fn list(&self, actor: Actor, request: ListContacts) -> Fut<'_, ContactPage>;
-    fn timeline(&self, actor: Actor, id: ContactId, limit: u32) -> Fut<'_, Vec<TimelineEntry>>;
     fn batch(
         &self,
         actor: Actor,
@@ -376,25 +366,6 @@ where
         Ok(self.contacts.list(actor.org_id, &query).await?)
     }
 
-    /// The contact's activities, newest first. No activity kinds exist yet, so a live
-    /// contact's timeline is empty; the contact itself must exist.
-    ///
-    /// # Errors
-    /// 403, 404.
-    pub async fn timeline(
-        &self,
-        actor: Actor,
-        id: ContactId,
-        _limit: u32,
-    ) -> Result<Vec<TimelineEntry>, AppError> {
-        actor.authorize(Resource::Contacts, Action::Read)?;
-        self.contacts
-            .get(actor.org_id, id, false)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        Ok(Vec::new())
-    }
-
     /// Runs each operation on its own (each atomic), reporting each outcome.
     ///
     /// # Errors
@@ -657,9 +628,6 @@ where
     }
     fn list(&self, actor: Actor, request: ListContacts) -> Fut<'_, ContactPage> {
         Box::pin(Self::list(self, actor, request))
-    }
-    fn timeline(&self, actor: Actor, id: ContactId, limit: u32) -> Fut<'_, Vec<TimelineEntry>> {
-        Box::pin(Self::timeline(self, actor, id, limit))
     }
     fn batch(
         &self,
@@ -984,7 +952,7 @@ mod tests {
             Err(AppError::NotFound)
         ));
         assert!(matches!(
-            s.timeline(a, id, 50).await,
+            s.delete(a, id, None).await,
             Err(AppError::NotFound)
         ));
     }

@@ -6,7 +6,7 @@ use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use nexus_application::contacts::{BatchOp, BatchOutcome, ListContacts};
-use nexus_application::{AppError, ContactUseCases};
+use nexus_application::{AppError, ContactUseCases, SalesUseCases};
 use nexus_domain::contact::LifecycleStage;
 use nexus_domain::{ContactId, UserId};
 use nexus_ports::contacts::{ContactFilter, Sort, TagMode};
@@ -20,13 +20,16 @@ use crate::cursor::{CursorCodec, CursorScope, invalid_cursor};
 use crate::dto::common::Page;
 use crate::dto::contacts::{
     BatchItem, BatchItemResult, BatchRequest, BatchResponse, ContactCreateRequest, ContactDto,
-    ContactPatchRequest, LifecycleStageDto, TimelineEntryDto,
+    ContactPatchRequest, LifecycleStageDto,
 };
+use crate::dto::sales::ActivityDto;
 use crate::problem::{ApiError, FieldError};
 use crate::responses::{
     BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
     ServiceUnavailable, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
+use crate::routes::deals::{TimelineQuery, limit_of};
+use nexus_ports::sales::ActivityFilter;
 
 type Contacts = web::Data<dyn ContactUseCases>;
 type Cursors = web::Data<CursorCodec>;
@@ -493,25 +496,14 @@ pub async fn list_contacts(
     }))
 }
 
-/// Query parameters of the timeline.
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct TimelineParams {
-    /// 1–200, default 50.
-    #[param(minimum = 1, maximum = 200)]
-    limit: Option<u32>,
-    /// `nextCursor` of the previous page.
-    cursor: Option<String>,
-}
-
-/// A contact's timeline: its activities, newest first, keyset paginated.
+/// A contact's timeline: its activities (calls, emails, meetings, notes, tasks and the
+/// deal history entries linked to it), newest first, keyset paginated.
 #[utoipa::path(
     operation_id = "getContactTimeline",
     tag = "contacts",
-    params(("id" = Uuid, Path, description = "Contact id."), TimelineParams),
+    params(("id" = Uuid, Path, description = "Contact id."), TimelineQuery),
     responses(
-        (status = 200, description = "One page of the timeline.", body = Page<TimelineEntryDto>),
+        (status = 200, description = "A page of the timeline.", body = Page<ActivityDto>),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
@@ -521,52 +513,30 @@ pub struct TimelineParams {
 )]
 #[get("/contacts/{id}/timeline")]
 pub async fn contact_timeline(
-    req: HttpRequest,
     auth: Auth,
     contacts: Contacts,
+    sales: web::Data<dyn SalesUseCases>,
     cursors: Cursors,
     path: web::Path<Uuid>,
-) -> Result<web::Json<Page<TimelineEntryDto>>, ApiError> {
+    query: web::Query<TimelineQuery>,
+) -> Result<web::Json<Page<ActivityDto>>, ApiError> {
     let id = ContactId::from_uuid(path.into_inner());
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
-        .map_err(|e| bad_query(vec![query_issue("", "invalid_format", &e.to_string())]))?;
-    let mut limit = DEFAULT_LIMIT;
-    for (key, value) in &pairs {
-        match key.as_str() {
-            "limit" => match value.parse::<u32>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
-                _ => {
-                    return Err(bad_query(vec![query_issue(
-                        key,
-                        "out_of_range",
-                        "expected an integer from 1 to 200",
-                    )]));
-                }
-            },
-            "cursor" => {
-                let scope = CursorScope {
-                    org: auth.0.org_id,
-                    list: "timeline",
-                    sort: "-occurredAt".into(),
-                    filters: id.to_string(),
-                };
-                cursors.decode(&scope, value)?;
-            }
-            _ => {
-                return Err(bad_query(vec![query_issue(
-                    key,
-                    "unknown_parameter",
-                    "not a parameter of this list",
-                )]));
-            }
-        }
-    }
-    let entries = contacts.timeline(auth.0, id, limit).await?;
-    Ok(web::Json(Page {
-        data: entries.into_iter().map(Into::into).collect(),
-        next_cursor: None,
-        total: None,
-    }))
+    let limit = limit_of(query.limit)?;
+    contacts.get(auth.0, id).await?;
+    let filter = ActivityFilter {
+        contact_id: Some(id),
+        ..ActivityFilter::default()
+    };
+    crate::routes::activities::page_of(
+        &sales,
+        &cursors,
+        auth.0,
+        filter,
+        "contact_timeline",
+        query.cursor.as_deref(),
+        limit,
+    )
+    .await
 }
 
 /// Up to 100 creates, updates and deletes in one request. Each item is atomic on its own

@@ -214,6 +214,16 @@ export async function batch(client: NexusClient, create: ContactCreate, deleteId
   return data.results.map((r) => (r.error != null ? r.error.status : r.status));
 }
 
+/** GET /api/v1/contacts/export — the filtered list as CSV text. */
+export async function exportCsv(client: NexusClient, q: string): Promise<string> {
+  const { data, error } = await client.GET("/api/v1/contacts/export", {
+    params: { query: { q, tag: ["vip"], sort: "lastName" } },
+    parseAs: "text",
+  });
+  if (error !== undefined) throw new Error(error.code);
+  return data;
+}
+
 /** Custom field definitions: create, read, change, delete. */
 export async function customFields(client: NexusClient): Promise<CustomField[]> {
   const created = await client.POST("/api/v1/custom-fields", {

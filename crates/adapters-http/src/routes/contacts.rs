@@ -333,6 +333,31 @@ fn query_issue(field: &str, code: &str, message: &str) -> FieldError {
     }
 }
 
+/// The list request and cursor of a query string (for routes sharing the list filters).
+///
+/// # Errors
+/// 400 `invalid_query`.
+pub(crate) fn parse_list_request(query: &str) -> Result<(ListContacts, Option<String>), ApiError> {
+    parse_list(query).map(|r| (r.request, r.cursor))
+}
+
+/// List errors: filters the use case finds invalid are a bad query (400).
+pub(crate) fn list_error(err: AppError) -> ApiError {
+    match err {
+        AppError::Validation(issues) => bad_query(
+            issues
+                .into_iter()
+                .map(|i| FieldError {
+                    field: i.field,
+                    code: i.code,
+                    message: i.message,
+                })
+                .collect(),
+        ),
+        other => other.into(),
+    }
+}
+
 fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|e| bad_query(vec![query_issue("", "invalid_format", &e.to_string())]))?;
@@ -476,19 +501,7 @@ pub async fn list_contacts(
         }
         request.after = Some(keyset);
     }
-    let page = contacts.list(auth.0, request).await.map_err(|e| match e {
-        AppError::Validation(issues) => bad_query(
-            issues
-                .into_iter()
-                .map(|i| FieldError {
-                    field: i.field,
-                    code: i.code,
-                    message: i.message,
-                })
-                .collect(),
-        ),
-        other => other.into(),
-    })?;
+    let page = contacts.list(auth.0, request).await.map_err(list_error)?;
     Ok(web::Json(Page {
         next_cursor: page.next.as_ref().map(|k| cursors.encode(&scope, k)),
         total: page.total,

@@ -720,3 +720,72 @@ async fn searches_beyond_the_first_scan_window_and_seeded_data_is_valid() {
     }
     assert_eq!(f.count("SELECT count(*) AS n FROM contacts").await, 10_201);
 }
+
+#[tokio::test]
+async fn the_purge_removes_only_contacts_deleted_long_enough_ago() {
+    let f = fixture().await;
+    let keep = f
+        .create(f.org, json!({"firstName": "Live", "lastName": "One"}))
+        .await;
+    let recent = f
+        .create(
+            f.org,
+            json!({"firstName": "Recently", "lastName": "Deleted"}),
+        )
+        .await;
+    let old = f
+        .create(f.org, json!({"firstName": "Long", "lastName": "Gone"}))
+        .await;
+    let theirs = f
+        .create(
+            f.other_org,
+            json!({"firstName": "Other", "lastName": "Tenant"}),
+        )
+        .await;
+    let mut conn = AsyncPgConnection::establish(f.db.url()).await.unwrap();
+    conn.batch_execute(&format!(
+        "UPDATE contacts SET deleted_at = now() - interval '10 days' WHERE id = '{}';
+         UPDATE contacts SET deleted_at = now() - interval '40 days' WHERE id IN ('{}', '{}');",
+        recent.id, old.id, theirs.id
+    ))
+    .await
+    .unwrap();
+    let before = Utc::now() - chrono::Duration::days(30);
+    let mut orgs = f.contacts.organizations_to_purge(before).await.unwrap();
+    orgs.sort();
+    let mut expected = vec![f.org, f.other_org];
+    expected.sort();
+    assert_eq!(orgs, expected);
+    assert_eq!(
+        f.contacts.purge_deleted(f.org, before, 1000).await.unwrap(),
+        1
+    );
+    assert!(f.contacts.get(f.org, old.id, true).await.unwrap().is_none());
+    assert!(
+        f.contacts
+            .get(f.org, recent.id, true)
+            .await
+            .unwrap()
+            .is_some(),
+        "still restorable"
+    );
+    assert!(
+        f.contacts
+            .get(f.org, keep.id, false)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        f.contacts
+            .get(f.other_org, theirs.id, true)
+            .await
+            .unwrap()
+            .is_some(),
+        "one tenant at a time"
+    );
+    assert_eq!(
+        f.contacts.purge_deleted(f.org, before, 1000).await.unwrap(),
+        0
+    );
+}

@@ -5,7 +5,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
-use nexus_domain::contact::{Contact, ContactFields, EventContext, RestoreError, Tag};
+use nexus_domain::contact::{
+    Contact, ContactFields, EventContext, RESTORE_WINDOW_DAYS, RestoreError, Tag,
+};
 use nexus_domain::custom_field::{
     CustomFieldDefinition, DefinitionChangeError, FieldSpec, FieldType, MAX_DEFINITIONS,
     filter_value,
@@ -112,6 +114,8 @@ pub trait ContactUseCases: Send + Sync + 'static {
     ) -> Fut<'_, CustomFieldDefinition>;
     fn delete_custom_field(&self, actor: Actor, id: CustomFieldId) -> Fut<'_, ()>;
     fn tags(&self, actor: Actor) -> Fut<'_, Vec<(String, i64)>>;
+    /// The purge job: removes contacts deleted more than 30 days ago, in every organization.
+    fn purge_expired(&self) -> Fut<'_, u64>;
     fn rename_tag(&self, actor: Actor, from: String, to: String) -> Fut<'_, u64>;
     fn delete_tag(&self, actor: Actor, tag: String) -> Fut<'_, u64>;
 }
@@ -536,6 +540,28 @@ where
             .map_err(definition_error)
     }
 
+    /// Removes for good, organization by organization and in batches, the contacts
+    /// deleted more than [`RESTORE_WINDOW_DAYS`] ago (a system job: no actor). Returns
+    /// how many went.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn purge_expired(&self) -> Result<u64, AppError> {
+        const BATCH: i64 = 1000;
+        let before = self.now() - chrono::Duration::days(RESTORE_WINDOW_DAYS);
+        let mut purged = 0;
+        for org in self.contacts.organizations_to_purge(before).await? {
+            loop {
+                let n = self.contacts.purge_deleted(org, before, BATCH).await?;
+                purged += n;
+                if n < u64::try_from(BATCH).unwrap_or(u64::MAX) {
+                    break;
+                }
+            }
+        }
+        Ok(purged)
+    }
+
     /// # Errors
     /// Storage failures.
     pub async fn tags(&self, actor: Actor) -> Result<Vec<(String, i64)>, AppError> {
@@ -660,6 +686,9 @@ where
     }
     fn delete_custom_field(&self, actor: Actor, id: CustomFieldId) -> Fut<'_, ()> {
         Box::pin(Self::delete_custom_field(self, actor, id))
+    }
+    fn purge_expired(&self) -> Fut<'_, u64> {
+        Box::pin(Self::purge_expired(self))
     }
     fn tags(&self, actor: Actor) -> Fut<'_, Vec<(String, i64)>> {
         Box::pin(Self::tags(self, actor))
@@ -1145,5 +1174,44 @@ mod tests {
             s.rename_tag(a, "same".into(), "SAME".into()).await.unwrap(),
             0
         );
+    }
+
+    #[tokio::test]
+    async fn the_purge_goes_organization_by_organization_in_batches_after_30_days() {
+        let (a, b) = (
+            OrgId::from_uuid(Uuid::now_v7()),
+            OrgId::from_uuid(Uuid::now_v7()),
+        );
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_organizations_to_purge()
+            .withf(|before| {
+                (Utc::now() - *before - chrono::Duration::days(30))
+                    .num_seconds()
+                    .abs()
+                    < 5
+            })
+            .returning(move |_| Box::pin(async move { Ok(vec![a, b]) }));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        contacts
+            .expect_purge_deleted()
+            .returning(move |org, _, batch| {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                // Org a: a full batch, then 7; org b: nothing.
+                let removed = if org == a {
+                    if n == 0 {
+                        u64::try_from(batch).unwrap()
+                    } else {
+                        7
+                    }
+                } else {
+                    0
+                };
+                Box::pin(async move { Ok(removed) })
+            });
+        let s = service(contacts, MockCustomFieldRepository::new());
+        assert_eq!(s.purge_expired().await.unwrap(), 1007);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 }

@@ -672,6 +672,50 @@ impl ContactRepository for PgContactRepository {
         Ok(ContactPage { items, next, total })
     }
 
+    async fn organizations_to_purge(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<OrgId>, StoreError> {
+        #[derive(QueryableByName)]
+        struct Org {
+            #[diesel(sql_type = SqlUuid)]
+            organization_id: Uuid,
+        }
+        let mut conn = self.conn().await?;
+        let rows: Vec<Org> = diesel::sql_query(
+            "SELECT DISTINCT organization_id FROM contacts WHERE deleted_at IS NOT NULL AND deleted_at < $1",
+        )
+        .bind::<Timestamptz, _>(before)
+        .load(&mut conn)
+        .await
+        .map_err(from_diesel)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| OrgId::from_uuid(r.organization_id))
+            .collect())
+    }
+
+    async fn purge_deleted(
+        &self,
+        org: OrgId,
+        before: DateTime<Utc>,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn().await?;
+        let deleted = diesel::sql_query(
+            "DELETE FROM contacts WHERE organization_id = $1 AND id IN (
+                 SELECT id FROM contacts WHERE organization_id = $1 AND deleted_at IS NOT NULL AND deleted_at < $2
+                 LIMIT $3 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind::<SqlUuid, _>(org.as_uuid())
+        .bind::<Timestamptz, _>(before)
+        .bind::<BigInt, _>(batch)
+        .execute(&mut conn)
+        .await
+        .map_err(from_diesel)?;
+        Ok(u64::try_from(deleted).unwrap_or(0))
+    }
+
     async fn tag_counts(&self, org: OrgId) -> Result<Vec<(String, i64)>, StoreError> {
         let mut conn = self.conn().await?;
         let rows: Vec<TagCount> = diesel::sql_query(

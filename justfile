@@ -35,6 +35,20 @@ db-stop:
 ci:
     bash .ci/run
 
+# EXPLAIN (ANALYZE, BUFFERS) of every contact list shape on the dev database's
+# `nexus-demo` organization, written to docs/perf/contacts-explain.txt
+explain:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    status=$(cargo run -q -p nexus-app -- db status)
+    port=$(sed -n 's/.*port \([0-9]*\).*/\1/p' <<<"$status")
+    dir=$(sed -n 's/.*socket dir \([^,]*\),.*/\1/p' <<<"$status")
+    psql=(psql -h "$dir" -p "$port" -U postgres -d nexus -X -q)
+    org=$("${psql[@]}" -Atc "SELECT id FROM organizations WHERE slug = 'nexus-demo'")
+    "${psql[@]}" -v org="$org" -f docs/perf/contacts-explain.sql >/dev/null
+    "${psql[@]}" -v org="$org" -f docs/perf/contacts-explain.sql > docs/perf/contacts-explain.txt
+    grep -E '^###|Execution Time' docs/perf/contacts-explain.txt
+
 # Benchmarks (release build, loopback only, bounded in time); see docs/benchmarks.md
 bench:
     cargo bench -p nexus-app --bench auth

@@ -202,7 +202,7 @@ export async function searchAll(client: NexusClient, q: string, tag: string[]): 
 export async function timelineKinds(client: NexusClient, id: string): Promise<string[]> {
   const { data, error } = await client.GET("/api/v1/contacts/{id}/timeline", { params: { path: { id }, query: { limit: 20 } } });
   if (error !== undefined) throw new Error(error.code);
-  return data.data.map((e) => `${e.kind} at ${e.occurredAt}`);
+  return data.data.map((e) => `${e.type}: ${e.subject} at ${e.occurredAt}`);
 }
 
 /** POST /api/v1/contacts/batch — per-item statuses. */
@@ -212,6 +212,16 @@ export async function batch(client: NexusClient, create: ContactCreate, deleteId
   });
   if (error !== undefined) throw new Error(error.code);
   return data.results.map((r) => (r.error != null ? r.error.status : r.status));
+}
+
+/** GET /api/v1/contacts/export — the filtered list as CSV text. */
+export async function exportCsv(client: NexusClient, q: string): Promise<string> {
+  const { data, error } = await client.GET("/api/v1/contacts/export", {
+    params: { query: { q, tag: ["vip"], sort: "lastName" } },
+    parseAs: "text",
+  });
+  if (error !== undefined) throw new Error(error.code);
+  return data;
 }
 
 /** Custom field definitions: create, read, change, delete. */

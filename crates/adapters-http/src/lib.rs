@@ -111,8 +111,8 @@ impl AppState {
 /// Every documented route. The spec is generated from this same list.
 pub fn api_routes(cfg: &mut ServiceConfig) {
     use routes::{
-        activities, api_keys, auth, contacts, custom_fields, deals, health, members, organization,
-        pipelines, tags,
+        activities, api_keys, auth, contacts, contacts_export, custom_fields, deals, health,
+        members, organization, pipelines, tags,
     };
     cfg.service(health::live)
         .service(health::ready)
@@ -164,6 +164,8 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
             .service(contacts::batch_contacts)
             .service(contacts::create_contact)
             .service(contacts::list_contacts)
+            // Before `/contacts/{id}`, which would otherwise claim `/contacts/export`.
+            .service(contacts_export::export_contacts)
             .service(contacts::get_contact)
             .service(contacts::update_contact)
             .service(contacts::delete_contact)

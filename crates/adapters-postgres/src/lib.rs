@@ -10,6 +10,7 @@ pub mod pool;
 pub mod probe;
 pub mod repo;
 pub mod schema;
+pub mod seed;
 #[cfg(feature = "testing")]
 pub mod testing;
 

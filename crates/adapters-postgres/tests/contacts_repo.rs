@@ -647,3 +647,145 @@ async fn custom_field_definitions_keys_versions_and_deletion_of_values() {
     );
     assert!(f.fields.list(f.org).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn searches_beyond_the_first_scan_window_and_seeded_data_is_valid() {
+    let f = fixture().await;
+    let mut conn = AsyncPgConnection::establish(f.db.url()).await.unwrap();
+    nexus_adapters_postgres::seed::contacts(&mut conn, f.org.as_uuid(), 10_200, |_| {})
+        .await
+        .unwrap();
+    // An old contact with a unique name lies past the newest 10,000 rows.
+    conn.batch_execute(&format!(
+        "INSERT INTO contacts (organization_id, id, first_name, last_name, created_at, updated_at)
+         VALUES ('{}', '{}', 'Quintessa', 'Zyxwvut', now() - interval '10 years', now() - interval '10 years')",
+        f.org,
+        Uuid::now_v7()
+    ))
+    .await
+    .unwrap();
+    let q = |s: &str| ContactFilter {
+        q: Some(s.into()),
+        ..ContactFilter::default()
+    };
+    let page = f.contacts.list(f.org, &query(q("zyxwv"))).await.unwrap();
+    assert_eq!(names(&page.items), ["Quintessa"]);
+
+    // A common fragment: pages from the scan window equal the database's own answer.
+    let expected = f
+        .json(&format!(
+            "SELECT to_jsonb(array_agg(id ORDER BY created_at DESC, id DESC)) AS j FROM (SELECT id, created_at FROM contacts
+             WHERE organization_id = '{}' AND search LIKE '%smi%' ORDER BY created_at DESC, id DESC LIMIT 120) s",
+            f.org
+        ))
+        .await;
+    let mut got = Vec::new();
+    let mut page_query = ContactQuery {
+        limit: 40,
+        ..query(q("SMI"))
+    };
+    for _ in 0..3 {
+        let page = f.contacts.list(f.org, &page_query).await.unwrap();
+        got.extend(page.items.iter().map(|c| json!(c.id)));
+        page_query.after = page.next;
+    }
+    assert_eq!(json!(got), expected[0]);
+
+    // Every seeded row reads back through the domain's validation.
+    let all = f
+        .contacts
+        .list(
+            f.org,
+            &ContactQuery {
+                limit: 200,
+                ..query(ContactFilter::default())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 200);
+    for c in &all.items {
+        // The generator's lead score and E.164 follow the domain's rules.
+        assert_eq!(
+            c.lead_score,
+            nexus_domain::contact::LeadScore::compute(&c.fields),
+            "{c:?}"
+        );
+        if let Some(phone) = &c.fields.phone {
+            assert!(
+                phone.e164().is_some_and(|e| e.starts_with("+1555")),
+                "{phone:?}"
+            );
+        }
+    }
+    assert_eq!(f.count("SELECT count(*) AS n FROM contacts").await, 10_201);
+}
+
+#[tokio::test]
+async fn the_purge_removes_only_contacts_deleted_long_enough_ago() {
+    let f = fixture().await;
+    let keep = f
+        .create(f.org, json!({"firstName": "Live", "lastName": "One"}))
+        .await;
+    let recent = f
+        .create(
+            f.org,
+            json!({"firstName": "Recently", "lastName": "Deleted"}),
+        )
+        .await;
+    let old = f
+        .create(f.org, json!({"firstName": "Long", "lastName": "Gone"}))
+        .await;
+    let theirs = f
+        .create(
+            f.other_org,
+            json!({"firstName": "Other", "lastName": "Tenant"}),
+        )
+        .await;
+    let mut conn = AsyncPgConnection::establish(f.db.url()).await.unwrap();
+    conn.batch_execute(&format!(
+        "UPDATE contacts SET deleted_at = now() - interval '10 days' WHERE id = '{}';
+         UPDATE contacts SET deleted_at = now() - interval '40 days' WHERE id IN ('{}', '{}');",
+        recent.id, old.id, theirs.id
+    ))
+    .await
+    .unwrap();
+    let before = Utc::now() - chrono::Duration::days(30);
+    let mut orgs = f.contacts.organizations_to_purge(before).await.unwrap();
+    orgs.sort();
+    let mut expected = vec![f.org, f.other_org];
+    expected.sort();
+    assert_eq!(orgs, expected);
+    assert_eq!(
+        f.contacts.purge_deleted(f.org, before, 1000).await.unwrap(),
+        1
+    );
+    assert!(f.contacts.get(f.org, old.id, true).await.unwrap().is_none());
+    assert!(
+        f.contacts
+            .get(f.org, recent.id, true)
+            .await
+            .unwrap()
+            .is_some(),
+        "still restorable"
+    );
+    assert!(
+        f.contacts
+            .get(f.org, keep.id, false)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        f.contacts
+            .get(f.other_org, theirs.id, true)
+            .await
+            .unwrap()
+            .is_some(),
+        "one tenant at a time"
+    );
+    assert_eq!(
+        f.contacts.purge_deleted(f.org, before, 1000).await.unwrap(),
+        0
+    );
+}

@@ -32,6 +32,13 @@ enum Command {
         /// The demo organization and its OWNER login (printed).
         #[arg(long)]
         demo: bool,
+        /// Generate this many realistic contacts (needs --organization).
+        #[arg(long, requires = "organization")]
+        contacts: Option<i64>,
+        /// Slug of the organization that receives the contacts (created when missing;
+        /// the demo organization is `nexus-demo`).
+        #[arg(long)]
+        organization: Option<String>,
     },
     /// Print the OpenAPI document (or write it to a file).
     Openapi {
@@ -112,9 +119,35 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("migrations up to date");
             Ok(())
         }
-        Command::Seed { demo } => {
-            if !demo {
-                anyhow::bail!("nothing to seed: pass --demo");
+        Command::Seed {
+            demo,
+            contacts,
+            organization,
+        } => {
+            if let (Some(count), Some(slug)) = (contacts, organization.as_deref()) {
+                let (url, _) = database::resolve(&config).await?;
+                let mut prepare = config.clone();
+                prepare.auto_migrate = true;
+                database::prepare(&url, &prepare).await?;
+                let started = std::time::Instant::now();
+                nexus_adapters_postgres::seed::contacts_for_slug(&url, slug, count, |done| {
+                    eprintln!(
+                        "  {done} / {count} contacts ({:.1} s)",
+                        started.elapsed().as_secs_f64()
+                    );
+                })
+                .await?;
+                let secs = started.elapsed().as_secs_f64();
+                #[allow(clippy::cast_precision_loss)]
+                let rate = count as f64 / secs.max(0.001);
+                println!("seeded {count} contacts into {slug} in {secs:.1} s ({rate:.0} rows/s)");
+                if !demo {
+                    return Ok(());
+                }
+            } else if !demo {
+                anyhow::bail!(
+                    "nothing to seed: pass --demo and/or --contacts N --organization SLUG"
+                );
             }
             let mut config = config;
             config.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));

@@ -20,8 +20,8 @@ use nexus_adapters_postgres::repo::{
 use nexus_application::auth::{AuthPorts, RegisterCommand};
 use nexus_application::team::TeamPorts;
 use nexus_application::{
-    AuthService, AuthSettings, AuthUseCases, ContactService, HealthService, IdempotencyService,
-    SalesService, TeamService,
+    AuthService, AuthSettings, AuthUseCases, ContactService, ContactUseCases, HealthService,
+    IdempotencyService, SalesService, TeamService,
 };
 use nexus_domain::values::EmailAddress;
 use nexus_ports::identity::IdentityStore;
@@ -44,6 +44,30 @@ pub struct Application {
     identity: PgIdentityStore,
     services: Services,
     pub location: DatabaseLocation,
+    /// The hourly purge of contacts deleted more than 30 days ago.
+    purge: tokio::task::JoinHandle<()>,
+}
+
+/// How often the purge of expired soft-deleted contacts runs (first a minute after
+/// start-up, out of the way of the start itself).
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+async fn purge_deleted_contacts(contacts: Arc<dyn ContactUseCases>) {
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(60),
+        PURGE_EVERY,
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match contacts.purge_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "purged contacts deleted more than 30 days ago"),
+            Err(e) => {
+                tracing::warn!(error = %e, "purging deleted contacts failed; retrying next hour")
+            }
+        }
+    }
 }
 
 fn jwt_secret(config: &Config) -> anyhow::Result<String> {
@@ -130,6 +154,12 @@ impl Application {
             Duration::from_secs(7 * 24 * 3600),
             refresh_ttl,
         ));
+        let contacts: Arc<dyn ContactUseCases> = Arc::new(ContactService::new(
+            PgContactRepository::new(pool.clone(), config.db_acquire_timeout),
+            PgCustomFieldRepository::new(pool.clone(), config.db_acquire_timeout),
+            SystemClock,
+            UuidV7Generator,
+        ));
         let services = Services {
             health: Arc::new(HealthService::new(PgProbe::new(
                 pool.clone(),
@@ -137,12 +167,7 @@ impl Application {
             ))),
             auth: auth.clone(),
             team: team_service,
-            contacts: Arc::new(ContactService::new(
-                PgContactRepository::new(pool.clone(), config.db_acquire_timeout),
-                PgCustomFieldRepository::new(pool.clone(), config.db_acquire_timeout),
-                SystemClock,
-                UuidV7Generator,
-            )),
+            contacts: contacts.clone(),
             idempotency: Arc::new(IdempotencyService::new(
                 PgIdempotencyStore::new(pool.clone(), config.db_acquire_timeout),
                 SystemClock,
@@ -179,6 +204,7 @@ impl Application {
             identity,
             services,
             location,
+            purge: tokio::spawn(purge_deleted_contacts(contacts)),
         })
     }
 
@@ -238,6 +264,7 @@ impl Application {
     /// Server IO failures.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        self.purge.abort();
         self.pool.close();
         tracing::info!("stopped");
         result

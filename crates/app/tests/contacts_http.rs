@@ -1021,4 +1021,137 @@ async fn batches_report_each_item_and_timelines_exist() {
     )
     .await;
     assert_problem(&missing, 404, "not_found");
+
+    // Activities logged on the contact appear on its timeline, newest first, in pages.
+    let contact_id = id.as_str().unwrap();
+    for (i, kind) in ["CALL", "NOTE", "MEETING"].iter().enumerate() {
+        let logged = call(
+            &app,
+            &owner,
+            "POST",
+            "/api/v1/activities",
+            Some(
+                json!({"type": kind, "subject": format!("step {i}"), "contactId": contact_id,
+                        "occurredAt": format!("2026-01-0{}T10:00:00Z", i + 1)}),
+            ),
+        )
+        .await;
+        assert_eq!(logged.status, 201, "{}", logged.body);
+    }
+    let url = format!("/api/v1/contacts/{contact_id}/timeline?limit=2");
+    let first = call(&app, &owner, "GET", &url, None).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let subjects = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["subject"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(subjects(&first.body), ["step 2", "step 1"]);
+    let cursor = first.body["nextCursor"].as_str().unwrap();
+    let second = call(&app, &owner, "GET", &format!("{url}&cursor={cursor}"), None).await;
+    assert_eq!(subjects(&second.body), ["step 0"]);
+    assert_eq!(second.body["nextCursor"], Value::Null);
+    // Another organization sees neither the contact nor its timeline.
+    let stranger = app.signup("stranger@batch.io").await;
+    assert_problem(
+        &call(&app, &stranger, "GET", &url, None).await,
+        404,
+        "not_found",
+    );
+}
+
+#[tokio::test]
+async fn export_streams_the_filtered_list_as_csv() {
+    use diesel_async::AsyncConnection;
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@export.io").await;
+    let viewer = app.add_member(&owner, "viewer@export.io", "VIEWER").await;
+    let res = call(
+        &app,
+        &owner,
+        "POST",
+        "/api/v1/custom-fields",
+        Some(json!({"key": "channels", "label": "Channels", "type": "multiselect", "options": ["email", "sms"]})),
+    )
+    .await;
+    assert_eq!(res.status, 201);
+    create(
+        &app,
+        &owner,
+        json!({"firstName": "Ada", "lastName": "Love, \"the\" Countess", "email": "ada@export.io",
+               "company": "=cmd()", "tags": ["vip", "math"], "customFields": {"channels": ["sms", "email"]}}),
+    )
+    .await;
+    // Enough rows for several pages of the stream.
+    let mut conn = diesel_async::AsyncPgConnection::establish(app.db.url())
+        .await
+        .unwrap();
+    nexus_adapters_postgres::seed::contacts(&mut conn, owner.org_id, 450, |_| {})
+        .await
+        .unwrap();
+
+    let get = async |user: &TestUser, query: &str| {
+        let res = reqwest::Client::new()
+            .get(app.url(&format!("/api/v1/contacts/export{query}")))
+            .bearer_auth(&user.access_token)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, content_type, res.text().await.unwrap())
+    };
+    let (status, content_type, body) = get(&viewer, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "text/csv; charset=utf-8");
+    let lines: Vec<&str> = body.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 1 + 451, "header and every contact, once");
+    assert!(lines[0].starts_with("id,firstName,lastName,email,phone,phoneE164,company,lifecycleStage,leadScore,ownerId,tags,createdAt,updatedAt,customFields.channels"));
+    let ids: std::collections::BTreeSet<&str> = lines[1..].iter().map(|l| &l[..36]).collect();
+    assert_eq!(ids.len(), 451);
+
+    let (_, _, ada) = get(&owner, "?q=countess").await;
+    let ada: Vec<&str> = ada.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(ada.len(), 2);
+    assert!(
+        ada[1].contains(r#","Ada","Love, ""the"" Countess","#)
+            || ada[1].contains(r#",Ada,"Love, ""the"" Countess",ada@export.io,"#),
+        "{}",
+        ada[1]
+    );
+    assert!(
+        ada[1].contains(r#","'=cmd()","#),
+        "formulas are defused: {}",
+        ada[1]
+    );
+    assert!(ada[1].contains(",vip;math,"), "{}", ada[1]);
+    assert!(ada[1].ends_with(",sms;email"), "{}", ada[1]);
+
+    let (_, _, vip) = get(&owner, "?tag=vip&sort=lastName").await;
+    let expected = count(
+        &app,
+        "SELECT count(*) AS n FROM contacts WHERE tags && ARRAY['vip']",
+    )
+    .await;
+    assert_eq!(
+        vip.split("\r\n").filter(|l| !l.is_empty()).count() as i64,
+        1 + expected
+    );
+
+    assert_eq!(get(&owner, "?cursor=abc").await.0, 400);
+    assert_eq!(get(&owner, "?lifecycleStage=prospect").await.0, 400);
+    let stranger = app.signup("stranger@export.io").await;
+    let (_, _, theirs) = get(&stranger, "").await;
+    assert_eq!(
+        theirs.split("\r\n").filter(|l| !l.is_empty()).count(),
+        1,
+        "another tenant exports nothing of ours"
+    );
 }

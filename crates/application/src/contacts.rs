@@ -5,7 +5,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
-use nexus_domain::contact::{Contact, ContactFields, EventContext, RestoreError, Tag};
+use nexus_domain::contact::{
+    Contact, ContactFields, EventContext, RESTORE_WINDOW_DAYS, RestoreError, Tag,
+};
 use nexus_domain::custom_field::{
     CustomFieldDefinition, DefinitionChangeError, FieldSpec, FieldType, MAX_DEFINITIONS,
     filter_value,
@@ -78,15 +80,6 @@ pub enum BatchOutcome {
     Deleted,
 }
 
-/// A timeline entry of a contact (its activities, newest first).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimelineEntry {
-    pub id: uuid::Uuid,
-    pub kind: String,
-    pub occurred_at: DateTime<Utc>,
-    pub summary: String,
-}
-
 pub trait ContactUseCases: Send + Sync + 'static {
     fn create(&self, actor: Actor, body: Map<String, Value>) -> Fut<'_, Contact>;
     fn get(&self, actor: Actor, id: ContactId) -> Fut<'_, Contact>;
@@ -100,7 +93,6 @@ pub trait ContactUseCases: Send + Sync + 'static {
     fn delete(&self, actor: Actor, id: ContactId, if_match: Option<i32>) -> Fut<'_, ()>;
     fn restore(&self, actor: Actor, id: ContactId) -> Fut<'_, Contact>;
     fn list(&self, actor: Actor, request: ListContacts) -> Fut<'_, ContactPage>;
-    fn timeline(&self, actor: Actor, id: ContactId, limit: u32) -> Fut<'_, Vec<TimelineEntry>>;
     fn batch(
         &self,
         actor: Actor,
@@ -122,6 +114,8 @@ pub trait ContactUseCases: Send + Sync + 'static {
     ) -> Fut<'_, CustomFieldDefinition>;
     fn delete_custom_field(&self, actor: Actor, id: CustomFieldId) -> Fut<'_, ()>;
     fn tags(&self, actor: Actor) -> Fut<'_, Vec<(String, i64)>>;
+    /// The purge job: removes contacts deleted more than 30 days ago, in every organization.
+    fn purge_expired(&self) -> Fut<'_, u64>;
     fn rename_tag(&self, actor: Actor, from: String, to: String) -> Fut<'_, u64>;
     fn delete_tag(&self, actor: Actor, tag: String) -> Fut<'_, u64>;
 }
@@ -376,25 +370,6 @@ where
         Ok(self.contacts.list(actor.org_id, &query).await?)
     }
 
-    /// The contact's activities, newest first. No activity kinds exist yet, so a live
-    /// contact's timeline is empty; the contact itself must exist.
-    ///
-    /// # Errors
-    /// 403, 404.
-    pub async fn timeline(
-        &self,
-        actor: Actor,
-        id: ContactId,
-        _limit: u32,
-    ) -> Result<Vec<TimelineEntry>, AppError> {
-        actor.authorize(Resource::Contacts, Action::Read)?;
-        self.contacts
-            .get(actor.org_id, id, false)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        Ok(Vec::new())
-    }
-
     /// Runs each operation on its own (each atomic), reporting each outcome.
     ///
     /// # Errors
@@ -565,6 +540,28 @@ where
             .map_err(definition_error)
     }
 
+    /// Removes for good, organization by organization and in batches, the contacts
+    /// deleted more than [`RESTORE_WINDOW_DAYS`] ago (a system job: no actor). Returns
+    /// how many went.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn purge_expired(&self) -> Result<u64, AppError> {
+        const BATCH: i64 = 1000;
+        let before = self.now() - chrono::Duration::days(RESTORE_WINDOW_DAYS);
+        let mut purged = 0;
+        for org in self.contacts.organizations_to_purge(before).await? {
+            loop {
+                let n = self.contacts.purge_deleted(org, before, BATCH).await?;
+                purged += n;
+                if n < u64::try_from(BATCH).unwrap_or(u64::MAX) {
+                    break;
+                }
+            }
+        }
+        Ok(purged)
+    }
+
     /// # Errors
     /// Storage failures.
     pub async fn tags(&self, actor: Actor) -> Result<Vec<(String, i64)>, AppError> {
@@ -658,9 +655,6 @@ where
     fn list(&self, actor: Actor, request: ListContacts) -> Fut<'_, ContactPage> {
         Box::pin(Self::list(self, actor, request))
     }
-    fn timeline(&self, actor: Actor, id: ContactId, limit: u32) -> Fut<'_, Vec<TimelineEntry>> {
-        Box::pin(Self::timeline(self, actor, id, limit))
-    }
     fn batch(
         &self,
         actor: Actor,
@@ -692,6 +686,9 @@ where
     }
     fn delete_custom_field(&self, actor: Actor, id: CustomFieldId) -> Fut<'_, ()> {
         Box::pin(Self::delete_custom_field(self, actor, id))
+    }
+    fn purge_expired(&self) -> Fut<'_, u64> {
+        Box::pin(Self::purge_expired(self))
     }
     fn tags(&self, actor: Actor) -> Fut<'_, Vec<(String, i64)>> {
         Box::pin(Self::tags(self, actor))
@@ -984,7 +981,7 @@ mod tests {
             Err(AppError::NotFound)
         ));
         assert!(matches!(
-            s.timeline(a, id, 50).await,
+            s.delete(a, id, None).await,
             Err(AppError::NotFound)
         ));
     }
@@ -1177,5 +1174,44 @@ mod tests {
             s.rename_tag(a, "same".into(), "SAME".into()).await.unwrap(),
             0
         );
+    }
+
+    #[tokio::test]
+    async fn the_purge_goes_organization_by_organization_in_batches_after_30_days() {
+        let (a, b) = (
+            OrgId::from_uuid(Uuid::now_v7()),
+            OrgId::from_uuid(Uuid::now_v7()),
+        );
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_organizations_to_purge()
+            .withf(|before| {
+                (Utc::now() - *before - chrono::Duration::days(30))
+                    .num_seconds()
+                    .abs()
+                    < 5
+            })
+            .returning(move |_| Box::pin(async move { Ok(vec![a, b]) }));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        contacts
+            .expect_purge_deleted()
+            .returning(move |org, _, batch| {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                // Org a: a full batch, then 7; org b: nothing.
+                let removed = if org == a {
+                    if n == 0 {
+                        u64::try_from(batch).unwrap()
+                    } else {
+                        7
+                    }
+                } else {
+                    0
+                };
+                Box::pin(async move { Ok(removed) })
+            });
+        let s = service(contacts, MockCustomFieldRepository::new());
+        assert_eq!(s.purge_expired().await.unwrap(), 1007);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 }

@@ -226,6 +226,27 @@ pub trait ContactRepository: Send + Sync + 'static {
         query: &ContactQuery,
     ) -> impl Future<Output = Result<ContactPage, StoreError>> + Send;
 
+    /// Organizations holding contacts soft-deleted before `before` (for the purge job).
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn organizations_to_purge(
+        &self,
+        before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<OrgId>, StoreError>> + Send;
+
+    /// Removes for good up to `batch` contacts of `org` soft-deleted before `before`;
+    /// returns how many.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn purge_deleted(
+        &self,
+        org: OrgId,
+        before: DateTime<Utc>,
+        batch: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Tags in use by live contacts, with how many carry each, most used first.
     ///
     /// # Errors

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use nexus_application::contacts::TimelineEntry;
 use nexus_domain::contact::{Contact, LifecycleStage};
 use nexus_domain::custom_field::{CustomFieldDefinition, FieldType};
 use nexus_domain::values::PhoneNumber;
@@ -161,28 +160,6 @@ pub struct ContactPatchRequest {
     pub tags: Option<Vec<String>>,
     #[schema(value_type = Option<Object>)]
     pub custom_fields: Option<BTreeMap<String, serde_json::Value>>,
-}
-
-/// One entry of a contact's timeline (its activities, newest first).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TimelineEntryDto {
-    pub id: Uuid,
-    /// The activity kind, e.g. `CALL`, `EMAIL`, `MEETING`, `NOTE`, `TASK`, `DEAL_WON`.
-    pub kind: String,
-    pub occurred_at: DateTime<Utc>,
-    pub summary: String,
-}
-
-impl From<TimelineEntry> for TimelineEntryDto {
-    fn from(e: TimelineEntry) -> Self {
-        Self {
-            id: e.id,
-            kind: e.kind,
-            occurred_at: e.occurred_at,
-            summary: e.summary,
-        }
-    }
 }
 
 /// One operation of a batch.

@@ -6,11 +6,10 @@ use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use nexus_application::contacts::{BatchOp, BatchOutcome, ListContacts};
-use nexus_application::{AppError, ContactUseCases};
+use nexus_application::{AppError, ContactUseCases, SalesUseCases};
 use nexus_domain::contact::LifecycleStage;
-use nexus_domain::{ActivityId, ContactId, UserId};
+use nexus_domain::{ContactId, UserId};
 use nexus_ports::contacts::{ContactFilter, Sort, TagMode};
-use nexus_ports::sales::ActivityFilter;
 use serde_json::{Map, Value};
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -21,13 +20,16 @@ use crate::cursor::{CursorCodec, CursorScope, invalid_cursor};
 use crate::dto::common::Page;
 use crate::dto::contacts::{
     BatchItem, BatchItemResult, BatchRequest, BatchResponse, ContactCreateRequest, ContactDto,
-    ContactPatchRequest, LifecycleStageDto, TimelineEntryDto,
+    ContactPatchRequest, LifecycleStageDto,
 };
+use crate::dto::sales::ActivityDto;
 use crate::problem::{ApiError, FieldError};
 use crate::responses::{
     BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
     ServiceUnavailable, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
+use crate::routes::deals::{TimelineQuery, limit_of};
+use nexus_ports::sales::ActivityFilter;
 
 type Contacts = web::Data<dyn ContactUseCases>;
 type Cursors = web::Data<CursorCodec>;
@@ -331,6 +333,31 @@ fn query_issue(field: &str, code: &str, message: &str) -> FieldError {
     }
 }
 
+/// The list request and cursor of a query string (for routes sharing the list filters).
+///
+/// # Errors
+/// 400 `invalid_query`.
+pub(crate) fn parse_list_request(query: &str) -> Result<(ListContacts, Option<String>), ApiError> {
+    parse_list(query).map(|r| (r.request, r.cursor))
+}
+
+/// List errors: filters the use case finds invalid are a bad query (400).
+pub(crate) fn list_error(err: AppError) -> ApiError {
+    match err {
+        AppError::Validation(issues) => bad_query(
+            issues
+                .into_iter()
+                .map(|i| FieldError {
+                    field: i.field,
+                    code: i.code,
+                    message: i.message,
+                })
+                .collect(),
+        ),
+        other => other.into(),
+    }
+}
+
 fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|e| bad_query(vec![query_issue("", "invalid_format", &e.to_string())]))?;
@@ -474,19 +501,7 @@ pub async fn list_contacts(
         }
         request.after = Some(keyset);
     }
-    let page = contacts.list(auth.0, request).await.map_err(|e| match e {
-        AppError::Validation(issues) => bad_query(
-            issues
-                .into_iter()
-                .map(|i| FieldError {
-                    field: i.field,
-                    code: i.code,
-                    message: i.message,
-                })
-                .collect(),
-        ),
-        other => other.into(),
-    })?;
+    let page = contacts.list(auth.0, request).await.map_err(list_error)?;
     Ok(web::Json(Page {
         next_cursor: page.next.as_ref().map(|k| cursors.encode(&scope, k)),
         total: page.total,
@@ -494,25 +509,14 @@ pub async fn list_contacts(
     }))
 }
 
-/// Query parameters of the timeline.
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct TimelineParams {
-    /// 1–200, default 50.
-    #[param(minimum = 1, maximum = 200)]
-    limit: Option<u32>,
-    /// `nextCursor` of the previous page.
-    cursor: Option<String>,
-}
-
-/// A contact's timeline: its activities, newest first, keyset paginated.
+/// A contact's timeline: its activities (calls, emails, meetings, notes, tasks and the
+/// deal history entries linked to it), newest first, keyset paginated.
 #[utoipa::path(
     operation_id = "getContactTimeline",
     tag = "contacts",
-    params(("id" = Uuid, Path, description = "Contact id."), TimelineParams),
+    params(("id" = Uuid, Path, description = "Contact id."), TimelineQuery),
     responses(
-        (status = 200, description = "One page of the timeline.", body = Page<TimelineEntryDto>),
+        (status = 200, description = "A page of the timeline.", body = Page<ActivityDto>),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
@@ -522,79 +526,30 @@ pub struct TimelineParams {
 )]
 #[get("/contacts/{id}/timeline")]
 pub async fn contact_timeline(
-    req: HttpRequest,
     auth: Auth,
     contacts: Contacts,
+    sales: web::Data<dyn SalesUseCases>,
     cursors: Cursors,
-    sales: web::Data<dyn nexus_application::SalesUseCases>,
     path: web::Path<Uuid>,
-) -> Result<web::Json<Page<TimelineEntryDto>>, ApiError> {
+    query: web::Query<TimelineQuery>,
+) -> Result<web::Json<Page<ActivityDto>>, ApiError> {
     let id = ContactId::from_uuid(path.into_inner());
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
-        .map_err(|e| bad_query(vec![query_issue("", "invalid_format", &e.to_string())]))?;
-    let scope = CursorScope {
-        org: auth.0.org_id,
-        list: "timeline",
-        sort: "-occurredAt".into(),
-        filters: id.to_string(),
-    };
-    let mut limit = DEFAULT_LIMIT;
-    let mut after = None;
-    for (key, value) in &pairs {
-        match key.as_str() {
-            "limit" => match value.parse::<u32>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
-                _ => {
-                    return Err(bad_query(vec![query_issue(
-                        key,
-                        "out_of_range",
-                        "expected an integer from 1 to 200",
-                    )]));
-                }
-            },
-            "cursor" => {
-                after = crate::routes::deals::decode_time_cursor(&cursors, &scope, Some(value))?
-                    .map(|(at, id)| (at, ActivityId::from_uuid(id)));
-            }
-            _ => {
-                return Err(bad_query(vec![query_issue(
-                    key,
-                    "unknown_parameter",
-                    "not a parameter of this list",
-                )]));
-            }
-        }
-    }
-    // The contact must exist (and be the caller's) before its history is shown.
-    contacts.timeline(auth.0, id, limit).await?;
+    let limit = limit_of(query.limit)?;
+    contacts.get(auth.0, id).await?;
     let filter = ActivityFilter {
         contact_id: Some(id),
         ..ActivityFilter::default()
     };
-    let mut items = sales
-        .activities(auth.0, filter, after, i64::from(limit) + 1)
-        .await?;
-    let more = crate::dto::common::take_page(&mut items, i64::from(limit));
-    let next_cursor = if more {
-        items.last().map(|a| {
-            crate::routes::deals::time_cursor(&cursors, &scope, a.occurred_at, a.id.as_uuid())
-        })
-    } else {
-        None
-    };
-    Ok(web::Json(Page {
-        data: items
-            .into_iter()
-            .map(|a| TimelineEntryDto {
-                id: a.id.as_uuid(),
-                kind: a.activity_type.as_str().to_owned(),
-                occurred_at: a.occurred_at,
-                summary: a.subject,
-            })
-            .collect(),
-        next_cursor,
-        total: None,
-    }))
+    crate::routes::activities::page_of(
+        &sales,
+        &cursors,
+        auth.0,
+        filter,
+        "contact_timeline",
+        query.cursor.as_deref(),
+        limit,
+    )
+    .await
 }
 
 /// Up to 100 creates, updates and deletes in one request. Each item is atomic on its own

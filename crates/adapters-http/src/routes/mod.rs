@@ -2,6 +2,7 @@ pub mod activities;
 pub mod api_keys;
 pub mod auth;
 pub mod contacts;
+pub mod contacts_export;
 pub mod custom_fields;
 pub mod deals;
 pub mod health;

@@ -353,25 +353,38 @@ const fn sort_column(field: SortField) -> &'static str {
     }
 }
 
+/// The `LIKE` pattern of `?q=`, if any.
+fn search_pattern(query: &ContactQuery) -> Option<String> {
+    query
+        .filter
+        .q
+        .as_deref()
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(contains_pattern)
+}
+
+/// How many of the newest (in sort order) rows a search first scans for its page.
+///
+/// PostgreSQL estimates `LIKE '%fragment%'` selectivity poorly (99 rows estimated for
+/// 14,242 actual on a surname fragment at a million contacts), so it always picks the
+/// trigram bitmap scan, which reads every match and sorts them: ~50–170 ms for a common
+/// fragment. Walking the sort index and filtering finds a page of a common fragment in
+/// a few ms. So a search first walks at most this many rows in order; only when that
+/// does not fill the page (a rare fragment) does it ask the trigram index, which is then
+/// fast because matches are few. See `docs/perf/contacts.md`.
+/// The same holds for tag and custom field filters (GIN indexes too), so every query
+/// with one of them takes the same two steps.
+const SEARCH_SCAN_FIRST: i64 = 10_000;
+
 /// `FROM contacts WHERE <tenant, live, filters>` shared by the page and the count.
-fn filtered(org: OrgId, query: &ContactQuery, select: &str) -> Statement {
+fn filtered(org: OrgId, query: &ContactQuery, select: &str, with_gin: bool) -> Statement {
     let f = &query.filter;
     let mut s = Statement::default();
     s.push(select)
         .push(" FROM contacts WHERE organization_id = ")
         .bind(Bind::Uuid(org.as_uuid()));
     s.push(" AND deleted_at IS NULL");
-    if let Some(q) = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-        s.push(" AND search LIKE ")
-            .bind(Bind::Text(contains_pattern(q)));
-    }
-    if !f.tags.is_empty() {
-        let op = match f.tag_mode {
-            TagMode::Any => " AND tags && ",
-            TagMode::All => " AND tags @> ",
-        };
-        s.push(op).bind(Bind::TextArray(f.tags.clone()));
-    }
     if let Some(stage) = f.lifecycle_stage {
         s.push(" AND lifecycle_stage = ")
             .bind(Bind::Text(stage.as_str().to_owned()));
@@ -385,13 +398,38 @@ fn filtered(org: OrgId, query: &ContactQuery, select: &str) -> Statement {
     if let Some(before) = f.created_before {
         s.push(" AND created_at < ").bind(Bind::Time(before));
     }
+    if with_gin {
+        gin_conditions(&mut s, query);
+    }
+    s
+}
+
+/// Whether the query filters on what only GIN indexes serve (search, tags, custom fields).
+fn has_gin_filters(query: &ContactQuery) -> bool {
+    search_pattern(query).is_some()
+        || !query.filter.tags.is_empty()
+        || !query.filter.custom_fields.is_empty()
+}
+
+/// ` AND` the search, tag and custom field conditions.
+fn gin_conditions(s: &mut Statement, query: &ContactQuery) {
+    let f = &query.filter;
+    if let Some(q) = search_pattern(query) {
+        s.push(" AND search LIKE ").bind(Bind::Text(q));
+    }
+    if !f.tags.is_empty() {
+        let op = match f.tag_mode {
+            TagMode::Any => " AND tags && ",
+            TagMode::All => " AND tags @> ",
+        };
+        s.push(op).bind(Bind::TextArray(f.tags.clone()));
+    }
     if !f.custom_fields.is_empty() {
         let wanted: serde_json::Map<String, serde_json::Value> =
             f.custom_fields.iter().cloned().collect();
         s.push(" AND custom_fields @> ")
             .bind(Bind::Json(serde_json::Value::Object(wanted)));
     }
-    s
 }
 
 #[derive(QueryableByName)]
@@ -555,23 +593,61 @@ impl ContactRepository for PgContactRepository {
         } else {
             (">", "ASC")
         };
-        let mut page = filtered(org, query, &format!("SELECT {COLUMNS}"));
-        if let Some(after) = query.after.as_ref().filter(|k| k.fits(query.sort.field)) {
-            let value = match &after.value {
-                SortValue::Time(t) => Bind::Time(*t),
-                SortValue::Text(s) => Bind::Text(s.clone()),
-                SortValue::Int(n) => Bind::SmallInt(i16::try_from(*n).unwrap_or(i16::MAX)),
-            };
-            page.push(&format!(" AND ({column}, id) {cmp} ("))
-                .bind(value)
-                .push(", ")
-                .bind(Bind::Uuid(after.id.as_uuid()))
-                .push(")");
-        }
         let limit = i64::from(query.limit.clamp(1, 200));
-        page.push(&format!(" ORDER BY {column} {dir}, id {dir} LIMIT "))
-            .bind(Bind::BigInt(limit + 1));
-        let mut rows: Vec<ContactRow> = page.query().load(&mut conn).await.map_err(from_diesel)?;
+        let keyset = |page: &mut Statement| {
+            if let Some(after) = query.after.as_ref().filter(|k| k.fits(query.sort.field)) {
+                let value = match &after.value {
+                    SortValue::Time(t) => Bind::Time(*t),
+                    SortValue::Text(s) => Bind::Text(s.clone()),
+                    SortValue::Int(n) => Bind::SmallInt(i16::try_from(*n).unwrap_or(i16::MAX)),
+                };
+                page.push(&format!(" AND ({column}, id) {cmp} ("))
+                    .bind(value)
+                    .push(", ")
+                    .bind(Bind::Uuid(after.id.as_uuid()))
+                    .push(")");
+            }
+        };
+        let order = format!(" ORDER BY {column} {dir}, id {dir} LIMIT ");
+        let page_size = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut rows: Vec<ContactRow> = if has_gin_filters(query) {
+            // Phase 1: the first rows in sort order, filtered (see SEARCH_SCAN_FIRST).
+            let mut recent = filtered(
+                org,
+                query,
+                &format!("SELECT {COLUMNS} FROM (SELECT {COLUMNS}, search"),
+                false,
+            );
+            keyset(&mut recent);
+            recent.push(&order).bind(Bind::BigInt(SEARCH_SCAN_FIRST));
+            recent.push(") AS contacts WHERE true");
+            gin_conditions(&mut recent, query);
+            recent.push(&order).bind(Bind::BigInt(limit + 1));
+            let rows: Vec<ContactRow> =
+                recent.query().load(&mut conn).await.map_err(from_diesel)?;
+            if rows.len() > page_size {
+                rows
+            } else {
+                // Phase 2: the matches are sparse; collect them all through the GIN
+                // indexes (`OFFSET 0` keeps the planner from walking the sort index
+                // instead, which it picks when it misjudges how rare the matches are).
+                let mut all = filtered(
+                    org,
+                    query,
+                    &format!("SELECT {COLUMNS} FROM (SELECT {COLUMNS}"),
+                    true,
+                );
+                keyset(&mut all);
+                all.push(" OFFSET 0) AS matches");
+                all.push(&order).bind(Bind::BigInt(limit + 1));
+                all.query().load(&mut conn).await.map_err(from_diesel)?
+            }
+        } else {
+            let mut page = filtered(org, query, &format!("SELECT {COLUMNS}"), true);
+            keyset(&mut page);
+            page.push(&order).bind(Bind::BigInt(limit + 1));
+            page.query().load(&mut conn).await.map_err(from_diesel)?
+        };
         let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
         rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         let items = rows
@@ -584,7 +660,7 @@ impl ContactRepository for PgContactRepository {
             None
         };
         let total = if query.include_total {
-            let count: Count = filtered(org, query, "SELECT count(*) AS n")
+            let count: Count = filtered(org, query, "SELECT count(*) AS n", true)
                 .query()
                 .get_result(&mut conn)
                 .await
@@ -594,6 +670,50 @@ impl ContactRepository for PgContactRepository {
             None
         };
         Ok(ContactPage { items, next, total })
+    }
+
+    async fn organizations_to_purge(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<OrgId>, StoreError> {
+        #[derive(QueryableByName)]
+        struct Org {
+            #[diesel(sql_type = SqlUuid)]
+            organization_id: Uuid,
+        }
+        let mut conn = self.conn().await?;
+        let rows: Vec<Org> = diesel::sql_query(
+            "SELECT DISTINCT organization_id FROM contacts WHERE deleted_at IS NOT NULL AND deleted_at < $1",
+        )
+        .bind::<Timestamptz, _>(before)
+        .load(&mut conn)
+        .await
+        .map_err(from_diesel)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| OrgId::from_uuid(r.organization_id))
+            .collect())
+    }
+
+    async fn purge_deleted(
+        &self,
+        org: OrgId,
+        before: DateTime<Utc>,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn().await?;
+        let deleted = diesel::sql_query(
+            "DELETE FROM contacts WHERE organization_id = $1 AND id IN (
+                 SELECT id FROM contacts WHERE organization_id = $1 AND deleted_at IS NOT NULL AND deleted_at < $2
+                 LIMIT $3 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind::<SqlUuid, _>(org.as_uuid())
+        .bind::<Timestamptz, _>(before)
+        .bind::<BigInt, _>(batch)
+        .execute(&mut conn)
+        .await
+        .map_err(from_diesel)?;
+        Ok(u64::try_from(deleted).unwrap_or(0))
     }
 
     async fn tag_counts(&self, org: OrgId) -> Result<Vec<(String, i64)>, StoreError> {

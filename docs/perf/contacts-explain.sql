@@ -1,0 +1,143 @@
+-- The SQL the contacts repository sends for each list shape (see
+-- crates/adapters-postgres/src/repo/contacts.rs, `list`), with parameters inlined: the
+-- repository sends these unprepared, so PostgreSQL plans them with their actual values,
+-- as here. Regenerate docs/perf/contacts-explain.txt with `just explain` (the dev
+-- database's `nexus-demo` organization; seed it with `nexus seed --contacts 1000000
+-- --organization nexus-demo`).
+\set cols 'organization_id, id, first_name, last_name, email, phone, phone_e164, company, lifecycle_stage, lead_score, owner_id, tags, custom_fields, version, created_at, updated_at, deleted_at'
+\pset pager off
+
+\echo '### 1. First page, newest first (?limit=50)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
+ORDER BY created_at DESC, id DESC LIMIT 51;
+
+\echo '### 2. Next page (keyset after the 50th row)'
+SELECT created_at AS k_time, id AS k_id FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
+ORDER BY created_at DESC, id DESC OFFSET 49 LIMIT 1 \gset
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
+  AND (created_at, id) < (:'k_time', :'k_id')
+ORDER BY created_at DESC, id DESC LIMIT 51;
+
+\echo '### 3. ?q=smi (common surname fragment) (phase 1: the first 10,000 rows in sort order, filtered)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM (SELECT :cols, search FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
+                   ORDER BY created_at DESC, id DESC LIMIT 10000) AS contacts
+WHERE true AND search LIKE '%smi%' ORDER BY created_at DESC, id DESC LIMIT 51;
+\echo '### 3. ?q=smi (common surname fragment) (phase 2, only when phase 1 found less than a page: every match through GIN)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE '%smi%'
+                   OFFSET 0) AS matches
+ORDER BY created_at DESC, id DESC LIMIT 51;
+
+\echo '### 4. ?q=lovelace (phase 1: the first 10,000 rows in sort order, filtered)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM (SELECT :cols, search FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
+                   ORDER BY created_at DESC, id DESC LIMIT 10000) AS contacts
+WHERE true AND search LIKE '%lovelace%' ORDER BY created_at DESC, id DESC LIMIT 51;
+\echo '### 4. ?q=lovelace (phase 2, only when phase 1 found less than a page: every match through GIN)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE '%lovelace%'
+                   OFFSET 0) AS matches
+ORDER BY created_at DESC, id DESC LIMIT 51;
+
+\echo '### 5. ?q=555) 12 (phone fragment) (phase 1: the first 10,000 rows in sort order, filtered)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM (SELECT :cols, search FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
+                   ORDER BY created_at DESC, id DESC LIMIT 10000) AS contacts
+WHERE true AND search LIKE '%555) 12%' ORDER BY created_at DESC, id DESC LIMIT 51;
+\echo '### 5. ?q=555) 12 (phone fragment) (phase 2, only when phase 1 found less than a page: every match through GIN)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE '%555) 12%'
+                   OFFSET 0) AS matches
+ORDER BY created_at DESC, id DESC LIMIT 51;
+
+\echo '### 6. ?q=qzx (no match anywhere) (phase 1: the first 10,000 rows in sort order, filtered)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM (SELECT :cols, search FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
+                   ORDER BY created_at DESC, id DESC LIMIT 10000) AS contacts
+WHERE true AND search LIKE '%qzx%' ORDER BY created_at DESC, id DESC LIMIT 51;
+\echo '### 6. ?q=qzx (no match anywhere) (phase 2, only when phase 1 found less than a page: every match through GIN)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE '%qzx%'
+                   OFFSET 0) AS matches
+ORDER BY created_at DESC, id DESC LIMIT 51;
+
+\echo '### 7. ?tag=vip (phase 1: the first 10,000 rows in sort order, filtered)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM (SELECT :cols, search FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
+                   ORDER BY created_at DESC, id DESC LIMIT 10000) AS contacts
+WHERE true AND tags && ARRAY['vip'] ORDER BY created_at DESC, id DESC LIMIT 51;
+\echo '### 7. ?tag=vip (phase 2, only when phase 1 found less than a page: every match through GIN)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND tags && ARRAY['vip']
+                   OFFSET 0) AS matches
+ORDER BY created_at DESC, id DESC LIMIT 51;
+
+\echo '### 8. ?tag=vip&tag=trial&tagMode=all (no contact has both) (phase 1: the first 10,000 rows in sort order, filtered)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM (SELECT :cols, search FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
+                   ORDER BY created_at DESC, id DESC LIMIT 10000) AS contacts
+WHERE true AND tags @> ARRAY['vip', 'trial'] ORDER BY created_at DESC, id DESC LIMIT 51;
+\echo '### 8. ?tag=vip&tag=trial&tagMode=all (no contact has both) (phase 2, only when phase 1 found less than a page: every match through GIN)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND tags @> ARRAY['vip', 'trial']
+                   OFFSET 0) AS matches
+ORDER BY created_at DESC, id DESC LIMIT 51;
+
+\echo '### 9. ?customFields.industry=saas (phase 1: the first 10,000 rows in sort order, filtered)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM (SELECT :cols, search FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
+                   ORDER BY created_at DESC, id DESC LIMIT 10000) AS contacts
+WHERE true AND custom_fields @> '{"industry": "saas"}' ORDER BY created_at DESC, id DESC LIMIT 51;
+\echo '### 9. ?customFields.industry=saas (phase 2, only when phase 1 found less than a page: every match through GIN)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND custom_fields @> '{"industry": "saas"}'
+                   OFFSET 0) AS matches
+ORDER BY created_at DESC, id DESC LIMIT 51;
+
+\echo '### 10. ?sort=-updatedAt&q=smi&tag=vip (phase 1: the first 10,000 rows in sort order, filtered)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM (SELECT :cols, search FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
+                   ORDER BY updated_at DESC, id DESC LIMIT 10000) AS contacts
+WHERE true AND search LIKE '%smi%' AND tags && ARRAY['vip'] ORDER BY updated_at DESC, id DESC LIMIT 51;
+\echo '### 10. ?sort=-updatedAt&q=smi&tag=vip (phase 2, only when phase 1 found less than a page: every match through GIN)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE '%smi%' AND tags && ARRAY['vip']
+                   OFFSET 0) AS matches
+ORDER BY updated_at DESC, id DESC LIMIT 51;
+
+\echo '### 11. ?lifecycleStage=evangelist'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND lifecycle_stage = 'evangelist'
+ORDER BY created_at DESC, id DESC LIMIT 51;
+
+\echo '### 12. ?ownerId=<user>'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND owner_id = '00000000-0000-7000-8000-000000000000'
+ORDER BY created_at DESC, id DESC LIMIT 51;
+
+\echo '### 13. ?createdAfter=..&createdBefore=.. (one month)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND created_at >= now() - interval '60 days' AND created_at < now() - interval '30 days'
+ORDER BY created_at DESC, id DESC LIMIT 51;
+
+\echo '### 14. ?sort=lastName'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
+ORDER BY last_name ASC, id ASC LIMIT 51;
+
+\echo '### 15. ?sort=-leadScore'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
+ORDER BY lead_score DESC, id DESC LIMIT 51;
+
+\echo '### 16. GET /contacts/{id}'
+SELECT id AS some_id FROM contacts WHERE organization_id = :'org' ORDER BY created_at DESC OFFSET 5000 LIMIT 1 \gset
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM contacts WHERE organization_id = :'org' AND id = :'some_id';
+
+\echo '### 17. ?q=smi&includeTotal=true (the count, only when asked)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT count(*) AS n FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE '%smi%';

@@ -52,3 +52,4 @@ explain:
 # Benchmarks (release build, loopback only, bounded in time); see docs/benchmarks.md
 bench:
     cargo bench -p nexus-app --bench auth
+    cargo bench -p nexus-app --bench sales

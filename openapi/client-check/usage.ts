@@ -272,6 +272,42 @@ export async function tags(client: NexusClient): Promise<Tag[]> {
 }
 
 // ---------------------------------------------------------------------------
+// Pipelines, deals, activities
+// ---------------------------------------------------------------------------
+export type Deal = components["schemas"]["DealDto"];
+export type Board = components["schemas"]["BoardDto"];
+
+/** Create a deal, move it to won, read the board and the deal's timeline. */
+export async function sales(baseUrl: string, accessToken: string, contactId: string): Promise<string[]> {
+  const client = createClient<paths>({ baseUrl, headers: { Authorization: `Bearer ${accessToken}` } });
+  const pipelines = await client.GET("/api/v1/pipelines");
+  const pipeline = (pipelines.data?.data ?? []).find((p) => p.isDefault);
+  if (pipeline === undefined) return [];
+  const won = pipeline.stages.find((s) => s.kind === "won");
+  const created = await client.POST("/api/v1/deals", {
+    params: { header: { "Idempotency-Key": "deal-1" } },
+    body: { title: "Annual plan", value: { amount: "1250.00", currency: "USD" }, contactId },
+  });
+  if (created.error !== undefined) return [created.error.code];
+  const deal: Deal = created.data;
+  const moved = await client.POST("/api/v1/deals/{id}/move", {
+    params: { path: { id: deal.id }, header: { "If-Match": `"${deal.version}"` } },
+    body: { stageId: won?.id ?? deal.stageId, wonReason: "price" },
+  });
+  const board = await client.GET("/api/v1/pipelines/{id}/board", {
+    params: { path: { id: pipeline.id }, query: { limit: 20 } },
+  });
+  const b: Board | undefined = board.data;
+  const totals = (b?.stages ?? []).map((s) => `${s.stage.name}: ${s.count} (${s.totals.map((t) => `${t.weightedValue} ${t.currency}`).join(", ")})`);
+  await client.POST("/api/v1/activities", {
+    body: { type: "TASK", subject: "Send contract", dealId: deal.id, dueAt: "2030-01-01T00:00:00Z" },
+  });
+  const timeline = await client.GET("/api/v1/deals/{id}/timeline", { params: { path: { id: deal.id } } });
+  const kinds = (timeline.data?.data ?? []).map((a) => a.type);
+  return [moved.data?.status ?? "", ...totals, ...kinds];
+}
+
+// ---------------------------------------------------------------------------
 // Negative probes: each line below MUST be a type error. If the generated
 // types degraded to `any` (or a path/field silently appeared), the directive
 // would be unused and `tsc` would fail.

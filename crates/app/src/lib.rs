@@ -4,6 +4,7 @@
 pub mod config;
 pub mod crypto;
 pub mod database;
+pub mod demo;
 pub mod secrets_store;
 pub mod startup;
 pub mod telemetry;

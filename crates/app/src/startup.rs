@@ -42,6 +42,7 @@ pub struct Application {
     pool: PgPool,
     auth: Arc<dyn AuthUseCases>,
     identity: PgIdentityStore,
+    services: Services,
     pub location: DatabaseLocation,
     /// The hourly purge of contacts deleted more than 30 days ago.
     purge: tokio::task::JoinHandle<()>,
@@ -209,7 +210,7 @@ impl Application {
             hsts: config.hsts,
             secure_cookies: config.environment == Environment::Production,
         };
-        let mut state = AppState::new(services, Arc::new(Metrics::new()?), settings)
+        let mut state = AppState::new(services.clone(), Arc::new(Metrics::new()?), settings)
             .with_cursor_secret(server_secret.as_bytes());
         if let Some(extra) = extra_routes {
             state = state.with_extra_routes(extra);
@@ -228,6 +229,7 @@ impl Application {
             pool,
             auth,
             identity,
+            services,
             location,
             purge: tokio::spawn(purge_deleted_contacts(contacts)),
             import_worker: tokio::spawn(run_imports(imports)),
@@ -271,10 +273,14 @@ impl Application {
                 name: "Demo Owner".into(),
                 organization_name: "NEXUS Demo".into(),
             };
-            self.auth
+            let tokens = self
+                .auth
                 .seed_owner(cmd)
                 .await
                 .map_err(|e| anyhow::anyhow!("seeding the demo organization: {e}"))?;
+            crate::demo::fill(&self.services, tokens.access_token)
+                .await
+                .map_err(|e| anyhow::anyhow!("seeding demo contacts and deals: {e}"))?;
         }
         Ok((DEMO_EMAIL.into(), password))
     }

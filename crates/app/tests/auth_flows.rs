@@ -669,3 +669,33 @@ async fn password_reset_is_silent_single_use_and_revokes_sessions() {
         200
     );
 }
+
+#[tokio::test]
+async fn registration_and_reset_requests_are_limited_per_address() {
+    let app = TestApp::spawn_with(|c| c.requests_per_ip_per_hour = 2, None).await;
+    for i in 0..2 {
+        app.signup(&format!("r{i}@example.com")).await;
+    }
+    let res = client()
+        .post(app.url("/api/v1/auth/register"))
+        .json(&json!({"email": "r9@example.com", "password": TEST_PASSWORD, "name": "R", "organizationName": "R"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM users").await,
+        2,
+        "nothing written"
+    );
+    for expected in [202, 202, 429] {
+        let res = client()
+            .post(app.url("/api/v1/auth/forgot-password"))
+            .json(&json!({"email": "r0@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), expected);
+    }
+}

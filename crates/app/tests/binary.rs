@@ -148,12 +148,28 @@ async fn seed_demo_creates_a_working_owner_login_once() {
         .send()
         .await
         .unwrap();
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.unwrap();
+    let token = body["accessToken"].as_str().unwrap_or_default().to_owned();
+    let deals: serde_json::Value = reqwest::Client::new()
+        .get(format!("{address}/api/v1/deals"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&data_dir);
-    assert_eq!(res.status(), 200);
-    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(status, 200);
     assert_eq!(body["role"], "OWNER");
+    assert_eq!(
+        deals["data"].as_array().unwrap().len(),
+        8,
+        "the demo pipeline is filled with deals"
+    );
 }

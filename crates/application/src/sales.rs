@@ -413,14 +413,14 @@ impl<S: SalesStore, C: Clock, G: IdGenerator> SalesService<S, C, G> {
     }
 
     async fn check_owner(&self, actor: &Actor, owner: Option<UserId>) -> Result<(), AppError> {
-        if let Some(owner) = owner {
-            if !self.store.is_member(actor.org_id, owner).await? {
-                return Err(AppError::invalid(
-                    "ownerId",
-                    "not_found",
-                    "the owner is not a member of this organization",
-                ));
-            }
+        if let Some(owner) = owner
+            && !self.store.is_member(actor.org_id, owner).await?
+        {
+            return Err(AppError::invalid(
+                "ownerId",
+                "not_found",
+                "the owner is not a member of this organization",
+            ));
         }
         Ok(())
     }
@@ -834,14 +834,14 @@ impl<S: SalesStore, C: Clock, G: IdGenerator> SalesService<S, C, G> {
         let Some(activity_type) = activity_type else {
             return Err(AppError::Validation(problems));
         };
-        if let Some(assignee) = input.assignee_id {
-            if !self.store.is_member(actor.org_id, assignee).await? {
-                return Err(AppError::invalid(
-                    "assigneeId",
-                    "not_found",
-                    "the assignee is not a member of this organization",
-                ));
-            }
+        if let Some(assignee) = input.assignee_id
+            && !self.store.is_member(actor.org_id, assignee).await?
+        {
+            return Err(AppError::invalid(
+                "assigneeId",
+                "not_found",
+                "the assignee is not a member of this organization",
+            ));
         }
         // A deal link implies its contact when none is given.
         let mut contact_id = input.contact_id;

@@ -214,10 +214,8 @@ pub fn check_stage_removal(
     deal_count: impl Fn(StageId) -> i64,
     move_deals_to: Option<StageId>,
 ) -> Result<Vec<StageId>, StageRemovalError> {
-    if let Some(target) = move_deals_to {
-        if !new.iter().any(|s| s.id == target) {
-            return Err(StageRemovalError::UnknownTarget);
-        }
+    if move_deals_to.is_some_and(|target| !new.iter().any(|s| s.id == target)) {
+        return Err(StageRemovalError::UnknownTarget);
     }
     let removed: Vec<StageId> = old
         .iter()

@@ -37,3 +37,11 @@ where
 {
     Option::<T>::deserialize(d).map(Some)
 }
+
+/// Lists fetch `limit + 1` rows: keeps `limit` of them and says whether more exist.
+pub fn take_page<T>(items: &mut Vec<T>, limit: i64) -> bool {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = items.len() > limit;
+    items.truncate(limit);
+    more
+}

@@ -50,8 +50,7 @@ pub(crate) async fn page_of(
     let after =
         decode_time_cursor(cursors, &scope, cursor)?.map(|(t, id)| (t, ActivityId::from_uuid(id)));
     let mut items = sales.activities(actor, filter, after, limit + 1).await?;
-    let more = items.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let more = crate::dto::common::take_page(&mut items, limit);
     let next_cursor = if more {
         items
             .last()

@@ -155,8 +155,7 @@ pub async fn list_deals(
     let after = decode_time_cursor(&cursors, &scope, q.cursor.as_deref())?
         .map(|(t, id)| (t, DealId::from_uuid(id)));
     let mut items = sales.deals(auth.0, filter, after, limit + 1).await?;
-    let more = items.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let more = crate::dto::common::take_page(&mut items, limit);
     let next_cursor = if more {
         items
             .last()

@@ -90,8 +90,7 @@ pub async fn list_members(
     }
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut members = team.members(auth.0, after, limit + 1).await?;
-    let more = members.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    members.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let more = crate::dto::common::take_page(&mut members, limit);
     let next_cursor = more
         .then(|| {
             members

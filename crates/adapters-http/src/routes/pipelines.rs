@@ -287,8 +287,7 @@ pub async fn board(
                 .cloned()
                 .map(Into::into)
                 .collect();
-            let more = deals.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-            deals.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            let more = crate::dto::common::take_page(&mut deals, limit);
             let next_cursor = if more {
                 deals
                     .last()
@@ -384,8 +383,7 @@ pub async fn stage_deals(
         .into_iter()
         .map(Into::into)
         .collect();
-    let more = deals.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    deals.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let more = crate::dto::common::take_page(&mut deals, limit);
     let next_cursor = if more {
         deals.last().map(|d| stage_cursor(&cursors, &scope, d))
     } else {

@@ -641,11 +641,13 @@ impl SalesStore for PgSalesStore {
         per_stage: i64,
     ) -> Result<BoardData, StoreError> {
         let mut conn = self.db.conn().await?;
+        // Kept by a trigger on deals (migration `stage_totals`): a few rows, not a scan.
         let totals: Vec<TotalsRow> = diesel::sql_query(
-            "SELECT stage_id, currency, count(*) AS count, sum(value_minor)::bigint AS value_minor,
-                    sum((value_minor * probability + 50) / 100)::bigint AS weighted_minor
-             FROM deals WHERE organization_id = $1 AND pipeline_id = $2
-             GROUP BY stage_id, currency ORDER BY stage_id, currency",
+            "SELECT t.stage_id, t.currency, t.deal_count AS count, t.value_minor, t.weighted_minor
+             FROM stage_totals t
+             JOIN pipeline_stages s ON s.organization_id = t.organization_id AND s.id = t.stage_id
+             WHERE t.organization_id = $1 AND s.pipeline_id = $2 AND t.deal_count > 0
+             ORDER BY t.stage_id, t.currency",
         )
         .bind::<SqlUuid, _>(org.as_uuid())
         .bind::<SqlUuid, _>(pipeline.as_uuid())

@@ -79,6 +79,12 @@ fn pgbench(url: &str, script: &str, connections: usize) -> f64 {
     let bin = nexus_adapters_postgres::cluster::find_bin_dir()
         .unwrap()
         .join("pgbench");
+    // Debian ships pgbench with the server binaries, not always beside `pg_ctl`.
+    let bin = if bin.exists() {
+        bin
+    } else {
+        std::path::PathBuf::from("/usr/lib/postgresql/15/bin/pgbench")
+    };
     let out = std::process::Command::new(bin)
         .args([
             "-h", host, "-p", port, "-U", "postgres", "-n", "-M", "extended", "-j", "2",

@@ -76,7 +76,9 @@ async fn main() {
                     .send()
                     .await
                     .unwrap();
-                if res.status() == 200 {
+                let ok_status = res.status() == 200;
+                let _ = res.bytes().await;
+                if ok_status {
                     ok.push(t.elapsed());
                 } else {
                     failed += 1;
@@ -91,7 +93,9 @@ async fn main() {
             let mut samples = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+                let res = client.get(&url).send().await.unwrap();
+                assert_eq!(res.status(), 200);
+                res.bytes().await.unwrap();
                 samples.push(t.elapsed());
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

@@ -156,14 +156,9 @@ async fn main() {
     let (rate, lat) = load(move |_, _| {
         let (url, token, client) = (url.clone(), token.clone(), client.clone());
         async move {
-            client
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                == 200
+            // Read the body: a dropped, unread body closes the connection instead of reusing it.
+            let res = client.get(url).bearer_auth(token).send().await.unwrap();
+            res.status() == 200 && res.bytes().await.is_ok()
         }
     })
     .await;
@@ -218,7 +213,7 @@ async fn main() {
                 .send()
                 .await
                 .unwrap();
-            res.status() == 200
+            res.status() == 200 && res.bytes().await.is_ok()
         }
     })
     .await;

@@ -53,3 +53,4 @@ explain:
 bench:
     cargo bench -p nexus-app --bench auth
     cargo bench -p nexus-app --bench sales
+    cargo bench -p nexus-app --bench contacts

@@ -214,6 +214,26 @@ export async function batch(client: NexusClient, create: ContactCreate, deleteId
   return data.results.map((r) => (r.error != null ? r.error.status : r.status));
 }
 
+/** POST /api/v1/contacts/imports (text/csv, 202) then GET the job until it ends. */
+export async function importCsv(client: NexusClient, csv: string): Promise<string> {
+  const accepted = await client.POST("/api/v1/contacts/imports", {
+    params: { query: { onDuplicate: "update" } },
+    body: csv,
+    bodySerializer: (b: string) => b,
+    headers: { "Content-Type": "text/csv" },
+  });
+  if (accepted.error !== undefined) throw new Error(describeProblem(accepted.error));
+  const id = accepted.data.id;
+  for (;;) {
+    const { data, error } = await client.GET("/api/v1/contacts/imports/{id}", { params: { path: { id } } });
+    if (error !== undefined) throw new Error(error.code);
+    if (data.status === "completed" || data.status === "failed") {
+      const rows = data.errors.map((e) => `row ${e.row} ${e.field}: ${e.message}`);
+      return `${data.created} created, ${data.updated} updated, ${data.failed} failed${rows.length ? ": " + rows.join("; ") : ""}`;
+    }
+  }
+}
+
 /** GET /api/v1/contacts/export — the filtered list as CSV text. */
 export async function exportCsv(client: NexusClient, q: string): Promise<string> {
   const { data, error } = await client.GET("/api/v1/contacts/export", {

@@ -23,7 +23,8 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{App, web};
 use nexus_application::{
-    AuthUseCases, ContactUseCases, HealthUseCases, IdempotencyUseCases, SalesUseCases, TeamUseCases,
+    AuthUseCases, ContactUseCases, HealthUseCases, IdempotencyUseCases, ImportUseCases,
+    SalesUseCases, TeamUseCases,
 };
 use utoipa_actix_web::AppExt;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -61,6 +62,7 @@ pub struct Services {
     pub team: Arc<dyn TeamUseCases>,
     pub contacts: Arc<dyn ContactUseCases>,
     pub idempotency: Arc<dyn IdempotencyUseCases>,
+    pub imports: Arc<dyn ImportUseCases>,
     pub sales: Arc<dyn SalesUseCases>,
 }
 
@@ -111,8 +113,8 @@ impl AppState {
 /// Every documented route. The spec is generated from this same list.
 pub fn api_routes(cfg: &mut ServiceConfig) {
     use routes::{
-        activities, api_keys, auth, contacts, contacts_export, custom_fields, deals, health,
-        members, organization, pipelines, tags,
+        activities, api_keys, auth, contact_imports, contacts, contacts_export, custom_fields,
+        deals, health, members, organization, pipelines, tags,
     };
     cfg.service(health::live)
         .service(health::ready)
@@ -166,6 +168,8 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
             .service(contacts::list_contacts)
             // Before `/contacts/{id}`, which would otherwise claim `/contacts/export`.
             .service(contacts_export::export_contacts)
+            .service(contact_imports::import_contacts)
+            .service(contact_imports::get_contact_import)
             .service(contacts::get_contact)
             .service(contacts::update_contact)
             .service(contacts::delete_contact)
@@ -203,6 +207,7 @@ pub fn build_app(
         .app_data(web::Data::from(state.services.contacts.clone()))
         .app_data(web::Data::from(state.services.sales.clone()))
         .app_data(web::Data::from(state.services.idempotency.clone()))
+        .app_data(web::Data::from(state.services.imports.clone()))
         .app_data(web::Data::from(state.cursors.clone()))
         .app_data(web::Data::new(settings.clone()))
         .app_data(web::Data::from(state.metrics.clone()))

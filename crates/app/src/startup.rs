@@ -15,13 +15,13 @@ use nexus_adapters_postgres::repo::rate_limit::PgRateLimiter;
 use nexus_adapters_postgres::repo::sales::PgSalesStore;
 use nexus_adapters_postgres::repo::team::PgTeamStore;
 use nexus_adapters_postgres::repo::{
-    PgContactRepository, PgCustomFieldRepository, PgIdempotencyStore,
+    PgContactRepository, PgCustomFieldRepository, PgIdempotencyStore, PgImportRepository,
 };
 use nexus_application::auth::{AuthPorts, RegisterCommand};
 use nexus_application::team::TeamPorts;
 use nexus_application::{
     AuthService, AuthSettings, AuthUseCases, ContactService, ContactUseCases, HealthService,
-    IdempotencyService, SalesService, TeamService,
+    IdempotencyService, ImportService, ImportUseCases, SalesService, TeamService,
 };
 use nexus_domain::values::EmailAddress;
 use nexus_ports::identity::IdentityStore;
@@ -46,6 +46,26 @@ pub struct Application {
     pub location: DatabaseLocation,
     /// The hourly purge of contacts deleted more than 30 days ago.
     purge: tokio::task::JoinHandle<()>,
+    /// Works through queued CSV imports.
+    import_worker: tokio::task::JoinHandle<()>,
+}
+
+/// How long the import worker waits when the queue is empty.
+const IMPORT_POLL: Duration = Duration::from_millis(250);
+
+/// Runs queued CSV imports one after the other. A job interrupted by a crash or a stop is
+/// taken over from its last checkpoint once its heartbeat is stale.
+async fn run_imports(imports: Arc<dyn ImportUseCases>) {
+    loop {
+        match imports.run_next().await {
+            Ok(true) => {}
+            Ok(false) => tokio::time::sleep(IMPORT_POLL).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "a contact import stopped; it resumes from its checkpoint");
+                tokio::time::sleep(IMPORT_POLL * 4).await;
+            }
+        }
+    }
 }
 
 /// How often the purge of expired soft-deleted contacts runs (first a minute after
@@ -160,6 +180,12 @@ impl Application {
             SystemClock,
             UuidV7Generator,
         ));
+        let imports: Arc<dyn ImportUseCases> = Arc::new(ImportService::new(
+            PgImportRepository::new(pool.clone(), config.db_acquire_timeout),
+            PgCustomFieldRepository::new(pool.clone(), config.db_acquire_timeout),
+            SystemClock,
+            UuidV7Generator,
+        ));
         let services = Services {
             health: Arc::new(HealthService::new(PgProbe::new(
                 pool.clone(),
@@ -168,6 +194,7 @@ impl Application {
             auth: auth.clone(),
             team: team_service,
             contacts: contacts.clone(),
+            imports: imports.clone(),
             idempotency: Arc::new(IdempotencyService::new(
                 PgIdempotencyStore::new(pool.clone(), config.db_acquire_timeout),
                 SystemClock,
@@ -205,6 +232,7 @@ impl Application {
             services,
             location,
             purge: tokio::spawn(purge_deleted_contacts(contacts)),
+            import_worker: tokio::spawn(run_imports(imports)),
         })
     }
 
@@ -265,6 +293,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.purge.abort();
+        self.import_worker.abort();
         self.pool.close();
         tracing::info!("stopped");
         result

@@ -4,9 +4,11 @@
 
 pub mod auth;
 pub mod contacts;
+pub mod csv;
 pub mod error;
 pub mod health;
 pub mod idempotency;
+pub mod imports;
 pub mod sales;
 pub mod team;
 
@@ -15,5 +17,6 @@ pub use contacts::{ContactService, ContactUseCases};
 pub use error::{AppError, FieldIssue};
 pub use health::{HealthService, HealthUseCases, Readiness};
 pub use idempotency::{IdempotencyService, IdempotencyUseCases};
+pub use imports::{ImportService, ImportUseCases};
 pub use sales::{SalesService, SalesUseCases};
 pub use team::{TeamService, TeamUseCases};

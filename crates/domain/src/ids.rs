@@ -82,6 +82,10 @@ id_type!(
     CustomFieldId
 );
 id_type!(
+    /// A CSV import job of contacts.
+    ImportId
+);
+id_type!(
     /// A sales pipeline of an organization.
     PipelineId
 );

@@ -22,7 +22,7 @@ pub mod values;
 pub use actor::{Actor, Forbidden, Principal};
 pub use event::{DomainEvent, EventActor, EventType};
 pub use ids::{
-    ActivityId, ApiKeyId, ContactId, CustomFieldId, DealId, EventId, InvitationId, OrgId,
+    ActivityId, ApiKeyId, ContactId, CustomFieldId, DealId, EventId, ImportId, InvitationId, OrgId,
     PipelineId, SessionId, StageId, UserId,
 };
 pub use rbac::{Action, Resource, Role};

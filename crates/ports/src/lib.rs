@@ -11,6 +11,7 @@ pub mod health;
 pub mod idempotency;
 pub mod identity;
 pub mod ids;
+pub mod imports;
 pub mod sales;
 pub mod security;
 pub mod team;

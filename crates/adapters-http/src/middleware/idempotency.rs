@@ -121,6 +121,22 @@ async fn finish(
     ))
 }
 
+/// Reads the whole body, refusing (413) past `limit` bytes.
+async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<web::Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let mut payload = actix_web::HttpMessage::take_payload(req);
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::malformed(format!("The body could not be read: {e}.")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(crate::problem::for_status(StatusCode::PAYLOAD_TOO_LARGE));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 pub async fn middleware(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -153,7 +169,20 @@ pub async fn middleware(
             .await
             .map(ServiceResponse::map_into_boxed_body);
     };
-    let body = req.extract::<web::Bytes>().await?;
+    // CSV uploads may be larger than JSON bodies; the handler still enforces its own limit.
+    let is_csv = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/csv"));
+    let body = if is_csv {
+        match read_body(&mut req, crate::routes::contact_imports::MAX_UPLOAD).await {
+            Ok(body) => body,
+            Err(err) => return Ok(req.into_response(err.error_response())),
+        }
+    } else {
+        req.extract::<web::Bytes>().await?
+    };
     let hash = fingerprint(&req, &body);
     req.set_payload(Payload::from(body));
     match service.begin(actor, key.clone(), hash).await {

@@ -29,7 +29,6 @@ use crate::responses::{
     ServiceUnavailable, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 use crate::routes::deals::{TimelineQuery, limit_of};
-use nexus_ports::sales::ActivityFilter;
 
 type Contacts = web::Data<dyn ContactUseCases>;
 type Cursors = web::Data<CursorCodec>;

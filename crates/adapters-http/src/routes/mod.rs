@@ -1,6 +1,7 @@
 pub mod activities;
 pub mod api_keys;
 pub mod auth;
+pub mod contact_imports;
 pub mod contacts;
 pub mod contacts_export;
 pub mod custom_fields;

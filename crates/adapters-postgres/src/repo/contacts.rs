@@ -76,8 +76,39 @@ pub(crate) struct ContactRow {
 }
 
 impl ContactRow {
+    /// Appends `(<17 binds>)`, in [`COLUMNS`] order, for a multi-row `VALUES` list.
+    pub(crate) fn push_values(self, s: &mut Statement) {
+        let binds = [
+            Bind::Uuid(self.organization_id),
+            Bind::Uuid(self.id),
+            Bind::Text(self.first_name),
+            Bind::Text(self.last_name),
+            Bind::OptText(self.email),
+            Bind::OptText(self.phone),
+            Bind::OptText(self.phone_e164),
+            Bind::OptText(self.company),
+            Bind::Text(self.lifecycle_stage),
+            Bind::SmallInt(self.lead_score),
+            Bind::OptUuid(self.owner_id),
+            Bind::TextArray(self.tags),
+            Bind::Json(self.custom_fields),
+            Bind::Int(self.version),
+            Bind::Time(self.created_at),
+            Bind::Time(self.updated_at),
+            Bind::OptTime(self.deleted_at),
+        ];
+        s.push("(");
+        for (i, b) in binds.into_iter().enumerate() {
+            if i > 0 {
+                s.push(", ");
+            }
+            s.bind(b);
+        }
+        s.push(")");
+    }
+
     /// Binds every column, in [`COLUMNS`] order, after `sql` (which uses `$1`..`$17`).
-    fn bind_all(
+    pub(crate) fn bind_all(
         self,
         sql: &str,
     ) -> diesel::query_builder::BoxedSqlQuery<
@@ -112,7 +143,7 @@ const INSERT: &str = "INSERT INTO contacts (organization_id, id, first_name, las
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
 
 /// Stores every column but the keys and `created_at` if the version is still `$18`.
-const UPDATE: &str = "UPDATE contacts SET first_name = $3, last_name = $4, email = $5, phone = $6, phone_e164 = $7, \
+pub(crate) const UPDATE: &str = "UPDATE contacts SET first_name = $3, last_name = $4, email = $5, phone = $6, phone_e164 = $7, \
      company = $8, lifecycle_stage = $9, lead_score = $10, owner_id = $11, tags = $12, custom_fields = $13, \
      version = $14, updated_at = $16, deleted_at = $17 \
      WHERE organization_id = $1 AND id = $2 AND version = $18";
@@ -277,7 +308,7 @@ async fn check_owner(
 }
 
 /// One bind of a hand-built statement.
-enum Bind {
+pub(crate) enum Bind {
     Uuid(Uuid),
     Text(String),
     TextArray(Vec<String>),
@@ -285,29 +316,33 @@ enum Bind {
     Json(serde_json::Value),
     SmallInt(i16),
     BigInt(i64),
+    Int(i32),
+    OptText(Option<String>),
+    OptUuid(Option<Uuid>),
+    OptTime(Option<DateTime<Utc>>),
 }
 
 /// SQL text with `$n` placeholders and their values.
 #[derive(Default)]
-struct Statement {
+pub(crate) struct Statement {
     sql: String,
     binds: Vec<Bind>,
 }
 
 impl Statement {
-    fn push(&mut self, sql: &str) -> &mut Self {
+    pub(crate) fn push(&mut self, sql: &str) -> &mut Self {
         self.sql.push_str(sql);
         self
     }
 
-    fn bind(&mut self, value: Bind) -> &mut Self {
+    pub(crate) fn bind(&mut self, value: Bind) -> &mut Self {
         self.binds.push(value);
         self.sql.push('$');
         self.sql.push_str(&self.binds.len().to_string());
         self
     }
 
-    fn query(
+    pub(crate) fn query(
         self,
     ) -> diesel::query_builder::BoxedSqlQuery<
         'static,
@@ -324,6 +359,10 @@ impl Statement {
                 Bind::Json(v) => q.bind::<Jsonb, _>(v),
                 Bind::SmallInt(v) => q.bind::<Int2, _>(v),
                 Bind::BigInt(v) => q.bind::<BigInt, _>(v),
+                Bind::Int(v) => q.bind::<Integer, _>(v),
+                Bind::OptText(v) => q.bind::<Nullable<Text>, _>(v),
+                Bind::OptUuid(v) => q.bind::<Nullable<SqlUuid>, _>(v),
+                Bind::OptTime(v) => q.bind::<Nullable<Timestamptz>, _>(v),
             };
         }
         q

@@ -4,6 +4,7 @@ pub mod contacts;
 pub mod custom_fields;
 pub mod idempotency;
 pub mod identity;
+pub mod imports;
 pub mod mailer;
 pub mod rate_limit;
 pub mod sales;
@@ -12,6 +13,7 @@ pub mod team;
 pub use contacts::PgContactRepository;
 pub use custom_fields::PgCustomFieldRepository;
 pub use idempotency::PgIdempotencyStore;
+pub use imports::PgImportRepository;
 
 use diesel::result::{DatabaseErrorKind, Error};
 use nexus_domain::Role;

@@ -1,0 +1,326 @@
+//! CSV import jobs in PostgreSQL: the queue (`FOR UPDATE SKIP LOCKED`), and chunk writes
+//! that land rows, events and the job's checkpoint in one transaction.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{
+    Array, BigInt, Binary, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use nexus_domain::contact::Contact;
+use nexus_domain::{ImportId, OrgId, UserId};
+use nexus_ports::StoreError;
+use nexus_ports::imports::{
+    ChunkWrite, ImportJob, ImportRepository, ImportStatus, MAX_ROW_ERRORS, OnDuplicate, RowError,
+};
+use uuid::Uuid;
+
+use crate::error::{from_diesel, from_pool};
+use crate::outbox;
+use crate::pool::{PgConn, PgPool};
+use crate::repo::contacts::{COLUMNS, ContactRow, Statement, UPDATE};
+
+const JOB_COLUMNS: &str = "organization_id, id, created_by, status, on_duplicate, total_rows, next_row, processed, \
+     created, updated, skipped, failed, errors, failure, created_at, finished_at";
+
+#[derive(QueryableByName)]
+struct JobRow {
+    #[diesel(sql_type = SqlUuid)]
+    organization_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    created_by: Option<Uuid>,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Text)]
+    on_duplicate: String,
+    #[diesel(sql_type = Nullable<Integer>)]
+    total_rows: Option<i32>,
+    #[diesel(sql_type = Integer)]
+    next_row: i32,
+    #[diesel(sql_type = Integer)]
+    processed: i32,
+    #[diesel(sql_type = Integer)]
+    created: i32,
+    #[diesel(sql_type = Integer)]
+    updated: i32,
+    #[diesel(sql_type = Integer)]
+    skipped: i32,
+    #[diesel(sql_type = Integer)]
+    failed: i32,
+    #[diesel(sql_type = Jsonb)]
+    errors: serde_json::Value,
+    #[diesel(sql_type = Nullable<Text>)]
+    failure: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(QueryableByName)]
+struct ClaimedRow {
+    #[diesel(embed)]
+    job: JobRow,
+    #[diesel(sql_type = Binary)]
+    csv: Vec<u8>,
+}
+
+impl TryFrom<JobRow> for ImportJob {
+    type Error = StoreError;
+
+    fn try_from(r: JobRow) -> Result<Self, StoreError> {
+        let corrupt = || StoreError::Other(anyhow::anyhow!("stored import {} is invalid", r.id));
+        Ok(Self {
+            id: ImportId::from_uuid(r.id),
+            organization_id: OrgId::from_uuid(r.organization_id),
+            created_by: r.created_by.map(UserId::from_uuid),
+            status: ImportStatus::parse(&r.status).ok_or_else(corrupt)?,
+            on_duplicate: OnDuplicate::parse(&r.on_duplicate).ok_or_else(corrupt)?,
+            total_rows: r.total_rows.map(i64::from),
+            next_row: i64::from(r.next_row),
+            processed: i64::from(r.processed),
+            created: i64::from(r.created),
+            updated: i64::from(r.updated),
+            skipped: i64::from(r.skipped),
+            failed: i64::from(r.failed),
+            errors: serde_json::from_value(r.errors.clone()).map_err(|_| corrupt())?,
+            failure: r.failure,
+            created_at: r.created_at,
+            finished_at: r.finished_at,
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct PgImportRepository {
+    pool: PgPool,
+    acquire_timeout: Duration,
+}
+
+impl PgImportRepository {
+    #[must_use]
+    pub const fn new(pool: PgPool, acquire_timeout: Duration) -> Self {
+        Self {
+            pool,
+            acquire_timeout,
+        }
+    }
+
+    async fn conn(&self) -> Result<PgConn, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| from_pool(e, self.acquire_timeout))
+    }
+}
+
+fn count(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+#[derive(QueryableByName)]
+struct Inserted {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
+impl ImportRepository for PgImportRepository {
+    async fn create(&self, org: OrgId, job: &ImportJob, csv: &[u8]) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        diesel::sql_query(
+            "INSERT INTO contact_imports (organization_id, id, created_by, status, on_duplicate, csv, created_at)
+             VALUES ($1, $2, $3, 'pending', $4, $5, $6)",
+        )
+        .bind::<SqlUuid, _>(org.as_uuid())
+        .bind::<SqlUuid, _>(job.id.as_uuid())
+        .bind::<Nullable<SqlUuid>, _>(job.created_by.map(|u| u.as_uuid()))
+        .bind::<Text, _>(job.on_duplicate.as_str())
+        .bind::<Binary, _>(csv)
+        .bind::<Timestamptz, _>(job.created_at)
+        .execute(&mut conn)
+        .await
+        .map_err(from_diesel)?;
+        Ok(())
+    }
+
+    async fn get(&self, org: OrgId, id: ImportId) -> Result<Option<ImportJob>, StoreError> {
+        let mut conn = self.conn().await?;
+        let row: Option<JobRow> = diesel::sql_query(format!(
+            "SELECT {JOB_COLUMNS} FROM contact_imports WHERE organization_id = $1 AND id = $2"
+        ))
+        .bind::<SqlUuid, _>(org.as_uuid())
+        .bind::<SqlUuid, _>(id.as_uuid())
+        .get_result(&mut conn)
+        .await
+        .optional()
+        .map_err(from_diesel)?;
+        row.map(ImportJob::try_from).transpose()
+    }
+
+    async fn claim_next(
+        &self,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Option<(ImportJob, Vec<u8>)>, StoreError> {
+        let mut conn = self.conn().await?;
+        let row: Option<ClaimedRow> = diesel::sql_query(format!(
+            "UPDATE contact_imports SET status = 'running', heartbeat_at = $1
+             WHERE (organization_id, id) = (
+                 SELECT organization_id, id FROM contact_imports
+                 WHERE status = 'pending' OR (status = 'running' AND heartbeat_at < $2)
+                 ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+             RETURNING {JOB_COLUMNS}, csv"
+        ))
+        .bind::<Timestamptz, _>(now)
+        .bind::<Timestamptz, _>(stale_before)
+        .get_result(&mut conn)
+        .await
+        .optional()
+        .map_err(from_diesel)?;
+        row.map(|r| Ok((ImportJob::try_from(r.job)?, r.csv)))
+            .transpose()
+    }
+
+    async fn existing_by_email(
+        &self,
+        org: OrgId,
+        emails: &[String],
+    ) -> Result<Vec<Contact>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<ContactRow> = diesel::sql_query(format!(
+            "SELECT {COLUMNS} FROM contacts
+             WHERE organization_id = $1 AND lower(email) = ANY($2) AND deleted_at IS NULL AND email IS NOT NULL"
+        ))
+        .bind::<SqlUuid, _>(org.as_uuid())
+        .bind::<Array<Text>, _>(emails)
+        .load(&mut conn)
+        .await
+        .map_err(from_diesel)?;
+        rows.into_iter().map(Contact::try_from).collect()
+    }
+
+    async fn commit_chunk(
+        &self,
+        org: OrgId,
+        id: ImportId,
+        chunk: &ChunkWrite,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        conn.transaction(async |conn| {
+            let mut errors = chunk.errors.clone();
+            let mut failed = chunk.failed;
+            let mut created = 0_i64;
+            if !chunk.inserts.is_empty() {
+                // One multi-row INSERT; a row whose email was taken meanwhile is skipped
+                // by the partial unique index, reported, and gets no event.
+                let mut s = Statement::default();
+                s.push(&format!("INSERT INTO contacts ({COLUMNS}) VALUES "));
+                for (i, (_, contact, _)) in chunk.inserts.iter().enumerate() {
+                    if i > 0 {
+                        s.push(", ");
+                    }
+                    ContactRow { organization_id: org.as_uuid(), ..ContactRow::from(contact) }.push_values(&mut s);
+                }
+                s.push(
+                    " ON CONFLICT (organization_id, lower(email)) WHERE deleted_at IS NULL AND email IS NOT NULL \
+                     DO NOTHING RETURNING id",
+                );
+                let inserted: HashSet<Uuid> =
+                    s.query().load::<Inserted>(conn).await?.into_iter().map(|r| r.id).collect();
+                let mut events = Vec::with_capacity(inserted.len());
+                for (row, contact, event) in &chunk.inserts {
+                    if inserted.contains(&contact.id.as_uuid()) {
+                        events.push(event.clone());
+                    } else {
+                        failed += 1;
+                        errors.push(RowError {
+                            row: *row,
+                            field: "email".into(),
+                            message: "another contact took this email meanwhile".into(),
+                        });
+                    }
+                }
+                created = i64::try_from(events.len()).unwrap_or(0);
+                outbox::append(conn, &events).await?;
+            }
+            let mut updated = 0_i64;
+            let mut events = Vec::with_capacity(chunk.updates.len());
+            for (row, contact, expected, event) in &chunk.updates {
+                let n = ContactRow { organization_id: org.as_uuid(), ..ContactRow::from(contact) }
+                    .bind_all(UPDATE)
+                    .bind::<Integer, _>(*expected)
+                    .execute(conn)
+                    .await?;
+                if n == 1 {
+                    updated += 1;
+                    events.push(event.clone());
+                } else {
+                    failed += 1;
+                    errors.push(RowError {
+                        row: *row,
+                        field: String::new(),
+                        message: "the contact changed meanwhile; import this row again".into(),
+                    });
+                }
+            }
+            outbox::append(conn, &events).await?;
+            errors.truncate(MAX_ROW_ERRORS);
+            diesel::sql_query(
+                "UPDATE contact_imports SET
+                     next_row = $3, total_rows = $4, processed = processed + $5, created = created + $6,
+                     updated = updated + $7, skipped = skipped + $8, failed = failed + $9, heartbeat_at = $10,
+                     errors = (SELECT coalesce(jsonb_agg(e ORDER BY n), '[]'::jsonb)
+                               FROM jsonb_array_elements(errors || $11) WITH ORDINALITY AS x(e, n) WHERE n <= $12)
+                 WHERE organization_id = $1 AND id = $2",
+            )
+            .bind::<SqlUuid, _>(org.as_uuid())
+            .bind::<SqlUuid, _>(id.as_uuid())
+            .bind::<Integer, _>(count(chunk.next_row))
+            .bind::<Integer, _>(count(chunk.total_rows))
+            .bind::<Integer, _>(count(chunk.processed))
+            .bind::<Integer, _>(count(created))
+            .bind::<Integer, _>(count(updated))
+            .bind::<Integer, _>(count(chunk.skipped))
+            .bind::<Integer, _>(count(failed))
+            .bind::<Timestamptz, _>(now)
+            .bind::<Jsonb, _>(serde_json::to_value(&errors).unwrap_or_default())
+            .bind::<BigInt, _>(i64::try_from(MAX_ROW_ERRORS).unwrap_or(1000))
+            .execute(conn)
+            .await?;
+            Ok::<_, diesel::result::Error>(())
+        })
+        .await
+        .map_err(from_diesel)
+    }
+
+    async fn finish(
+        &self,
+        org: OrgId,
+        id: ImportId,
+        status: ImportStatus,
+        failure: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        // The file is not needed once the job ends.
+        diesel::sql_query(
+            "UPDATE contact_imports SET status = $3, failure = $4, finished_at = $5, csv = ''::bytea
+             WHERE organization_id = $1 AND id = $2",
+        )
+        .bind::<SqlUuid, _>(org.as_uuid())
+        .bind::<SqlUuid, _>(id.as_uuid())
+        .bind::<Text, _>(status.as_str())
+        .bind::<Nullable<Text>, _>(failure)
+        .bind::<Timestamptz, _>(now)
+        .execute(&mut conn)
+        .await
+        .map_err(from_diesel)?;
+        Ok(())
+    }
+}

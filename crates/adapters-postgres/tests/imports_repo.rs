@@ -1,0 +1,167 @@
+//! The import queue and chunk writes against a real PostgreSQL: one claimant per job, a
+//! crashed job taken over at its checkpoint, chunks atomic with their events.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use nexus_adapters_postgres::pool::{PoolSettings, build_pool};
+use nexus_adapters_postgres::repo::PgImportRepository;
+use nexus_adapters_postgres::testing::TestDatabase;
+use nexus_domain::contact::{Contact, ContactFields, EventContext};
+use nexus_domain::{ContactId, EventActor, EventId, ImportId, OrgId};
+use nexus_ports::imports::{ChunkWrite, ImportJob, ImportRepository, ImportStatus, OnDuplicate};
+use serde_json::json;
+use uuid::Uuid;
+
+fn at(minutes: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap() + chrono::Duration::minutes(minutes)
+}
+
+fn contact(org: OrgId, email: &str) -> (Contact, nexus_domain::DomainEvent) {
+    let fields = ContactFields::parse(
+        json!({"firstName": "A", "lastName": "B", "email": email})
+            .as_object()
+            .unwrap(),
+        &[],
+        None,
+    )
+    .unwrap();
+    let ctx = EventContext {
+        event_id: EventId::from_uuid(Uuid::now_v7()),
+        actor: EventActor::System,
+        now: at(0),
+    };
+    Contact::create(ContactId::from_uuid(Uuid::now_v7()), org, fields, &ctx)
+}
+
+#[tokio::test]
+async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
+    let db = TestDatabase::create().await;
+    let pool = build_pool(
+        db.url(),
+        &PoolSettings {
+            max_size: 4,
+            ..PoolSettings::default()
+        },
+    )
+    .unwrap();
+    let repo = PgImportRepository::new(pool, Duration::from_secs(2));
+    let org = OrgId::from_uuid(Uuid::now_v7());
+    let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
+    conn.batch_execute(&format!(
+        "INSERT INTO organizations (id, name, slug) VALUES ('{org}', 'Acme', 'acme')"
+    ))
+    .await
+    .unwrap();
+    let job = ImportJob {
+        id: ImportId::from_uuid(Uuid::now_v7()),
+        organization_id: org,
+        created_by: None,
+        status: ImportStatus::Pending,
+        on_duplicate: OnDuplicate::Skip,
+        total_rows: None,
+        next_row: 1,
+        processed: 0,
+        created: 0,
+        updated: 0,
+        skipped: 0,
+        failed: 0,
+        errors: vec![],
+        failure: None,
+        created_at: at(0),
+        finished_at: None,
+    };
+    repo.create(org, &job, b"firstName,lastName\n")
+        .await
+        .unwrap();
+    let stale = |now: DateTime<Utc>| now - chrono::Duration::minutes(2);
+
+    let (claimed, csv) = repo.claim_next(at(1), stale(at(1))).await.unwrap().unwrap();
+    assert_eq!(
+        (claimed.id, claimed.status, csv.as_slice()),
+        (job.id, ImportStatus::Running, &b"firstName,lastName\n"[..])
+    );
+    assert!(
+        repo.claim_next(at(1), stale(at(1)))
+            .await
+            .unwrap()
+            .is_none(),
+        "one worker per job"
+    );
+
+    // A chunk: two inserts, one of which collides with a live contact's email.
+    let (taken, taken_event) = contact(org, "taken@x.io");
+    let (a, a_event) = contact(org, "a@x.io");
+    let (b, b_event) = contact(org, "TAKEN@x.io");
+    let first = ChunkWrite {
+        inserts: vec![(1, taken, taken_event)],
+        updates: vec![],
+        processed: 1,
+        skipped: 0,
+        failed: 0,
+        errors: vec![],
+        next_row: 2,
+        total_rows: 3,
+    };
+    repo.commit_chunk(org, job.id, &first, at(2)).await.unwrap();
+    let second = ChunkWrite {
+        inserts: vec![(2, a, a_event), (3, b, b_event)],
+        processed: 2,
+        next_row: 4,
+        ..first.clone()
+    };
+    repo.commit_chunk(org, job.id, &second, at(3))
+        .await
+        .unwrap();
+    let progress = repo.get(org, job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            progress.next_row,
+            progress.processed,
+            progress.created,
+            progress.failed
+        ),
+        (4, 3, 2, 1)
+    );
+    assert_eq!(progress.errors[0].row, 3);
+    assert_eq!(
+        repo.existing_by_email(org, &["a@x.io".into(), "taken@x.io".into()])
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // The worker dies: while its heartbeat is fresh nobody takes the job; once stale, the
+    // next worker gets it back at its checkpoint.
+    assert!(
+        repo.claim_next(at(4), stale(at(4)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (resumed, _) = repo.claim_next(at(6), stale(at(6))).await.unwrap().unwrap();
+    assert_eq!(
+        (resumed.id, resumed.next_row, resumed.created),
+        (job.id, 4, 2)
+    );
+
+    repo.finish(org, job.id, ImportStatus::Completed, None, at(7))
+        .await
+        .unwrap();
+    assert!(
+        repo.claim_next(at(60), stale(at(60)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        repo.get(OrgId::from_uuid(Uuid::now_v7()), job.id)
+            .await
+            .unwrap()
+            .is_none(),
+        "tenant-scoped"
+    );
+}

@@ -1,0 +1,315 @@
+//! Contacts at scale, on this machine, against the real app (loopback only, bounded in
+//! time): one organization with 1,000,000 contacts and nine with 20,000. For the first
+//! page (newest first), a surname search, a get by id and a create, at 8 and 32
+//! concurrent connections: requests/s, p50, p99, and the ratio to pgbench running the same
+//! SQL the endpoint sends (the session check of authentication included) at the same
+//! concurrency. `NEXUS_BENCH_CONTACTS` changes the large organization's size.
+//!
+//! Run with `just bench` (or `cargo bench -p nexus-app --bench contacts`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use nexus_app::testing::TestApp;
+use serde_json::json;
+
+const SMALL_ORGS: usize = 9;
+const SMALL_CONTACTS: i64 = 20_000;
+const PHASE: Duration = Duration::from_secs(10);
+const COLS: &str = "organization_id, id, first_name, last_name, email, phone, phone_e164, company, lifecycle_stage, \
+     lead_score, owner_id, tags, custom_fields, version, created_at, updated_at, deleted_at";
+/// What authenticating a request asks of the database (the session check).
+const AUTH_SQL: &str = "SELECT m.role FROM sessions s JOIN memberships m ON m.organization_id = s.organization_id AND m.user_id = s.user_id LIMIT 1;";
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
+}
+
+async fn load<F, Fut>(connections: usize, make: F) -> (f64, Vec<Duration>)
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let make = Arc::new(make);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for worker in 0..connections {
+        let (make, stop) = (make.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = 0u64;
+            while !AtomicBool::load(&stop, Ordering::Relaxed) {
+                let t = Instant::now();
+                assert!(make(worker, i).await, "request failed");
+                lat.push(t.elapsed());
+                i += 1;
+            }
+            lat
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(PHASE).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    (all.len() as f64 / elapsed, all)
+}
+
+fn pgbench(url: &str, script: &str, connections: usize) -> f64 {
+    let path = std::env::temp_dir().join(format!(
+        "nexus-contacts-{}-{connections}.sql",
+        std::process::id()
+    ));
+    std::fs::write(&path, script).unwrap();
+    let (host, rest) = url
+        .trim_start_matches("postgres://postgres@")
+        .split_once(':')
+        .unwrap();
+    let (port, db) = rest.split_once('/').unwrap();
+    let bin = nexus_adapters_postgres::cluster::find_bin_dir()
+        .unwrap()
+        .join("pgbench");
+    // Debian ships pgbench with the server binaries, not always beside `pg_ctl`.
+    let bin = if bin.exists() {
+        bin
+    } else {
+        std::path::PathBuf::from("/usr/lib/postgresql/15/bin/pgbench")
+    };
+    let out = std::process::Command::new(bin)
+        .args([
+            "-h", host, "-p", port, "-U", "postgres", "-n", "-M", "extended", "-j", "2",
+        ])
+        .args([
+            "-c",
+            &connections.to_string(),
+            "-T",
+            &PHASE.as_secs().to_string(),
+            "-f",
+        ])
+        .arg(&path)
+        .arg(db)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            eprintln!("pgbench failed: {}", String::from_utf8_lossy(&out.stderr));
+            f64::NAN
+        })
+}
+
+fn rss_mb() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    (kb("VmRSS:"), kb("VmHWM:"))
+}
+
+#[tokio::main]
+async fn main() {
+    let big: i64 = std::env::var("NEXUS_BENCH_CONTACTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let app = TestApp::spawn_with(
+        |c| {
+            c.workers = cores;
+            c.db_pool_size = 32;
+            c.db_acquire_timeout = Duration::from_secs(5);
+        },
+        None,
+    )
+    .await;
+    let owner = app.signup("bench@contacts.io").await;
+    let org = owner.org_id;
+    let url = app.db.url().to_owned();
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+
+    let started = Instant::now();
+    nexus_adapters_postgres::seed::contacts(&mut conn, org, big, |_| {})
+        .await
+        .unwrap();
+    let seed_secs = started.elapsed().as_secs_f64();
+    for i in 1..=SMALL_ORGS {
+        let small = nexus_adapters_postgres::seed::organization(&mut conn, &format!("bench-{i}"))
+            .await
+            .unwrap();
+        nexus_adapters_postgres::seed::contacts(&mut conn, small, SMALL_CONTACTS, |_| {})
+            .await
+            .unwrap();
+    }
+    conn.batch_execute("VACUUM ANALYZE contacts").await.unwrap();
+    conn.batch_execute(&format!(
+        "CREATE TABLE bench_ids AS SELECT row_number() OVER () AS n, id FROM
+             (SELECT id FROM contacts WHERE organization_id = '{org}' ORDER BY random() LIMIT 1000) s;
+         CREATE UNIQUE INDEX ON bench_ids (n);"
+    ))
+    .await
+    .unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: uuid::Uuid,
+    }
+    let ids: Arc<Vec<uuid::Uuid>> = Arc::new({
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query("SELECT id FROM bench_ids ORDER BY n")
+            .load::<Id>(&mut conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    });
+    println!(
+        "seeded {big} contacts in {seed_secs:.1} s ({:.0} rows/s), plus {SMALL_ORGS} x {SMALL_CONTACTS}",
+        big as f64 / seed_secs
+    );
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let token = Arc::new(owner.access_token.clone());
+    let base = Arc::new(app.address.clone());
+    let list_sql = format!(
+        "SELECT {COLS} FROM contacts WHERE organization_id = '{org}' AND deleted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT 51;"
+    );
+    let search_sql = format!(
+        "SELECT {COLS} FROM (SELECT {COLS}, search FROM contacts WHERE organization_id = '{org}' AND deleted_at IS NULL \
+         ORDER BY created_at DESC, id DESC LIMIT 10000) AS contacts WHERE true AND search LIKE '%smi%' ORDER BY created_at DESC, id DESC LIMIT 51;"
+    );
+    let get_sql = format!(
+        "\\set n random(1, 1000)\nSELECT {COLS} FROM contacts WHERE organization_id = '{org}' AND id = (SELECT id FROM bench_ids WHERE n = :n);"
+    );
+    let create_sql = format!(
+        "SELECT * FROM custom_field_definitions WHERE organization_id = '{org}' ORDER BY created_at, id;
+BEGIN;
+INSERT INTO contacts ({COLS}) VALUES ('{org}', gen_random_uuid(), 'Bench', 'Person', 'pgb-' || gen_random_uuid() || '@bench.io', NULL, NULL, NULL, 'lead', 20, NULL, '{{}}', '{{}}', 1, now(), now(), NULL);
+INSERT INTO events (id, organization_id, type, occurred_at, actor, payload) VALUES (gen_random_uuid(), '{org}', 'contact.created', now(), '{{}}', '{{}}');
+COMMIT;"
+    );
+
+    println!();
+    println!(
+        "| endpoint | connections | API req/s | p50 ms | p99 ms | pgbench tps | API/pgbench |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for connections in [8_usize, 32] {
+        for scenario in ["list", "search", "get", "create"] {
+            let (client, token, base, ids) =
+                (client.clone(), token.clone(), base.clone(), ids.clone());
+            let (rate, lat) = load(connections, move |worker, i| {
+                let (client, token, base, ids) =
+                    (client.clone(), token.clone(), base.clone(), ids.clone());
+                async move {
+                    let req = match scenario {
+                        "list" => client.get(format!("{base}/api/v1/contacts?limit=50")),
+                        "search" => client.get(format!("{base}/api/v1/contacts?q=smi&limit=50")),
+                        "get" => {
+                            let id =
+                                ids[(worker * 7919 + usize::try_from(i).unwrap_or(0)) % ids.len()];
+                            client.get(format!("{base}/api/v1/contacts/{id}"))
+                        }
+                        _ => client.post(format!("{base}/api/v1/contacts")).json(&json!({
+                            "firstName": "Bench", "lastName": "Person",
+                            "email": format!("api-{connections}-{worker}-{i}@bench.io"),
+                        })),
+                    };
+                    let res = req.bearer_auth(token.as_str()).send().await.unwrap();
+                    let ok = res.status().is_success();
+                    let _ = res.bytes().await;
+                    ok
+                }
+            })
+            .await;
+            let script = match scenario {
+                "list" => format!("{AUTH_SQL}\n{list_sql}"),
+                "search" => format!("{AUTH_SQL}\n{search_sql}"),
+                // `\set` comes first in a pgbench script.
+                "get" => format!("{get_sql}\n{AUTH_SQL}"),
+                _ => format!("{AUTH_SQL}\n{create_sql}"),
+            };
+            let tps = pgbench(&url, &script, connections);
+            println!(
+                "| {scenario} | {connections} | {rate:.0} | {:.2} | {:.2} | {tps:.0} | {:.2} |",
+                pct(&lat, 0.5),
+                pct(&lat, 0.99),
+                rate / tps
+            );
+        }
+    }
+    // A 100,000-row CSV import into one of the small organizations' owner... into ours.
+    let mut csv = String::from("First Name,Last Name,Email,Phone,Company,Tags\n");
+    for i in 0..100_000 {
+        csv.push_str(&format!(
+            "Imported{i},Person{},import{i}@bench-import.io,+1 555 {:03} {:04},Company {},imported;batch{}\n",
+            i % 977,
+            i % 1000,
+            i % 10_000,
+            i % 50,
+            i % 5
+        ));
+    }
+    let started = Instant::now();
+    let res = client
+        .post(format!("{base}/api/v1/contacts/imports"))
+        .bearer_auth(token.as_str())
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 202);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let job = loop {
+        let job: serde_json::Value = client
+            .get(format!("{base}{location}"))
+            .bearer_auth(token.as_str())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["status"] == "completed" || job["status"] == "failed" {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let secs = started.elapsed().as_secs_f64();
+    println!();
+    println!(
+        "import of a 100,000-row CSV: {} in {secs:.1} s = {:.0} rows/s (created {}, failed {})",
+        job["status"],
+        100_000.0 / secs,
+        job["created"],
+        job["failed"]
+    );
+
+    let (rss, peak) = rss_mb();
+    println!();
+    println!("bench process (app + load generator) RSS now {rss:.0} MB, peak {peak:.0} MB");
+}

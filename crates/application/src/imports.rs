@@ -1,0 +1,566 @@
+//! CSV imports of contacts: accepted at once as a job, then worked through in chunks by
+//! a background worker. Each chunk (rows, events, checkpoint) commits atomically, so a
+//! crash resumes at the last checkpoint; a bad row is reported and never stops the rest.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use nexus_domain::contact::{Contact, ContactFields, EventContext};
+use nexus_domain::custom_field::{FieldSpec, FieldType};
+use nexus_domain::{Action, Actor, ContactId, EventActor, EventId, ImportId, Principal, Resource};
+use nexus_ports::contacts::CustomFieldRepository;
+use nexus_ports::imports::{
+    ChunkWrite, ImportJob, ImportRepository, ImportStatus, OnDuplicate, RowError,
+};
+use nexus_ports::{Clock, IdGenerator};
+use serde_json::{Map, Value};
+
+use crate::csv::Records;
+use crate::error::AppError;
+
+type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, AppError>> + Send + 'a>>;
+
+/// Largest accepted file.
+pub const MAX_BYTES: usize = 50 * 1024 * 1024;
+/// Rows per chunk (one transaction each).
+pub const CHUNK_ROWS: usize = 1000;
+/// A running job whose worker has not checkpointed for this long is taken over.
+pub const STALE_AFTER: Duration = Duration::from_secs(120);
+
+pub trait ImportUseCases: Send + Sync + 'static {
+    /// # Errors
+    /// 403, 413 over 50 MB, 422 for a file that is not UTF-8 or lacks name columns.
+    fn start(&self, actor: Actor, csv: Vec<u8>, on_duplicate: OnDuplicate) -> Fut<'_, ImportJob>;
+    fn get(&self, actor: Actor, id: ImportId) -> Fut<'_, ImportJob>;
+    /// The worker's step: runs the next queued job to its end. `false` when none waits.
+    fn run_next(&self) -> Fut<'_, bool>;
+}
+
+/// Where a CSV column goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Column {
+    Field(&'static str),
+    Custom(FieldSpec),
+    Ignored,
+}
+
+fn normalize(header: &str) -> String {
+    header
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Maps headers to contact fields (by name or a common alias, ignoring case, spaces and
+/// punctuation) and custom fields (`customFields.<key>`, the key, or the label).
+fn map_header(header: &[String], specs: &[FieldSpec]) -> Vec<Column> {
+    header
+        .iter()
+        .map(|h| {
+            let n = normalize(h);
+            let field = match n.as_str() {
+                "firstname" | "first" | "givenname" => Some("firstName"),
+                "lastname" | "last" | "surname" | "familyname" => Some("lastName"),
+                "email" | "emailaddress" | "mail" => Some("email"),
+                "phone" | "phonenumber" | "mobile" | "telephone" | "tel" => Some("phone"),
+                "company" | "companyname" | "organization" | "organisation" | "account" => {
+                    Some("company")
+                }
+                "lifecyclestage" | "stage" | "lifecycle" => Some("lifecycleStage"),
+                "ownerid" | "owner" => Some("ownerId"),
+                "tags" | "tag" | "labels" => Some("tags"),
+                _ => None,
+            };
+            if let Some(field) = field {
+                return Column::Field(field);
+            }
+            let key = h.trim().strip_prefix("customFields.").unwrap_or(h.trim());
+            specs
+                .iter()
+                .find(|s| {
+                    s.key.as_str() == key
+                        || normalize(s.key.as_str()) == n
+                        || normalize(&s.label) == n
+                })
+                .map_or(Column::Ignored, |s| Column::Custom(s.clone()))
+        })
+        .collect()
+}
+
+fn cell_value(spec: &FieldSpec, raw: &str) -> Value {
+    match spec.field_type {
+        FieldType::Number => raw
+            .parse::<serde_json::Number>()
+            .map_or_else(|_| Value::String(raw.to_owned()), Value::Number),
+        FieldType::Boolean => match raw.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => Value::Bool(true),
+            "false" | "no" | "0" => Value::Bool(false),
+            _ => Value::String(raw.to_owned()),
+        },
+        FieldType::Multiselect => Value::Array(
+            raw.split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_owned()))
+                .collect(),
+        ),
+        FieldType::Text | FieldType::Date | FieldType::Select => Value::String(raw.to_owned()),
+    }
+}
+
+/// One CSV record as the JSON object a contact is parsed from (empty cells are absent).
+fn row_object(columns: &[Column], record: &[String]) -> Map<String, Value> {
+    let mut map = Map::new();
+    let mut custom = Map::new();
+    for (column, cell) in columns.iter().zip(record) {
+        let cell = cell.trim();
+        if cell.is_empty() {
+            continue;
+        }
+        match column {
+            Column::Field("tags") => {
+                let tags = cell
+                    .split([';', ','])
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty());
+                map.insert(
+                    "tags".into(),
+                    Value::Array(tags.map(|t| Value::String(t.to_owned())).collect()),
+                );
+            }
+            Column::Field(name) => {
+                map.insert((*name).to_owned(), Value::String(cell.to_owned()));
+            }
+            Column::Custom(spec) => {
+                custom.insert(spec.key.as_str().to_owned(), cell_value(spec, cell));
+            }
+            Column::Ignored => {}
+        }
+    }
+    if !custom.is_empty() {
+        map.insert("customFields".into(), Value::Object(custom));
+    }
+    map
+}
+
+pub struct ImportService<I, F, C, G> {
+    imports: I,
+    fields: F,
+    clock: C,
+    ids: G,
+}
+
+fn event_actor(created_by: Option<nexus_domain::UserId>) -> EventActor {
+    created_by.map_or(EventActor::System, |id| EventActor::User { id })
+}
+
+impl<I, F, C, G> ImportService<I, F, C, G>
+where
+    I: ImportRepository,
+    F: CustomFieldRepository,
+    C: Clock,
+    G: IdGenerator,
+{
+    pub const fn new(imports: I, fields: F, clock: C, ids: G) -> Self {
+        Self {
+            imports,
+            fields,
+            clock,
+            ids,
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        let now = self.clock.now();
+        DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+    }
+
+    /// Accepts a file: checks size, encoding and header, stores it as a pending job.
+    ///
+    /// # Errors
+    /// See [`ImportUseCases::start`].
+    pub async fn start(
+        &self,
+        actor: Actor,
+        csv: Vec<u8>,
+        on_duplicate: OnDuplicate,
+    ) -> Result<ImportJob, AppError> {
+        actor.authorize(Resource::Contacts, Action::Create)?;
+        if csv.len() > MAX_BYTES {
+            return Err(AppError::invalid(
+                "file",
+                "too_large",
+                "a CSV import is at most 50 MB",
+            ));
+        }
+        let text = std::str::from_utf8(&csv)
+            .map_err(|_| AppError::invalid("file", "invalid_encoding", "the file is not UTF-8"))?;
+        let header = Records::new(text)
+            .next()
+            .transpose()
+            .map_err(|e| AppError::invalid("file", "malformed_csv", e.to_string()))?
+            .ok_or_else(|| AppError::invalid("file", "required", "the file is empty"))?;
+        let specs: Vec<FieldSpec> = self
+            .fields
+            .list(actor.org_id)
+            .await?
+            .into_iter()
+            .map(|d| d.spec)
+            .collect();
+        let columns = map_header(&header, &specs);
+        for needed in ["firstName", "lastName"] {
+            if !columns.contains(&Column::Field(needed)) {
+                return Err(AppError::invalid(
+                    needed,
+                    "missing_column",
+                    format!("the header needs a {needed} column"),
+                ));
+            }
+        }
+        let job = ImportJob {
+            id: ImportId::from_uuid(self.ids.new_id()),
+            organization_id: actor.org_id,
+            created_by: match actor.principal {
+                Principal::User { user_id, .. } => Some(user_id),
+                Principal::ApiKey { created_by, .. } => Some(created_by),
+            },
+            status: ImportStatus::Pending,
+            on_duplicate,
+            total_rows: None,
+            next_row: 1,
+            processed: 0,
+            created: 0,
+            updated: 0,
+            skipped: 0,
+            failed: 0,
+            errors: Vec::new(),
+            failure: None,
+            created_at: self.now(),
+            finished_at: None,
+        };
+        self.imports.create(actor.org_id, &job, &csv).await?;
+        Ok(job)
+    }
+
+    /// # Errors
+    /// 404 for unknown ids and other organizations' jobs.
+    pub async fn get(&self, actor: Actor, id: ImportId) -> Result<ImportJob, AppError> {
+        actor.authorize(Resource::Contacts, Action::Read)?;
+        self.imports
+            .get(actor.org_id, id)
+            .await?
+            .ok_or(AppError::NotFound)
+    }
+
+    /// # Errors
+    /// Storage failures (the job then resumes from its checkpoint on the next run).
+    pub async fn run_next(&self) -> Result<bool, AppError> {
+        let now = self.now();
+        let stale = now - chrono::Duration::from_std(STALE_AFTER).unwrap_or(chrono::Duration::MAX);
+        let Some((job, csv)) = self.imports.claim_next(now, stale).await? else {
+            return Ok(false);
+        };
+        let org = job.organization_id;
+        match self.process(&job, &csv).await {
+            Ok(()) => {
+                self.imports
+                    .finish(org, job.id, ImportStatus::Completed, None, self.now())
+                    .await?
+            }
+            Err(Failure::File(message)) => {
+                self.imports
+                    .finish(org, job.id, ImportStatus::Failed, Some(message), self.now())
+                    .await?;
+            }
+            Err(Failure::App(e)) => return Err(e),
+        }
+        Ok(true)
+    }
+
+    async fn process(&self, job: &ImportJob, csv: &[u8]) -> Result<(), Failure> {
+        let org = job.organization_id;
+        let text =
+            std::str::from_utf8(csv).map_err(|_| Failure::File("the file is not UTF-8".into()))?;
+        let specs: Vec<FieldSpec> = self
+            .fields
+            .list(org)
+            .await
+            .map_err(|e| Failure::App(e.into()))?
+            .into_iter()
+            .map(|d| d.spec)
+            .collect();
+        let mut records = Records::new(text);
+        let header = match records.next() {
+            Some(Ok(h)) => h,
+            Some(Err(e)) => return Err(Failure::File(e.to_string())),
+            None => return Err(Failure::File("the file is empty".into())),
+        };
+        let columns = map_header(&header, &specs);
+        // Count the rows once (cheap next to the writes) so progress has a total.
+        let total = i64::try_from(Records::new(text).skip(1).count()).unwrap_or(i64::MAX);
+        let mut row: i64 = 0;
+        let mut chunk: Vec<(i64, Result<Vec<String>, String>)> = Vec::with_capacity(CHUNK_ROWS);
+        for record in records {
+            row += 1;
+            if row < job.next_row {
+                continue;
+            }
+            match record {
+                Ok(cells) => chunk.push((row, Ok(cells))),
+                Err(e) => {
+                    // The rest of the file is unreadable: the rows before stay, this one
+                    // is reported, and the job fails with the reason.
+                    chunk.push((row, Err(e.to_string())));
+                    self.write_chunk(job, &columns, &specs, std::mem::take(&mut chunk), total)
+                        .await?;
+                    return Err(Failure::File(format!(
+                        "the file is unreadable from row {row} on ({e})"
+                    )));
+                }
+            }
+            if chunk.len() == CHUNK_ROWS {
+                self.write_chunk(job, &columns, &specs, std::mem::take(&mut chunk), total)
+                    .await?;
+            }
+        }
+        if !chunk.is_empty() || job.next_row == 1 {
+            self.write_chunk(job, &columns, &specs, chunk, total)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn write_chunk(
+        &self,
+        job: &ImportJob,
+        columns: &[Column],
+        specs: &[FieldSpec],
+        rows: Vec<(i64, Result<Vec<String>, String>)>,
+        total: i64,
+    ) -> Result<(), Failure> {
+        let org = job.organization_id;
+        let mut write = ChunkWrite {
+            inserts: Vec::new(),
+            updates: Vec::new(),
+            processed: i64::try_from(rows.len()).unwrap_or(0),
+            skipped: 0,
+            failed: 0,
+            errors: Vec::new(),
+            next_row: rows.last().map_or(job.next_row, |(r, _)| r + 1),
+            total_rows: total,
+        };
+        let mut parsed: Vec<(i64, Map<String, Value>, ContactFields)> =
+            Vec::with_capacity(rows.len());
+        for (row, record) in rows {
+            let cells = match record {
+                Ok(cells) => cells,
+                Err(message) => {
+                    write.failed += 1;
+                    write.errors.push(RowError {
+                        row,
+                        field: String::new(),
+                        message,
+                    });
+                    continue;
+                }
+            };
+            let object = row_object(columns, &cells);
+            match ContactFields::parse(&object, specs, None) {
+                Ok(fields) => parsed.push((row, object, fields)),
+                Err(issues) => {
+                    write.failed += 1;
+                    write.errors.extend(issues.into_iter().map(|i| RowError {
+                        row,
+                        field: i.field,
+                        message: i.message,
+                    }));
+                }
+            }
+        }
+        let emails: Vec<String> = parsed
+            .iter()
+            .filter_map(|(_, _, f)| f.email.as_ref().map(|e| e.as_str().to_owned()))
+            .collect();
+        let existing: HashMap<String, Contact> = if emails.is_empty() {
+            HashMap::new()
+        } else {
+            self.imports
+                .existing_by_email(org, &emails)
+                .await
+                .map_err(|e| Failure::App(e.into()))?
+                .into_iter()
+                .filter_map(|c| {
+                    c.fields
+                        .email
+                        .as_ref()
+                        .map(|e| (e.as_str().to_owned(), c.clone()))
+                })
+                .collect()
+        };
+        let mut first_row_of: BTreeMap<String, i64> = BTreeMap::new();
+        let mut updated_ids: HashSet<ContactId> = HashSet::new();
+        let actor = event_actor(job.created_by);
+        for (row, object, fields) in parsed {
+            let ctx = EventContext {
+                event_id: EventId::from_uuid(self.ids.new_id()),
+                actor: actor.clone(),
+                now: self.now(),
+            };
+            let email = fields.email.as_ref().map(|e| e.as_str().to_owned());
+            if let Some(email) = &email {
+                if let Some(first) = first_row_of.get(email) {
+                    write.failed += 1;
+                    write.errors.push(RowError {
+                        row,
+                        field: "email".into(),
+                        message: format!("the same email as row {first} of this file"),
+                    });
+                    continue;
+                }
+                first_row_of.insert(email.clone(), row);
+                if let Some(current) = existing.get(email) {
+                    if job.on_duplicate == OnDuplicate::Skip || !updated_ids.insert(current.id) {
+                        write.skipped += 1;
+                        continue;
+                    }
+                    match current.apply_merge_patch(&object, specs) {
+                        Ok(patched) => match current.update(patched, &ctx) {
+                            Some((updated, event)) => {
+                                write.updates.push((row, updated, current.version, event))
+                            }
+                            None => write.skipped += 1,
+                        },
+                        Err(issues) => {
+                            write.failed += 1;
+                            write.errors.extend(issues.into_iter().map(|i| RowError {
+                                row,
+                                field: i.field,
+                                message: i.message,
+                            }));
+                        }
+                    }
+                    continue;
+                }
+            }
+            let (contact, event) =
+                Contact::create(ContactId::from_uuid(self.ids.new_id()), org, fields, &ctx);
+            write.inserts.push((row, contact, event));
+        }
+        self.imports
+            .commit_chunk(org, job.id, &write, self.now())
+            .await
+            .map_err(|e| Failure::App(e.into()))
+    }
+}
+
+enum Failure {
+    /// The file itself cannot be read further: the job fails with this message.
+    File(String),
+    App(AppError),
+}
+
+impl<I, F, C, G> ImportUseCases for ImportService<I, F, C, G>
+where
+    I: ImportRepository,
+    F: CustomFieldRepository,
+    C: Clock,
+    G: IdGenerator,
+{
+    fn start(&self, actor: Actor, csv: Vec<u8>, on_duplicate: OnDuplicate) -> Fut<'_, ImportJob> {
+        Box::pin(Self::start(self, actor, csv, on_duplicate))
+    }
+    fn get(&self, actor: Actor, id: ImportId) -> Fut<'_, ImportJob> {
+        Box::pin(Self::get(self, actor, id))
+    }
+    fn run_next(&self) -> Fut<'_, bool> {
+        Box::pin(Self::run_next(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn specs() -> Vec<FieldSpec> {
+        vec![
+            FieldSpec::new("seats", "Seats", FieldType::Number, false, &[]).unwrap(),
+            FieldSpec::new(
+                "channels",
+                "Preferred channels",
+                FieldType::Multiselect,
+                false,
+                &["sms".into(), "email".into()],
+            )
+            .unwrap(),
+            FieldSpec::new("churned", "Churned", FieldType::Boolean, false, &[]).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn headers_map_by_name_alias_key_and_label() {
+        let header: Vec<String> = [
+            "First Name",
+            "SURNAME",
+            "E-mail",
+            "Mobile",
+            "Company Name",
+            "Stage",
+            "Tags",
+            "customFields.seats",
+            "Preferred Channels",
+            "churned",
+            "Shoe size",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let columns = map_header(&header, &specs());
+        assert_eq!(
+            columns[..7],
+            [
+                Column::Field("firstName"),
+                Column::Field("lastName"),
+                Column::Field("email"),
+                Column::Field("phone"),
+                Column::Field("company"),
+                Column::Field("lifecycleStage"),
+                Column::Field("tags"),
+            ]
+        );
+        assert!(matches!(&columns[7], Column::Custom(s) if s.key.as_str() == "seats"));
+        assert!(matches!(&columns[8], Column::Custom(s) if s.key.as_str() == "channels"));
+        assert!(matches!(&columns[9], Column::Custom(s) if s.key.as_str() == "churned"));
+        assert_eq!(columns[10], Column::Ignored);
+
+        let record: Vec<String> = [
+            "Ada",
+            "Lovelace",
+            "ADA@x.io",
+            "",
+            "Engines",
+            "customer",
+            "vip; math",
+            "12",
+            "sms;email",
+            "no",
+            "44",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let object = row_object(&columns, &record);
+        assert_eq!(
+            Value::Object(object.clone()),
+            json!({"firstName": "Ada", "lastName": "Lovelace", "email": "ADA@x.io", "company": "Engines",
+                   "lifecycleStage": "customer", "tags": ["vip", "math"],
+                   "customFields": {"seats": 12, "channels": ["sms", "email"], "churned": false}})
+        );
+        assert!(ContactFields::parse(&object, &specs(), None).is_ok());
+    }
+}

@@ -1,0 +1,181 @@
+//! CSV import jobs of contacts: the queue, the file, and chunked, checkpointed writes.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use nexus_domain::contact::Contact;
+use nexus_domain::{DomainEvent, ImportId, OrgId, UserId};
+
+use crate::error::StoreError;
+
+/// What to do with a row whose email belongs to an existing contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDuplicate {
+    Skip,
+    Update,
+}
+
+impl OnDuplicate {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Skip => "skip",
+            Self::Update => "update",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Skip, Self::Update]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+}
+
+impl ImportStatus {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Running, Self::Completed, Self::Failed]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
+}
+
+/// One problem with one row (row 1 is the first data row after the header).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RowError {
+    pub row: i64,
+    pub field: String,
+    pub message: String,
+}
+
+/// Errors kept per job; the counters stay exact beyond.
+pub const MAX_ROW_ERRORS: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportJob {
+    pub id: ImportId,
+    pub organization_id: OrgId,
+    pub created_by: Option<UserId>,
+    pub status: ImportStatus,
+    pub on_duplicate: OnDuplicate,
+    pub total_rows: Option<i64>,
+    /// The first data row not yet committed (1-based).
+    pub next_row: i64,
+    pub processed: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub skipped: i64,
+    pub failed: i64,
+    pub errors: Vec<RowError>,
+    pub failure: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// One chunk of rows, written with the job's checkpoint in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkWrite {
+    /// New contacts, with their row numbers and `contact.created` events. A row whose
+    /// email was taken meanwhile is not written and counts as failed.
+    pub inserts: Vec<(i64, Contact, DomainEvent)>,
+    /// Changed contacts with the version they were read at and their events. A contact
+    /// changed meanwhile is not written and counts as failed.
+    pub updates: Vec<(i64, Contact, i32, DomainEvent)>,
+    /// Rows this chunk covers (all of them, whatever became of them).
+    pub processed: i64,
+    pub skipped: i64,
+    /// Rows that failed validation, with their errors.
+    pub failed: i64,
+    pub errors: Vec<RowError>,
+    /// The checkpoint: the next row to read once this commits.
+    pub next_row: i64,
+    pub total_rows: i64,
+}
+
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait ImportRepository: Send + Sync + 'static {
+    /// # Errors
+    /// Storage failures.
+    fn create(
+        &self,
+        org: OrgId,
+        job: &ImportJob,
+        csv: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// # Errors
+    /// Storage failures.
+    fn get(
+        &self,
+        org: OrgId,
+        id: ImportId,
+    ) -> impl Future<Output = Result<Option<ImportJob>, StoreError>> + Send;
+
+    /// Takes the oldest pending job, or a running one whose worker stopped beating
+    /// before `stale_before` (it crashed: the job resumes from its checkpoint), with its
+    /// file. The import queue is the one place that looks across organizations: the
+    /// job it returns names its organization, and every later call is scoped by it.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn claim_next(
+        &self,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<(ImportJob, Vec<u8>)>, StoreError>> + Send;
+
+    /// Live contacts of `org` with these (lower-case) emails.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn existing_by_email(
+        &self,
+        org: OrgId,
+        emails: &[String],
+    ) -> impl Future<Output = Result<Vec<Contact>, StoreError>> + Send;
+
+    /// Writes the chunk (multi-row inserts, their events, the updates) and advances the
+    /// job's checkpoint and counters, atomically; refreshes the heartbeat.
+    ///
+    /// # Errors
+    /// Storage failures (nothing of the chunk is then written).
+    fn commit_chunk(
+        &self,
+        org: OrgId,
+        id: ImportId,
+        chunk: &ChunkWrite,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Marks the job completed or failed.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn finish(
+        &self,
+        org: OrgId,
+        id: ImportId,
+        status: ImportStatus,
+        failure: Option<String>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -10,6 +10,7 @@ use nexus_application::{AppError, ContactUseCases, SalesUseCases};
 use nexus_domain::contact::LifecycleStage;
 use nexus_domain::{ContactId, UserId};
 use nexus_ports::contacts::{ContactFilter, Sort, TagMode};
+use nexus_ports::sales::ActivityFilter;
 use serde_json::{Map, Value};
 use utoipa::IntoParams;
 use uuid::Uuid;

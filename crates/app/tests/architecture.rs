@@ -64,9 +64,11 @@ fn domain_and_ports_have_no_io_or_framework_dependencies() {
         &[
             "chrono",
             "deunicode",
+            "ipnet",
             "serde",
             "serde_json",
             "thiserror",
+            "url",
             "uuid",
         ],
     );

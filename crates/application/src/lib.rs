@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod imports;
 pub mod sales;
 pub mod team;
+pub mod webhooks;
 
 pub use auth::{AuthService, AuthSettings, AuthUseCases, ClientMeta, IssuedTokens};
 pub use contacts::{ContactService, ContactUseCases};
@@ -20,3 +21,4 @@ pub use idempotency::{IdempotencyService, IdempotencyUseCases};
 pub use imports::{ImportService, ImportUseCases};
 pub use sales::{SalesService, SalesUseCases};
 pub use team::{TeamService, TeamUseCases};
+pub use webhooks::{WebhookService, WebhookSettings, WebhookUseCases};

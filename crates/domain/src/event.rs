@@ -37,10 +37,13 @@ pub enum EventType {
     MemberJoined,
     #[serde(rename = "member.removed")]
     MemberRemoved,
+    /// A webhook subscription stopped receiving events (410 Gone, or days of failures).
+    #[serde(rename = "webhook.disabled")]
+    WebhookDisabled,
 }
 
 impl EventType {
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::ContactCreated,
         Self::ContactUpdated,
         Self::ContactDeleted,
@@ -55,6 +58,7 @@ impl EventType {
         Self::CampaignCompleted,
         Self::MemberJoined,
         Self::MemberRemoved,
+        Self::WebhookDisabled,
     ];
 
     #[must_use]
@@ -74,6 +78,7 @@ impl EventType {
             Self::CampaignCompleted => "campaign.completed",
             Self::MemberJoined => "member.joined",
             Self::MemberRemoved => "member.removed",
+            Self::WebhookDisabled => "webhook.disabled",
         }
     }
 

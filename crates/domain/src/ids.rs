@@ -101,6 +101,14 @@ id_type!(
     /// An activity: a call, email, meeting, note, task or a system entry.
     ActivityId
 );
+id_type!(
+    /// A webhook subscription of an organization.
+    WebhookId
+);
+id_type!(
+    /// One event (or ping) on its way to one webhook subscription.
+    DeliveryId
+);
 
 #[cfg(test)]
 mod tests {

@@ -18,12 +18,13 @@ pub mod pipeline;
 pub mod rbac;
 pub mod validation;
 pub mod values;
+pub mod webhook;
 
 pub use actor::{Actor, Forbidden, Principal};
 pub use event::{DomainEvent, EventActor, EventType};
 pub use ids::{
-    ActivityId, ApiKeyId, ContactId, CustomFieldId, DealId, EventId, ImportId, InvitationId, OrgId,
-    PipelineId, SessionId, StageId, UserId,
+    ActivityId, ApiKeyId, ContactId, CustomFieldId, DealId, DeliveryId, EventId, ImportId,
+    InvitationId, OrgId, PipelineId, SessionId, StageId, UserId, WebhookId,
 };
 pub use rbac::{Action, Resource, Role};
 pub use validation::FieldIssue;

@@ -15,6 +15,7 @@ pub mod imports;
 pub mod sales;
 pub mod security;
 pub mod team;
+pub mod webhooks;
 
 pub use clock::{Clock, SystemClock};
 pub use contacts::{ContactRepository, CustomFieldRepository};

@@ -24,7 +24,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, web};
 use nexus_application::{
     AuthUseCases, ContactUseCases, HealthUseCases, IdempotencyUseCases, ImportUseCases,
-    SalesUseCases, TeamUseCases,
+    SalesUseCases, TeamUseCases, WebhookUseCases,
 };
 use utoipa_actix_web::AppExt;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -64,6 +64,7 @@ pub struct Services {
     pub idempotency: Arc<dyn IdempotencyUseCases>,
     pub imports: Arc<dyn ImportUseCases>,
     pub sales: Arc<dyn SalesUseCases>,
+    pub webhooks: Arc<dyn WebhookUseCases>,
 }
 
 /// Everything the handlers need, shared by all workers.
@@ -114,7 +115,7 @@ impl AppState {
 pub fn api_routes(cfg: &mut ServiceConfig) {
     use routes::{
         activities, api_keys, auth, contact_imports, contacts, contacts_export, custom_fields,
-        deals, health, members, organization, pipelines, tags,
+        deals, health, members, organization, pipelines, tags, webhooks,
     };
     cfg.service(health::live)
         .service(health::ready)
@@ -182,7 +183,17 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
             .service(custom_fields::delete_custom_field)
             .service(tags::list_tags)
             .service(tags::rename_tag)
-            .service(tags::delete_tag),
+            .service(tags::delete_tag)
+            .service(webhooks::create_webhook)
+            .service(webhooks::list_webhooks)
+            .service(webhooks::get_webhook)
+            .service(webhooks::update_webhook)
+            .service(webhooks::delete_webhook)
+            .service(webhooks::rotate_webhook_secret)
+            .service(webhooks::list_webhook_deliveries)
+            .service(webhooks::get_webhook_delivery)
+            .service(webhooks::redeliver_webhook_delivery)
+            .service(webhooks::test_webhook),
     );
 }
 
@@ -206,6 +217,7 @@ pub fn build_app(
         .app_data(web::Data::from(state.services.team.clone()))
         .app_data(web::Data::from(state.services.contacts.clone()))
         .app_data(web::Data::from(state.services.sales.clone()))
+        .app_data(web::Data::from(state.services.webhooks.clone()))
         .app_data(web::Data::from(state.services.idempotency.clone()))
         .app_data(web::Data::from(state.services.imports.clone()))
         .app_data(web::Data::from(state.cursors.clone()))

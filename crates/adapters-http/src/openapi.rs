@@ -45,6 +45,7 @@ use crate::responses::{
         (name = "contacts", description = "Contacts: CRUD with merge-patch and ETags, search, filters, keyset pages, soft delete, batches."),
         (name = "custom-fields", description = "Custom field definitions validated on every contact write (written by OWNER, ADMIN)."),
         (name = "tags", description = "Tags in use, with counts; rename (merging) and delete across contacts."),
+        (name = "webhooks", description = "Signed, retried event deliveries to your URLs (Standard Webhooks), their log, redelivery and test pings (OWNER, ADMIN)."),
     )
 )]
 struct ApiDoc;

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use nexus_domain::webhook::{Allowlist, RetrySchedule};
+
 /// Where the process runs; production refuses dev conveniences.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -66,6 +68,21 @@ pub struct Config {
     /// A refresh token rotated this recently by a concurrent request is refused without
     /// revoking the session.
     pub refresh_reuse_grace: Duration,
+    pub webhooks: WebhookConfig,
+}
+
+/// Webhook delivery settings.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Concurrent delivery tasks in this instance (0: this instance delivers nothing).
+    pub workers: usize,
+    pub retry_schedule: RetrySchedule,
+    /// Destinations allowed despite the SSRF rules (http, any port, private addresses).
+    pub allowlist: Allowlist,
+    pub timeout: Duration,
+    /// A claimed delivery whose worker died is taken over after this long.
+    pub lease: Duration,
+    pub retention: Duration,
 }
 
 /// One bad variable.
@@ -168,6 +185,7 @@ impl Config {
             Some("json") => LogFormat::Json,
             Some(other) => return Err(bad("NEXUS_LOG_FORMAT", "must be pretty or json", other)),
         };
+        let webhooks = webhook_config(environment, &var, &parse_num)?;
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
 
@@ -254,8 +272,101 @@ impl Config {
                 256,
                 "must be a whole number from 1 to 256",
             )?),
+            webhooks,
         })
     }
+}
+
+type Lookup<'a> = dyn Fn(&'static str) -> Option<String> + 'a;
+type NumLookup<'a> =
+    dyn Fn(&'static str, u64, u64, u64, &'static str) -> Result<u64, ConfigError> + 'a;
+
+fn webhook_config(
+    environment: Environment,
+    var: &Lookup<'_>,
+    parse_num: &NumLookup<'_>,
+) -> Result<WebhookConfig, ConfigError> {
+    let bad = |var: &'static str, expected: &'static str, got: &str| ConfigError {
+        var,
+        expected,
+        got: got.to_owned(),
+    };
+    let allowlist = match var("NEXUS_WEBHOOK_ALLOWLIST") {
+        Some(v) => Allowlist::parse(&v).map_err(|_| {
+            bad(
+                "NEXUS_WEBHOOK_ALLOWLIST",
+                "must list networks, addresses or host names, comma-separated",
+                &v,
+            )
+        })?,
+        // Local development posts to receivers on this machine.
+        None if environment == Environment::Development => {
+            Allowlist::parse("127.0.0.0/8,::1,localhost").unwrap_or_default()
+        }
+        None => Allowlist::default(),
+    };
+    let retry_schedule = match var("NEXUS_WEBHOOK_RETRY_SCHEDULE") {
+        Some(v) => v
+            .split(',')
+            .map(|d| humantime::parse_duration(d.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .ok()
+            .filter(|d| (1..=50).contains(&d.len()))
+            .map(RetrySchedule::new)
+            .ok_or_else(|| {
+                bad(
+                    "NEXUS_WEBHOOK_RETRY_SCHEDULE",
+                    "must be 1 to 50 comma-separated durations such as 5s,5m,30m,2h",
+                    &v,
+                )
+            })?,
+        None => RetrySchedule::default(),
+    };
+    let timeout = Duration::from_millis(parse_num(
+        "NEXUS_WEBHOOK_TIMEOUT_MS",
+        10_000,
+        100,
+        60_000,
+        "must be milliseconds from 100 to 60000",
+    )?);
+    let lease = Duration::from_secs(parse_num(
+        "NEXUS_WEBHOOK_LEASE_SECS",
+        60,
+        1,
+        3600,
+        "must be seconds from 1 to 3600",
+    )?);
+    if lease <= timeout {
+        return Err(bad(
+            "NEXUS_WEBHOOK_LEASE_SECS",
+            "must be longer than NEXUS_WEBHOOK_TIMEOUT_MS",
+            &lease.as_secs().to_string(),
+        ));
+    }
+    Ok(WebhookConfig {
+        workers: usize::try_from(parse_num(
+            "NEXUS_WEBHOOK_WORKERS",
+            4,
+            0,
+            64,
+            "must be a whole number from 0 to 64",
+        )?)
+        .unwrap_or(4),
+        retry_schedule,
+        allowlist,
+        timeout,
+        lease,
+        retention: Duration::from_secs(
+            86_400
+                * parse_num(
+                    "NEXUS_WEBHOOK_DELIVERY_RETENTION_DAYS",
+                    30,
+                    1,
+                    3650,
+                    "must be days from 1 to 3650",
+                )?,
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -326,5 +437,41 @@ mod tests {
         .unwrap();
         assert!(!format!("{ok:?}").contains(&secret));
         assert!(from(&[("NEXUS_JWT_SECRET", "short")]).is_err());
+    }
+
+    #[test]
+    fn webhook_settings_parse_and_refuse_nonsense() {
+        let dev = from(&[]).unwrap().webhooks;
+        assert_eq!(dev.workers, 4);
+        assert!(dev.allowlist.permits_ip("127.0.0.1".parse().unwrap()));
+        assert_eq!(dev.retry_schedule, RetrySchedule::default());
+        let secret = "s".repeat(40);
+        let prod = from(&[
+            ("NEXUS_ENV", "production"),
+            ("DATABASE_URL", "postgres://h/db"),
+            ("NEXUS_JWT_SECRET", &secret),
+        ])
+        .unwrap()
+        .webhooks;
+        assert!(prod.allowlist.is_empty());
+        let custom = from(&[("NEXUS_WEBHOOK_RETRY_SCHEDULE", "1s, 2m,3h")])
+            .unwrap()
+            .webhooks;
+        assert_eq!(
+            custom.retry_schedule.delays(),
+            &[
+                Duration::from_secs(1),
+                Duration::from_secs(120),
+                Duration::from_secs(3 * 3600)
+            ]
+        );
+        for (k, v) in [
+            ("NEXUS_WEBHOOK_RETRY_SCHEDULE", "soon"),
+            ("NEXUS_WEBHOOK_ALLOWLIST", "not a host!"),
+            ("NEXUS_WEBHOOK_WORKERS", "100"),
+            ("NEXUS_WEBHOOK_LEASE_SECS", "5"),
+        ] {
+            assert_eq!(from(&[(k, v)]).unwrap_err().var, k);
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod secrets_store;
 pub mod startup;
 pub mod telemetry;
+pub mod webhook_transport;
 #[cfg(feature = "testing")]
 pub mod testing;
 

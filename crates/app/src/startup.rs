@@ -14,6 +14,8 @@ use nexus_adapters_postgres::repo::mailer::RecordingMailer;
 use nexus_adapters_postgres::repo::rate_limit::PgRateLimiter;
 use nexus_adapters_postgres::repo::sales::PgSalesStore;
 use nexus_adapters_postgres::repo::team::PgTeamStore;
+use nexus_adapters_postgres::repo::webhooks::PgWebhookStore;
+use nexus_application::webhooks::delivery::DeliveryWorker;
 use nexus_adapters_postgres::repo::{
     PgContactRepository, PgCustomFieldRepository, PgIdempotencyStore, PgImportRepository,
 };
@@ -21,7 +23,8 @@ use nexus_application::auth::{AuthPorts, RegisterCommand};
 use nexus_application::team::TeamPorts;
 use nexus_application::{
     AuthService, AuthSettings, AuthUseCases, ContactService, ContactUseCases, HealthService,
-    IdempotencyService, ImportService, ImportUseCases, SalesService, TeamService,
+    IdempotencyService, ImportService, ImportUseCases, SalesService, TeamService, WebhookService,
+    WebhookSettings,
 };
 use nexus_domain::values::EmailAddress;
 use nexus_ports::identity::IdentityStore;
@@ -31,6 +34,7 @@ use crate::config::{Config, Environment};
 use crate::crypto::{BcryptHasher, JwtCodec, RandomSecrets};
 use crate::database::{self, DatabaseLocation};
 use crate::secrets_store;
+use crate::webhook_transport::{ReqwestSender, SystemResolver};
 
 pub const ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
 pub const DEMO_EMAIL: &str = "demo@nexus.local";
@@ -48,6 +52,50 @@ pub struct Application {
     purge: tokio::task::JoinHandle<()>,
     /// Works through queued CSV imports.
     import_worker: tokio::task::JoinHandle<()>,
+    /// Webhook delivery tasks and the hourly purge of old deliveries.
+    webhook_tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+type Deliveries = DeliveryWorker<
+    PgWebhookStore,
+    SystemResolver,
+    ReqwestSender,
+    SystemClock,
+    UuidV7Generator,
+>;
+
+/// How long an idle delivery task waits before looking for due deliveries again.
+const WEBHOOK_POLL: Duration = Duration::from_millis(200);
+
+/// Sends due webhook deliveries, one at a time per task, until aborted. Dropping the
+/// task mid-attempt is safe: the lease expires and another task sends it again.
+async fn deliver_webhooks(worker: Arc<Deliveries>) {
+    loop {
+        match worker.run_once().await {
+            Ok(true) => {}
+            Ok(false) => tokio::time::sleep(WEBHOOK_POLL).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook delivery could not reach the database; retrying");
+                tokio::time::sleep(WEBHOOK_POLL * 10).await;
+            }
+        }
+    }
+}
+
+async fn purge_webhook_deliveries(worker: Arc<Deliveries>, retention: Duration) {
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(90),
+        PURGE_EVERY,
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match worker.purge(retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "purged old webhook deliveries"),
+            Err(e) => tracing::warn!(error = %e, "purging webhook deliveries failed; retrying next hour"),
+        }
+    }
 }
 
 /// How long the import worker waits when the queue is empty.
@@ -186,7 +234,37 @@ impl Application {
             SystemClock,
             UuidV7Generator,
         ));
+        let webhook_settings = WebhookSettings {
+            allowlist: config.webhooks.allowlist.clone(),
+            schedule: config.webhooks.retry_schedule.clone(),
+            timeout: config.webhooks.timeout,
+            lease: config.webhooks.lease,
+            ..WebhookSettings::default()
+        };
+        let webhook_store = PgWebhookStore::new(db.clone());
+        let deliveries = Arc::new(DeliveryWorker::new(
+            webhook_store.clone(),
+            SystemResolver,
+            ReqwestSender::default(),
+            SystemClock,
+            UuidV7Generator,
+            webhook_settings.clone(),
+        ));
+        let mut webhook_tasks: Vec<_> = (0..config.webhooks.workers)
+            .map(|_| tokio::spawn(deliver_webhooks(deliveries.clone())))
+            .collect();
+        webhook_tasks.push(tokio::spawn(purge_webhook_deliveries(
+            deliveries,
+            config.webhooks.retention,
+        )));
         let services = Services {
+            webhooks: Arc::new(WebhookService::new(
+                webhook_store,
+                SystemClock,
+                UuidV7Generator,
+                RandomSecrets,
+                webhook_settings,
+            )),
             health: Arc::new(HealthService::new(PgProbe::new(
                 pool.clone(),
                 config.db_acquire_timeout,
@@ -233,6 +311,7 @@ impl Application {
             location,
             purge: tokio::spawn(purge_deleted_contacts(contacts)),
             import_worker: tokio::spawn(run_imports(imports)),
+            webhook_tasks,
         })
     }
 
@@ -294,6 +373,9 @@ impl Application {
         let result = self.server.await;
         self.purge.abort();
         self.import_worker.abort();
+        for task in &self.webhook_tasks {
+            task.abort();
+        }
         self.pool.close();
         tracing::info!("stopped");
         result

@@ -3,3 +3,4 @@ pub mod common;
 pub mod contacts;
 pub mod sales;
 pub mod team;
+pub mod webhooks;

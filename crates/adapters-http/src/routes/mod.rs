@@ -11,3 +11,4 @@ pub mod members;
 pub mod organization;
 pub mod pipelines;
 pub mod tags;
+pub mod webhooks;

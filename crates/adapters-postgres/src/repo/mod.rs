@@ -9,6 +9,7 @@ pub mod mailer;
 pub mod rate_limit;
 pub mod sales;
 pub mod team;
+pub mod webhooks;
 
 pub use contacts::PgContactRepository;
 pub use custom_fields::PgCustomFieldRepository;

@@ -8,9 +8,9 @@ pub mod demo;
 pub mod secrets_store;
 pub mod startup;
 pub mod telemetry;
-pub mod webhook_transport;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhook_transport;
 
 pub use config::Config;
 pub use startup::Application;

@@ -15,12 +15,12 @@ use nexus_adapters_postgres::repo::rate_limit::PgRateLimiter;
 use nexus_adapters_postgres::repo::sales::PgSalesStore;
 use nexus_adapters_postgres::repo::team::PgTeamStore;
 use nexus_adapters_postgres::repo::webhooks::PgWebhookStore;
-use nexus_application::webhooks::delivery::DeliveryWorker;
 use nexus_adapters_postgres::repo::{
     PgContactRepository, PgCustomFieldRepository, PgIdempotencyStore, PgImportRepository,
 };
 use nexus_application::auth::{AuthPorts, RegisterCommand};
 use nexus_application::team::TeamPorts;
+use nexus_application::webhooks::delivery::DeliveryWorker;
 use nexus_application::{
     AuthService, AuthSettings, AuthUseCases, ContactService, ContactUseCases, HealthService,
     IdempotencyService, ImportService, ImportUseCases, SalesService, TeamService, WebhookService,
@@ -56,13 +56,8 @@ pub struct Application {
     webhook_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-type Deliveries = DeliveryWorker<
-    PgWebhookStore,
-    SystemResolver,
-    ReqwestSender,
-    SystemClock,
-    UuidV7Generator,
->;
+type Deliveries =
+    DeliveryWorker<PgWebhookStore, SystemResolver, ReqwestSender, SystemClock, UuidV7Generator>;
 
 /// How long an idle delivery task waits before looking for due deliveries again.
 const WEBHOOK_POLL: Duration = Duration::from_millis(200);
@@ -93,7 +88,9 @@ async fn purge_webhook_deliveries(worker: Arc<Deliveries>, retention: Duration) 
         match worker.purge(retention).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "purged old webhook deliveries"),
-            Err(e) => tracing::warn!(error = %e, "purging webhook deliveries failed; retrying next hour"),
+            Err(e) => {
+                tracing::warn!(error = %e, "purging webhook deliveries failed; retrying next hour")
+            }
         }
     }
 }

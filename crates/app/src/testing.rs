@@ -82,6 +82,39 @@ impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
+
+    /// A second instance of the app on the same database (several instances behind a
+    /// load balancer), configured by `adjust`.
+    ///
+    /// # Panics
+    /// When the application cannot start.
+    pub async fn spawn_sibling(&self, adjust: impl FnOnce(&mut Config)) -> Sibling {
+        let mut config = test_config(&self.db);
+        adjust(&mut config);
+        let app = Application::build(&config)
+            .await
+            .expect("building the sibling app");
+        let port = app.port();
+        let handle = app.handle();
+        Sibling {
+            address: format!("http://127.0.0.1:{port}"),
+            handle,
+            server: tokio::spawn(app.run_until_stopped()),
+        }
+    }
+
+    /// Stops this instance as a crash would look to its peers: its background tasks are
+    /// dropped mid-work.
+    pub async fn kill(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+/// Another instance sharing a [`TestApp`]'s database.
+pub struct Sibling {
+    pub address: String,
+    pub handle: ServerHandle,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// A logged-in user of a test app.

@@ -115,7 +115,11 @@ impl TryFrom<DeliveryRow> for DeliveryRecord {
 
     fn try_from(r: DeliveryRow) -> Result<Self, StoreError> {
         let status = DeliveryStatus::parse(&r.status).ok_or_else(|| {
-            StoreError::Other(anyhow::anyhow!("delivery {} has status {:?}", r.id, r.status))
+            StoreError::Other(anyhow::anyhow!(
+                "delivery {} has status {:?}",
+                r.id,
+                r.status
+            ))
         })?;
         Ok(Self {
             id: DeliveryId::from_uuid(r.id),

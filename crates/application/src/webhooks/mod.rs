@@ -164,12 +164,13 @@ where
         }
     }
 
+    /// Validates the given fields, reporting every problem at once.
     fn parse_input(
         &self,
         url: Option<&str>,
         event_types: Option<&[String]>,
         description: Option<Option<String>>,
-    ) -> Result<(Option<String>, Option<Vec<String>>, Option<Option<String>>), AppError> {
+    ) -> Result<WebhookPatch, AppError> {
         let mut problems = Vec::new();
         let url = url.and_then(|u| match validate_url(u.trim(), &self.settings.allowlist) {
             Ok(parsed) => Some(parsed.to_string()),
@@ -194,7 +195,12 @@ where
             None => None,
         };
         if problems.is_empty() {
-            Ok((url, events, description))
+            Ok(WebhookPatch {
+                url,
+                description,
+                event_types: events,
+                active: None,
+            })
         } else {
             Err(AppError::Validation(problems))
         }
@@ -206,12 +212,13 @@ where
         input: WebhookInput,
     ) -> Result<WebhookWithSecret, AppError> {
         actor.authorize(Resource::Integrations, Action::Create)?;
-        let (url, events, description) = self.parse_input(
+        let parsed = self.parse_input(
             Some(&input.url),
             Some(&input.event_types),
             Some(input.description),
         )?;
-        let (Some(url), Some(event_types)) = (url, events) else {
+        let description = parsed.description;
+        let (Some(url), Some(event_types)) = (parsed.url, parsed.event_types) else {
             return Err(AppError::invalid("url", "required", "url is required"));
         };
         let secret = signature::secret_from_token(&self.secrets.token());
@@ -259,16 +266,13 @@ where
         if_match: Option<i32>,
     ) -> Result<WebhookRecord, AppError> {
         actor.authorize(Resource::Integrations, Action::Update)?;
-        let (url, event_types, description) = self.parse_input(
-            update.url.as_deref(),
-            update.event_types.as_deref(),
-            update.description,
-        )?;
         let patch = WebhookPatch {
-            url,
-            description,
-            event_types,
             active: update.active,
+            ..self.parse_input(
+                update.url.as_deref(),
+                update.event_types.as_deref(),
+                update.description,
+            )?
         };
         self.store
             .update(actor.org_id, id, patch, if_match)

@@ -54,7 +54,7 @@ impl Allowlist {
         match host {
             Host::Domain(name) => {
                 let name = name.trim_end_matches('.').to_ascii_lowercase();
-                self.hosts.iter().any(|h| *h == name)
+                self.hosts.contains(&name)
             }
             Host::Ipv4(ip) => self.permits_ip(IpAddr::V4(*ip)),
             Host::Ipv6(ip) => self.permits_ip(IpAddr::V6(*ip)),

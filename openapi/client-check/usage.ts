@@ -132,6 +132,48 @@ export async function team(baseUrl: string, accessToken: string): Promise<string
 }
 
 // ---------------------------------------------------------------------------
+// Webhooks
+// ---------------------------------------------------------------------------
+export type Webhook = components["schemas"]["WebhookDto"];
+export type Delivery = components["schemas"]["DeliveryDto"];
+
+/** Subscribe, ping, read the log, redeliver, rotate, pause, delete. */
+export async function webhooks(client: NexusClient): Promise<string[]> {
+  const created = await client.POST("/api/v1/webhooks", {
+    body: { url: "https://hooks.example.com/nexus", eventTypes: ["contact.created", "deal.won"] },
+  });
+  const id = created.data?.webhook.id ?? "";
+  const secret: string = created.data?.secret ?? "";
+  const list = await client.GET("/api/v1/webhooks", { params: { query: { limit: 20 } } });
+  const one = await client.GET("/api/v1/webhooks/{id}", { params: { path: { id } } });
+  const ping = await client.POST("/api/v1/webhooks/{id}/test", { params: { path: { id } } });
+  const log = await client.GET("/api/v1/webhooks/{id}/deliveries", {
+    params: { path: { id }, query: { status: "failed", limit: 50 } },
+  });
+  const deliveryId = ping.data?.id ?? "";
+  const detail = await client.GET("/api/v1/webhooks/{id}/deliveries/{deliveryId}", {
+    params: { path: { id, deliveryId } },
+  });
+  const codes = (detail.data?.attemptLog ?? []).map((a) => a.statusCode ?? 0);
+  await client.POST("/api/v1/webhooks/{id}/deliveries/{deliveryId}/redeliver", {
+    params: { path: { id, deliveryId } },
+  });
+  const rotated = await client.POST("/api/v1/webhooks/{id}/rotate-secret", {
+    params: { path: { id } },
+    body: { overlapSeconds: 3600 },
+  });
+  await client.PATCH("/api/v1/webhooks/{id}", {
+    params: { path: { id }, header: { "If-Match": `"${one.data?.version ?? 1}"` } },
+    body: { active: false, description: null },
+  });
+  await client.DELETE("/api/v1/webhooks/{id}", { params: { path: { id } } });
+  // @ts-expect-error -- delivery states are a closed set
+  await client.GET("/api/v1/webhooks/{id}/deliveries", { params: { path: { id }, query: { status: "lost" } } });
+  const statuses: Delivery["status"][] = (log.data?.data ?? []).map((d) => d.status);
+  return [secret, rotated.data?.secret ?? "", String(list.data?.data.length), ...statuses, ...codes.map(String)];
+}
+
+// ---------------------------------------------------------------------------
 // Contacts, custom fields, tags
 // ---------------------------------------------------------------------------
 export type Contact = components["schemas"]["ContactDto"];

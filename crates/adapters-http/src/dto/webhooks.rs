@@ -67,10 +67,6 @@ impl From<WebhookWithSecret> for WebhookWithSecretDto {
     }
 }
 
-fn default_true() -> bool {
-    true
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateWebhookRequest {
@@ -82,9 +78,8 @@ pub struct CreateWebhookRequest {
     pub event_types: Vec<String>,
     #[schema(max_length = 500)]
     pub description: Option<String>,
-    #[serde(default = "default_true")]
-    #[schema(default = true)]
-    pub active: bool,
+    /// Whether it receives events from the start (default true).
+    pub active: Option<bool>,
 }
 
 /// Merge patch: absent fields stay as they are.

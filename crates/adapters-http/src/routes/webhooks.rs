@@ -95,7 +95,7 @@ pub async fn create_webhook(
                 url: b.url,
                 event_types: b.event_types,
                 description: b.description,
-                active: b.active,
+                active: b.active.unwrap_or(true),
             },
         )
         .await?;

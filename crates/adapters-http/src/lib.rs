@@ -23,8 +23,8 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{App, web};
 use nexus_application::{
-    AuthUseCases, ContactUseCases, HealthUseCases, IdempotencyUseCases, ImportUseCases,
-    SalesUseCases, TeamUseCases,
+    AuthUseCases, ContactUseCases, EventUseCases, HealthUseCases, IdempotencyUseCases,
+    ImportUseCases, SalesUseCases, TeamUseCases,
 };
 use utoipa_actix_web::AppExt;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -42,6 +42,8 @@ pub struct HttpSettings {
     pub hsts: bool,
     /// Mark session cookies `Secure` (everywhere but local development over HTTP).
     pub secure_cookies: bool,
+    /// How often an idle event stream sends a keep-alive comment.
+    pub sse_heartbeat: std::time::Duration,
 }
 
 impl Default for HttpSettings {
@@ -50,6 +52,7 @@ impl Default for HttpSettings {
             body_limit: 1024 * 1024,
             hsts: false,
             secure_cookies: true,
+            sse_heartbeat: std::time::Duration::from_secs(15),
         }
     }
 }
@@ -64,6 +67,7 @@ pub struct Services {
     pub idempotency: Arc<dyn IdempotencyUseCases>,
     pub imports: Arc<dyn ImportUseCases>,
     pub sales: Arc<dyn SalesUseCases>,
+    pub events: Arc<dyn EventUseCases>,
 }
 
 /// Everything the handlers need, shared by all workers.
@@ -113,8 +117,8 @@ impl AppState {
 /// Every documented route. The spec is generated from this same list.
 pub fn api_routes(cfg: &mut ServiceConfig) {
     use routes::{
-        activities, api_keys, auth, contact_imports, contacts, contacts_export, custom_fields,
-        deals, health, members, organization, pipelines, tags,
+        activities, api_keys, audit_log, auth, contact_imports, contacts, contacts_export,
+        custom_fields, deals, events, health, members, organization, pipelines, tags,
     };
     cfg.service(health::live)
         .service(health::ready)
@@ -182,7 +186,11 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
             .service(custom_fields::delete_custom_field)
             .service(tags::list_tags)
             .service(tags::rename_tag)
-            .service(tags::delete_tag),
+            .service(tags::delete_tag)
+            // `/events/stream` before any `/events/{..}`-shaped route.
+            .service(events::stream_events)
+            .service(events::list_events)
+            .service(audit_log::list_audit_log),
     );
 }
 
@@ -208,12 +216,17 @@ pub fn build_app(
         .app_data(web::Data::from(state.services.sales.clone()))
         .app_data(web::Data::from(state.services.idempotency.clone()))
         .app_data(web::Data::from(state.services.imports.clone()))
+        .app_data(web::Data::from(state.services.events.clone()))
+        .app_data(web::Data::new(routes::events::StreamSettings {
+            heartbeat: settings.sse_heartbeat,
+        }))
         .app_data(web::Data::from(state.cursors.clone()))
         .app_data(web::Data::new(settings.clone()))
         .app_data(web::Data::from(state.metrics.clone()))
         .app_data(web::Data::from(state.routes.clone()))
         .configure(|cfg| extract::configure(cfg, settings.body_limit))
         .wrap(from_fn(middleware::idempotency::middleware))
+        .wrap(from_fn(middleware::request_context::middleware))
         .wrap(from_fn(middleware::panic::middleware))
         .wrap(from_fn(middleware::problem_fallback::middleware))
         .wrap(middleware::security_headers::default_headers(settings.hsts))

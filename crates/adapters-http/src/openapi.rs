@@ -45,6 +45,8 @@ use crate::responses::{
         (name = "contacts", description = "Contacts: CRUD with merge-patch and ETags, search, filters, keyset pages, soft delete, batches."),
         (name = "custom-fields", description = "Custom field definitions validated on every contact write (written by OWNER, ADMIN)."),
         (name = "tags", description = "Tags in use, with counts; rename (merging) and delete across contacts."),
+        (name = "events", description = "The organization's events: a pollable change feed and a Server-Sent Events stream."),
+        (name = "audit-log", description = "Who changed what, when and from where (OWNER, ADMIN); read-only."),
     )
 )]
 struct ApiDoc;

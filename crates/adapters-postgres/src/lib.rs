@@ -2,8 +2,10 @@
 //! cluster, repository implementations and (feature `testing`) per-test databases.
 
 pub mod admin;
+pub mod audit;
 pub mod cluster;
 pub mod error;
+pub mod listener;
 pub mod migrate;
 pub mod outbox;
 pub mod pool;

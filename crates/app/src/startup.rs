@@ -8,7 +8,10 @@ use actix_web::HttpServer;
 use actix_web::dev::{Server, ServerHandle};
 use nexus_adapters_http::{AppState, HttpSettings, Metrics, Services, build_app};
 use nexus_adapters_postgres::PgProbe;
+use nexus_adapters_postgres::listener::PgEventHub;
 use nexus_adapters_postgres::pool::{Db, PgPool, PoolSettings, build_pool};
+use nexus_adapters_postgres::repo::audit::PgAuditLog;
+use nexus_adapters_postgres::repo::events::{PgEventLog, purge_audit, purge_events};
 use nexus_adapters_postgres::repo::identity::PgIdentityStore;
 use nexus_adapters_postgres::repo::mailer::RecordingMailer;
 use nexus_adapters_postgres::repo::rate_limit::PgRateLimiter;
@@ -20,8 +23,8 @@ use nexus_adapters_postgres::repo::{
 use nexus_application::auth::{AuthPorts, RegisterCommand};
 use nexus_application::team::TeamPorts;
 use nexus_application::{
-    AuthService, AuthSettings, AuthUseCases, ContactService, ContactUseCases, HealthService,
-    IdempotencyService, ImportService, ImportUseCases, SalesService, TeamService,
+    AuthService, AuthSettings, AuthUseCases, ContactService, ContactUseCases, EventService,
+    HealthService, IdempotencyService, ImportService, ImportUseCases, SalesService, TeamService,
 };
 use nexus_domain::values::EmailAddress;
 use nexus_ports::identity::IdentityStore;
@@ -48,6 +51,10 @@ pub struct Application {
     purge: tokio::task::JoinHandle<()>,
     /// Works through queued CSV imports.
     import_worker: tokio::task::JoinHandle<()>,
+    /// This instance's `LISTEN nexus_events` connection and shared outbox reader.
+    events: PgEventHub,
+    /// Removes events and audit entries past their retention, daily.
+    retention: tokio::task::JoinHandle<()>,
 }
 
 /// How long the import worker waits when the queue is empty.
@@ -85,6 +92,32 @@ async fn purge_deleted_contacts(contacts: Arc<dyn ContactUseCases>) {
             Ok(n) => tracing::info!(purged = n, "purged contacts deleted more than 30 days ago"),
             Err(e) => {
                 tracing::warn!(error = %e, "purging deleted contacts failed; retrying next hour")
+            }
+        }
+    }
+}
+
+/// How often retention runs (first ten minutes after start-up).
+const RETENTION_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+async fn apply_retention(db: Db, events_days: u32, audit_days: u32) {
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(600),
+        RETENTION_EVERY,
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if events_days > 0 {
+            match purge_events(&db, events_days, 5_000).await {
+                Ok(n) => tracing::info!(removed = n, "event retention applied"),
+                Err(e) => tracing::warn!(error = %e, "event retention failed; retrying tomorrow"),
+            }
+        }
+        if audit_days > 0 {
+            match purge_audit(&db, audit_days, 5_000).await {
+                Ok(n) => tracing::info!(removed = n, "audit retention applied"),
+                Err(e) => tracing::warn!(error = %e, "audit retention failed; retrying tomorrow"),
             }
         }
     }
@@ -186,6 +219,9 @@ impl Application {
             SystemClock,
             UuidV7Generator,
         ));
+        let event_log = PgEventLog::new(db.clone());
+        let event_hub =
+            PgEventHub::start(url.clone(), event_log.clone(), config.event_bus_capacity);
         let services = Services {
             health: Arc::new(HealthService::new(PgProbe::new(
                 pool.clone(),
@@ -204,11 +240,17 @@ impl Application {
                 SystemClock,
                 UuidV7Generator,
             )),
+            events: Arc::new(EventService::new(
+                event_log,
+                event_hub.clone(),
+                PgAuditLog::new(db.clone()),
+            )),
         };
         let settings = HttpSettings {
             body_limit: config.body_limit,
             hsts: config.hsts,
             secure_cookies: config.environment == Environment::Production,
+            sse_heartbeat: config.sse_heartbeat,
         };
         let mut state = AppState::new(services.clone(), Arc::new(Metrics::new()?), settings)
             .with_cursor_secret(server_secret.as_bytes());
@@ -233,12 +275,25 @@ impl Application {
             location,
             purge: tokio::spawn(purge_deleted_contacts(contacts)),
             import_worker: tokio::spawn(run_imports(imports)),
+            events: event_hub,
+            retention: tokio::spawn(apply_retention(
+                db,
+                config.events_retention_days,
+                config.audit_retention_days,
+            )),
         })
     }
 
     #[must_use]
     pub const fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The instance's wake-up signal for outbox readers (`EventNotifier`) and its fan-out
+    /// of committed events (`EventBus`).
+    #[must_use]
+    pub fn event_hub(&self) -> PgEventHub {
+        self.events.clone()
     }
 
     #[must_use]
@@ -294,6 +349,8 @@ impl Application {
         let result = self.server.await;
         self.purge.abort();
         self.import_worker.abort();
+        self.retention.abort();
+        self.events.stop();
         self.pool.close();
         tracing::info!("stopped");
         result

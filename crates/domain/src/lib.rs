@@ -5,6 +5,7 @@
 
 pub mod activity;
 pub mod actor;
+pub mod audit;
 pub mod contact;
 pub mod custom_field;
 pub mod deal;
@@ -20,7 +21,7 @@ pub mod validation;
 pub mod values;
 
 pub use actor::{Actor, Forbidden, Principal};
-pub use event::{DomainEvent, EventActor, EventType};
+pub use event::{DomainEvent, EventActor, EventType, StoredEvent};
 pub use ids::{
     ActivityId, ApiKeyId, ContactId, CustomFieldId, DealId, EventId, ImportId, InvitationId, OrgId,
     PipelineId, SessionId, StageId, UserId,

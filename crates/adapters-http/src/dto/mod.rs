@@ -1,5 +1,6 @@
 pub mod auth;
 pub mod common;
 pub mod contacts;
+pub mod events;
 pub mod sales;
 pub mod team;

@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use nexus_domain::DomainEvent;
+use nexus_domain::{DomainEvent, OrgId};
 
 use crate::schema::events;
 
@@ -16,6 +16,28 @@ struct NewEvent<'a> {
     occurred_at: chrono::DateTime<chrono::Utc>,
     actor: serde_json::Value,
     payload: &'a serde_json::Value,
+}
+
+/// Takes the per-tenant outbox locks (see [`append`]). SQL that inserts into `events`
+/// itself must call this first, inside the same transaction.
+///
+/// # Errors
+/// Database failures.
+pub async fn lock_tenants(
+    conn: &mut AsyncPgConnection,
+    orgs: impl IntoIterator<Item = OrgId>,
+) -> Result<(), diesel::result::Error> {
+    let mut orgs: Vec<uuid::Uuid> = orgs.into_iter().map(|o| o.as_uuid()).collect();
+    // One order for every writer, so two multi-tenant batches cannot deadlock.
+    orgs.sort_unstable();
+    orgs.dedup();
+    for org in orgs {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))")
+            .bind::<diesel::sql_types::Uuid, _>(org)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Inserts `events` on `conn`, which must be inside the transaction of the change, with
@@ -38,16 +60,7 @@ pub async fn append(
     if batch.is_empty() {
         return Ok(());
     }
-    let mut orgs: Vec<uuid::Uuid> = batch.iter().map(|e| e.organization_id.as_uuid()).collect();
-    // One order for every writer, so two multi-tenant batches cannot deadlock.
-    orgs.sort_unstable();
-    orgs.dedup();
-    for org in orgs {
-        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))")
-            .bind::<diesel::sql_types::Uuid, _>(org)
-            .execute(conn)
-            .await?;
-    }
+    lock_tenants(conn, batch.iter().map(|e| e.organization_id)).await?;
     let rows: Vec<NewEvent<'_>> = batch
         .iter()
         .map(|e| NewEvent {

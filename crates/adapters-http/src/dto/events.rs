@@ -126,11 +126,14 @@ pub struct StreamQuery {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AuditActorDto {
     User {
+        #[serde(rename = "userId")]
         user_id: Uuid,
     },
     /// An API key, acting on behalf of the user who created it.
     ApiKey {
+        #[serde(rename = "apiKeyId")]
         api_key_id: Uuid,
+        #[serde(rename = "onBehalfOf")]
         on_behalf_of: Option<Uuid>,
     },
     System,

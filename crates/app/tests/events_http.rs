@@ -317,3 +317,50 @@ async fn a_stream_is_woken_by_an_event_written_through_another_instance() {
     }
     second.handle.stop(false).await;
 }
+
+#[tokio::test]
+async fn a_stream_that_falls_behind_the_fan_out_re_reads_the_outbox_and_loses_nothing() {
+    // A CSV import writes its rows' events a chunk per transaction; the shared reader
+    // sends a page of them in one go to a fan-out that holds 16, so the stream's receiver
+    // lags and must catch up from the outbox. Whatever the interleaving, every event must
+    // arrive once, in order.
+    let app = TestApp::spawn_with(|c| c.event_bus_capacity = 16, None).await;
+    let owner = app.signup("lag@a.io").await;
+    let mut sse = open_stream(
+        app.url("/api/v1/events/stream?types=contact.created"),
+        &owner.access_token,
+        None,
+    )
+    .await;
+    let mut csv = String::from("firstName,lastName\n");
+    for i in 0..300 {
+        csv.push_str(&format!("N{i:03},Lag\n"));
+    }
+    let res = client()
+        .post(app.url("/api/v1/contacts/imports"))
+        .bearer_auth(&owner.access_token)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 202, "{}", res.text().await.unwrap());
+    let mut names = Vec::new();
+    for _ in 0..300 {
+        let e = sse.next_event().await;
+        names.push(
+            e.json()["data"]["contact"]["firstName"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let expected: Vec<String> = (0..300).map(|i| format!("N{i:03}")).collect();
+    assert_eq!(names, expected);
+    // Nothing more (no duplicate) before the next live event.
+    create_contact(&app, &owner, "After").await;
+    assert_eq!(
+        sse.next_event().await.json()["data"]["contact"]["firstName"],
+        "After"
+    );
+}

@@ -54,3 +54,4 @@ bench:
     cargo bench -p nexus-app --bench auth
     cargo bench -p nexus-app --bench sales
     cargo bench -p nexus-app --bench contacts
+    cargo bench -p nexus-app --bench sse

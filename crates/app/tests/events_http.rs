@@ -293,6 +293,20 @@ async fn a_stream_sees_only_its_tenant_and_types_and_works_with_an_api_key() {
     let body = event.json();
     assert_eq!(body["organizationId"], owner.org_id.to_string());
     assert_eq!(body["data"]["contact"]["firstName"], "Ours renamed");
+    assert_eq!(body["actor"]["kind"], "user");
+
+    // The session cookie works too (a GET needs no CSRF token), as for a browser's
+    // EventSource with credentials.
+    let res = client()
+        .get(app.url("/api/v1/events/stream?lastEventId=") + event.id.as_deref().unwrap())
+        .header("cookie", format!("nx_access={}", owner.access_token))
+        .send()
+        .await
+        .unwrap();
+    let mut by_cookie = SseClient::new(res);
+    rename_contact(&app, &owner, &ours, "Cookie").await;
+    let e = by_cookie.next_event().await;
+    assert_eq!(e.json()["data"]["contact"]["firstName"], "Cookie");
 }
 
 #[tokio::test]

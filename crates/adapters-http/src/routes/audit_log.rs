@@ -54,6 +54,15 @@ pub async fn list_audit_log(
 ) -> Result<web::Json<Page<AuditEntryDto>>, ApiError> {
     let q = query.into_inner();
     let limit = limit_of(q.limit)?;
+    if let (Some(from), Some(to)) = (q.from, q.to)
+        && from >= to
+    {
+        return Err(ApiError::validation(vec![crate::problem::FieldError {
+            field: "to".into(),
+            code: "before_from".into(),
+            message: "`to` must be after `from`.".into(),
+        }]));
+    }
     let filter = AuditFilter {
         actor: q.actor,
         entity_type: bounded("entityType", q.entity_type)?,

@@ -326,6 +326,15 @@ async fn changes_without_events_are_audited_and_filters_and_pages_work() {
         .len(),
         3
     );
+    let (status, problem) = send(
+        &app,
+        t,
+        "GET",
+        &format!("/api/v1/audit-log?from={}&to={}", enc(&future), enc(&past)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 422, "an empty range is a mistake: {problem}");
 }
 
 #[tokio::test]

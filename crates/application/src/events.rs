@@ -105,3 +105,86 @@ impl<L: EventLog, B: EventBus, A: AuditLog> EventUseCases for EventService<L, B,
         Box::pin(Self::audit_log(self, actor, filter, before, limit))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use nexus_domain::{OrgId, Principal, Role, SessionId, UserId};
+    use nexus_ports::audit::MockAuditLog;
+    use nexus_ports::events::MockEventLog;
+    use uuid::Uuid;
+
+    use super::*;
+
+    struct Bus(tokio::sync::broadcast::Sender<Arc<StoredEvent>>);
+
+    impl EventBus for Bus {
+        fn subscribe(&self) -> LiveEvents {
+            self.0.subscribe()
+        }
+    }
+
+    fn actor(role: Role) -> Actor {
+        Actor {
+            principal: Principal::User {
+                user_id: UserId::from_uuid(Uuid::now_v7()),
+                session_id: SessionId::from_uuid(Uuid::now_v7()),
+            },
+            org_id: OrgId::from_uuid(Uuid::now_v7()),
+            role,
+        }
+    }
+
+    fn service(
+        log: MockEventLog,
+        audit: MockAuditLog,
+    ) -> EventService<MockEventLog, Bus, MockAuditLog> {
+        EventService::new(log, Bus(tokio::sync::broadcast::channel(16).0), audit)
+    }
+
+    #[tokio::test]
+    async fn every_role_reads_its_own_organizations_events() {
+        for role in Role::ALL {
+            let a = actor(role);
+            let mut log = MockEventLog::new();
+            let org = a.org_id;
+            log.expect_list()
+                .withf(move |o, after, types, limit| {
+                    *o == org && *after == 7 && types.is_empty() && *limit == 10
+                })
+                .returning(|_, _, _, _| Box::pin(async { Ok(vec![]) }));
+            let s = service(log, MockAuditLog::new());
+            assert!(s.feed(a, 7, vec![], 10).await.unwrap().is_empty());
+            assert!(EventUseCases::subscribe(&s, a).is_ok());
+        }
+    }
+
+    #[tokio::test]
+    async fn only_owners_and_admins_read_the_audit_log() {
+        for role in [Role::Member, Role::Viewer] {
+            // No expectation: the store must not be asked.
+            let s = service(MockEventLog::new(), MockAuditLog::new());
+            let err = s
+                .audit_log(actor(role), AuditFilter::default(), None, 10)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, AppError::Forbidden(_)), "{role:?}: {err:?}");
+        }
+        for role in [Role::Owner, Role::Admin] {
+            let a = actor(role);
+            let org = a.org_id;
+            let mut audit = MockAuditLog::new();
+            audit
+                .expect_list()
+                .withf(move |o, _, _, _| *o == org)
+                .returning(|_, _, _, _| Box::pin(async { Ok(vec![]) }));
+            let s = service(MockEventLog::new(), audit);
+            assert!(
+                s.audit_log(a, AuditFilter::default(), None, 10)
+                    .await
+                    .is_ok()
+            );
+        }
+    }
+}

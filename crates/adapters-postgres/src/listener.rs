@@ -160,7 +160,7 @@ async fn read(
     bus: broadcast::Sender<Arc<StoredEvent>>,
 ) {
     let mut cursor = loop {
-        match log.head().await {
+        match log.head(None).await {
             Ok(head) => break head,
             Err(e) => {
                 tracing::warn!(error = %e, "event reader cannot read the outbox head; retrying");

@@ -25,6 +25,9 @@ pub trait EventUseCases: Send + Sync + 'static {
         types: Vec<EventType>,
         limit: i64,
     ) -> Fut<'_, Vec<StoredEvent>>;
+    /// The position of the organization's latest event (0 when none): where a stream
+    /// opened without `Last-Event-ID` starts.
+    fn head(&self, actor: Actor) -> Fut<'_, i64>;
     /// A receiver of every new event, once the caller may read events. Subscribe before
     /// replaying from the outbox, so nothing falls between the two.
     ///
@@ -88,6 +91,13 @@ impl<L: EventLog, B: EventBus, A: AuditLog> EventUseCases for EventService<L, B,
         limit: i64,
     ) -> Fut<'_, Vec<StoredEvent>> {
         Box::pin(Self::feed(self, actor, after, types, limit))
+    }
+
+    fn head(&self, actor: Actor) -> Fut<'_, i64> {
+        Box::pin(async move {
+            actor.authorize(Resource::Events, Action::Read)?;
+            Ok(self.log.head(Some(actor.org_id)).await?)
+        })
     }
 
     fn subscribe(&self, actor: Actor) -> Result<LiveEvents, AppError> {

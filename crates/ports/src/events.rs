@@ -41,11 +41,11 @@ pub trait EventLog: Send + Sync + 'static {
         limit: i64,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
 
-    /// The highest `seq` written so far (0 when none).
+    /// The highest `seq` written so far (0 when none), of `org` or of every organization.
     ///
     /// # Errors
     /// Infrastructure failures.
-    fn head(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    fn head(&self, org: Option<OrgId>) -> impl Future<Output = Result<i64, StoreError>> + Send;
 }
 
 /// Wake-ups for outbox readers: the receiver changes whenever new events may have been

@@ -178,9 +178,16 @@ pub async fn stream_events(
         Some(raw) if !raw.is_empty() => Some(seq_of(&cursors, org, raw)?),
         _ => None,
     };
-    // Subscribe before replaying, so that nothing committed in between is missed; the
-    // overlap is dropped by `seq`.
+    // Subscribe before replaying (or reading where the log ends), so that nothing
+    // committed in between is missed; the overlap is dropped by `seq`.
     let live = events.subscribe(auth.0)?;
+    // Without a position, start at the end of the organization's log: its events commit
+    // in `seq` order, so none committed later can have a lower one. A lag later then
+    // re-reads from here, never the whole history.
+    let start = match last {
+        Some(seq) => seq,
+        None => events.head(auth.0).await?,
+    };
     let mut heartbeat = tokio::time::interval(settings.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.reset();
@@ -189,7 +196,7 @@ pub async fn stream_events(
         cursors: cursors.into_inner(),
         actor: auth.0,
         types,
-        last: last.unwrap_or(0),
+        last: start,
         replay: last.is_some(),
         live,
         pending: VecDeque::new(),

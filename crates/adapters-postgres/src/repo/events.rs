@@ -112,13 +112,15 @@ impl EventLog for PgEventLog {
         rows.into_iter().map(stored).collect()
     }
 
-    async fn head(&self) -> Result<i64, StoreError> {
+    async fn head(&self, org: Option<OrgId>) -> Result<i64, StoreError> {
         let mut conn = self.db.conn().await?;
-        let max: Option<i64> = events::table
+        let mut query = events::table
             .select(diesel::dsl::max(events::seq))
-            .first(&mut conn)
-            .await
-            .map_err(from_diesel)?;
+            .into_boxed();
+        if let Some(org) = org {
+            query = query.filter(events::organization_id.eq(org.as_uuid()));
+        }
+        let max: Option<i64> = query.first(&mut conn).await.map_err(from_diesel)?;
         Ok(max.unwrap_or(0))
     }
 }

@@ -44,6 +44,8 @@ pub struct HttpSettings {
     pub secure_cookies: bool,
     /// How often an idle event stream sends a keep-alive comment.
     pub sse_heartbeat: std::time::Duration,
+    /// How long an event stream lasts before the client must reconnect (and re-authenticate).
+    pub sse_max_lifetime: std::time::Duration,
 }
 
 impl Default for HttpSettings {
@@ -53,6 +55,7 @@ impl Default for HttpSettings {
             hsts: false,
             secure_cookies: true,
             sse_heartbeat: std::time::Duration::from_secs(15),
+            sse_max_lifetime: std::time::Duration::from_secs(15 * 60),
         }
     }
 }
@@ -219,6 +222,7 @@ pub fn build_app(
         .app_data(web::Data::from(state.services.events.clone()))
         .app_data(web::Data::new(routes::events::StreamSettings {
             heartbeat: settings.sse_heartbeat,
+            max_lifetime: settings.sse_max_lifetime,
         }))
         .app_data(web::Data::from(state.cursors.clone()))
         .app_data(web::Data::new(settings.clone()))

@@ -68,6 +68,8 @@ pub struct Config {
     pub refresh_reuse_grace: Duration,
     /// How often an idle event stream sends a keep-alive comment.
     pub sse_heartbeat: Duration,
+    /// An event stream ends after this long (the client reconnects and re-authenticates).
+    pub sse_max_lifetime: Duration,
     /// Events a slow stream may fall behind the instance's fan-out before it re-reads
     /// the outbox.
     pub event_bus_capacity: usize,
@@ -263,6 +265,13 @@ impl Config {
                 10,
                 3_600_000,
                 "must be milliseconds from 10 to 3600000",
+            )?),
+            sse_max_lifetime: Duration::from_secs(parse_num(
+                "NEXUS_SSE_MAX_LIFETIME_SECS",
+                900,
+                1,
+                86_400,
+                "must be seconds from 1 to 86400",
             )?),
             event_bus_capacity: to_usize(parse_num(
                 "NEXUS_EVENT_BUS_CAPACITY",

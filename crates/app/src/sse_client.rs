@@ -82,6 +82,28 @@ impl SseClient {
         }
     }
 
+    /// Whether the server ends the stream: reads (skipping comments) until it does.
+    ///
+    /// # Panics
+    /// When a message arrives instead, or the stream stalls.
+    pub async fn ended(&mut self) -> bool {
+        loop {
+            let chunk = tokio::time::timeout(STALL, self.response.chunk())
+                .await
+                .expect("the stream stalled");
+            match chunk {
+                Ok(None) | Err(_) => return true,
+                Ok(Some(bytes)) => {
+                    let text = String::from_utf8_lossy(&bytes);
+                    assert!(
+                        !text.contains("data:"),
+                        "a message instead of the end: {text}"
+                    );
+                }
+            }
+        }
+    }
+
     /// The next message, skipping comments.
     ///
     /// # Panics

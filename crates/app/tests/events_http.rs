@@ -374,3 +374,21 @@ async fn a_stream_that_falls_behind_the_fan_out_re_reads_the_outbox_and_loses_no
         "After"
     );
 }
+
+#[tokio::test]
+async fn a_stream_ends_after_its_lifetime_and_resumes_where_it_ended() {
+    let app = TestApp::spawn_with(|c| c.sse_max_lifetime = Duration::from_secs(1), None).await;
+    let owner = app.signup("lifetime@a.io").await;
+    let url = app.url("/api/v1/events/stream?types=contact.created");
+    let mut sse = open_stream(url.clone(), &owner.access_token, None).await;
+    create_contact(&app, &owner, "Before").await;
+    let before = sse.next_event().await;
+    // The server closes the stream (the reader sees its end, however long it takes).
+    assert!(sse.ended().await);
+    create_contact(&app, &owner, "Meanwhile").await;
+    let mut again = open_stream(url, &owner.access_token, before.id.as_deref()).await;
+    assert_eq!(
+        again.next_event().await.json()["data"]["contact"]["firstName"],
+        "Meanwhile"
+    );
+}

@@ -134,6 +134,11 @@ pub async fn list_events(
 pub struct StreamSettings {
     /// A comment line this often keeps proxies from closing an idle stream.
     pub heartbeat: Duration,
+    /// A stream ends after this long; the client reconnects with `Last-Event-ID` and is
+    /// authenticated again. The credential is checked only when a stream opens (checking
+    /// it per stream while open would poll the database), so this bounds how long a
+    /// revoked key, an ended session or a removed member keeps receiving events.
+    pub max_lifetime: Duration,
 }
 
 /// The organization's events as they happen, as Server-Sent Events.
@@ -141,7 +146,8 @@ pub struct StreamSettings {
 /// Each message has `id:` (a cursor), `event:` (the type) and `data:` (the event as in
 /// the feed). Reconnect with the `Last-Event-ID` header (browsers do it by themselves)
 /// or `?lastEventId=` to receive exactly what was missed, then the live events. A
-/// comment line (`: keep-alive`) arrives every 15 seconds when nothing else does.
+/// comment line (`: keep-alive`) arrives every 15 seconds when nothing else does. The
+/// server ends a stream after 15 minutes (configurable); reconnect with `Last-Event-ID`.
 #[utoipa::path(
     operation_id = "streamEvents",
     tag = "events",
@@ -202,6 +208,7 @@ pub async fn stream_events(
         pending: VecDeque::new(),
         heartbeat,
         hello: true,
+        ends: Box::pin(tokio::time::sleep(settings.max_lifetime)),
     };
     let body = futures_util::stream::unfold(stream, |mut s| async move {
         s.next()
@@ -232,6 +239,7 @@ struct Stream {
     pending: VecDeque<StoredEvent>,
     heartbeat: tokio::time::Interval,
     hello: bool,
+    ends: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Stream {
@@ -293,6 +301,7 @@ impl Stream {
                     Err(LiveRecvError::Closed) => return None,
                 },
                 _ = self.heartbeat.tick() => return Some(Bytes::from_static(b": keep-alive\n\n")),
+                () = &mut self.ends => return None,
             }
         }
     }

@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod pool;
 pub mod probe;
 pub mod repo;
+pub mod retention;
 pub mod schema;
 pub mod seed;
 #[cfg(feature = "testing")]

@@ -11,7 +11,7 @@ use nexus_adapters_postgres::PgProbe;
 use nexus_adapters_postgres::listener::PgEventHub;
 use nexus_adapters_postgres::pool::{Db, PgPool, PoolSettings, build_pool};
 use nexus_adapters_postgres::repo::audit::PgAuditLog;
-use nexus_adapters_postgres::repo::events::{PgEventLog, purge_audit, purge_events};
+use nexus_adapters_postgres::repo::events::PgEventLog;
 use nexus_adapters_postgres::repo::identity::PgIdentityStore;
 use nexus_adapters_postgres::repo::mailer::RecordingMailer;
 use nexus_adapters_postgres::repo::rate_limit::PgRateLimiter;
@@ -20,6 +20,7 @@ use nexus_adapters_postgres::repo::team::PgTeamStore;
 use nexus_adapters_postgres::repo::{
     PgContactRepository, PgCustomFieldRepository, PgIdempotencyStore, PgImportRepository,
 };
+use nexus_adapters_postgres::retention::{purge_audit, purge_events};
 use nexus_application::auth::{AuthPorts, RegisterCommand};
 use nexus_application::team::TeamPorts;
 use nexus_application::{

@@ -382,3 +382,50 @@ async fn the_database_refuses_to_edit_or_delete_audit_entries() {
         .unwrap_err();
     assert!(err.to_string().contains("append-only"));
 }
+
+#[tokio::test]
+async fn retention_removes_only_events_and_entries_past_their_days() {
+    use nexus_adapters_postgres::pool::Db;
+    use nexus_adapters_postgres::retention::{purge_audit, purge_events};
+
+    let app = TestApp::spawn().await;
+    let owner = app.signup("retention@audit.io").await;
+    contact(&app, &owner.access_token, "Recent").await;
+    let org = owner.org_id;
+    let mut conn = app.pool.get().await.unwrap();
+    for sql in [
+        format!(
+            "INSERT INTO events (id, organization_id, type, occurred_at, actor, payload) \
+             SELECT gen_random_uuid(), '{org}', 'contact.created', now() - interval '40 days', '{{}}', '{{}}' \
+             FROM generate_series(1, 3)"
+        ),
+        format!(
+            "INSERT INTO audit_log (organization_id, id, occurred_at, actor_type, action, entity_type) \
+             SELECT '{org}', gen_random_uuid(), now() - interval '400 days', 'system', 'contact.created', 'contact' \
+             FROM generate_series(1, 3)"
+        ),
+    ] {
+        diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+    }
+    let db = Db::new(app.pool.clone(), std::time::Duration::from_secs(2));
+    // Small batches, so the loops run more than once.
+    assert_eq!(purge_events(&db, 30, 2).await.unwrap(), 3);
+    assert_eq!(purge_audit(&db, 365, 2).await.unwrap(), 3);
+    assert_eq!(purge_audit(&db, 365, 2).await.unwrap(), 0);
+    // What is recent stays.
+    assert!(
+        !audit(&app, &owner, "?action=contact.created")
+            .await
+            .is_empty()
+    );
+    let (status, page) = send(
+        &app,
+        &owner.access_token,
+        "GET",
+        "/api/v1/events?types=contact.created",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["data"].as_array().unwrap().len(), 1);
+}

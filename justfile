@@ -55,3 +55,4 @@ bench:
     cargo bench -p nexus-app --bench sales
     cargo bench -p nexus-app --bench contacts
     cargo bench -p nexus-app --bench webhooks
+    cargo bench -p nexus-app --bench sse

@@ -350,6 +350,46 @@ export async function sales(baseUrl: string, accessToken: string, contactId: str
 }
 
 // ---------------------------------------------------------------------------
+// Events: the change feed, the SSE stream, the audit log
+// ---------------------------------------------------------------------------
+export type EventPage = components["schemas"]["EventPage"];
+export type NexusEvent = components["schemas"]["EventDto"];
+export type AuditEntry = components["schemas"]["AuditEntryDto"];
+
+/** Poll the change feed from `after` for deal outcomes; returns the types seen and where to resume. */
+export async function pollEvents(client: NexusClient, after: string | undefined): Promise<{ types: string[]; resume: string }> {
+  const { data, error } = await client.GET("/api/v1/events", {
+    params: { query: { after, types: "deal.won,deal.lost", limit: 100 } },
+  });
+  if (error !== undefined) return { types: [describeProblem(error)], resume: after ?? "" };
+  const page: EventPage = data;
+  const types = page.data.map((e: NexusEvent) => `${e.type} ${e.occurredAt} ${e.actor.kind}`);
+  return { types: page.hasMore ? [...types, "more"] : types, resume: page.nextCursor };
+}
+
+/** Open the SSE stream (its body is `text/event-stream`, read by an EventSource in a browser). */
+export async function streamStatus(client: NexusClient, lastEventId: string): Promise<number> {
+  const { response, error } = await client.GET("/api/v1/events/stream", {
+    params: { query: { types: "contact.created" }, header: { "Last-Event-ID": lastEventId } },
+    parseAs: "stream",
+  });
+  if (error !== undefined) return error.status;
+  return response.status;
+}
+
+/** Who changed a contact, newest first. */
+export async function contactAudit(client: NexusClient, contactId: string): Promise<string[]> {
+  const { data, error } = await client.GET("/api/v1/audit-log", {
+    params: { query: { entityType: "contact", entityId: contactId, limit: 20 } },
+  });
+  if (error !== undefined) return [error.code];
+  return data.data.map((e: AuditEntry) => {
+    const who = e.actor.kind === "api_key" ? `key ${e.actor.apiKeyId}` : e.actor.kind === "user" ? e.actor.userId : "system";
+    return `${e.occurredAt} ${who} ${e.action} from ${e.ip ?? "?"} (${e.userAgent ?? "?"})`;
+  });
+}
+
+// ---------------------------------------------------------------------------
 // Negative probes: each line below MUST be a type error. If the generated
 // types degraded to `any` (or a path/field silently appeared), the directive
 // would be unused and `tsc` would fail.
@@ -374,6 +414,10 @@ export async function probes(client: NexusClient): Promise<void> {
   }
   // @ts-expect-error -- lifecycle stages are a closed set
   await client.POST("/api/v1/contacts", { body: { firstName: "A", lastName: "B", lifecycleStage: "prospect" } });
+
+  // @ts-expect-error -- event types are a closed set
+  const wrongType: NexusEvent["type"] = "contact.exploded";
+  void wrongType;
 
   const ready = await client.GET("/health/ready");
   if (ready.error !== undefined) {

@@ -91,6 +91,9 @@ impl FromRequest for Auth {
         Box::pin(async move {
             let service = service.ok_or_else(ApiError::internal)?;
             let actor = service.authenticate(credential?).await?;
+            if let Some(ctx) = nexus_ports::request_context::current() {
+                ctx.set_actor(actor);
+            }
             Ok(Self(actor))
         })
     }

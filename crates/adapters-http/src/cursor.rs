@@ -106,7 +106,28 @@ impl CursorCodec {
 
     #[must_use]
     pub fn encode(&self, scope: &CursorScope, keyset: &Keyset) -> String {
-        let (t, s, n) = match &keyset.value {
+        self.encode_position(scope, &keyset.value, keyset.id.as_uuid())
+    }
+
+    /// # Errors
+    /// 400 `invalid_cursor` for anything this server did not issue for this scope.
+    pub fn decode(&self, scope: &CursorScope, raw: &str) -> Result<Keyset, ApiError> {
+        let (value, id) = self.decode_position(scope, raw)?;
+        Ok(Keyset {
+            value,
+            id: ContactId::from_uuid(id),
+        })
+    }
+
+    /// A cursor for any list ordered by (sort value, row id).
+    #[must_use]
+    pub fn encode_position(
+        &self,
+        scope: &CursorScope,
+        value: &SortValue,
+        id: uuid::Uuid,
+    ) -> String {
+        let (t, s, n) = match value {
             SortValue::Time(t) => (Some(*t), None, None),
             SortValue::Text(s) => (None, Some(s.clone()), None),
             SortValue::Int(n) => (None, None, Some(*n)),
@@ -117,7 +138,7 @@ impl CursorCodec {
             t,
             s,
             n,
-            i: keyset.id.as_uuid(),
+            i: id,
         };
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap_or_default());
         let mut mac = self.mac();
@@ -128,7 +149,11 @@ impl CursorCodec {
 
     /// # Errors
     /// 400 `invalid_cursor` for anything this server did not issue for this scope.
-    pub fn decode(&self, scope: &CursorScope, raw: &str) -> Result<Keyset, ApiError> {
+    pub fn decode_position(
+        &self,
+        scope: &CursorScope,
+        raw: &str,
+    ) -> Result<(SortValue, uuid::Uuid), ApiError> {
         let (body, tag) = raw.split_once('.').ok_or_else(invalid_cursor)?;
         let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| invalid_cursor())?;
         if tag.len() != TAG_LEN {
@@ -149,10 +174,7 @@ impl CursorCodec {
             (None, None, Some(n)) => SortValue::Int(n),
             _ => return Err(invalid_cursor()),
         };
-        Ok(Keyset {
-            value,
-            id: ContactId::from_uuid(payload.i),
-        })
+        Ok((value, payload.i))
     }
 }
 

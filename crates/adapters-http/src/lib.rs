@@ -23,8 +23,8 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{App, web};
 use nexus_application::{
-    AuthUseCases, ContactUseCases, HealthUseCases, IdempotencyUseCases, ImportUseCases,
-    SalesUseCases, TeamUseCases, WebhookUseCases,
+    AuthUseCases, ContactUseCases, EventUseCases, HealthUseCases, IdempotencyUseCases,
+    ImportUseCases, SalesUseCases, TeamUseCases, WebhookUseCases,
 };
 use utoipa_actix_web::AppExt;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -42,6 +42,10 @@ pub struct HttpSettings {
     pub hsts: bool,
     /// Mark session cookies `Secure` (everywhere but local development over HTTP).
     pub secure_cookies: bool,
+    /// How often an idle event stream sends a keep-alive comment.
+    pub sse_heartbeat: std::time::Duration,
+    /// How long an event stream lasts before the client must reconnect (and re-authenticate).
+    pub sse_max_lifetime: std::time::Duration,
 }
 
 impl Default for HttpSettings {
@@ -50,6 +54,8 @@ impl Default for HttpSettings {
             body_limit: 1024 * 1024,
             hsts: false,
             secure_cookies: true,
+            sse_heartbeat: std::time::Duration::from_secs(15),
+            sse_max_lifetime: std::time::Duration::from_secs(15 * 60),
         }
     }
 }
@@ -65,6 +71,7 @@ pub struct Services {
     pub imports: Arc<dyn ImportUseCases>,
     pub sales: Arc<dyn SalesUseCases>,
     pub webhooks: Arc<dyn WebhookUseCases>,
+    pub events: Arc<dyn EventUseCases>,
 }
 
 /// Everything the handlers need, shared by all workers.
@@ -114,8 +121,8 @@ impl AppState {
 /// Every documented route. The spec is generated from this same list.
 pub fn api_routes(cfg: &mut ServiceConfig) {
     use routes::{
-        activities, api_keys, auth, contact_imports, contacts, contacts_export, custom_fields,
-        deals, health, members, organization, pipelines, tags, webhooks,
+        activities, api_keys, audit_log, auth, contact_imports, contacts, contacts_export,
+        custom_fields, deals, events, health, members, organization, pipelines, tags, webhooks,
     };
     cfg.service(health::live)
         .service(health::ready)
@@ -193,7 +200,11 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
             .service(webhooks::list_webhook_deliveries)
             .service(webhooks::get_webhook_delivery)
             .service(webhooks::redeliver_webhook_delivery)
-            .service(webhooks::test_webhook),
+            .service(webhooks::test_webhook)
+            // `/events/stream` before any `/events/{..}`-shaped route.
+            .service(events::stream_events)
+            .service(events::list_events)
+            .service(audit_log::list_audit_log),
     );
 }
 
@@ -220,12 +231,18 @@ pub fn build_app(
         .app_data(web::Data::from(state.services.webhooks.clone()))
         .app_data(web::Data::from(state.services.idempotency.clone()))
         .app_data(web::Data::from(state.services.imports.clone()))
+        .app_data(web::Data::from(state.services.events.clone()))
+        .app_data(web::Data::new(routes::events::StreamSettings {
+            heartbeat: settings.sse_heartbeat,
+            max_lifetime: settings.sse_max_lifetime,
+        }))
         .app_data(web::Data::from(state.cursors.clone()))
         .app_data(web::Data::new(settings.clone()))
         .app_data(web::Data::from(state.metrics.clone()))
         .app_data(web::Data::from(state.routes.clone()))
         .configure(|cfg| extract::configure(cfg, settings.body_limit))
         .wrap(from_fn(middleware::idempotency::middleware))
+        .wrap(from_fn(middleware::request_context::middleware))
         .wrap(from_fn(middleware::panic::middleware))
         .wrap(from_fn(middleware::problem_fallback::middleware))
         .wrap(middleware::security_headers::default_headers(settings.hsts))

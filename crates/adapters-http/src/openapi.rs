@@ -46,6 +46,8 @@ use crate::responses::{
         (name = "custom-fields", description = "Custom field definitions validated on every contact write (written by OWNER, ADMIN)."),
         (name = "tags", description = "Tags in use, with counts; rename (merging) and delete across contacts."),
         (name = "webhooks", description = "Signed, retried event deliveries to your URLs (Standard Webhooks), their log, redelivery and test pings (OWNER, ADMIN)."),
+        (name = "events", description = "The organization's events: a pollable change feed and a Server-Sent Events stream."),
+        (name = "audit-log", description = "Who changed what, when and from where (OWNER, ADMIN); read-only."),
     )
 )]
 struct ApiDoc;

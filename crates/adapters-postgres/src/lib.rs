@@ -2,13 +2,16 @@
 //! cluster, repository implementations and (feature `testing`) per-test databases.
 
 pub mod admin;
+pub mod audit;
 pub mod cluster;
 pub mod error;
+pub mod listener;
 pub mod migrate;
 pub mod outbox;
 pub mod pool;
 pub mod probe;
 pub mod repo;
+pub mod retention;
 pub mod schema;
 pub mod seed;
 #[cfg(feature = "testing")]

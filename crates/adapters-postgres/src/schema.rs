@@ -255,3 +255,20 @@ diesel::allow_tables_to_appear_in_same_query!(
     deal_stage_history,
     activities
 );
+
+diesel::table! {
+    audit_log (organization_id, id) {
+        organization_id -> Uuid,
+        id -> Uuid,
+        occurred_at -> Timestamptz,
+        actor_type -> Text,
+        actor_user_id -> Nullable<Uuid>,
+        actor_api_key_id -> Nullable<Uuid>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        action -> Text,
+        entity_type -> Text,
+        entity_id -> Nullable<Text>,
+        changes -> Jsonb,
+    }
+}

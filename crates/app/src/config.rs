@@ -68,6 +68,18 @@ pub struct Config {
     /// A refresh token rotated this recently by a concurrent request is refused without
     /// revoking the session.
     pub refresh_reuse_grace: Duration,
+    /// How often an idle event stream sends a keep-alive comment.
+    pub sse_heartbeat: Duration,
+    /// An event stream ends after this long (the client reconnects and re-authenticates).
+    pub sse_max_lifetime: Duration,
+    /// Events a slow stream may fall behind the instance's fan-out before it re-reads
+    /// the outbox.
+    pub event_bus_capacity: usize,
+    /// Outbox events older than this many days are removed (0 keeps them forever). It
+    /// bounds how far back the feed and `Last-Event-ID` reach.
+    pub events_retention_days: u32,
+    /// Audit entries older than this many days are removed (0 keeps them forever).
+    pub audit_retention_days: u32,
     pub webhooks: WebhookConfig,
 }
 
@@ -265,6 +277,43 @@ impl Config {
                 60_000,
                 "must be milliseconds from 0 to 60000",
             )?),
+            sse_heartbeat: Duration::from_millis(parse_num(
+                "NEXUS_SSE_HEARTBEAT_MS",
+                15_000,
+                10,
+                3_600_000,
+                "must be milliseconds from 10 to 3600000",
+            )?),
+            sse_max_lifetime: Duration::from_secs(parse_num(
+                "NEXUS_SSE_MAX_LIFETIME_SECS",
+                900,
+                1,
+                86_400,
+                "must be seconds from 1 to 86400",
+            )?),
+            event_bus_capacity: to_usize(parse_num(
+                "NEXUS_EVENT_BUS_CAPACITY",
+                4096,
+                16,
+                1_000_000,
+                "must be a whole number from 16 to 1000000",
+            )?),
+            events_retention_days: u32::try_from(parse_num(
+                "NEXUS_EVENTS_RETENTION_DAYS",
+                30,
+                0,
+                36_500,
+                "must be days from 0 (forever) to 36500",
+            )?)
+            .unwrap_or(30),
+            audit_retention_days: u32::try_from(parse_num(
+                "NEXUS_AUDIT_RETENTION_DAYS",
+                365,
+                0,
+                36_500,
+                "must be days from 0 (forever) to 36500",
+            )?)
+            .unwrap_or(365),
             workers: to_usize(parse_num(
                 "NEXUS_WORKERS",
                 cores as u64,
@@ -391,6 +440,8 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from(".nexus"));
         assert!(c.database_url.is_none() && c.jwt_secret.is_none() && c.auto_migrate);
         assert_eq!(c.body_limit, 1024 * 1024);
+        assert_eq!(c.sse_heartbeat, Duration::from_secs(15));
+        assert_eq!((c.events_retention_days, c.audit_retention_days), (30, 365));
     }
 
     #[test]
@@ -417,6 +468,16 @@ mod tests {
         assert_eq!(
             from(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var,
             "DATABASE_URL"
+        );
+        assert_eq!(
+            from(&[("NEXUS_SSE_HEARTBEAT_MS", "0")]).unwrap_err().var,
+            "NEXUS_SSE_HEARTBEAT_MS"
+        );
+        assert_eq!(
+            from(&[("NEXUS_AUDIT_RETENTION_DAYS", "-1")])
+                .unwrap_err()
+                .var,
+            "NEXUS_AUDIT_RETENTION_DAYS"
         );
     }
 

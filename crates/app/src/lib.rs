@@ -6,6 +6,8 @@ pub mod crypto;
 pub mod database;
 pub mod demo;
 pub mod secrets_store;
+#[cfg(feature = "testing")]
+pub mod sse_client;
 pub mod startup;
 pub mod telemetry;
 #[cfg(feature = "testing")]

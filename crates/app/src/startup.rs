@@ -8,7 +8,10 @@ use actix_web::HttpServer;
 use actix_web::dev::{Server, ServerHandle};
 use nexus_adapters_http::{AppState, HttpSettings, Metrics, Services, build_app};
 use nexus_adapters_postgres::PgProbe;
+use nexus_adapters_postgres::listener::PgEventHub;
 use nexus_adapters_postgres::pool::{Db, PgPool, PoolSettings, build_pool};
+use nexus_adapters_postgres::repo::audit::PgAuditLog;
+use nexus_adapters_postgres::repo::events::PgEventLog;
 use nexus_adapters_postgres::repo::identity::PgIdentityStore;
 use nexus_adapters_postgres::repo::mailer::RecordingMailer;
 use nexus_adapters_postgres::repo::rate_limit::PgRateLimiter;
@@ -18,15 +21,17 @@ use nexus_adapters_postgres::repo::webhooks::PgWebhookStore;
 use nexus_adapters_postgres::repo::{
     PgContactRepository, PgCustomFieldRepository, PgIdempotencyStore, PgImportRepository,
 };
+use nexus_adapters_postgres::retention::{purge_audit, purge_events};
 use nexus_application::auth::{AuthPorts, RegisterCommand};
 use nexus_application::team::TeamPorts;
 use nexus_application::webhooks::delivery::DeliveryWorker;
 use nexus_application::{
-    AuthService, AuthSettings, AuthUseCases, ContactService, ContactUseCases, HealthService,
-    IdempotencyService, ImportService, ImportUseCases, SalesService, TeamService, WebhookService,
-    WebhookSettings,
+    AuthService, AuthSettings, AuthUseCases, ContactService, ContactUseCases, EventService,
+    HealthService, IdempotencyService, ImportService, ImportUseCases, SalesService, TeamService,
+    WebhookService, WebhookSettings,
 };
 use nexus_domain::values::EmailAddress;
+use nexus_ports::events::EventNotifier;
 use nexus_ports::identity::IdentityStore;
 use nexus_ports::{SystemClock, UuidV7Generator};
 
@@ -54,6 +59,10 @@ pub struct Application {
     import_worker: tokio::task::JoinHandle<()>,
     /// Webhook delivery tasks and the hourly purge of old deliveries.
     webhook_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// This instance's `LISTEN nexus_events` connection and shared outbox reader.
+    events: PgEventHub,
+    /// Removes events and audit entries past their retention, daily.
+    retention: tokio::task::JoinHandle<()>,
 }
 
 type Deliveries =
@@ -64,11 +73,18 @@ const WEBHOOK_POLL: Duration = Duration::from_millis(200);
 
 /// Sends due webhook deliveries, one at a time per task, until aborted. Dropping the
 /// task mid-attempt is safe: the lease expires and another task sends it again.
-async fn deliver_webhooks(worker: Arc<Deliveries>) {
+/// Committed events wake idle tasks at once (NOTIFY), so delivery lag does not wait for
+/// the poll; the poll still finds retries that fall due and queued pings.
+async fn deliver_webhooks(worker: Arc<Deliveries>, mut wake: tokio::sync::watch::Receiver<i64>) {
     loop {
         match worker.run_once().await {
             Ok(true) => {}
-            Ok(false) => tokio::time::sleep(WEBHOOK_POLL).await,
+            Ok(false) => {
+                tokio::select! {
+                    () = tokio::time::sleep(WEBHOOK_POLL) => {}
+                    _ = wake.changed() => {}
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "webhook delivery could not reach the database; retrying");
                 tokio::time::sleep(WEBHOOK_POLL * 10).await;
@@ -130,6 +146,32 @@ async fn purge_deleted_contacts(contacts: Arc<dyn ContactUseCases>) {
             Ok(n) => tracing::info!(purged = n, "purged contacts deleted more than 30 days ago"),
             Err(e) => {
                 tracing::warn!(error = %e, "purging deleted contacts failed; retrying next hour")
+            }
+        }
+    }
+}
+
+/// How often retention runs (first ten minutes after start-up).
+const RETENTION_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+async fn apply_retention(db: Db, events_days: u32, audit_days: u32) {
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(600),
+        RETENTION_EVERY,
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if events_days > 0 {
+            match purge_events(&db, events_days, 5_000).await {
+                Ok(n) => tracing::info!(removed = n, "event retention applied"),
+                Err(e) => tracing::warn!(error = %e, "event retention failed; retrying tomorrow"),
+            }
+        }
+        if audit_days > 0 {
+            match purge_audit(&db, audit_days, 5_000).await {
+                Ok(n) => tracing::info!(removed = n, "audit retention applied"),
+                Err(e) => tracing::warn!(error = %e, "audit retention failed; retrying tomorrow"),
             }
         }
     }
@@ -247,8 +289,14 @@ impl Application {
             UuidV7Generator,
             webhook_settings.clone(),
         ));
+        let event_log = PgEventLog::new(db.clone());
+        let event_hub =
+            PgEventHub::start(url.clone(), event_log.clone(), config.event_bus_capacity);
         let mut webhook_tasks: Vec<_> = (0..config.webhooks.workers)
-            .map(|_| tokio::spawn(deliver_webhooks(deliveries.clone())))
+            .map(|_| {
+                let wake = EventNotifier::subscribe(&event_hub);
+                tokio::spawn(deliver_webhooks(deliveries.clone(), wake))
+            })
             .collect();
         webhook_tasks.push(tokio::spawn(purge_webhook_deliveries(
             deliveries,
@@ -279,11 +327,18 @@ impl Application {
                 SystemClock,
                 UuidV7Generator,
             )),
+            events: Arc::new(EventService::new(
+                event_log,
+                event_hub.clone(),
+                PgAuditLog::new(db.clone()),
+            )),
         };
         let settings = HttpSettings {
             body_limit: config.body_limit,
             hsts: config.hsts,
             secure_cookies: config.environment == Environment::Production,
+            sse_heartbeat: config.sse_heartbeat,
+            sse_max_lifetime: config.sse_max_lifetime,
         };
         let mut state = AppState::new(services.clone(), Arc::new(Metrics::new()?), settings)
             .with_cursor_secret(server_secret.as_bytes());
@@ -309,12 +364,25 @@ impl Application {
             purge: tokio::spawn(purge_deleted_contacts(contacts)),
             import_worker: tokio::spawn(run_imports(imports)),
             webhook_tasks,
+            events: event_hub,
+            retention: tokio::spawn(apply_retention(
+                db,
+                config.events_retention_days,
+                config.audit_retention_days,
+            )),
         })
     }
 
     #[must_use]
     pub const fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The instance's wake-up signal for outbox readers (`EventNotifier`) and its fan-out
+    /// of committed events (`EventBus`).
+    #[must_use]
+    pub fn event_hub(&self) -> PgEventHub {
+        self.events.clone()
     }
 
     #[must_use]
@@ -373,6 +441,8 @@ impl Application {
         for task in &self.webhook_tasks {
             task.abort();
         }
+        self.retention.abort();
+        self.events.stop();
         self.pool.close();
         tracing::info!("stopped");
         result

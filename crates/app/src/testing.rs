@@ -20,6 +20,23 @@ pub struct TestApp {
     pub db: TestDatabase,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
     pub auth: std::sync::Arc<dyn nexus_application::AuthUseCases>,
+    /// The configuration it was started with (to start a second instance alike).
+    pub config: Config,
+}
+
+/// Another app instance on a test app's database (several instances behind one load
+/// balancer, as in production).
+pub struct Instance {
+    pub address: String,
+    pub handle: ServerHandle,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Instance {
+    #[must_use]
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
 }
 
 /// The configuration tests start from: its own database, loopback, small pool.
@@ -75,6 +92,24 @@ impl TestApp {
             db,
             server,
             auth,
+            config,
+        }
+    }
+
+    /// Starts a second instance on this app's database, with the same secrets.
+    ///
+    /// # Panics
+    /// When it cannot start.
+    pub async fn spawn_instance(&self) -> Instance {
+        let app = Application::build(&self.config)
+            .await
+            .expect("building a second instance");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.handle();
+        Instance {
+            address,
+            handle,
+            server: tokio::spawn(app.run_until_stopped()),
         }
     }
 

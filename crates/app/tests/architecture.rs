@@ -83,6 +83,8 @@ fn domain_and_ports_have_no_io_or_framework_dependencies() {
             "serde",
             "serde_json",
             "thiserror",
+            // Channel receivers and a task-local only (features `sync`, `rt`): no IO.
+            "tokio",
             "uuid",
         ],
     );

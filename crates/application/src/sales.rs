@@ -623,7 +623,19 @@ impl<S: SalesStore, C: Clock, G: IdGenerator> SalesService<S, C, G> {
         }
         deal.version += 1;
         let mut payload = deal_json(&deal);
-        payload["changes"] = serde_json::json!(changed);
+        // Field by field, `{ field: { from, to } }`, as `contact.updated` has them (the
+        // audit log records them as they are).
+        let mut before = deal_json(&current.deal);
+        before["expectedCloseDate"] = serde_json::json!(current.expected_close_date);
+        let mut after = payload.clone();
+        after["expectedCloseDate"] = serde_json::json!(close);
+        let mut changes = nexus_domain::audit::field_changes(&before, &after);
+        if let Some(fields) = changes.as_object_mut() {
+            fields.remove("version");
+            // A field the patch named but left as it was is no change.
+            fields.retain(|k, _| changed.contains(&k.as_str()));
+        }
+        payload["changes"] = changes;
         let events = vec![self.event(&actor, EventType::DealUpdated, payload)];
         let write = DealWrite {
             deal,

@@ -110,9 +110,59 @@ pub struct DomainEvent {
     pub payload: serde_json::Value,
 }
 
+/// An event as stored in the outbox: its position `seq` orders one organization's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub event: DomainEvent,
+}
+
+/// Parses a comma-separated `types=` filter. Empty means every type.
+///
+/// # Errors
+/// The names that are not event types, so the caller can list them all at once.
+pub fn parse_type_filter(raw: &str) -> Result<Vec<EventType>, Vec<String>> {
+    let mut types = Vec::new();
+    let mut unknown = Vec::new();
+    for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match EventType::parse(name) {
+            Some(t) if !types.contains(&t) => types.push(t),
+            Some(_) => {}
+            None => unknown.push(name.to_owned()),
+        }
+    }
+    if unknown.is_empty() {
+        types.sort_by_key(|t| t.as_str());
+        Ok(types)
+    } else {
+        Err(unknown)
+    }
+}
+
+/// Whether `event_type` passes a filter from [`parse_type_filter`] (empty = all).
+#[must_use]
+pub fn type_matches(filter: &[EventType], event_type: EventType) -> bool {
+    filter.is_empty() || filter.contains(&event_type)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn type_filters_parse_dedupe_and_report_every_unknown_name() {
+        assert_eq!(parse_type_filter(""), Ok(vec![]));
+        assert_eq!(
+            parse_type_filter("deal.won, contact.created,deal.won"),
+            Ok(vec![EventType::ContactCreated, EventType::DealWon])
+        );
+        assert_eq!(
+            parse_type_filter("contact.created,nope,deal.boom"),
+            Err(vec!["nope".to_owned(), "deal.boom".to_owned()])
+        );
+        assert!(type_matches(&[], EventType::DealLost));
+        assert!(!type_matches(&[EventType::DealWon], EventType::DealLost));
+    }
 
     #[test]
     fn wire_names_match_serde_and_parse_back() {

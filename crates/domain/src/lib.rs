@@ -5,6 +5,7 @@
 
 pub mod activity;
 pub mod actor;
+pub mod audit;
 pub mod contact;
 pub mod custom_field;
 pub mod deal;
@@ -21,7 +22,7 @@ pub mod values;
 pub mod webhook;
 
 pub use actor::{Actor, Forbidden, Principal};
-pub use event::{DomainEvent, EventActor, EventType};
+pub use event::{DomainEvent, EventActor, EventType, StoredEvent};
 pub use ids::{
     ActivityId, ApiKeyId, ContactId, CustomFieldId, DealId, DeliveryId, EventId, ImportId,
     InvitationId, OrgId, PipelineId, SessionId, StageId, UserId, WebhookId,

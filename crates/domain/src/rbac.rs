@@ -65,10 +65,13 @@ pub enum Resource {
     Billing,
     /// API keys, webhooks, the audit log.
     Integrations,
+    /// The organization's event feed and stream: reading what happened to its data,
+    /// which every member may read (the events carry nothing a VIEWER cannot see).
+    Events,
 }
 
 impl Resource {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::OrganizationSettings,
         Self::Members,
         Self::Contacts,
@@ -78,6 +81,7 @@ impl Resource {
         Self::Analytics,
         Self::Billing,
         Self::Integrations,
+        Self::Events,
     ];
 }
 
@@ -103,7 +107,7 @@ impl Action {
 }
 
 /// DOMAIN.md's matrix: per resource, the actions of OWNER, ADMIN, MEMBER, VIEWER.
-const MATRIX: [(Resource, [&str; 4]); 9] = [
+const MATRIX: [(Resource, [&str; 4]); 10] = [
     (Resource::OrganizationSettings, ["CRUD", "RU", "R", "R"]),
     (Resource::Members, ["CRUD", "CRU", "R", "R"]),
     (Resource::Contacts, ["CRUD", "CRUD", "CRUD", "R"]),
@@ -113,6 +117,8 @@ const MATRIX: [(Resource, [&str; 4]); 9] = [
     (Resource::Analytics, ["R", "R", "R", "R"]),
     (Resource::Billing, ["CRUD", "R", "", ""]),
     (Resource::Integrations, ["CRUD", "CRUD", "", ""]),
+    // Not in DOMAIN.md's table: events are written by the server only, read by all.
+    (Resource::Events, ["R", "R", "R", "R"]),
 ];
 
 /// May `role` perform `action` on `resource`?
@@ -153,7 +159,7 @@ mod tests {
             (Res::Campaigns, Owner | Admin) => true,
             (Res::Campaigns, Member) => action != D,
             (Res::Campaigns, Viewer) => action == R,
-            (Res::Analytics, _) => action == R,
+            (Res::Analytics | Res::Events, _) => action == R,
             (Res::Billing, Owner) => true,
             (Res::Billing, Admin) => action == R,
             (Res::Billing | Res::Integrations, Member | Viewer) => false,
@@ -176,7 +182,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(cells, 4 * 9 * 4);
+        assert_eq!(cells, 4 * 10 * 4);
     }
 
     #[test]

@@ -4,14 +4,17 @@
 //! `impl Future<Output = ..> + Send`, so services stay generic (static dispatch) and
 //! can be unit-tested with the mockall mocks enabled by the `mocks` feature.
 
+pub mod audit;
 pub mod clock;
 pub mod contacts;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod identity;
 pub mod ids;
 pub mod imports;
+pub mod request_context;
 pub mod sales;
 pub mod security;
 pub mod team;

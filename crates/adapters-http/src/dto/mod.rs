@@ -1,6 +1,7 @@
 pub mod auth;
 pub mod common;
 pub mod contacts;
+pub mod events;
 pub mod sales;
 pub mod team;
 pub mod webhooks;

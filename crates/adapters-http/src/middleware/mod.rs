@@ -5,5 +5,6 @@
 pub mod idempotency;
 pub mod panic;
 pub mod problem_fallback;
+pub mod request_context;
 pub mod request_id;
 pub mod security_headers;

@@ -1,11 +1,13 @@
 pub mod activities;
 pub mod api_keys;
+pub mod audit_log;
 pub mod auth;
 pub mod contact_imports;
 pub mod contacts;
 pub mod contacts_export;
 pub mod custom_fields;
 pub mod deals;
+pub mod events;
 pub mod health;
 pub mod members;
 pub mod organization;

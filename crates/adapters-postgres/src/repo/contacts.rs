@@ -24,12 +24,14 @@ use nexus_ports::contacts::{
     ContactPage, ContactQuery, ContactRepository, ContactWriteError, Keyset, SortField, SortValue,
     TagMode,
 };
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::error::{from_diesel, from_pool};
-use crate::outbox;
 use crate::pool::{PgConn, PgPool};
 use crate::repo::{foreign_key_violation, unique_violation};
+use crate::{audit, outbox};
+use nexus_domain::audit::AuditChange;
 
 const EMAIL_KEY: &str = "contacts_org_email_key";
 
@@ -506,6 +508,17 @@ async fn rewrite_tags(
     actor: &EventActor,
     now: DateTime<Utc>,
 ) -> Result<u64, diesel::result::Error> {
+    // This SQL writes `contact.updated` events itself, so it takes the outbox's tenant
+    // lock like `append` does, after the row locks as every other writer does (the other
+    // order could deadlock against a concurrent contact update).
+    diesel::sql_query(
+        "SELECT 1 FROM contacts WHERE organization_id = $1 AND tags @> ARRAY[$2]::text[] FOR UPDATE",
+    )
+    .bind::<SqlUuid, _>(org.as_uuid())
+    .bind::<Text, _>(tag.to_owned())
+    .execute(conn)
+    .await?;
+    outbox::lock_tenants(conn, [org]).await?;
     let sql = format!(
         "WITH old AS (
              SELECT id, tags FROM contacts WHERE organization_id = $1 AND tags @> ARRAY[$2]::text[] FOR UPDATE
@@ -780,7 +793,15 @@ impl ContactRepository for PgContactRepository {
         // Replaced in place; a contact that already had `to` keeps it once, at its first place.
         let new_tags = "ARRAY(SELECT t FROM unnest(array_replace(c.tags, $2, $5)) WITH ORDINALITY AS u(t, n) GROUP BY t ORDER BY min(n))";
         conn.transaction(async |conn| {
-            rewrite_tags(conn, org, from, new_tags, Some(to), actor, now).await
+            let n = rewrite_tags(conn, org, from, new_tags, Some(to), actor, now).await?;
+            let change = AuditChange::new(
+                "tag.renamed",
+                "tag",
+                Some(from.to_owned()),
+                &json!({ "name": { "from": from, "to": to }, "contactsUpdated": n }),
+            );
+            audit::record(conn, org, change).await?;
+            Ok(n)
         })
         .await
         .map_err(from_diesel)
@@ -795,7 +816,16 @@ impl ContactRepository for PgContactRepository {
     ) -> Result<u64, StoreError> {
         let mut conn = self.conn().await?;
         conn.transaction(async |conn| {
-            rewrite_tags(conn, org, tag, "array_remove(c.tags, $2)", None, actor, now).await
+            let n =
+                rewrite_tags(conn, org, tag, "array_remove(c.tags, $2)", None, actor, now).await?;
+            let change = AuditChange::new(
+                "tag.deleted",
+                "tag",
+                Some(tag.to_owned()),
+                &json!({ "contactsUpdated": n }),
+            );
+            audit::record(conn, org, change).await?;
+            Ok(n)
         })
         .await
         .map_err(from_diesel)

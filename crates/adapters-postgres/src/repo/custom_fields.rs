@@ -12,10 +12,20 @@ use nexus_ports::StoreError;
 use nexus_ports::contacts::{CustomFieldRepository, DefinitionWriteError};
 use uuid::Uuid;
 
+use crate::audit;
 use crate::error::{from_diesel, from_pool};
 use crate::pool::{PgConn, PgPool};
 use crate::repo::unique_violation;
 use crate::schema::custom_field_definitions as defs;
+use nexus_domain::audit::{AuditChange, field_changes};
+
+/// What the audit log records of a definition (the fields a user writes).
+fn audited(row: &DefinitionRow) -> serde_json::Value {
+    serde_json::json!({
+        "key": row.key, "label": row.label, "type": row.field_type, "required": row.required,
+        "options": row.options,
+    })
+}
 
 const KEY_UNIQUE: &str = "custom_field_definitions_org_key_key";
 
@@ -159,11 +169,22 @@ impl CustomFieldRepository for PgCustomFieldRepository {
             organization_id: org.as_uuid(),
             ..DefinitionRow::from(definition)
         };
-        diesel::insert_into(defs::table)
-            .values(&row)
-            .execute(&mut conn)
-            .await
-            .map_err(|e| DefinitionWriteError::from(TxError::Db(e)))?;
+        let change = AuditChange::new(
+            "custom_field.created",
+            "custom_field",
+            Some(row.id.to_string()),
+            &serde_json::json!({ "after": audited(&row) }),
+        );
+        let row = &row;
+        conn.transaction(async move |conn| {
+            diesel::insert_into(defs::table)
+                .values(row)
+                .execute(conn)
+                .await?;
+            audit::record(conn, org, change).await
+        })
+        .await
+        .map_err(|e| DefinitionWriteError::from(TxError::Db(e)))?;
         Ok(())
     }
 
@@ -177,6 +198,14 @@ impl CustomFieldRepository for PgCustomFieldRepository {
         let row = DefinitionRow::from(definition);
         let id = definition.id.as_uuid();
         conn.transaction(async |conn| {
+            let before: Option<DefinitionRow> = defs::table
+                .filter(defs::organization_id.eq(org.as_uuid()))
+                .filter(defs::id.eq(id))
+                .select(DefinitionRow::as_select())
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?;
             let updated = diesel::update(defs::table)
                 .filter(defs::organization_id.eq(org.as_uuid()))
                 .filter(defs::id.eq(id))
@@ -196,6 +225,15 @@ impl CustomFieldRepository for PgCustomFieldRepository {
                     Some(current) => DefinitionWriteError::VersionMismatch { current },
                     None => DefinitionWriteError::NotFound,
                 }));
+            }
+            if let Some(before) = before {
+                let change = AuditChange::new(
+                    "custom_field.updated",
+                    "custom_field",
+                    Some(id.to_string()),
+                    &field_changes(&audited(&before), &audited(&row)),
+                );
+                audit::record(conn, org, change).await?;
             }
             Ok(())
         })
@@ -241,6 +279,23 @@ impl CustomFieldRepository for PgCustomFieldRepository {
             let Some(key) = key else {
                 return Err(TxError::Write(DefinitionWriteError::NotFound));
             };
+            // The SQL below writes events itself: rows first, then the outbox's tenant
+            // lock, in the order every writer takes them (see `outbox::append`).
+            diesel::sql_query(
+                "SELECT 1 FROM contacts WHERE organization_id = $1 AND custom_fields ? $2 FOR UPDATE",
+            )
+            .bind::<SqlUuid, _>(org.as_uuid())
+            .bind::<Text, _>(key.clone())
+            .execute(conn)
+            .await?;
+            crate::outbox::lock_tenants(conn, [org]).await?;
+            let change = AuditChange::new(
+                "custom_field.deleted",
+                "custom_field",
+                Some(id.as_uuid().to_string()),
+                &serde_json::json!({ "after": { "key": key } }),
+            );
+            audit::record(conn, org, change).await?;
             diesel::sql_query(
                 "WITH old AS (
                      SELECT id, custom_fields -> $2 AS value FROM contacts

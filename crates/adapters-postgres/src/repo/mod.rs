@@ -1,7 +1,9 @@
 //! Repository implementations, one file per port.
 
+pub mod audit;
 pub mod contacts;
 pub mod custom_fields;
+pub mod events;
 pub mod idempotency;
 pub mod identity;
 pub mod imports;

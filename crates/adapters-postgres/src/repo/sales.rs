@@ -17,11 +17,13 @@ use nexus_ports::sales::{
 use uuid::Uuid;
 
 use crate::error::from_diesel;
-use crate::outbox;
 use crate::pool::Db;
 use crate::schema::{
     activities, deal_stage_history, deals, memberships, organizations, pipeline_stages, pipelines,
 };
+use crate::{audit, outbox};
+use nexus_domain::audit::{AuditChange, field_changes};
+use serde_json::json;
 
 /// Gap between neighbours when a deal is appended to a stage.
 const POSITION_STEP: f64 = 1024.0;
@@ -235,6 +237,44 @@ async fn insert_stages(
 
 type PipelineRow = (Uuid, String, bool, i32, DateTime<Utc>, DateTime<Utc>);
 
+/// A pipeline as the audit log records it: name, default flag and ordered stages.
+async fn pipeline_json(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    id: PipelineId,
+) -> QueryResult<serde_json::Value> {
+    #[derive(QueryableByName)]
+    struct Doc {
+        #[diesel(sql_type = diesel::sql_types::Jsonb)]
+        doc: serde_json::Value,
+    }
+    let doc: Option<Doc> = diesel::sql_query(
+        "SELECT jsonb_build_object('name', p.name, 'isDefault', p.is_default, 'stages',
+                 (SELECT coalesce(jsonb_agg(jsonb_build_object('id', s.id, 'name', s.name,
+                         'probability', s.probability, 'kind', s.kind) ORDER BY s.position), '[]')
+                  FROM pipeline_stages s
+                  WHERE s.organization_id = p.organization_id AND s.pipeline_id = p.id)) AS doc
+         FROM pipelines p WHERE p.organization_id = $1 AND p.id = $2",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(org.as_uuid())
+    .bind::<diesel::sql_types::Uuid, _>(id.as_uuid())
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(doc.map_or(serde_json::Value::Null, |d| d.doc))
+}
+
+async fn audit_pipeline(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    id: PipelineId,
+    action: &str,
+    changes: &serde_json::Value,
+) -> QueryResult<()> {
+    let change = AuditChange::new(action, "pipeline", Some(id.as_uuid().to_string()), changes);
+    audit::record(conn, org, change).await
+}
+
 async fn load_pipelines(
     conn: &mut AsyncPgConnection,
     org: OrgId,
@@ -440,9 +480,20 @@ impl SalesStore for PgSalesStore {
     ) -> Result<PipelineRecord, StoreError> {
         let mut conn = self.db.conn().await?;
         let id = pipeline.id;
-        conn.transaction(async move |conn| insert_pipeline(conn, org, &pipeline).await)
+        conn.transaction(async move |conn| {
+            insert_pipeline(conn, org, &pipeline).await?;
+            let after = pipeline_json(conn, org, id).await?;
+            audit_pipeline(
+                conn,
+                org,
+                id,
+                "pipeline.created",
+                &json!({ "after": after }),
+            )
             .await
-            .map_err(from_diesel)?;
+        })
+        .await
+        .map_err(from_diesel)?;
         load_pipelines(&mut conn, org, Some(id), false)
             .await?
             .pop()
@@ -490,6 +541,7 @@ impl SalesStore for PgSalesStore {
                 if expected_version.is_some_and(|v| v != version) {
                     return Err(Tx::Domain(PipelineWriteError::VersionMismatch));
                 }
+                let before = pipeline_json(conn, org, id).await?;
                 if change.make_default {
                     diesel::update(
                         pipelines::table
@@ -584,6 +636,9 @@ impl SalesStore for PgSalesStore {
                     ))
                     .execute(conn)
                     .await?;
+                let after = pipeline_json(conn, org, id).await?;
+                let changes = field_changes(&before, &after);
+                audit_pipeline(conn, org, id, "pipeline.updated", &changes).await?;
                 Ok(())
             })
             .await;
@@ -621,6 +676,15 @@ impl SalesStore for PgSalesStore {
                 if holding > 0 {
                     return Err(Tx::Domain(PipelineWriteError::HasDeals));
                 }
+                let before = pipeline_json(conn, org, id).await?;
+                audit_pipeline(
+                    conn,
+                    org,
+                    id,
+                    "pipeline.deleted",
+                    &json!({ "before": before }),
+                )
+                .await?;
                 diesel::delete(pipelines::table.find((org.as_uuid(), id.as_uuid())))
                     .execute(conn)
                     .await?;
@@ -1033,19 +1097,38 @@ impl SalesStore for PgSalesStore {
         completed_at: Option<DateTime<Utc>>,
     ) -> Result<ActivityRecord, DealWriteError> {
         let mut conn = self.db.conn().await?;
-        let row: Option<ActivityRow> =
-            diesel::update(activities::table.find((org.as_uuid(), id.as_uuid())))
-                .filter(activities::activity_type.eq("TASK"))
-                .set((
-                    activities::completed_at.eq(completed_at),
-                    activities::version.eq(activities::version + 1),
-                    activities::updated_at.eq(diesel::dsl::now),
-                ))
-                .returning(ActivityRow::as_returning())
-                .get_result(&mut conn)
-                .await
-                .optional()
-                .map_err(|e| DealWriteError::Store(from_diesel(e)))?;
+        let row: Option<ActivityRow> = conn
+            .transaction(async move |conn| {
+                let row: Option<ActivityRow> =
+                    diesel::update(activities::table.find((org.as_uuid(), id.as_uuid())))
+                        .filter(activities::activity_type.eq("TASK"))
+                        .set((
+                            activities::completed_at.eq(completed_at),
+                            activities::version.eq(activities::version + 1),
+                            activities::updated_at.eq(diesel::dsl::now),
+                        ))
+                        .returning(ActivityRow::as_returning())
+                        .get_result(conn)
+                        .await
+                        .optional()?;
+                if row.is_some() {
+                    let action = if completed_at.is_some() {
+                        "activity.completed"
+                    } else {
+                        "activity.reopened"
+                    };
+                    let change = AuditChange::new(
+                        action,
+                        "activity",
+                        Some(id.as_uuid().to_string()),
+                        &json!({ "completedAt": { "to": completed_at } }),
+                    );
+                    audit::record(conn, org, change).await?;
+                }
+                QueryResult::Ok(row)
+            })
+            .await
+            .map_err(|e| DealWriteError::Store(from_diesel(e)))?;
         row.ok_or(DealWriteError::NotFound)?
             .try_into()
             .map_err(DealWriteError::Store)
@@ -1058,9 +1141,23 @@ impl SalesStore for PgSalesStore {
             .filter(|t| t.is_system())
             .map(|t| t.as_str())
             .collect();
-        let n = diesel::delete(activities::table.find((org.as_uuid(), id.as_uuid())))
-            .filter(activities::activity_type.ne_all(system))
-            .execute(&mut conn)
+        let n = conn
+            .transaction(async move |conn| {
+                let n = diesel::delete(activities::table.find((org.as_uuid(), id.as_uuid())))
+                    .filter(activities::activity_type.ne_all(system))
+                    .execute(conn)
+                    .await?;
+                if n > 0 {
+                    let change = AuditChange::new(
+                        "activity.deleted",
+                        "activity",
+                        Some(id.as_uuid().to_string()),
+                        &json!({}),
+                    );
+                    audit::record(conn, org, change).await?;
+                }
+                QueryResult::Ok(n)
+            })
             .await
             .map_err(|e| DealWriteError::Store(from_diesel(e)))?;
         if n == 0 {

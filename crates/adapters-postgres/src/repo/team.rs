@@ -15,9 +15,10 @@ use uuid::Uuid;
 use super::identity::{insert_session, insert_user, revoke_user_sessions};
 use super::{is_unique_violation, role};
 use crate::error::from_diesel;
-use crate::outbox;
 use crate::pool::Db;
 use crate::schema::{api_keys, invitations, memberships, organizations, users};
+use crate::{audit, outbox};
+use nexus_domain::audit::{AuditChange, field_changes};
 
 #[derive(Clone)]
 pub struct PgTeamStore {
@@ -42,6 +43,15 @@ struct OrgRow {
     version: i32,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+}
+
+impl OrgRow {
+    /// What the audit log compares before and after an update.
+    fn audited(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name, "defaultCurrency": self.default_currency, "settings": self.settings,
+        })
+    }
 }
 
 impl From<OrgRow> for OrganizationRecord {
@@ -288,6 +298,7 @@ impl TeamStore for PgTeamStore {
                 if let Some(expected) = expected_version.filter(|v| *v != current.version) {
                     return Err(Tx::Domain(UpdateError::VersionMismatch { expected }));
                 }
+                let before = current.audited();
                 let row: OrgRow = diesel::update(organizations::table.find(org.as_uuid()))
                     .set((
                         organizations::name.eq(patch.name.unwrap_or(current.name)),
@@ -300,6 +311,13 @@ impl TeamStore for PgTeamStore {
                     .returning(OrgRow::as_returning())
                     .get_result(conn)
                     .await?;
+                let change = AuditChange::new(
+                    "organization.updated",
+                    "organization",
+                    Some(org.as_uuid().to_string()),
+                    &field_changes(&before, &row.audited()),
+                );
+                audit::record(conn, org, change).await?;
                 Ok(row)
             })
             .await;
@@ -371,6 +389,13 @@ impl TeamStore for PgTeamStore {
                 ))
                 .execute(conn)
                 .await?;
+            let change = AuditChange::new(
+                "member.role_changed",
+                "member",
+                Some(target.as_uuid().to_string()),
+                &serde_json::json!({ "role": { "from": t.role, "to": new_role } }),
+            );
+            audit::record(conn, org, change).await?;
             member(conn, org, target)
                 .await?
                 .ok_or(Tx::Domain(MemberChangeError::NotFound))
@@ -404,19 +429,32 @@ impl TeamStore for PgTeamStore {
 
     async fn create_invitation(&self, i: NewInvitation) -> Result<InvitationRecord, StoreError> {
         let mut conn = self.db.conn().await?;
-        diesel::insert_into(invitations::table)
-            .values((
-                invitations::id.eq(i.id.as_uuid()),
-                invitations::organization_id.eq(i.org_id.as_uuid()),
-                invitations::email.eq(&i.email),
-                invitations::role.eq(i.role.as_str()),
-                invitations::token_hash.eq(&i.token_hash),
-                invitations::invited_by.eq(i.invited_by.as_uuid()),
-                invitations::expires_at.eq(i.expires_at),
-            ))
-            .execute(&mut conn)
-            .await
-            .map_err(from_diesel)?;
+        let change = AuditChange::new(
+            "invitation.created",
+            "invitation",
+            Some(i.id.as_uuid().to_string()),
+            &serde_json::json!({ "after": {
+                "email": i.email, "role": i.role, "expiresAt": i.expires_at,
+            } }),
+        );
+        let i = &i;
+        conn.transaction(async move |conn| {
+            diesel::insert_into(invitations::table)
+                .values((
+                    invitations::id.eq(i.id.as_uuid()),
+                    invitations::organization_id.eq(i.org_id.as_uuid()),
+                    invitations::email.eq(&i.email),
+                    invitations::role.eq(i.role.as_str()),
+                    invitations::token_hash.eq(&i.token_hash),
+                    invitations::invited_by.eq(i.invited_by.as_uuid()),
+                    invitations::expires_at.eq(i.expires_at),
+                ))
+                .execute(conn)
+                .await?;
+            audit::record(conn, i.org_id, change).await
+        })
+        .await
+        .map_err(from_diesel)?;
         let row: InvitationTuple = invitations::table
             .inner_join(organizations::table)
             .filter(invitations::id.eq(i.id.as_uuid()))
@@ -444,18 +482,30 @@ impl TeamStore for PgTeamStore {
 
     async fn revoke_invitation(&self, org: OrgId, id: InvitationId) -> Result<bool, StoreError> {
         let mut conn = self.db.conn().await?;
-        let n = diesel::update(
-            invitations::table
-                .filter(invitations::organization_id.eq(org.as_uuid()))
-                .filter(invitations::id.eq(id.as_uuid()))
-                .filter(invitations::accepted_at.is_null())
-                .filter(invitations::revoked_at.is_null()),
-        )
-        .set(invitations::revoked_at.eq(diesel::dsl::now))
-        .execute(&mut conn)
+        conn.transaction(async move |conn| {
+            let n = diesel::update(
+                invitations::table
+                    .filter(invitations::organization_id.eq(org.as_uuid()))
+                    .filter(invitations::id.eq(id.as_uuid()))
+                    .filter(invitations::accepted_at.is_null())
+                    .filter(invitations::revoked_at.is_null()),
+            )
+            .set(invitations::revoked_at.eq(diesel::dsl::now))
+            .execute(conn)
+            .await?;
+            if n == 1 {
+                let change = AuditChange::new(
+                    "invitation.revoked",
+                    "invitation",
+                    Some(id.as_uuid().to_string()),
+                    &serde_json::json!({}),
+                );
+                audit::record(conn, org, change).await?;
+            }
+            Ok(n == 1)
+        })
         .await
-        .map_err(from_diesel)?;
-        Ok(n == 1)
+        .map_err(from_diesel)
     }
 
     async fn invitation_by_token(
@@ -547,19 +597,35 @@ impl TeamStore for PgTeamStore {
 
     async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord, StoreError> {
         let mut conn = self.db.conn().await?;
-        let row: ApiKeyRow = diesel::insert_into(api_keys::table)
-            .values((
-                api_keys::id.eq(key.id.as_uuid()),
-                api_keys::organization_id.eq(key.org_id.as_uuid()),
-                api_keys::name.eq(&key.name),
-                api_keys::prefix.eq(&key.prefix),
-                api_keys::secret_hash.eq(&key.secret_hash),
-                api_keys::role.eq(key.role.as_str()),
-                api_keys::created_by.eq(key.created_by.as_uuid()),
-                api_keys::expires_at.eq(key.expires_at),
-            ))
-            .returning(ApiKeyRow::as_returning())
-            .get_result(&mut conn)
+        // The secret's hash stays out of the entry; name, prefix and role identify the key.
+        let change = AuditChange::new(
+            "api_key.created",
+            "api_key",
+            Some(key.id.as_uuid().to_string()),
+            &serde_json::json!({ "after": {
+                "name": key.name, "prefix": key.prefix, "role": key.role, "expiresAt": key.expires_at,
+            } }),
+        );
+        let key = &key;
+        let row: ApiKeyRow = conn
+            .transaction(async move |conn| {
+                let row = diesel::insert_into(api_keys::table)
+                    .values((
+                        api_keys::id.eq(key.id.as_uuid()),
+                        api_keys::organization_id.eq(key.org_id.as_uuid()),
+                        api_keys::name.eq(&key.name),
+                        api_keys::prefix.eq(&key.prefix),
+                        api_keys::secret_hash.eq(&key.secret_hash),
+                        api_keys::role.eq(key.role.as_str()),
+                        api_keys::created_by.eq(key.created_by.as_uuid()),
+                        api_keys::expires_at.eq(key.expires_at),
+                    ))
+                    .returning(ApiKeyRow::as_returning())
+                    .get_result(conn)
+                    .await?;
+                audit::record(conn, key.org_id, change).await?;
+                Ok(row)
+            })
             .await
             .map_err(from_diesel)?;
         row.try_into()
@@ -579,17 +645,29 @@ impl TeamStore for PgTeamStore {
 
     async fn revoke_api_key(&self, org: OrgId, id: ApiKeyId) -> Result<bool, StoreError> {
         let mut conn = self.db.conn().await?;
-        let n = diesel::update(
-            api_keys::table
-                .filter(api_keys::organization_id.eq(org.as_uuid()))
-                .filter(api_keys::id.eq(id.as_uuid()))
-                .filter(api_keys::revoked_at.is_null()),
-        )
-        .set(api_keys::revoked_at.eq(diesel::dsl::now))
-        .execute(&mut conn)
+        conn.transaction(async move |conn| {
+            let n = diesel::update(
+                api_keys::table
+                    .filter(api_keys::organization_id.eq(org.as_uuid()))
+                    .filter(api_keys::id.eq(id.as_uuid()))
+                    .filter(api_keys::revoked_at.is_null()),
+            )
+            .set(api_keys::revoked_at.eq(diesel::dsl::now))
+            .execute(conn)
+            .await?;
+            if n == 1 {
+                let change = AuditChange::new(
+                    "api_key.revoked",
+                    "api_key",
+                    Some(id.as_uuid().to_string()),
+                    &serde_json::json!({}),
+                );
+                audit::record(conn, org, change).await?;
+            }
+            Ok(n == 1)
+        })
         .await
-        .map_err(from_diesel)?;
-        Ok(n == 1)
+        .map_err(from_diesel)
     }
 
     async fn use_api_key(&self, secret_hash: Vec<u8>) -> Result<Option<ApiKeyRecord>, StoreError> {

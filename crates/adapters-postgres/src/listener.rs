@@ -1,0 +1,224 @@
+//! One `LISTEN nexus_events` connection per app instance, and one shared reader that
+//! fetches each new outbox row once and fans it out to every subscriber in the process.
+//!
+//! Streams therefore cost a broadcast receiver each, not a connection or a poll: however
+//! many are open, the database sees one listening connection and one reader per instance.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::StreamExt;
+use nexus_domain::StoredEvent;
+use nexus_ports::events::{EventBus, EventLog, EventNotifier};
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+
+use crate::repo::events::PgEventLog;
+
+/// The channel the `events_notify` trigger notifies on.
+pub const CHANNEL: &str = "nexus_events";
+/// Rows the shared reader fetches per query.
+const PAGE: i64 = 500;
+/// How long a missing `seq` is re-checked: a gap is a transaction still in flight (it
+/// will commit and notify) or one that rolled back (it never fills). Statements time out
+/// after 30 s, so a real gap fills well within this.
+const HOLE_TTL: Duration = Duration::from_secs(300);
+/// Most gaps tracked at once (a huge rolled-back batch must not grow this unbounded).
+const MAX_HOLES: usize = 10_000;
+/// Without a notification for this long, the listener checks its connection.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// The instance's wake-up signal and event fan-out.
+#[derive(Clone)]
+pub struct PgEventHub {
+    wake: watch::Receiver<i64>,
+    bus: broadcast::Sender<Arc<StoredEvent>>,
+    tasks: Arc<Tasks>,
+}
+
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+impl PgEventHub {
+    /// Starts the listener (its own connection to `url`, outside the pool) and the shared
+    /// reader. `capacity` is how many events a slow subscriber may fall behind before it
+    /// is told it lagged (and re-reads the outbox).
+    #[must_use]
+    pub fn start(url: String, log: PgEventLog, capacity: usize) -> Self {
+        let (wake_tx, wake) = watch::channel(0_i64);
+        let (bus, _) = broadcast::channel(capacity.max(16));
+        let listener = tokio::spawn(listen(url, wake_tx));
+        let reader = tokio::spawn(read(log, wake.clone(), bus.clone()));
+        Self {
+            wake,
+            bus,
+            tasks: Arc::new(Tasks(vec![listener, reader])),
+        }
+    }
+
+    /// Stops the listener and the reader (also when the last clone is dropped).
+    pub fn stop(&self) {
+        for t in &self.tasks.0 {
+            t.abort();
+        }
+    }
+}
+
+impl EventNotifier for PgEventHub {
+    fn subscribe(&self) -> watch::Receiver<i64> {
+        self.wake.clone()
+    }
+}
+
+impl EventBus for PgEventHub {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
+        self.bus.subscribe()
+    }
+}
+
+/// The `seq` of a notification payload `org:seq`.
+fn seq_of(payload: &str) -> Option<i64> {
+    payload.rsplit_once(':').and_then(|(_, s)| s.parse().ok())
+}
+
+async fn listen(url: String, wake: watch::Sender<i64>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match listen_once(&url, &wake).await {
+            Ok(()) => backoff = Duration::from_millis(200),
+            Err(e) => {
+                tracing::warn!(error = %e, "event listener connection lost; reconnecting");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn listen_once(url: &str, wake: &watch::Sender<i64>) -> anyhow::Result<()> {
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    conn.batch_execute(&format!(
+        "SET application_name = 'nexus-listener'; LISTEN {CHANNEL}"
+    ))
+    .await?;
+    // Notifications sent while we were not listening are gone: wake the reader so it
+    // re-reads the outbox from its cursor.
+    wake.send_modify(|_| {});
+    loop {
+        {
+            let mut notifications = std::pin::pin!(conn.notifications_stream());
+            loop {
+                match tokio::time::timeout(KEEPALIVE, notifications.next()).await {
+                    Ok(Some(Ok(n))) => {
+                        let seq = seq_of(&n.payload).unwrap_or(0);
+                        wake.send_modify(|v| *v = (*v).max(seq));
+                    }
+                    Ok(Some(Err(e))) => return Err(e.into()),
+                    Ok(None) => anyhow::bail!("notification stream ended"),
+                    Err(_) => break,
+                }
+            }
+        }
+        // Quiet for a while: make sure the connection still stands (the stream of a dead
+        // connection just stays pending). Buffered notifications are kept meanwhile.
+        conn.batch_execute("SELECT 1").await?;
+    }
+}
+
+/// Positions seen missing, re-checked until they fill or expire.
+#[derive(Default)]
+struct Holes(BTreeMap<i64, Instant>);
+
+impl Holes {
+    fn open(&mut self, from: i64, to: i64, now: Instant) {
+        for seq in from..to {
+            if self.0.len() >= MAX_HOLES {
+                self.0.pop_first();
+            }
+            self.0.insert(seq, now);
+        }
+    }
+
+    fn live(&mut self, now: Instant) -> Vec<i64> {
+        self.0.retain(|_, at| now.duration_since(*at) < HOLE_TTL);
+        self.0.keys().copied().collect()
+    }
+}
+
+async fn read(
+    log: PgEventLog,
+    mut wake: watch::Receiver<i64>,
+    bus: broadcast::Sender<Arc<StoredEvent>>,
+) {
+    let mut cursor = loop {
+        match log.head(None).await {
+            Ok(head) => break head,
+            Err(e) => {
+                tracing::warn!(error = %e, "event reader cannot read the outbox head; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let mut holes = Holes::default();
+    loop {
+        if wake.changed().await.is_err() {
+            return;
+        }
+        loop {
+            let now = Instant::now();
+            let rows = match log.since(cursor, holes.live(now), PAGE).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event reader failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let full = rows.len() as i64 == PAGE;
+            for row in rows {
+                if row.seq > cursor {
+                    holes.open(cursor + 1, row.seq, now);
+                    cursor = row.seq;
+                } else {
+                    holes.0.remove(&row.seq);
+                }
+                // No subscriber is not an error: nobody is streaming right now.
+                let _ = bus.send(Arc::new(row));
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_payloads_carry_the_seq() {
+        assert_eq!(seq_of("0190f0e0-0000-7000-8000-000000000000:42"), Some(42));
+        assert_eq!(seq_of("garbage"), None);
+    }
+
+    #[test]
+    fn holes_open_between_positions_and_expire() {
+        let t0 = Instant::now();
+        let mut holes = Holes::default();
+        holes.open(11, 14, t0);
+        assert_eq!(holes.live(t0), vec![11, 12, 13]);
+        holes.0.remove(&12);
+        assert_eq!(holes.live(t0 + HOLE_TTL / 2), vec![11, 13]);
+        assert!(holes.live(t0 + HOLE_TTL).is_empty());
+    }
+}

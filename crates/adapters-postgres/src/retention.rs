@@ -1,0 +1,62 @@
+//! Retention of the outbox and the audit log: batched deletes of what is older than the
+//! configured number of days, run daily by the app.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use nexus_ports::StoreError;
+
+use crate::error::from_diesel;
+use crate::pool::Db;
+
+/// Retention: removes events older than `days`, in batches; returns how many.
+///
+/// # Errors
+/// Infrastructure failures.
+pub async fn purge_events(db: &Db, days: u32, batch: i64) -> Result<u64, StoreError> {
+    let mut conn = db.conn().await?;
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+    let mut total = 0_u64;
+    loop {
+        let n = diesel::sql_query(
+            "DELETE FROM events WHERE (organization_id, id) IN \
+             (SELECT organization_id, id FROM events WHERE occurred_at < $1 LIMIT $2)",
+        )
+        .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
+        .bind::<diesel::sql_types::BigInt, _>(batch)
+        .execute(&mut conn)
+        .await
+        .map_err(from_diesel)?;
+        total += n as u64;
+        if (n as i64) < batch {
+            return Ok(total);
+        }
+    }
+}
+
+/// Retention: removes audit entries older than `days` through `audit_log_purge`, the one
+/// sanctioned way past the table's append-only trigger; returns how many.
+///
+/// # Errors
+/// Infrastructure failures.
+pub async fn purge_audit(db: &Db, days: u32, batch: i32) -> Result<u64, StoreError> {
+    #[derive(QueryableByName)]
+    struct Removed {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        removed: i64,
+    }
+    let mut conn = db.conn().await?;
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+    let mut total = 0_u64;
+    loop {
+        let r: Removed = diesel::sql_query("SELECT audit_log_purge($1, $2) AS removed")
+            .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
+            .bind::<diesel::sql_types::Integer, _>(batch)
+            .get_result(&mut conn)
+            .await
+            .map_err(from_diesel)?;
+        total += r.removed.unsigned_abs();
+        if r.removed < i64::from(batch) {
+            return Ok(total);
+        }
+    }
+}

@@ -4,6 +4,7 @@ pub mod contacts;
 pub mod custom_fields;
 pub mod idempotency;
 pub mod identity;
+mod import_chunk;
 pub mod imports;
 pub mod mailer;
 pub mod rate_limit;

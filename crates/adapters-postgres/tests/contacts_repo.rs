@@ -789,3 +789,72 @@ async fn the_purge_removes_only_contacts_deleted_long_enough_ago() {
         0
     );
 }
+
+#[tokio::test]
+async fn the_purge_keeps_contacts_that_have_deals_and_never_destroys_deals() {
+    let f = fixture().await;
+    let with_deal = f
+        .create(f.org, json!({"firstName": "Has", "lastName": "Deal"}))
+        .await;
+    let without = f
+        .create(f.org, json!({"firstName": "No", "lastName": "Deal"}))
+        .await;
+    let (pipeline, stage, deal) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut conn = AsyncPgConnection::establish(f.db.url()).await.unwrap();
+    conn.batch_execute(&format!(
+        "INSERT INTO pipelines (organization_id, id, name) VALUES ('{org}', '{pipeline}', 'Sales');
+         INSERT INTO pipeline_stages (organization_id, id, pipeline_id, name, probability, kind, position)
+             VALUES ('{org}', '{stage}', '{pipeline}', 'Lead', 10, 'open', 0);
+         INSERT INTO deals (organization_id, id, pipeline_id, stage_id, contact_id, title, value_minor, currency,
+                            status, probability, position)
+             VALUES ('{org}', '{deal}', '{pipeline}', '{stage}', '{contact}', 'Big one', 100000, 'EUR', 'OPEN', 10, 1);
+         INSERT INTO activities (organization_id, id, type, subject, contact_id)
+             VALUES ('{org}', gen_random_uuid(), 'NOTE', 'About the other one', '{without}');
+         UPDATE contacts SET deleted_at = now() - interval '40 days' WHERE id IN ('{contact}', '{without}');",
+        org = f.org,
+        contact = with_deal.id,
+        without = without.id,
+    ))
+    .await
+    .unwrap();
+    let before = Utc::now() - chrono::Duration::days(30);
+    assert_eq!(
+        f.contacts.purge_deleted(f.org, before, 1000).await.unwrap(),
+        1,
+        "only the contact without deals goes"
+    );
+    assert!(
+        f.contacts
+            .get(f.org, without.id, true)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        f.contacts
+            .get(f.org, with_deal.id, true)
+            .await
+            .unwrap()
+            .is_some(),
+        "kept, still soft-deleted"
+    );
+    assert_eq!(f.count("SELECT count(*) AS n FROM deals").await, 1);
+    assert_eq!(
+        f.count("SELECT count(*) AS n FROM activities").await,
+        0,
+        "the purged contact's activities go with it"
+    );
+    assert_eq!(
+        f.contacts.purge_deleted(f.org, before, 1000).await.unwrap(),
+        0
+    );
+    // Any other hard delete of a contact with deals is refused rather than cascading.
+    let refused = conn
+        .batch_execute(&format!(
+            "DELETE FROM contacts WHERE organization_id = '{}' AND id = '{}'",
+            f.org, with_deal.id
+        ))
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(f.count("SELECT count(*) AS n FROM deals").await, 1);
+}

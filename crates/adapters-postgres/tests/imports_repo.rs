@@ -165,3 +165,138 @@ async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
         "tenant-scoped"
     );
 }
+
+#[tokio::test]
+async fn chunk_updates_apply_only_at_the_version_read_with_their_events() {
+    let db = TestDatabase::create().await;
+    let pool = build_pool(db.url(), &PoolSettings::default()).unwrap();
+    let repo = PgImportRepository::new(pool, Duration::from_secs(2));
+    let org = OrgId::from_uuid(Uuid::now_v7());
+    let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
+    conn.batch_execute(&format!(
+        "INSERT INTO organizations (id, name, slug) VALUES ('{org}', 'Acme', 'acme')"
+    ))
+    .await
+    .unwrap();
+    let job = ImportJob {
+        id: ImportId::from_uuid(Uuid::now_v7()),
+        organization_id: org,
+        created_by: None,
+        status: ImportStatus::Pending,
+        on_duplicate: OnDuplicate::Update,
+        total_rows: None,
+        next_row: 1,
+        processed: 0,
+        created: 0,
+        updated: 0,
+        skipped: 0,
+        failed: 0,
+        errors: vec![],
+        failure: None,
+        created_at: at(0),
+        finished_at: None,
+    };
+    repo.create(org, &job, b"firstName,lastName,email\n")
+        .await
+        .unwrap();
+    let (fresh, fresh_event) = contact(org, "fresh@x.io");
+    let (stale, stale_event) = contact(org, "stale@x.io");
+    let inserts = ChunkWrite {
+        inserts: vec![
+            (1, fresh.clone(), fresh_event),
+            (2, stale.clone(), stale_event),
+        ],
+        updates: vec![],
+        processed: 2,
+        skipped: 0,
+        failed: 0,
+        errors: vec![],
+        next_row: 3,
+        total_rows: 4,
+    };
+    repo.commit_chunk(org, job.id, &inserts, at(1))
+        .await
+        .unwrap();
+    // Someone edits one of them between the worker's read and its write.
+    conn.batch_execute(&format!(
+        "UPDATE contacts SET version = version + 1 WHERE id = '{}'",
+        stale.id
+    ))
+    .await
+    .unwrap();
+    let renamed = |c: &Contact| {
+        let mut fields = c.fields.clone();
+        fields.company = Some(nexus_domain::contact::CompanyName::parse("Engines").unwrap());
+        let ctx = EventContext {
+            event_id: EventId::from_uuid(Uuid::now_v7()),
+            actor: EventActor::System,
+            now: at(2),
+        };
+        c.update(fields, &ctx).unwrap()
+    };
+    let (fresh_new, fresh_update) = renamed(&fresh);
+    let (stale_new, stale_update) = renamed(&stale);
+    let updates = ChunkWrite {
+        inserts: vec![],
+        updates: vec![
+            (3, fresh_new, fresh.version, fresh_update),
+            (4, stale_new, stale.version, stale_update),
+        ],
+        processed: 2,
+        next_row: 5,
+        ..inserts.clone()
+    };
+    repo.commit_chunk(org, job.id, &updates, at(2))
+        .await
+        .unwrap();
+    let progress = repo.get(org, job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            progress.created,
+            progress.updated,
+            progress.failed,
+            progress.next_row
+        ),
+        (2, 1, 1, 5)
+    );
+    assert_eq!(progress.errors[0].row, 4);
+    let found = repo
+        .existing_by_email(
+            org,
+            &["fresh@x.io".into(), "stale@x.io".into(), "none@x.io".into()],
+        )
+        .await
+        .unwrap();
+    let company = |email: &str| {
+        found
+            .iter()
+            .find(|c| c.fields.email.as_ref().is_some_and(|e| e.as_str() == email))
+            .and_then(|c| c.fields.company.as_ref().map(|n| n.as_str().to_owned()))
+    };
+    assert_eq!(company("fresh@x.io").as_deref(), Some("Engines"));
+    assert_eq!(company("stale@x.io"), None, "changed meanwhile: left alone");
+    #[derive(diesel::QueryableByName)]
+    struct Event {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        kind: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        contact: String,
+    }
+    let events: Vec<Event> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT type AS kind, coalesce(payload->>'id', payload->'contact'->>'id') AS contact FROM events ORDER BY seq",
+        ),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let events: Vec<(String, String)> = events.into_iter().map(|e| (e.kind, e.contact)).collect();
+    assert_eq!(
+        events,
+        vec![
+            ("contact.created".into(), fresh.id.to_string()),
+            ("contact.created".into(), stale.id.to_string()),
+            ("contact.updated".into(), fresh.id.to_string()),
+        ]
+    );
+}

@@ -3,7 +3,12 @@
 //! page (newest first), a surname search, a get by id and a create, at 8 and 32
 //! concurrent connections: requests/s, p50, p99, and the ratio to pgbench running the same
 //! SQL the endpoint sends (the session check of authentication included) at the same
-//! concurrency. `NEXUS_BENCH_CONTACTS` changes the large organization's size.
+//! concurrency. `NEXUS_BENCH_CONTACTS` changes the large organization's size;
+//! `NEXUS_BENCH_PHASES` (a comma list of `reads`, `creates`, `import`; all by default)
+//! picks what runs after the seed. With `NEXUS_BENCH_SERVER=<path of a nexus binary>`
+//! the requests go to that binary, started as its own process on the bench's database,
+//! and its RSS (current and peak, from /proc) is reported: the server alone, without the
+//! load generator.
 //!
 //! Run with `just bench` (or `cargo bench -p nexus-app --bench contacts`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss)]
@@ -13,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use nexus_adapters_postgres::testing::TestDatabase;
 use nexus_app::testing::TestApp;
 use serde_json::json;
 
@@ -112,8 +118,8 @@ fn pgbench(url: &str, script: &str, connections: usize) -> f64 {
         })
 }
 
-fn rss_mb() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+fn rss_mb(pid: &str) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kb = |key: &str| {
         status
             .lines()
@@ -133,18 +139,36 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-    let app = TestApp::spawn_with(
-        |c| {
-            c.workers = cores;
-            c.db_pool_size = 32;
-            c.db_acquire_timeout = Duration::from_secs(5);
-        },
-        None,
-    )
-    .await;
-    let owner = app.signup("bench@contacts.io").await;
-    let org = owner.org_id;
-    let url = app.db.url().to_owned();
+    // With an external server the bench holds only the database; else the app runs here.
+    let external = std::env::var("NEXUS_BENCH_SERVER").ok();
+    let (db, app) = if external.is_some() {
+        (Some(TestDatabase::create().await), None)
+    } else {
+        let app = TestApp::spawn_with(
+            |c| {
+                c.workers = cores;
+                c.db_pool_size = 32;
+                c.db_acquire_timeout = Duration::from_secs(5);
+            },
+            None,
+        )
+        .await;
+        (None, Some(app))
+    };
+    let url = db
+        .as_ref()
+        .map_or_else(|| app.as_ref().unwrap().db.url(), TestDatabase::url)
+        .to_owned();
+    let phases_wanted =
+        std::env::var("NEXUS_BENCH_PHASES").unwrap_or_else(|_| "reads,creates,import".into());
+    let wants = |p: &str| phases_wanted.split(',').any(|w| w.trim() == p);
+    let server = external.map(|bin| ExternalServer::start(&bin, &url, cores));
+    let base = server.as_ref().map_or_else(
+        || app.as_ref().unwrap().address.clone(),
+        |s| s.address.clone(),
+    );
+    let owner = signup(&base, "bench@contacts.io").await;
+    let org = owner.1;
     let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
 
     let started = Instant::now();
@@ -192,8 +216,8 @@ async fn main() {
         .pool_max_idle_per_host(64)
         .build()
         .unwrap();
-    let token = Arc::new(owner.access_token.clone());
-    let base = Arc::new(app.address.clone());
+    let token = Arc::new(owner.0.clone());
+    let base = Arc::new(base);
     let list_sql = format!(
         "SELECT {COLS} FROM contacts WHERE organization_id = '{org}' AND deleted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT 51;"
     );
@@ -232,6 +256,13 @@ COMMIT;"
     ];
     {
         for (connections, scenario) in phases {
+            if !wants(if scenario == "create" {
+                "creates"
+            } else {
+                "reads"
+            }) {
+                continue;
+            }
             let (client, token, base, ids) =
                 (client.clone(), token.clone(), base.clone(), ids.clone());
             let (rate, lat) = load(connections, move |worker, i| {
@@ -274,7 +305,103 @@ COMMIT;"
             );
         }
     }
-    // A 100,000-row CSV import into one of the small organizations' owner... into ours.
+    if wants("import") {
+        import(&client, &base, &token).await;
+    }
+
+    let (rss, peak) = rss_mb("self");
+    println!();
+    match &server {
+        Some(s) => {
+            let (srss, speak) = rss_mb(&s.child.id().to_string());
+            println!("server process alone: RSS now {srss:.0} MB, peak (VmHWM) {speak:.0} MB");
+            println!(
+                "bench process (load generator + idle in-process app) RSS now {rss:.0} MB, peak {peak:.0} MB"
+            );
+        }
+        None => {
+            println!("bench process (app + load generator) RSS now {rss:.0} MB, peak {peak:.0} MB");
+        }
+    }
+    drop(server);
+    drop(app);
+    drop(db);
+}
+
+/// The release server as its own process, on the bench's database.
+struct ExternalServer {
+    child: std::process::Child,
+    address: String,
+}
+
+impl ExternalServer {
+    fn start(bin: &str, database_url: &str, workers: usize) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = std::process::Command::new(bin)
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("NEXUS_BIND", format!("127.0.0.1:{port}"))
+            .env(
+                "NEXUS_JWT_SECRET",
+                "bench-secret-that-is-long-enough-for-hs256",
+            )
+            .env("NEXUS_WORKERS", workers.to_string())
+            .env("NEXUS_DB_POOL_SIZE", "32")
+            .env("NEXUS_DB_ACQUIRE_TIMEOUT_MS", "5000")
+            .env("NEXUS_BCRYPT_COST", "10")
+            .env("NEXUS_LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let address = format!("http://127.0.0.1:{port}");
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Self { child, address };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server at {address} did not start");
+    }
+}
+
+impl Drop for ExternalServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Registers `email` with its own organization; returns the access token and org id.
+async fn signup(base: &str, email: &str) -> (String, uuid::Uuid) {
+    let body: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&json!({
+            "email": email,
+            "password": "correct-horse-battery",
+            "name": "Bench User",
+            "organizationName": "Bench",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        body["accessToken"].as_str().unwrap().to_owned(),
+        body["organizationId"].as_str().unwrap().parse().unwrap(),
+    )
+}
+
+/// A 100,000-row CSV import into the large organization.
+async fn import(client: &reqwest::Client, base: &str, token: &str) {
     let mut csv = String::from("First Name,Last Name,Email,Phone,Company,Tags\n");
     for i in 0..100_000 {
         csv.push_str(&format!(
@@ -289,7 +416,7 @@ COMMIT;"
     let started = Instant::now();
     let res = client
         .post(format!("{base}/api/v1/contacts/imports"))
-        .bearer_auth(token.as_str())
+        .bearer_auth(token)
         .header("content-type", "text/csv")
         .body(csv)
         .send()
@@ -300,7 +427,7 @@ COMMIT;"
     let job = loop {
         let job: serde_json::Value = client
             .get(format!("{base}{location}"))
-            .bearer_auth(token.as_str())
+            .bearer_auth(token)
             .send()
             .await
             .unwrap()
@@ -321,8 +448,4 @@ COMMIT;"
         job["created"],
         job["failed"]
     );
-
-    let (rss, peak) = rss_mb();
-    println!();
-    println!("bench process (app + load generator) RSS now {rss:.0} MB, peak {peak:.0} MB");
 }

@@ -235,8 +235,9 @@ pub trait ContactRepository: Send + Sync + 'static {
         before: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<OrgId>, StoreError>> + Send;
 
-    /// Removes for good up to `batch` contacts of `org` soft-deleted before `before`;
-    /// returns how many.
+    /// Removes for good up to `batch` contacts of `org` soft-deleted before `before`,
+    /// with their activities; returns how many. Contacts that still have deals are
+    /// kept (soft-deleted): a purge never destroys deals.
     ///
     /// # Errors
     /// Storage failures.

@@ -78,37 +78,6 @@ pub(crate) struct ContactRow {
 }
 
 impl ContactRow {
-    /// Appends `(<17 binds>)`, in [`COLUMNS`] order, for a multi-row `VALUES` list.
-    pub(crate) fn push_values(self, s: &mut Statement) {
-        let binds = [
-            Bind::Uuid(self.organization_id),
-            Bind::Uuid(self.id),
-            Bind::Text(self.first_name),
-            Bind::Text(self.last_name),
-            Bind::OptText(self.email),
-            Bind::OptText(self.phone),
-            Bind::OptText(self.phone_e164),
-            Bind::OptText(self.company),
-            Bind::Text(self.lifecycle_stage),
-            Bind::SmallInt(self.lead_score),
-            Bind::OptUuid(self.owner_id),
-            Bind::TextArray(self.tags),
-            Bind::Json(self.custom_fields),
-            Bind::Int(self.version),
-            Bind::Time(self.created_at),
-            Bind::Time(self.updated_at),
-            Bind::OptTime(self.deleted_at),
-        ];
-        s.push("(");
-        for (i, b) in binds.into_iter().enumerate() {
-            if i > 0 {
-                s.push(", ");
-            }
-            s.bind(b);
-        }
-        s.push(")");
-    }
-
     /// Binds every column, in [`COLUMNS`] order, after `sql` (which uses `$1`..`$17`).
     pub(crate) fn bind_all(
         self,
@@ -318,10 +287,6 @@ pub(crate) enum Bind {
     Json(serde_json::Value),
     SmallInt(i16),
     BigInt(i64),
-    Int(i32),
-    OptText(Option<String>),
-    OptUuid(Option<Uuid>),
-    OptTime(Option<DateTime<Utc>>),
 }
 
 /// SQL text with `$n` placeholders and their values.
@@ -361,10 +326,6 @@ impl Statement {
                 Bind::Json(v) => q.bind::<Jsonb, _>(v),
                 Bind::SmallInt(v) => q.bind::<Int2, _>(v),
                 Bind::BigInt(v) => q.bind::<BigInt, _>(v),
-                Bind::Int(v) => q.bind::<Integer, _>(v),
-                Bind::OptText(v) => q.bind::<Nullable<Text>, _>(v),
-                Bind::OptUuid(v) => q.bind::<Nullable<SqlUuid>, _>(v),
-                Bind::OptTime(v) => q.bind::<Nullable<Timestamptz>, _>(v),
             };
         }
         q
@@ -756,8 +717,13 @@ impl ContactRepository for PgContactRepository {
         let mut conn = self.conn().await?;
         let deleted = diesel::sql_query(
             "DELETE FROM contacts WHERE organization_id = $1 AND id IN (
-                 SELECT id FROM contacts WHERE organization_id = $1 AND deleted_at IS NOT NULL AND deleted_at < $2
-                 LIMIT $3 FOR UPDATE SKIP LOCKED)",
+                 SELECT c.id FROM contacts c
+                 WHERE c.organization_id = $1 AND c.deleted_at IS NOT NULL AND c.deleted_at < $2
+                   -- A contact with deals stays (soft-deleted): purging must not take
+                   -- deals with it (the foreign key refuses it too).
+                   AND NOT EXISTS (SELECT 1 FROM deals d
+                                   WHERE d.organization_id = c.organization_id AND d.contact_id = c.id)
+                 LIMIT $3 FOR UPDATE OF c SKIP LOCKED)",
         )
         .bind::<SqlUuid, _>(org.as_uuid())
         .bind::<Timestamptz, _>(before)

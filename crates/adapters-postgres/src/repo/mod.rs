@@ -6,6 +6,7 @@ pub mod custom_fields;
 pub mod events;
 pub mod idempotency;
 pub mod identity;
+mod import_chunk;
 pub mod imports;
 pub mod mailer;
 pub mod rate_limit;

@@ -39,6 +39,8 @@ pub enum EventTypeDto {
     MemberJoined,
     #[serde(rename = "member.removed")]
     MemberRemoved,
+    #[serde(rename = "webhook.disabled")]
+    WebhookDisabled,
 }
 
 /// Who caused an event.

@@ -828,3 +828,112 @@ async fn delivery_log_pages_with_signed_cursors() {
     .await;
     assert_eq!(unknown.status, 400);
 }
+
+async fn audit_of(app: &TestApp, user: &TestUser, webhook: &str) -> Vec<Value> {
+    let res = call(
+        &app.address,
+        user,
+        "GET",
+        &format!("/api/v1/audit-log?entityType=webhook&entityId={webhook}&limit=100"),
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    res.body["data"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn subscription_changes_are_audited_without_their_secrets() {
+    let app = spawn().await;
+    let owner = app.signup("owner@audit-hooks.test").await;
+    let receiver = Receiver::start(|_| 200).await;
+    let (webhook, first_secret) =
+        subscribe(&app.address, &owner, &receiver.url, &["deal.won"]).await;
+    let path = format!("/api/v1/webhooks/{webhook}");
+
+    let updated = call(
+        &app.address,
+        &owner,
+        "PATCH",
+        &path,
+        Some(json!({"eventTypes": ["deal.won", "deal.lost"], "active": false})),
+    )
+    .await;
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    // A refused update leaves no entry.
+    let refused = call(
+        &app.address,
+        &owner,
+        "PATCH",
+        &path,
+        Some(json!({"url": "ftp://nope"})),
+    )
+    .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    let rotated = call(
+        &app.address,
+        &owner,
+        "POST",
+        &format!("{path}/rotate-secret"),
+        Some(json!({"overlapSeconds": 60})),
+    )
+    .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let second_secret = rotated.body["secret"].as_str().unwrap().to_owned();
+    let ping = call(&app.address, &owner, "POST", &format!("{path}/test"), None).await;
+    assert_eq!(ping.status, 202, "{}", ping.body);
+
+    let entries = audit_of(&app, &owner, &webhook).await;
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "webhook.delivery_enqueued",
+            "webhook.secret_rotated",
+            "webhook.updated",
+            "webhook.created"
+        ],
+        "newest first"
+    );
+    assert_eq!(entries[0]["changes"]["eventType"], "ping");
+    assert_eq!(entries[0]["changes"]["deliveryId"], ping.body["id"]);
+    assert_eq!(
+        entries[2]["changes"],
+        json!({
+            "active": {"from": true, "to": false},
+            "eventTypes": {"from": ["deal.won"], "to": ["deal.won", "deal.lost"]},
+        }),
+        "only the changed fields, before and after"
+    );
+    assert_eq!(entries[3]["changes"]["after"]["url"], receiver.url);
+    assert_eq!(
+        entries[3]["actor"],
+        json!({ "kind": "user", "userId": owner.user_id })
+    );
+
+    let deleted = call(&app.address, &owner, "DELETE", &path, None).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    let entries = audit_of(&app, &owner, &webhook).await;
+    assert_eq!(entries[0]["action"], "webhook.deleted");
+    assert_eq!(
+        entries[0]["changes"]["before"]["eventTypes"],
+        json!(["deal.won", "deal.lost"])
+    );
+
+    let everything = serde_json::to_string(&entries).unwrap();
+    for secret in [&first_secret, &second_secret] {
+        assert!(
+            !everything.contains(secret.as_str()),
+            "a secret reached the audit log"
+        );
+        let raw = secret.strip_prefix("whsec_").unwrap();
+        assert!(!everything.contains(raw), "a secret reached the audit log");
+    }
+
+    // Another organization sees none of it.
+    let other = app.signup("owner@audit-hooks-other.test").await;
+    assert!(audit_of(&app, &other, &webhook).await.is_empty());
+}

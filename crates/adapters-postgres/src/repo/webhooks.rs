@@ -10,7 +10,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{
     Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use nexus_domain::audit::{AuditChange, field_changes};
 use nexus_domain::webhook::{AttemptDecision, DeliveryNext};
 use nexus_domain::{DeliveryId, DomainEvent, OrgId, WebhookId};
 use nexus_ports::StoreError;
@@ -20,6 +21,7 @@ use nexus_ports::webhooks::{
 };
 use uuid::Uuid;
 
+use crate::audit;
 use crate::error::from_diesel;
 use crate::outbox;
 use crate::pool::Db;
@@ -240,24 +242,63 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// What the audit log shows of a subscription: its settings, never its secrets.
+fn audited(row: &WebhookRow) -> serde_json::Value {
+    serde_json::json!({
+        "url": row.url,
+        "description": row.description,
+        "eventTypes": row.event_types,
+        "active": row.active,
+    })
+}
+
+/// The subscription, locked for the rest of the transaction (the state an update starts from).
+async fn locked(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    id: WebhookId,
+) -> Result<Option<WebhookRow>, diesel::result::Error> {
+    diesel::sql_query(format!(
+        "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE organization_id = $1 AND id = $2 FOR UPDATE"
+    ))
+    .bind::<SqlUuid, _>(org.as_uuid())
+    .bind::<SqlUuid, _>(id.as_uuid())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
 impl WebhookStore for PgWebhookStore {
     async fn create(&self, org: OrgId, w: NewWebhook) -> Result<WebhookRecord, StoreError> {
         let mut conn = self.db.conn().await?;
-        let row: WebhookRow = diesel::sql_query(format!(
-            "INSERT INTO webhooks (organization_id, id, url, description, event_types, active, secret, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {WEBHOOK_COLUMNS}"
-        ))
-        .bind::<SqlUuid, _>(org.as_uuid())
-        .bind::<SqlUuid, _>(w.id.as_uuid())
-        .bind::<Text, _>(&w.url)
-        .bind::<Nullable<Text>, _>(w.description.as_deref())
-        .bind::<Array<Text>, _>(&w.event_types)
-        .bind::<Bool, _>(w.active)
-        .bind::<Text, _>(&w.secret)
-        .bind::<SqlUuid, _>(w.created_by.as_uuid())
-        .get_result(&mut conn)
-        .await
-        .map_err(from_diesel)?;
+        let w = &w;
+        let row: WebhookRow = conn
+            .transaction(async |conn| {
+                let row: WebhookRow = diesel::sql_query(format!(
+                    "INSERT INTO webhooks (organization_id, id, url, description, event_types, active, secret, created_by)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {WEBHOOK_COLUMNS}"
+                ))
+                .bind::<SqlUuid, _>(org.as_uuid())
+                .bind::<SqlUuid, _>(w.id.as_uuid())
+                .bind::<Text, _>(&w.url)
+                .bind::<Nullable<Text>, _>(w.description.as_deref())
+                .bind::<Array<Text>, _>(&w.event_types)
+                .bind::<Bool, _>(w.active)
+                .bind::<Text, _>(&w.secret)
+                .bind::<SqlUuid, _>(w.created_by.as_uuid())
+                .get_result(conn)
+                .await?;
+                let change = AuditChange::new(
+                    "webhook.created",
+                    "webhook",
+                    Some(row.id.to_string()),
+                    &serde_json::json!({ "after": audited(&row) }),
+                );
+                audit::record(conn, org, change).await?;
+                Ok::<_, diesel::result::Error>(row)
+            })
+            .await
+            .map_err(from_diesel)?;
         Ok(row.into())
     }
 
@@ -304,31 +345,49 @@ impl WebhookStore for PgWebhookStore {
         expected_version: Option<i32>,
     ) -> Result<WebhookRecord, WebhookWriteError> {
         let mut conn = self.db.conn().await?;
-        // Re-activating ends the failing streak: the 5-day clock restarts.
-        let row: Option<WebhookRow> = diesel::sql_query(format!(
-            "UPDATE webhooks SET
-                 url = COALESCE($3, url),
-                 description = CASE WHEN $4 THEN $5 ELSE description END,
-                 event_types = COALESCE($6, event_types),
-                 active = COALESCE($7, active),
-                 disabled_reason = CASE WHEN $7 THEN NULL ELSE disabled_reason END,
-                 failing_since = CASE WHEN $7 AND NOT active THEN NULL ELSE failing_since END,
-                 version = version + 1, updated_at = now()
-             WHERE organization_id = $1 AND id = $2 AND ($8::int IS NULL OR version = $8)
-             RETURNING {WEBHOOK_COLUMNS}"
-        ))
-        .bind::<SqlUuid, _>(org.as_uuid())
-        .bind::<SqlUuid, _>(id.as_uuid())
-        .bind::<Nullable<Text>, _>(patch.url.as_deref())
-        .bind::<Bool, _>(patch.description.is_some())
-        .bind::<Nullable<Text>, _>(patch.description.flatten())
-        .bind::<Nullable<Array<Text>>, _>(patch.event_types)
-        .bind::<Nullable<Bool>, _>(patch.active)
-        .bind::<Nullable<Integer>, _>(expected_version)
-        .get_result(&mut conn)
-        .await
-        .optional()
-        .map_err(from_diesel)?;
+        let patch = &patch;
+        let row: Option<WebhookRow> = conn
+            .transaction(async |conn| {
+                let Some(before) = locked(conn, org, id).await? else {
+                    return Ok(None);
+                };
+                // Re-activating ends the failing streak: the 5-day clock restarts.
+                let row: Option<WebhookRow> = diesel::sql_query(format!(
+                    "UPDATE webhooks SET
+                         url = COALESCE($3, url),
+                         description = CASE WHEN $4 THEN $5 ELSE description END,
+                         event_types = COALESCE($6, event_types),
+                         active = COALESCE($7, active),
+                         disabled_reason = CASE WHEN $7 THEN NULL ELSE disabled_reason END,
+                         failing_since = CASE WHEN $7 AND NOT active THEN NULL ELSE failing_since END,
+                         version = version + 1, updated_at = now()
+                     WHERE organization_id = $1 AND id = $2 AND ($8::int IS NULL OR version = $8)
+                     RETURNING {WEBHOOK_COLUMNS}"
+                ))
+                .bind::<SqlUuid, _>(org.as_uuid())
+                .bind::<SqlUuid, _>(id.as_uuid())
+                .bind::<Nullable<Text>, _>(patch.url.as_deref())
+                .bind::<Bool, _>(patch.description.is_some())
+                .bind::<Nullable<Text>, _>(patch.description.clone().flatten())
+                .bind::<Nullable<Array<Text>>, _>(patch.event_types.clone())
+                .bind::<Nullable<Bool>, _>(patch.active)
+                .bind::<Nullable<Integer>, _>(expected_version)
+                .get_result(conn)
+                .await
+                .optional()?;
+                if let Some(after) = &row {
+                    let change = AuditChange::new(
+                        "webhook.updated",
+                        "webhook",
+                        Some(id.as_uuid().to_string()),
+                        &field_changes(&audited(&before), &audited(after)),
+                    );
+                    audit::record(conn, org, change).await?;
+                }
+                Ok::<_, diesel::result::Error>(row)
+            })
+            .await
+            .map_err(from_diesel)?;
         drop(conn);
         match row {
             Some(r) => Ok(r.into()),
@@ -343,20 +402,35 @@ impl WebhookStore for PgWebhookStore {
         expected_version: Option<i32>,
     ) -> Result<(), WebhookWriteError> {
         let mut conn = self.db.conn().await?;
-        let n = diesel::sql_query(
-            "DELETE FROM webhooks WHERE organization_id = $1 AND id = $2 AND ($3::int IS NULL OR version = $3)",
-        )
-        .bind::<SqlUuid, _>(org.as_uuid())
-        .bind::<SqlUuid, _>(id.as_uuid())
-        .bind::<Nullable<Integer>, _>(expected_version)
-        .execute(&mut conn)
-        .await
-        .map_err(from_diesel)?;
+        let deleted: Option<WebhookRow> = conn
+            .transaction(async |conn| {
+                let row: Option<WebhookRow> = diesel::sql_query(format!(
+                    "DELETE FROM webhooks WHERE organization_id = $1 AND id = $2
+                       AND ($3::int IS NULL OR version = $3) RETURNING {WEBHOOK_COLUMNS}"
+                ))
+                .bind::<SqlUuid, _>(org.as_uuid())
+                .bind::<SqlUuid, _>(id.as_uuid())
+                .bind::<Nullable<Integer>, _>(expected_version)
+                .get_result(conn)
+                .await
+                .optional()?;
+                if let Some(before) = &row {
+                    let change = AuditChange::new(
+                        "webhook.deleted",
+                        "webhook",
+                        Some(id.as_uuid().to_string()),
+                        &serde_json::json!({ "before": audited(before) }),
+                    );
+                    audit::record(conn, org, change).await?;
+                }
+                Ok::<_, diesel::result::Error>(row)
+            })
+            .await
+            .map_err(from_diesel)?;
         drop(conn);
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(self.miss(org, id).await)
+        match deleted {
+            Some(_) => Ok(()),
+            None => Err(self.miss(org, id).await),
         }
     }
 
@@ -368,19 +442,36 @@ impl WebhookStore for PgWebhookStore {
         previous_expires_at: DateTime<Utc>,
     ) -> Result<WebhookRecord, WebhookWriteError> {
         let mut conn = self.db.conn().await?;
-        let row: Option<WebhookRow> = diesel::sql_query(format!(
-            "UPDATE webhooks SET previous_secret = secret, previous_secret_expires_at = $4,
-                 secret = $3, version = version + 1, updated_at = now()
-             WHERE organization_id = $1 AND id = $2 RETURNING {WEBHOOK_COLUMNS}"
-        ))
-        .bind::<SqlUuid, _>(org.as_uuid())
-        .bind::<SqlUuid, _>(id.as_uuid())
-        .bind::<Text, _>(&secret)
-        .bind::<Timestamptz, _>(previous_expires_at)
-        .get_result(&mut conn)
-        .await
-        .optional()
-        .map_err(from_diesel)?;
+        let secret = &secret;
+        let row: Option<WebhookRow> = conn
+            .transaction(async |conn| {
+                let row: Option<WebhookRow> = diesel::sql_query(format!(
+                    "UPDATE webhooks SET previous_secret = secret, previous_secret_expires_at = $4,
+                         secret = $3, version = version + 1, updated_at = now()
+                     WHERE organization_id = $1 AND id = $2 RETURNING {WEBHOOK_COLUMNS}"
+                ))
+                .bind::<SqlUuid, _>(org.as_uuid())
+                .bind::<SqlUuid, _>(id.as_uuid())
+                .bind::<Text, _>(secret)
+                .bind::<Timestamptz, _>(previous_expires_at)
+                .get_result(conn)
+                .await
+                .optional()?;
+                if row.is_some() {
+                    // Which secret is never recorded: only that it changed and how long
+                    // the old one keeps signing.
+                    let change = AuditChange::new(
+                        "webhook.secret_rotated",
+                        "webhook",
+                        Some(id.as_uuid().to_string()),
+                        &serde_json::json!({ "previousSecretExpiresAt": previous_expires_at }),
+                    );
+                    audit::record(conn, org, change).await?;
+                }
+                Ok::<_, diesel::result::Error>(row)
+            })
+            .await
+            .map_err(from_diesel)?;
         row.map(Into::into).ok_or(WebhookWriteError::NotFound)
     }
 
@@ -486,24 +577,44 @@ impl WebhookStore for PgWebhookStore {
         d: NewDelivery,
     ) -> Result<DeliveryRecord, WebhookWriteError> {
         let mut conn = self.db.conn().await?;
-        let row: Option<DeliveryRow> = diesel::sql_query(format!(
-            "INSERT INTO webhook_deliveries
-                 (organization_id, id, webhook_id, message_id, event_id, event_type, body)
-             SELECT organization_id, $3, id, $4, $5, $6, $7 FROM webhooks
-             WHERE organization_id = $1 AND id = $2
-             RETURNING {DELIVERY_COLUMNS}"
-        ))
-        .bind::<SqlUuid, _>(org.as_uuid())
-        .bind::<SqlUuid, _>(webhook.as_uuid())
-        .bind::<SqlUuid, _>(d.id.as_uuid())
-        .bind::<SqlUuid, _>(d.message_id)
-        .bind::<Nullable<SqlUuid>, _>(d.event_id)
-        .bind::<Text, _>(&d.event_type)
-        .bind::<Text, _>(&d.body)
-        .get_result(&mut conn)
-        .await
-        .optional()
-        .map_err(from_diesel)?;
+        let d = &d;
+        let row: Option<DeliveryRow> = conn
+            .transaction(async |conn| {
+                let row: Option<DeliveryRow> = diesel::sql_query(format!(
+                    "INSERT INTO webhook_deliveries
+                         (organization_id, id, webhook_id, message_id, event_id, event_type, body)
+                     SELECT organization_id, $3, id, $4, $5, $6, $7 FROM webhooks
+                     WHERE organization_id = $1 AND id = $2
+                     RETURNING {DELIVERY_COLUMNS}"
+                ))
+                .bind::<SqlUuid, _>(org.as_uuid())
+                .bind::<SqlUuid, _>(webhook.as_uuid())
+                .bind::<SqlUuid, _>(d.id.as_uuid())
+                .bind::<SqlUuid, _>(d.message_id)
+                .bind::<Nullable<SqlUuid>, _>(d.event_id)
+                .bind::<Text, _>(&d.event_type)
+                .bind::<Text, _>(&d.body)
+                .get_result(conn)
+                .await
+                .optional()?;
+                if row.is_some() {
+                    // A redelivery or a test ping: someone chose to send this again.
+                    let change = AuditChange::new(
+                        "webhook.delivery_enqueued",
+                        "webhook",
+                        Some(webhook.as_uuid().to_string()),
+                        &serde_json::json!({
+                            "deliveryId": d.id.as_uuid(),
+                            "eventType": d.event_type,
+                            "messageId": d.message_id,
+                        }),
+                    );
+                    audit::record(conn, org, change).await?;
+                }
+                Ok::<_, diesel::result::Error>(row)
+            })
+            .await
+            .map_err(from_diesel)?;
         match row {
             Some(r) => Ok(DeliveryRecord::try_from(r)?),
             None => Err(WebhookWriteError::NotFound),

@@ -14,6 +14,7 @@ pub mod repo;
 pub mod retention;
 pub mod schema;
 pub mod seed;
+mod statement;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -298,6 +298,11 @@ async fn gone_disables_the_subscription_and_records_webhook_disabled() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(gone.hits().len(), 1);
     assert_eq!(deliveries(&app, &owner, &webhook).await.len(), 1);
+
+    // The audit log names the system as the one that disabled it.
+    let entries = audit_of(&app, &owner, &webhook).await;
+    assert_eq!(entries[0]["action"], "webhook.disabled");
+    assert_eq!(entries[0]["actor"], json!({"kind": "system"}));
 }
 
 #[tokio::test]

@@ -195,6 +195,31 @@ async fn imports_keep_good_rows_report_bad_ones_and_dedupe_by_email() {
         1
     );
 
+    // Each job is audited twice: who started it, and what it wrote.
+    let audit: Value = reqwest::Client::new()
+        .get(app.url(&format!(
+            "/api/v1/audit-log?entityType=contact_import&entityId={}",
+            job["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&owner.access_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = audit["data"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{audit}");
+    assert_eq!(entries[0]["action"], "contact_import.finished");
+    assert_eq!(entries[0]["changes"]["after"]["updated"], 1);
+    assert_eq!(entries[0]["changes"]["after"]["status"], "completed");
+    assert_eq!(entries[1]["action"], "contact_import.created");
+    assert_eq!(entries[1]["changes"]["after"]["onDuplicate"], "update");
+    assert_eq!(
+        entries[1]["actor"],
+        json!({ "kind": "user", "userId": owner.user_id })
+    );
+
     // Another organization cannot see the job.
     let stranger = app.signup("stranger@import.io").await;
     let id = job["id"].as_str().unwrap();

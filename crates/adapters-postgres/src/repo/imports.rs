@@ -17,10 +17,12 @@ use nexus_ports::imports::{
 };
 use uuid::Uuid;
 
+use crate::audit;
 use crate::error::{from_diesel, from_pool};
 use crate::pool::{PgConn, PgPool};
 use crate::repo::contacts::{COLUMNS, ContactRow};
 use crate::repo::import_chunk;
+use nexus_domain::audit::AuditChange;
 
 const JOB_COLUMNS: &str = "organization_id, id, created_by, status, on_duplicate, total_rows, next_row, processed, \
      created, updated, skipped, failed, errors, failure, created_at, finished_at";
@@ -125,17 +127,30 @@ fn count(n: i64) -> i32 {
 impl ImportRepository for PgImportRepository {
     async fn create(&self, org: OrgId, job: &ImportJob, csv: &[u8]) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        diesel::sql_query(
-            "INSERT INTO contact_imports (organization_id, id, created_by, status, on_duplicate, csv, created_at)
-             VALUES ($1, $2, $3, 'pending', $4, $5, $6)",
-        )
-        .bind::<SqlUuid, _>(org.as_uuid())
-        .bind::<SqlUuid, _>(job.id.as_uuid())
-        .bind::<Nullable<SqlUuid>, _>(job.created_by.map(|u| u.as_uuid()))
-        .bind::<Text, _>(job.on_duplicate.as_str())
-        .bind::<Binary, _>(csv)
-        .bind::<Timestamptz, _>(job.created_at)
-        .execute(&mut conn)
+        let change = AuditChange::new(
+            "contact_import.created",
+            "contact_import",
+            Some(job.id.as_uuid().to_string()),
+            &serde_json::json!({ "after": {
+                "onDuplicate": job.on_duplicate.as_str(),
+                "bytes": csv.len(),
+            }}),
+        );
+        conn.transaction(async |conn| {
+            diesel::sql_query(
+                "INSERT INTO contact_imports (organization_id, id, created_by, status, on_duplicate, csv, created_at)
+                 VALUES ($1, $2, $3, 'pending', $4, $5, $6)",
+            )
+            .bind::<SqlUuid, _>(org.as_uuid())
+            .bind::<SqlUuid, _>(job.id.as_uuid())
+            .bind::<Nullable<SqlUuid>, _>(job.created_by.map(|u| u.as_uuid()))
+            .bind::<Text, _>(job.on_duplicate.as_str())
+            .bind::<Binary, _>(csv)
+            .bind::<Timestamptz, _>(job.created_at)
+            .execute(conn)
+            .await?;
+            audit::record(conn, org, change).await
+        })
         .await
         .map_err(from_diesel)?;
         Ok(())
@@ -293,20 +308,43 @@ impl ImportRepository for PgImportRepository {
         failure: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        #[derive(QueryableByName)]
+        struct Totals {
+            #[diesel(sql_type = Jsonb)]
+            totals: serde_json::Value,
+        }
         let mut conn = self.conn().await?;
-        // The file is not needed once the job ends.
-        diesel::sql_query(
-            "UPDATE contact_imports SET status = $3, failure = $4, finished_at = $5, csv = ''::bytea
-             WHERE organization_id = $1 AND id = $2",
-        )
-        .bind::<SqlUuid, _>(org.as_uuid())
-        .bind::<SqlUuid, _>(id.as_uuid())
-        .bind::<Text, _>(status.as_str())
-        .bind::<Nullable<Text>, _>(failure)
-        .bind::<Timestamptz, _>(now)
-        .execute(&mut conn)
+        let failure = &failure;
+        conn.transaction(async |conn| {
+            // The file is not needed once the job ends.
+            let done: Option<Totals> = diesel::sql_query(
+                "UPDATE contact_imports SET status = $3, failure = $4, finished_at = $5, csv = ''::bytea
+                 WHERE organization_id = $1 AND id = $2
+                 RETURNING jsonb_build_object('status', status, 'failure', failure,
+                     'processed', processed, 'created', created, 'updated', updated,
+                     'skipped', skipped, 'failed', failed) AS totals",
+            )
+            .bind::<SqlUuid, _>(org.as_uuid())
+            .bind::<SqlUuid, _>(id.as_uuid())
+            .bind::<Text, _>(status.as_str())
+            .bind::<Nullable<Text>, _>(failure.as_deref())
+            .bind::<Timestamptz, _>(now)
+            .get_result(conn)
+            .await
+            .optional()?;
+            if let Some(done) = done {
+                // What the job wrote, in one entry: the contacts' own events say which.
+                let change = AuditChange::new(
+                    "contact_import.finished",
+                    "contact_import",
+                    Some(id.as_uuid().to_string()),
+                    &serde_json::json!({ "after": done.totals }),
+                );
+                audit::record(conn, org, change).await?;
+            }
+            Ok::<_, diesel::result::Error>(())
+        })
         .await
-        .map_err(from_diesel)?;
-        Ok(())
+        .map_err(from_diesel)
     }
 }

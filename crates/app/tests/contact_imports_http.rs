@@ -340,3 +340,58 @@ async fn large_files_go_through_in_chunks_and_unreadable_tails_fail_the_job_clea
         "{job}"
     );
 }
+
+#[tokio::test]
+async fn import_events_commit_under_the_tenants_outbox_lock() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = TestApp::spawn().await;
+    let owner = app.signup("lock@import.io").await;
+    // Another writer of the organization holds the outbox lock (as `outbox::append` does
+    // from its append to its commit).
+    let mut holder = app.pool.get().await.unwrap();
+    holder.batch_execute("BEGIN").await.unwrap();
+    diesel::sql_query(
+        "SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))) l",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(owner.org_id)
+    .execute(&mut holder)
+    .await
+    .unwrap();
+
+    let res = upload(
+        &app,
+        &owner,
+        "",
+        "text/csv",
+        "firstName,lastName,email\nAda,Lovelace,ada@lock.io\nAlan,Turing,alan@lock.io\n",
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 202);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The chunk waits: neither its contacts nor its events are visible yet.
+    let events = "SELECT count(*) AS n FROM events WHERE type = 'contact.created'";
+    assert_eq!(count(&app, events).await, 0);
+    assert_eq!(count(&app, "SELECT count(*) AS n FROM contacts").await, 0);
+
+    holder.batch_execute("COMMIT").await.unwrap();
+    let started = Instant::now();
+    loop {
+        let job: Value = reqwest::Client::new()
+            .get(app.url(&location))
+            .bearer_auth(&owner.access_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["status"] == "completed" {
+            assert_eq!(job["created"], 2, "{job}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count(&app, events).await, 2);
+}

@@ -1,11 +1,11 @@
-//! The set-based write of one import chunk: every new contact with its `contact.created`
-//! event in one statement, every update with its `contact.updated` event in another,
-//! then the job's checkpoint, all in the caller's transaction.
+//! The set-based write of one import chunk: every new contact in one statement, every
+//! update in another, then the events of the rows written in a third, all in the
+//! caller's transaction.
 //!
 //! A chunk travels as one JSON array per statement, unpacked by `jsonb_to_recordset`: a
 //! constant, short statement text whatever the chunk size, instead of a `VALUES` list
 //! of 17 binds a row (which PostgreSQL parsed and planned anew for every chunk), and
-//! one round trip for the rows and their events.
+//! one round trip for all the rows.
 
 use std::collections::HashSet;
 
@@ -25,47 +25,41 @@ const CONTACT_RECORD: &str = "id uuid, first_name text, last_name text, email te
      tags text[], custom_fields jsonb, version integer, created_at timestamptz, \
      updated_at timestamptz, expected integer";
 
-/// Events of the rows the statement wrote (`written`), in chunk order.
-const EVENTS_OF_WRITTEN: &str = "INSERT INTO events (id, organization_id, type, occurred_at, actor, payload)
-     SELECT e.id, $1, e.type, e.occurred_at, e.actor, e.payload
-     FROM ROWS FROM (jsonb_to_recordset($3) AS (id uuid, contact_id uuid, type text, occurred_at timestamptz,
-                                              actor jsonb, payload jsonb)) WITH ORDINALITY AS e
-     WHERE e.contact_id IN (SELECT id FROM written)
-     ORDER BY e.ordinality";
-
 /// New contacts; a row whose email a live contact took meanwhile is skipped by the
-/// partial unique index and gets no event.
+/// partial unique index (and later gets no event).
 fn insert_sql() -> String {
     format!(
-        "WITH written AS (
-             INSERT INTO contacts (organization_id, id, first_name, last_name, email, phone, phone_e164, company,
-                                   lifecycle_stage, lead_score, owner_id, tags, custom_fields, version,
-                                   created_at, updated_at)
-             SELECT $1, id, first_name, last_name, email, phone, phone_e164, company, lifecycle_stage, lead_score,
-                    owner_id, tags, custom_fields, version, created_at, updated_at
-             FROM jsonb_to_recordset($2) AS r({CONTACT_RECORD})
-             ON CONFLICT (organization_id, lower(email)) WHERE deleted_at IS NULL AND email IS NOT NULL DO NOTHING
-             RETURNING id
-         ), events_written AS ({EVENTS_OF_WRITTEN})
-         SELECT id FROM written"
+        "INSERT INTO contacts (organization_id, id, first_name, last_name, email, phone, phone_e164, company,
+                               lifecycle_stage, lead_score, owner_id, tags, custom_fields, version,
+                               created_at, updated_at)
+         SELECT $1, id, first_name, last_name, email, phone, phone_e164, company, lifecycle_stage, lead_score,
+                owner_id, tags, custom_fields, version, created_at, updated_at
+         FROM jsonb_to_recordset($2) AS r({CONTACT_RECORD})
+         ON CONFLICT (organization_id, lower(email)) WHERE deleted_at IS NULL AND email IS NOT NULL DO NOTHING
+         RETURNING id"
     )
 }
 
 /// Changed contacts, each only if still at the version it was read at.
 fn update_sql() -> String {
     format!(
-        "WITH written AS (
-             UPDATE contacts c SET first_name = r.first_name, last_name = r.last_name, email = r.email,
-                 phone = r.phone, phone_e164 = r.phone_e164, company = r.company,
-                 lifecycle_stage = r.lifecycle_stage, lead_score = r.lead_score, owner_id = r.owner_id,
-                 tags = r.tags, custom_fields = r.custom_fields, version = r.version, updated_at = r.updated_at
-             FROM jsonb_to_recordset($2) AS r({CONTACT_RECORD})
-             WHERE c.organization_id = $1 AND c.id = r.id AND c.version = r.expected AND c.deleted_at IS NULL
-             RETURNING c.id
-         ), events_written AS ({EVENTS_OF_WRITTEN})
-         SELECT id FROM written"
+        "UPDATE contacts c SET first_name = r.first_name, last_name = r.last_name, email = r.email,
+             phone = r.phone, phone_e164 = r.phone_e164, company = r.company,
+             lifecycle_stage = r.lifecycle_stage, lead_score = r.lead_score, owner_id = r.owner_id,
+             tags = r.tags, custom_fields = r.custom_fields, version = r.version, updated_at = r.updated_at
+         FROM jsonb_to_recordset($2) AS r({CONTACT_RECORD})
+         WHERE c.organization_id = $1 AND c.id = r.id AND c.version = r.expected AND c.deleted_at IS NULL
+         RETURNING c.id"
     )
 }
+
+/// The events, in chunk order.
+const EVENTS_SQL: &str =
+    "INSERT INTO events (id, organization_id, type, occurred_at, actor, payload)
+     SELECT e.id, $1, e.type, e.occurred_at, e.actor, e.payload
+     FROM ROWS FROM (jsonb_to_recordset($2) AS (id uuid, type text, occurred_at timestamptz,
+                                              actor jsonb, payload jsonb)) WITH ORDINALITY AS e
+     ORDER BY e.ordinality";
 
 #[derive(QueryableByName)]
 struct Written {
@@ -84,34 +78,51 @@ fn contact_json(contact: &Contact, expected: Option<i32>) -> Value {
     })
 }
 
-fn event_json(contact: &Contact, event: &DomainEvent) -> Value {
+fn event_json(event: &DomainEvent) -> Value {
     json!({
-        "id": event.id.as_uuid(), "contact_id": contact.id.as_uuid(),
-        "type": event.event_type.as_str(), "occurred_at": event.occurred_at,
-        "actor": event.actor, "payload": event.payload,
+        "id": event.id.as_uuid(), "type": event.event_type.as_str(),
+        "occurred_at": event.occurred_at, "actor": event.actor, "payload": event.payload,
     })
 }
 
-/// Writes `rows` (contact, version read at for updates, event) with their events;
-/// returns the ids written. Rows not written (email taken, contact changed) get no
-/// event.
+/// Writes `rows` (contact, version read at for updates) without their events; returns
+/// the ids written. Rows not written (email taken, contact changed) are left out.
 pub(crate) async fn write<'a>(
     conn: &mut AsyncPgConnection,
     org: OrgId,
     update: bool,
-    rows: impl Iterator<Item = (&'a Contact, Option<i32>, &'a DomainEvent)> + Clone,
+    rows: impl Iterator<Item = (&'a Contact, Option<i32>)>,
 ) -> Result<HashSet<Uuid>, diesel::result::Error> {
-    let contacts: Vec<Value> = rows.clone().map(|(c, v, _)| contact_json(c, v)).collect();
+    let contacts: Vec<Value> = rows.map(|(c, v)| contact_json(c, v)).collect();
     if contacts.is_empty() {
         return Ok(HashSet::new());
     }
-    let events: Vec<Value> = rows.map(|(c, _, e)| event_json(c, e)).collect();
     let sql = if update { update_sql() } else { insert_sql() };
     let written: Vec<Written> = diesel::sql_query(sql)
         .bind::<SqlUuid, _>(org.as_uuid())
         .bind::<Jsonb, _>(Value::Array(contacts))
-        .bind::<Jsonb, _>(Value::Array(events))
         .load(conn)
         .await?;
     Ok(written.into_iter().map(|w| w.id).collect())
+}
+
+/// Appends the events of the rows written, in one statement, under the tenant's outbox
+/// lock (see `outbox::append`): taken last, so the lock is held only from here to the
+/// commit, and after the contact rows' own locks, in the order every writer takes them.
+pub(crate) async fn append_events<'a>(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    events: impl Iterator<Item = &'a DomainEvent>,
+) -> Result<(), diesel::result::Error> {
+    let events: Vec<Value> = events.map(event_json).collect();
+    if events.is_empty() {
+        return Ok(());
+    }
+    crate::outbox::lock_tenants(conn, [org]).await?;
+    diesel::sql_query(EVENTS_SQL)
+        .bind::<SqlUuid, _>(org.as_uuid())
+        .bind::<Jsonb, _>(Value::Array(events))
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -239,7 +239,7 @@ impl ImportRepository for PgImportRepository {
                 conn,
                 org,
                 false,
-                chunk.inserts.iter().map(|(_, c, e)| (c, None, e)),
+                chunk.inserts.iter().map(|(_, c, _)| (c, None)),
             )
             .await?;
             for (row, contact, _) in &chunk.inserts {
@@ -256,9 +256,20 @@ impl ImportRepository for PgImportRepository {
                 conn,
                 org,
                 true,
-                chunk.updates.iter().map(|(_, c, v, e)| (c, Some(*v), e)),
+                chunk.updates.iter().map(|(_, c, v, _)| (c, Some(*v))),
             )
             .await?;
+            let inserted_events = chunk
+                .inserts
+                .iter()
+                .filter(|(_, c, _)| inserted.contains(&c.id.as_uuid()))
+                .map(|(_, _, e)| e);
+            let updated_events = chunk
+                .updates
+                .iter()
+                .filter(|(_, c, _, _)| written.contains(&c.id.as_uuid()))
+                .map(|(_, _, _, e)| e);
+            import_chunk::append_events(conn, org, inserted_events.chain(updated_events)).await?;
             for (row, contact, _, _) in &chunk.updates {
                 if !written.contains(&contact.id.as_uuid()) {
                     failed += 1;

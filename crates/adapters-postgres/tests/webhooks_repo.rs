@@ -222,3 +222,40 @@ async fn inactive_subscriptions_get_nothing_and_old_deliveries_are_purged() {
         1
     );
 }
+
+#[tokio::test]
+async fn claims_are_not_stopped_by_events_in_flight_nor_by_each_other() {
+    let (_db, store, mut conn, org) = setup().await;
+    let mut hooks = Vec::new();
+    for _ in 0..4 {
+        hooks.push(subscribe(&store, org, &["*"]).await);
+    }
+    emit(&mut conn, org, "contact.created", 1).await;
+
+    // An event being committed holds a key-share lock on each subscription (its new
+    // delivery's foreign key): a claim must not skip the subscriptions for it.
+    conn.batch_execute("BEGIN").await.unwrap();
+    emit(&mut conn, org, "contact.updated", 1).await;
+    let first = store
+        .claim(LEASE, Uuid::now_v7())
+        .await
+        .unwrap()
+        .expect("a due head despite the event in flight");
+
+    // Concurrent claimers each get a different subscription's head; none comes back
+    // empty-handed while heads are due.
+    let claims = futures_util::future::join_all(
+        (0..3).map(|_| async { store.claim(LEASE, Uuid::now_v7()).await.unwrap() }),
+    )
+    .await;
+    conn.batch_execute("COMMIT").await.unwrap();
+    let mut leased: Vec<WebhookId> = claims
+        .into_iter()
+        .map(|c| c.expect("every claimer gets a head").webhook_id)
+        .chain([first.webhook_id])
+        .collect();
+    leased.sort_by_key(|w| w.as_uuid());
+    leased.dedup();
+    assert_eq!(leased.len(), 4, "one head per subscription, none twice");
+    assert!(store.claim(LEASE, Uuid::now_v7()).await.unwrap().is_none());
+}

@@ -159,6 +159,52 @@ async fn main() {
         .filter_map(|(id, at)| committed.get(id).map(|c| at.saturating_duration_since(*c)))
         .collect();
     lags.sort();
+    {
+        // A message that arrived twice: when each copy arrived, from the phase's start.
+        let arrivals = arrivals.lock().unwrap();
+        let mut seen: HashMap<&str, Instant> = HashMap::new();
+        for (id, at) in arrivals.iter() {
+            if let Some(first) = seen.get(id.as_str()) {
+                let started = until - LAG_PHASE;
+                println!(
+                    "    {id} arrived twice: at {:.3} s and {:.3} s",
+                    first.saturating_duration_since(started).as_secs_f64(),
+                    at.saturating_duration_since(started).as_secs_f64()
+                );
+            }
+            seen.insert(id, *at);
+        }
+    }
+    // A retried or re-leased delivery explains a long tail; show them.
+    #[derive(diesel::QueryableByName)]
+    struct Attempt {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        attempt: i32,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+        status_code: Option<i32>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        error: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        duration_ms: i32,
+    }
+    let odd: Vec<Attempt> = diesel::sql_query(
+        "SELECT a.attempt, a.status_code, a.error, a.duration_ms FROM webhook_attempts a
+         WHERE a.organization_id = $1 AND (a.attempt > 1 OR a.status_code IS DISTINCT FROM 204)
+         ORDER BY a.attempted_at LIMIT 20",
+    )
+    .bind::<SqlUuid, _>(owner.org_id)
+    .load(&mut conn)
+    .await
+    .unwrap();
+    for a in &odd {
+        println!(
+            "    attempt {} answered {:?} in {} ms: {}",
+            a.attempt,
+            a.status_code,
+            a.duration_ms,
+            a.error.as_deref().unwrap_or("")
+        );
+    }
     println!(
         "  lag at {LAG_RATE} events/s for {} s (default workers): {} delivered of {}, median {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         LAG_PHASE.as_secs(),

@@ -304,6 +304,10 @@ where
         let total = i64::try_from(Records::new(text).skip(1).count()).unwrap_or(i64::MAX);
         let mut row: i64 = 0;
         let mut chunk: Vec<(i64, Result<Vec<String>, String>)> = Vec::with_capacity(CHUNK_ROWS);
+        // The chunk validated and waiting for its write. Each chunk is validated while
+        // the one before it is written, so the worker's CPU work and the database's
+        // overlap; the writes themselves stay in file order, one at a time.
+        let mut ready: Option<Validated> = None;
         for record in records {
             row += 1;
             if row < job.next_row {
@@ -315,72 +319,53 @@ where
                     // The rest of the file is unreadable: the rows before stay, this one
                     // is reported, and the job fails with the reason.
                     chunk.push((row, Err(e.to_string())));
-                    self.write_chunk(job, &columns, &specs, std::mem::take(&mut chunk), total)
-                        .await?;
+                    let last = validate(job, &columns, &specs, std::mem::take(&mut chunk), total);
+                    if let Some(previous) = ready.take() {
+                        self.write_chunk(job, &specs, previous).await?;
+                    }
+                    self.write_chunk(job, &specs, last).await?;
                     return Err(Failure::File(format!(
                         "the file is unreadable from row {row} on ({e})"
                     )));
                 }
             }
             if chunk.len() == CHUNK_ROWS {
-                self.write_chunk(job, &columns, &specs, std::mem::take(&mut chunk), total)
-                    .await?;
+                let rows = std::mem::take(&mut chunk);
+                ready = Some(match ready.take() {
+                    None => validate(job, &columns, &specs, rows, total),
+                    Some(previous) => {
+                        let (written, next) = futures_util::future::join(
+                            self.write_chunk(job, &specs, previous),
+                            validate_yielding(job, &columns, &specs, rows, total),
+                        )
+                        .await;
+                        written?;
+                        next
+                    }
+                });
             }
         }
+        if let Some(previous) = ready.take() {
+            self.write_chunk(job, &specs, previous).await?;
+        }
         if !chunk.is_empty() || job.next_row == 1 {
-            self.write_chunk(job, &columns, &specs, chunk, total)
-                .await?;
+            let last = validate(job, &columns, &specs, chunk, total);
+            self.write_chunk(job, &specs, last).await?;
         }
         Ok(())
     }
 
+    /// Looks up the chunk's emails (after the previous chunk committed, so duplicates
+    /// across chunks are seen), builds the rows and events, and commits them with the
+    /// checkpoint.
     async fn write_chunk(
         &self,
         job: &ImportJob,
-        columns: &[Column],
         specs: &[FieldSpec],
-        rows: Vec<(i64, Result<Vec<String>, String>)>,
-        total: i64,
+        validated: Validated,
     ) -> Result<(), Failure> {
         let org = job.organization_id;
-        let mut write = ChunkWrite {
-            inserts: Vec::new(),
-            updates: Vec::new(),
-            processed: i64::try_from(rows.len()).unwrap_or(0),
-            skipped: 0,
-            failed: 0,
-            errors: Vec::new(),
-            next_row: rows.last().map_or(job.next_row, |(r, _)| r + 1),
-            total_rows: total,
-        };
-        let mut parsed: Vec<(i64, Map<String, Value>, ContactFields)> =
-            Vec::with_capacity(rows.len());
-        for (row, record) in rows {
-            let cells = match record {
-                Ok(cells) => cells,
-                Err(message) => {
-                    write.failed += 1;
-                    write.errors.push(RowError {
-                        row,
-                        field: String::new(),
-                        message,
-                    });
-                    continue;
-                }
-            };
-            let object = row_object(columns, &cells);
-            match ContactFields::parse(&object, specs, None) {
-                Ok(fields) => parsed.push((row, object, fields)),
-                Err(issues) => {
-                    write.failed += 1;
-                    write.errors.extend(issues.into_iter().map(|i| RowError {
-                        row,
-                        field: i.field,
-                        message: i.message,
-                    }));
-                }
-            }
-        }
+        let Validated { mut write, parsed } = validated;
         let emails: Vec<String> = parsed
             .iter()
             .filter_map(|(_, _, f)| f.email.as_ref().map(|e| e.as_str().to_owned()))
@@ -455,6 +440,117 @@ where
             .await
             .map_err(|e| Failure::App(e.into()))
     }
+}
+
+/// A chunk's rows parsed and validated, before the database is asked about them.
+struct Validated {
+    /// The chunk's counters and row errors so far; no writes yet.
+    write: ChunkWrite,
+    parsed: Vec<(i64, Map<String, Value>, ContactFields)>,
+}
+
+/// Rows between two yields of [`validate_yielding`]: small enough that the write it
+/// runs beside is resumed within a fraction of a millisecond of its answer.
+const VALIDATE_SLICE: usize = 50;
+
+impl Validated {
+    /// A chunk covering `rows`, nothing validated yet.
+    fn covering(job: &ImportJob, rows: &[(i64, Result<Vec<String>, String>)], total: i64) -> Self {
+        Self {
+            write: ChunkWrite {
+                inserts: Vec::new(),
+                updates: Vec::new(),
+                processed: i64::try_from(rows.len()).unwrap_or(0),
+                skipped: 0,
+                failed: 0,
+                errors: Vec::new(),
+                next_row: rows.last().map_or(job.next_row, |(r, _)| r + 1),
+                total_rows: total,
+            },
+            parsed: Vec::with_capacity(rows.len()),
+        }
+    }
+}
+
+fn validate(
+    job: &ImportJob,
+    columns: &[Column],
+    specs: &[FieldSpec],
+    rows: Vec<(i64, Result<Vec<String>, String>)>,
+    total: i64,
+) -> Validated {
+    let mut v = Validated::covering(job, &rows, total);
+    for (row, record) in rows {
+        validate_row(&mut v, columns, specs, row, record);
+    }
+    v
+}
+
+/// [`validate`], handing control back every few rows so that a write awaited beside it
+/// (`join`) proceeds as soon as the database answers.
+async fn validate_yielding(
+    job: &ImportJob,
+    columns: &[Column],
+    specs: &[FieldSpec],
+    rows: Vec<(i64, Result<Vec<String>, String>)>,
+    total: i64,
+) -> Validated {
+    let mut v = Validated::covering(job, &rows, total);
+    for (i, (row, record)) in rows.into_iter().enumerate() {
+        if i % VALIDATE_SLICE == 0 {
+            yield_now().await;
+        }
+        validate_row(&mut v, columns, specs, row, record);
+    }
+    v
+}
+
+fn validate_row(
+    v: &mut Validated,
+    columns: &[Column],
+    specs: &[FieldSpec],
+    row: i64,
+    record: Result<Vec<String>, String>,
+) {
+    let cells = match record {
+        Ok(cells) => cells,
+        Err(message) => {
+            v.write.failed += 1;
+            v.write.errors.push(RowError {
+                row,
+                field: String::new(),
+                message,
+            });
+            return;
+        }
+    };
+    let object = row_object(columns, &cells);
+    match ContactFields::parse(&object, specs, None) {
+        Ok(fields) => v.parsed.push((row, object, fields)),
+        Err(issues) => {
+            v.write.failed += 1;
+            v.write.errors.extend(issues.into_iter().map(|i| RowError {
+                row,
+                field: i.field,
+                message: i.message,
+            }));
+        }
+    }
+}
+
+/// Returns to the executor once (any executor: it only wakes itself).
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
 }
 
 enum Failure {

@@ -1,7 +1,9 @@
 -- The SQL the contacts repository sends for each list shape (see
 -- crates/adapters-postgres/src/repo/contacts.rs, `list`), with parameters inlined: the
--- repository sends these unprepared, so PostgreSQL plans them with their actual values,
--- as here. Regenerate docs/perf/contacts-explain.txt with `just explain` (the dev
+-- repository sends searches, GIN filters and stage, owner and date filters unprepared,
+-- so PostgreSQL plans them with their actual values, as here. Unfiltered pages and the
+-- lookup by id are prepared once per connection and run with a generic plan: sections
+-- 18-22 show those plans (forced generic, as after a connection's fifth execution). Regenerate docs/perf/contacts-explain.txt with `just explain` (the dev
 -- database's `nexus-demo` organization; seed it with `nexus seed --contacts 1000000
 -- --organization nexus-demo`).
 \set cols 'organization_id, id, first_name, last_name, email, phone, phone_e164, company, lifecycle_stage, lead_score, owner_id, tags, custom_fields, version, created_at, updated_at, deleted_at'
@@ -141,3 +143,35 @@ SELECT :cols FROM contacts WHERE organization_id = :'org' AND id = :'some_id';
 \echo '### 17. ?q=smi&includeTotal=true (the count, only when asked)'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 SELECT count(*) AS n FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE '%smi%';
+
+-- The prepared shapes, with the plan a prepared statement keeps (no parameter values).
+SET plan_cache_mode = force_generic_plan;
+PREPARE first_page(uuid, bigint) AS
+SELECT organization_id, id, first_name, last_name, email, phone, phone_e164, company, lifecycle_stage, lead_score, owner_id, tags, custom_fields, version, created_at, updated_at, deleted_at
+FROM contacts WHERE organization_id = $1 AND deleted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT $2;
+PREPARE next_page(uuid, timestamptz, uuid, bigint) AS
+SELECT organization_id, id, first_name, last_name, email, phone, phone_e164, company, lifecycle_stage, lead_score, owner_id, tags, custom_fields, version, created_at, updated_at, deleted_at
+FROM contacts WHERE organization_id = $1 AND deleted_at IS NULL AND (created_at, id) < ($2, $3)
+ORDER BY created_at DESC, id DESC LIMIT $4;
+PREPARE by_last_name(uuid, bigint) AS
+SELECT organization_id, id, first_name, last_name, email, phone, phone_e164, company, lifecycle_stage, lead_score, owner_id, tags, custom_fields, version, created_at, updated_at, deleted_at
+FROM contacts WHERE organization_id = $1 AND deleted_at IS NULL ORDER BY last_name ASC, id ASC LIMIT $2;
+PREPARE by_lead_score(uuid, bigint) AS
+SELECT organization_id, id, first_name, last_name, email, phone, phone_e164, company, lifecycle_stage, lead_score, owner_id, tags, custom_fields, version, created_at, updated_at, deleted_at
+FROM contacts WHERE organization_id = $1 AND deleted_at IS NULL ORDER BY lead_score DESC, id DESC LIMIT $2;
+PREPARE by_id(uuid, uuid) AS
+SELECT organization_id, id, first_name, last_name, email, phone, phone_e164, company, lifecycle_stage, lead_score, owner_id, tags, custom_fields, version, created_at, updated_at, deleted_at
+FROM contacts WHERE organization_id = $1 AND id = $2;
+
+\echo '### 18. First page, prepared (generic plan)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE first_page(:'org', 51);
+\echo '### 19. Next page, prepared (generic plan)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE next_page(:'org', :'k_time', :'k_id', 51);
+\echo '### 20. ?sort=lastName, prepared (generic plan)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE by_last_name(:'org', 51);
+\echo '### 21. ?sort=-leadScore, prepared (generic plan)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE by_lead_score(:'org', 51);
+\echo '### 22. GET /contacts/{id}, prepared (generic plan)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE by_id(:'org', :'some_id');
+DEALLOCATE ALL;
+RESET plan_cache_mode;

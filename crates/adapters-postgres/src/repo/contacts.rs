@@ -3,8 +3,9 @@
 //!
 //! Lists are built as SQL text with numbered binds. Searches and GIN filters are sent
 //! unprepared, so PostgreSQL plans each with its actual pattern (a cached generic plan
-//! for a trigram `LIKE` was measured 2.7× slower); lookups by key and plain pages in
-//! index order are prepared once per connection (see `crate::statement`).
+//! for a trigram `LIKE` was measured 2.7× slower), and so are stage, owner and date
+//! filters; lookups by key and unfiltered pages in index order are prepared once per
+//! connection (see `crate::statement`).
 
 use std::time::Duration;
 
@@ -354,6 +355,16 @@ fn filtered(org: OrgId, query: &ContactQuery, select: &str, with_gin: bool) -> S
     s
 }
 
+/// Whether the query only pages the organization's live contacts in some order.
+fn unfiltered(query: &ContactQuery) -> bool {
+    let f = &query.filter;
+    !has_gin_filters(query)
+        && f.lifecycle_stage.is_none()
+        && f.owner_id.is_none()
+        && f.created_after.is_none()
+        && f.created_before.is_none()
+}
+
 /// Whether the query filters on what only GIN indexes serve (search, tags, custom fields).
 fn has_gin_filters(query: &ContactQuery) -> bool {
     search_pattern(query).is_some()
@@ -609,12 +620,19 @@ impl ContactRepository for PgContactRepository {
                 all.query().load(&mut conn).await.map_err(from_diesel)?
             }
         } else {
-            // Only B-tree conditions here: the generic plan walks the same index a
-            // custom one would, so the statement is prepared once per connection.
             let mut page = filtered(org, query, &format!("SELECT {COLUMNS}"), true);
             keyset(&mut page);
             page.push(&order).bind(Bind::BigInt(limit + 1));
-            page.prepared().load(&mut conn).await.map_err(from_diesel)?
+            if unfiltered(query) {
+                // A page in the order of an index, whatever the values: a generic plan
+                // walks the same index a custom one would, so prepare it once.
+                page.prepared().load(&mut conn).await
+            } else {
+                // A stage, owner or date filter's best plan depends on how common its
+                // value is: plan each with its value.
+                page.query().load(&mut conn).await
+            }
+            .map_err(from_diesel)?
         };
         let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
         rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));

@@ -588,6 +588,26 @@ async fn change_password_revokes_the_other_sessions() {
             .status(),
         200
     );
+
+    // The change is in the organization's audit log, by its user, without any hash.
+    let audit: Value = client()
+        .get(app.url("/api/v1/audit-log?entityType=user"))
+        .bearer_auth(&first.access_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = audit["data"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert_eq!(entries[0]["action"], "user.password_changed");
+    assert_eq!(entries[0]["entityId"], first.user_id.to_string());
+    assert_eq!(
+        entries[0]["actor"],
+        json!({"kind": "user", "userId": first.user_id})
+    );
+    assert_eq!(entries[0]["changes"], json!({}));
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Bytea, Double, Nullable, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use nexus_domain::audit::AuditChange;
 use nexus_domain::values::EmailAddress;
 use nexus_domain::{OrgId, Role, SessionId, UserId};
 use nexus_ports::StoreError;
@@ -393,15 +394,35 @@ impl IdentityStore for PgIdentityStore {
 
     async fn set_password(&self, user: UserId, hash: String) -> Result<(), StoreError> {
         let mut conn = self.db.conn().await?;
-        diesel::update(users::table.find(user.as_uuid()))
-            .set((
-                users::password_hash.eq(hash),
-                users::updated_at.eq(diesel::dsl::now),
-            ))
-            .execute(&mut conn)
-            .await
-            .map_err(from_diesel)?;
-        Ok(())
+        let hash = &hash;
+        conn.transaction(async |conn| {
+            diesel::update(users::table.find(user.as_uuid()))
+                .set((
+                    users::password_hash.eq(hash),
+                    users::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+            // A user belongs to several organizations and the audit log is kept per
+            // organization: each of them records that the password changed (never how).
+            let orgs: Vec<Uuid> = memberships::table
+                .filter(memberships::user_id.eq(user.as_uuid()))
+                .select(memberships::organization_id)
+                .load(conn)
+                .await?;
+            for org in orgs {
+                let change = AuditChange::new(
+                    "user.password_changed",
+                    "user",
+                    Some(user.as_uuid().to_string()),
+                    &serde_json::json!({}),
+                );
+                crate::audit::record(conn, OrgId::from_uuid(org), change).await?;
+            }
+            Ok::<_, diesel::result::Error>(())
+        })
+        .await
+        .map_err(from_diesel)
     }
 
     async fn create_password_reset(

@@ -8,7 +8,7 @@
 //! picks what runs after the seed. With `NEXUS_BENCH_SERVER=<path of a nexus binary>`
 //! the requests go to that binary, started as its own process on the bench's database,
 //! and its RSS (current and peak, from /proc) is reported: the server alone, without the
-//! load generator.
+//! load generator (`NEXUS_BENCH_SERVER_WORKERS` sets its HTTP workers).
 //!
 //! Run with `just bench` (or `cargo bench -p nexus-app --bench contacts`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss)]
@@ -164,7 +164,13 @@ async fn main() {
     let phases_wanted =
         std::env::var("NEXUS_BENCH_PHASES").unwrap_or_else(|_| "reads,creates,import".into());
     let wants = |p: &str| phases_wanted.split(',').any(|w| w.trim() == p);
-    let server = external.map(|bin| ExternalServer::start(&bin, &url, cores));
+    // `NEXUS_BENCH_SERVER_WORKERS` sets the external server's HTTP workers (default: one
+    // per core).
+    let server_workers = std::env::var("NEXUS_BENCH_SERVER_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(cores);
+    let server = external.map(|bin| ExternalServer::start(&bin, &url, server_workers));
     let base = server.as_ref().map_or_else(
         || app.as_ref().unwrap().address.clone(),
         |s| s.address.clone(),

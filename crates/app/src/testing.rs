@@ -118,6 +118,21 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// `GET path` with a bearer token: the status and the JSON body (`null` when none).
+    ///
+    /// # Panics
+    /// When the request cannot be sent.
+    pub async fn get_json(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        let res = reqwest::Client::new()
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// A second instance of the app on the same database (several instances behind a
     /// load balancer), configured by `adjust`.
     ///

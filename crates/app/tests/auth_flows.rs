@@ -590,15 +590,9 @@ async fn change_password_revokes_the_other_sessions() {
     );
 
     // The change is in the organization's audit log, by its user, without any hash.
-    let audit: Value = client()
-        .get(app.url("/api/v1/audit-log?entityType=user"))
-        .bearer_auth(&first.access_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, audit) = app
+        .get_json(&first.access_token, "/api/v1/audit-log?entityType=user")
+        .await;
     let entries = audit["data"].as_array().unwrap();
     assert_eq!(entries.len(), 1, "{audit}");
     assert_eq!(entries[0]["action"], "user.password_changed");

@@ -56,17 +56,14 @@ async fn import(app: &TestApp, user: &TestUser, query: &str, csv: String) -> Val
             accepted["id"].as_str().unwrap()
         )
     );
+    finished(app, user, &location).await
+}
+
+/// Polls the job at `location` until it ends (30 s at most).
+async fn finished(app: &TestApp, user: &TestUser, location: &str) -> Value {
     let started = Instant::now();
     loop {
-        let job: Value = reqwest::Client::new()
-            .get(app.url(&location))
-            .bearer_auth(&user.access_token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, job) = app.get_json(&user.access_token, location).await;
         if job["status"] == "completed" || job["status"] == "failed" {
             return job;
         }
@@ -196,18 +193,15 @@ async fn imports_keep_good_rows_report_bad_ones_and_dedupe_by_email() {
     );
 
     // Each job is audited twice: who started it, and what it wrote.
-    let audit: Value = reqwest::Client::new()
-        .get(app.url(&format!(
-            "/api/v1/audit-log?entityType=contact_import&entityId={}",
-            job["id"].as_str().unwrap()
-        )))
-        .bearer_auth(&owner.access_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, audit) = app
+        .get_json(
+            &owner.access_token,
+            &format!(
+                "/api/v1/audit-log?entityType=contact_import&entityId={}",
+                job["id"].as_str().unwrap()
+            ),
+        )
+        .await;
     let entries = audit["data"].as_array().unwrap();
     assert_eq!(entries.len(), 2, "{audit}");
     assert_eq!(entries[0]["action"], "contact_import.finished");
@@ -388,23 +382,11 @@ async fn import_events_commit_under_the_tenants_outbox_lock() {
     assert_eq!(count(&app, "SELECT count(*) AS n FROM contacts").await, 0);
 
     holder.batch_execute("COMMIT").await.unwrap();
-    let started = Instant::now();
-    loop {
-        let job: Value = reqwest::Client::new()
-            .get(app.url(&location))
-            .bearer_auth(&owner.access_token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if job["status"] == "completed" {
-            assert_eq!(job["created"], 2, "{job}");
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "{job}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let job = finished(&app, &owner, &location).await;
+    assert_eq!(
+        (&job["status"], &job["created"]),
+        (&json!("completed"), &json!(2)),
+        "{job}"
+    );
     assert_eq!(count(&app, events).await, 2);
 }

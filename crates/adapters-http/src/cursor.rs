@@ -78,6 +78,62 @@ pub fn invalid_cursor() -> ApiError {
 }
 
 impl CursorCodec {
+    /// A newest-first keyset position (time, id) for the list `scope` names.
+    #[must_use]
+    pub fn encode_time(&self, scope: &CursorScope, at: DateTime<Utc>, id: uuid::Uuid) -> String {
+        self.encode_value(scope, SortValue::Time(at), id)
+    }
+
+    /// The (time, id) position of a cursor from [`Self::encode_time`]; `None` without one.
+    ///
+    /// # Errors
+    /// 400 for a forged, altered or foreign cursor, or one holding another kind of position.
+    pub fn decode_time(
+        &self,
+        scope: &CursorScope,
+        raw: Option<&str>,
+    ) -> Result<Option<(DateTime<Utc>, uuid::Uuid)>, ApiError> {
+        let Some(raw) = raw else { return Ok(None) };
+        let keyset = self.decode(scope, raw)?;
+        let SortValue::Time(at) = keyset.value else {
+            return Err(invalid_cursor());
+        };
+        Ok(Some((at, keyset.id.as_uuid())))
+    }
+
+    /// A position in a list ordered by an integer sequence (with the row's id).
+    #[must_use]
+    pub fn encode_seq(&self, scope: &CursorScope, seq: i64, id: uuid::Uuid) -> String {
+        self.encode_value(scope, SortValue::Int(seq), id)
+    }
+
+    /// The sequence of a cursor from [`Self::encode_seq`]; `None` without one.
+    ///
+    /// # Errors
+    /// 400 for a forged, altered or foreign cursor, or one holding another kind of position.
+    pub fn decode_seq(
+        &self,
+        scope: &CursorScope,
+        raw: Option<&str>,
+    ) -> Result<Option<i64>, ApiError> {
+        let Some(raw) = raw else { return Ok(None) };
+        match self.decode(scope, raw)?.value {
+            SortValue::Int(seq) => Ok(Some(seq)),
+            _ => Err(invalid_cursor()),
+        }
+    }
+
+    fn encode_value(&self, scope: &CursorScope, value: SortValue, id: uuid::Uuid) -> String {
+        // Keyset ids are plain UUIDs; the contacts keyset type carries them.
+        self.encode(
+            scope,
+            &Keyset {
+                value,
+                id: ContactId::from_uuid(id),
+            },
+        )
+    }
+
     /// Derives the cursor key from a server secret (domain-separated from its other uses).
     #[must_use]
     pub fn from_secret(secret: &[u8]) -> Self {

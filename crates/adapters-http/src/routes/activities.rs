@@ -18,7 +18,7 @@ use crate::responses::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized,
     Unprocessable, UnsupportedMediaType,
 };
-use crate::routes::deals::{decode_time_cursor, limit_of, time_cursor};
+use crate::routes::deals::limit_of;
 
 type Sales = web::Data<dyn SalesUseCases>;
 type Cursors = web::Data<CursorCodec>;
@@ -47,14 +47,15 @@ pub(crate) async fn page_of(
         sort: "-occurredAt".into(),
         filters: format!("{filter:?}"),
     };
-    let after =
-        decode_time_cursor(cursors, &scope, cursor)?.map(|(t, id)| (t, ActivityId::from_uuid(id)));
+    let after = cursors
+        .decode_time(&scope, cursor)?
+        .map(|(t, id)| (t, ActivityId::from_uuid(id)));
     let mut items = sales.activities(actor, filter, after, limit + 1).await?;
     let more = crate::dto::common::take_page(&mut items, limit);
     let next_cursor = if more {
         items
             .last()
-            .map(|a| time_cursor(cursors, &scope, a.occurred_at, a.id.as_uuid()))
+            .map(|a| cursors.encode_time(&scope, a.occurred_at, a.id.as_uuid()))
     } else {
         None
     };

@@ -11,7 +11,7 @@ use crate::dto::common::{Page, take_page};
 use crate::dto::events::{AuditEntryDto, AuditQuery};
 use crate::problem::ApiError;
 use crate::responses::{BadRequest, Forbidden, ServiceUnavailable, Unauthorized, Unprocessable};
-use crate::routes::deals::{decode_time_cursor, limit_of, time_cursor};
+use crate::routes::deals::limit_of;
 
 type Events = web::Data<dyn EventUseCases>;
 type Cursors = web::Data<CursorCodec>;
@@ -77,14 +77,15 @@ pub async fn list_audit_log(
         sort: "-occurredAt".into(),
         filters: format!("{filter:?}"),
     };
-    let before = decode_time_cursor(&cursors, &scope, q.cursor.as_deref())?
+    let before = cursors
+        .decode_time(&scope, q.cursor.as_deref())?
         .map(|(occurred_at, id)| AuditKeyset { occurred_at, id });
     let mut rows = events.audit_log(auth.0, filter, before, limit + 1).await?;
     let more = take_page(&mut rows, limit);
     let next_cursor = more
         .then(|| rows.last())
         .flatten()
-        .map(|last| time_cursor(&cursors, &scope, last.occurred_at, last.id));
+        .map(|last| cursors.encode_time(&scope, last.occurred_at, last.id));
     Ok(web::Json(Page {
         data: rows.into_iter().map(AuditEntryDto::from).collect(),
         next_cursor,

@@ -1,13 +1,12 @@
 //! `/api/v1/deals`: CRUD, filters, moves and the timeline.
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use nexus_application::SalesUseCases;
 use nexus_application::sales::{DealInput, DealPatch, MoveInput};
 use nexus_domain::deal::DealStatus;
 use nexus_domain::money::Money as DomainMoney;
 use nexus_domain::{ContactId, DealId, PipelineId, StageId, UserId};
-use nexus_ports::contacts::{Keyset, SortValue};
 use nexus_ports::sales::{ActivityFilter, DealFilter};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -15,7 +14,7 @@ use uuid::Uuid;
 
 use crate::auth::Auth;
 use crate::concurrency::{etag, if_match};
-use crate::cursor::{CursorCodec, CursorScope, invalid_cursor};
+use crate::cursor::{CursorCodec, CursorScope};
 use crate::dto::common::Page;
 use crate::dto::sales::{
     ActivityDto, CreateDealRequest, DealDto, MoveDealRequest, UpdateDealRequest,
@@ -44,36 +43,6 @@ pub(crate) fn limit_of(raw: Option<i64>) -> Result<i64, ApiError> {
     } else {
         Err(bad_query("limit is 1 to 200."))
     }
-}
-
-/// Encodes a newest-first keyset (time, id) for `list` under `filters`.
-pub(crate) fn time_cursor(
-    cursors: &CursorCodec,
-    scope: &CursorScope,
-    at: DateTime<Utc>,
-    id: Uuid,
-) -> String {
-    // Keyset ids are plain UUIDs; the contacts keyset type carries them.
-    cursors.encode(
-        scope,
-        &Keyset {
-            value: SortValue::Time(at),
-            id: ContactId::from_uuid(id),
-        },
-    )
-}
-
-pub(crate) fn decode_time_cursor(
-    cursors: &CursorCodec,
-    scope: &CursorScope,
-    raw: Option<&str>,
-) -> Result<Option<(DateTime<Utc>, Uuid)>, ApiError> {
-    let Some(raw) = raw else { return Ok(None) };
-    let keyset = cursors.decode(scope, raw)?;
-    let SortValue::Time(at) = keyset.value else {
-        return Err(invalid_cursor());
-    };
-    Ok(Some((at, keyset.id.as_uuid())))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -152,14 +121,15 @@ pub async fn list_deals(
         sort: "-createdAt".into(),
         filters: format!("{filter:?}"),
     };
-    let after = decode_time_cursor(&cursors, &scope, q.cursor.as_deref())?
+    let after = cursors
+        .decode_time(&scope, q.cursor.as_deref())?
         .map(|(t, id)| (t, DealId::from_uuid(id)));
     let mut items = sales.deals(auth.0, filter, after, limit + 1).await?;
     let more = crate::dto::common::take_page(&mut items, limit);
     let next_cursor = if more {
         items
             .last()
-            .map(|d| time_cursor(&cursors, &scope, d.created_at, d.deal.id.as_uuid()))
+            .map(|d| cursors.encode_time(&scope, d.created_at, d.deal.id.as_uuid()))
     } else {
         None
     };

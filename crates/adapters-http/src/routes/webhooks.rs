@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::auth::Auth;
 use crate::concurrency::{etag, if_match};
-use crate::cursor::{CursorCodec, CursorScope, invalid_cursor};
+use crate::cursor::{CursorCodec, CursorScope};
 use crate::dto::common::{Page, take_page};
 use crate::dto::webhooks::{
     CreateWebhookRequest, DeliveryDetailDto, DeliveryDto, DeliveryStatusDto, RotateSecretRequest,
@@ -25,7 +25,7 @@ use crate::responses::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, ServiceUnavailable,
     Unauthorized, Unprocessable, UnsupportedMediaType,
 };
-use crate::routes::deals::{decode_time_cursor, limit_of, time_cursor};
+use crate::routes::deals::limit_of;
 
 type Webhooks = web::Data<dyn WebhookUseCases>;
 type Cursors = web::Data<CursorCodec>;
@@ -131,14 +131,15 @@ pub async fn list_webhooks(
     let q = query.into_inner();
     let limit = limit_of(q.limit)?;
     let scope = scope(&auth, "webhooks", String::new());
-    let after = decode_time_cursor(&cursors, &scope, q.cursor.as_deref())?
+    let after = cursors
+        .decode_time(&scope, q.cursor.as_deref())?
         .map(|(_, id)| WebhookId::from_uuid(id));
     let mut items = webhooks.list(auth.0, after, limit + 1).await?;
     let more = take_page(&mut items, limit);
     let next_cursor = more
         .then(|| items.last())
         .flatten()
-        .map(|w| time_cursor(&cursors, &scope, w.created_at, w.id.as_uuid()));
+        .map(|w| cursors.encode_time(&scope, w.created_at, w.id.as_uuid()));
     Ok(web::Json(Page {
         data: items.into_iter().map(Into::into).collect(),
         next_cursor,
@@ -321,26 +322,15 @@ pub async fn list_webhook_deliveries(
         status.map_or("", nexus_ports::webhooks::DeliveryStatus::as_str)
     );
     let scope = scope(&auth, "webhook_deliveries", filters);
-    let before = match q.cursor.as_deref() {
-        None => None,
-        Some(raw) => match cursors.decode(&scope, raw)?.value {
-            nexus_ports::contacts::SortValue::Int(seq) => Some(seq),
-            _ => return Err(invalid_cursor()),
-        },
-    };
+    let before = cursors.decode_seq(&scope, q.cursor.as_deref())?;
     let mut items = webhooks
         .deliveries(auth.0, WebhookId::from_uuid(id), status, before, limit + 1)
         .await?;
     let more = take_page(&mut items, limit);
-    let next_cursor = more.then(|| items.last()).flatten().map(|d| {
-        cursors.encode(
-            &scope,
-            &nexus_ports::contacts::Keyset {
-                value: nexus_ports::contacts::SortValue::Int(d.seq),
-                id: nexus_domain::ContactId::from_uuid(d.id.as_uuid()),
-            },
-        )
-    });
+    let next_cursor = more
+        .then(|| items.last())
+        .flatten()
+        .map(|d| cursors.encode_seq(&scope, d.seq, d.id.as_uuid()));
     Ok(web::Json(Page {
         data: items.into_iter().map(Into::into).collect(),
         next_cursor,

@@ -8,6 +8,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use nexus_app::testing::{TestApp, TestUser};
+use nexus_application::imports::CHUNK_ROWS;
 use serde_json::{Value, json};
 
 #[derive(QueryableByName)]
@@ -283,15 +284,17 @@ async fn uploads_are_checked_before_any_job_exists() {
 async fn large_files_go_through_in_chunks_and_unreadable_tails_fail_the_job_cleanly() {
     let app = TestApp::spawn().await;
     let owner = app.signup("owner@bulk.io").await;
+    // Two and a half chunks, whatever the chunk size.
+    let rows = CHUNK_ROWS * 5 / 2;
     let mut csv = String::from("firstName,lastName,email,phone,company,tags\n");
-    for i in 0..2500 {
+    for i in 0..rows {
         csv.push_str(&format!(
             "First{i},Last{i},person{i}@bulk.io,+1 555 010 {i:04},Company {},t{}\n",
             i % 7,
             i % 3
         ));
     }
-    // Rows of the third chunk repeat emails of the first: the first chunk has committed
+    // Rows of the last chunk repeat emails of the first: the first chunk has committed
     // by the time they are looked up, so they are duplicates of existing contacts.
     for i in 0..10 {
         csv.push_str(&format!("Again{i},Last{i},PERSON{i}@bulk.io,,,\n"));
@@ -306,7 +309,7 @@ async fn large_files_go_through_in_chunks_and_unreadable_tails_fail_the_job_clea
             &job["failed"],
             &job["totalRows"]
         ),
-        (&json!(2500), &json!(10), &json!(0), &json!(2510)),
+        (&json!(rows), &json!(10), &json!(0), &json!(rows + 10)),
         "{job}"
     );
     assert_eq!(
@@ -315,7 +318,7 @@ async fn large_files_go_through_in_chunks_and_unreadable_tails_fail_the_job_clea
             "SELECT count(*) AS n FROM contacts WHERE phone_e164 LIKE '+1555010%'"
         )
         .await,
-        2500
+        i64::try_from(rows).unwrap()
     );
     assert_eq!(
         count(
@@ -323,21 +326,22 @@ async fn large_files_go_through_in_chunks_and_unreadable_tails_fail_the_job_clea
             "SELECT count(*) AS n FROM events WHERE type = 'contact.created'"
         )
         .await,
-        2500
+        i64::try_from(rows).unwrap()
     );
-    eprintln!("2,500 rows imported in {elapsed:?} (debug build, including polling)");
+    eprintln!("{rows} rows imported in {elapsed:?} (debug build, including polling)");
 
     // An unterminated quote makes the rest unreadable: the rows before it stay, the
     // job fails with the reason, and the bad row is reported.
     // It sits in the third chunk, so two chunks are written before the job fails.
+    let good = CHUNK_ROWS * 2 + 100;
     let mut broken = String::from("firstName,lastName\n");
-    broken.push_str(&"Good,Row\n".repeat(2100));
+    broken.push_str(&"Good,Row\n".repeat(good));
     broken.push_str("\"Never,closed\nMore,Rows\n");
     let job = import(&app, &owner, "", broken).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(
         (&job["created"], &job["failed"]),
-        (&json!(2100), &json!(1)),
+        (&json!(good), &json!(1)),
         "{job}"
     );
     assert!(

@@ -118,17 +118,15 @@ fn verifies(secret: &str, hit: &Hit) -> bool {
     })
 }
 
+/// The `data` of a page the user may read.
+async fn page(app: &TestApp, user: &TestUser, path: &str) -> Vec<Value> {
+    let (status, body) = app.get_json(&user.access_token, path).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_array().unwrap().clone()
+}
+
 async fn deliveries(app: &TestApp, user: &TestUser, webhook: &str) -> Vec<Value> {
-    let res = call(
-        &app.address,
-        user,
-        "GET",
-        &format!("/api/v1/webhooks/{webhook}/deliveries"),
-        None,
-    )
-    .await;
-    assert_eq!(res.status, 200, "{}", res.body);
-    res.body["data"].as_array().unwrap().clone()
+    page(app, user, &format!("/api/v1/webhooks/{webhook}/deliveries")).await
 }
 
 #[tokio::test]
@@ -835,16 +833,8 @@ async fn delivery_log_pages_with_signed_cursors() {
 }
 
 async fn audit_of(app: &TestApp, user: &TestUser, webhook: &str) -> Vec<Value> {
-    let res = call(
-        &app.address,
-        user,
-        "GET",
-        &format!("/api/v1/audit-log?entityType=webhook&entityId={webhook}&limit=100"),
-        None,
-    )
-    .await;
-    assert_eq!(res.status, 200, "{}", res.body);
-    res.body["data"].as_array().unwrap().clone()
+    let path = format!("/api/v1/audit-log?entityType=webhook&entityId={webhook}&limit=100");
+    page(app, user, &path).await
 }
 
 #[tokio::test]

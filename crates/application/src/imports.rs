@@ -319,7 +319,8 @@ where
                     // The rest of the file is unreadable: the rows before stay, this one
                     // is reported, and the job fails with the reason.
                     chunk.push((row, Err(e.to_string())));
-                    let last = validate(job, &columns, &specs, std::mem::take(&mut chunk), total);
+                    let last =
+                        validate(job, &columns, &specs, std::mem::take(&mut chunk), total).await;
                     if let Some(previous) = ready.take() {
                         self.write_chunk(job, &specs, previous).await?;
                     }
@@ -332,11 +333,11 @@ where
             if chunk.len() == CHUNK_ROWS {
                 let rows = std::mem::take(&mut chunk);
                 ready = Some(match ready.take() {
-                    None => validate(job, &columns, &specs, rows, total),
+                    None => validate(job, &columns, &specs, rows, total).await,
                     Some(previous) => {
                         let (written, next) = futures_util::future::join(
                             self.write_chunk(job, &specs, previous),
-                            validate_yielding(job, &columns, &specs, rows, total),
+                            validate(job, &columns, &specs, rows, total),
                         )
                         .await;
                         written?;
@@ -349,7 +350,7 @@ where
             self.write_chunk(job, &specs, previous).await?;
         }
         if !chunk.is_empty() || job.next_row == 1 {
-            let last = validate(job, &columns, &specs, chunk, total);
+            let last = validate(job, &columns, &specs, chunk, total).await;
             self.write_chunk(job, &specs, last).await?;
         }
         Ok(())
@@ -449,7 +450,7 @@ struct Validated {
     parsed: Vec<(i64, Map<String, Value>, ContactFields)>,
 }
 
-/// Rows between two yields of [`validate_yielding`]: small enough that the write it
+/// Rows between two yields of [`validate`]: small enough that the write it
 /// runs beside is resumed within a fraction of a millisecond of its answer.
 const VALIDATE_SLICE: usize = 50;
 
@@ -472,23 +473,9 @@ impl Validated {
     }
 }
 
-fn validate(
-    job: &ImportJob,
-    columns: &[Column],
-    specs: &[FieldSpec],
-    rows: Vec<(i64, Result<Vec<String>, String>)>,
-    total: i64,
-) -> Validated {
-    let mut v = Validated::covering(job, &rows, total);
-    for (row, record) in rows {
-        validate_row(&mut v, columns, specs, row, record);
-    }
-    v
-}
-
-/// [`validate`], handing control back every few rows so that a write awaited beside it
-/// (`join`) proceeds as soon as the database answers.
-async fn validate_yielding(
+/// Parses and checks a chunk's rows, handing control back every few rows so that a
+/// write awaited beside it (`join`) proceeds as soon as the database answers.
+async fn validate(
     job: &ImportJob,
     columns: &[Column],
     specs: &[FieldSpec],

@@ -299,6 +299,18 @@ async fn due_head_exists(conn: &mut AsyncPgConnection) -> Result<bool, diesel::r
     Ok(row.due)
 }
 
+/// Records a change to subscription `id` in the audit log, inside the change's transaction.
+async fn audit_webhook(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    action: &str,
+    id: impl std::fmt::Display,
+    changes: &serde_json::Value,
+) -> Result<(), diesel::result::Error> {
+    let change = AuditChange::new(action, "webhook", Some(id.to_string()), changes);
+    audit::record(conn, org, change).await
+}
+
 /// What the audit log shows of a subscription: its settings, never its secrets.
 fn audited(row: &WebhookRow) -> serde_json::Value {
     serde_json::json!({
@@ -345,13 +357,8 @@ impl WebhookStore for PgWebhookStore {
                 .bind::<SqlUuid, _>(w.created_by.as_uuid())
                 .get_result(conn)
                 .await?;
-                let change = AuditChange::new(
-                    "webhook.created",
-                    "webhook",
-                    Some(row.id.to_string()),
-                    &serde_json::json!({ "after": audited(&row) }),
-                );
-                audit::record(conn, org, change).await?;
+                let after = serde_json::json!({ "after": audited(&row) });
+                audit_webhook(conn, org, "webhook.created", row.id, &after).await?;
                 Ok::<_, diesel::result::Error>(row)
             })
             .await
@@ -433,13 +440,8 @@ impl WebhookStore for PgWebhookStore {
                 .await
                 .optional()?;
                 if let Some(after) = &row {
-                    let change = AuditChange::new(
-                        "webhook.updated",
-                        "webhook",
-                        Some(id.as_uuid().to_string()),
-                        &field_changes(&audited(&before), &audited(after)),
-                    );
-                    audit::record(conn, org, change).await?;
+                    let changes = field_changes(&audited(&before), &audited(after));
+                    audit_webhook(conn, org, "webhook.updated", id, &changes).await?;
                 }
                 Ok::<_, diesel::result::Error>(row)
             })
@@ -472,13 +474,14 @@ impl WebhookStore for PgWebhookStore {
                 .await
                 .optional()?;
                 if let Some(before) = &row {
-                    let change = AuditChange::new(
+                    audit_webhook(
+                        conn,
+                        org,
                         "webhook.deleted",
-                        "webhook",
-                        Some(id.as_uuid().to_string()),
+                        id,
                         &serde_json::json!({ "before": audited(before) }),
-                    );
-                    audit::record(conn, org, change).await?;
+                    )
+                    .await?;
                 }
                 Ok::<_, diesel::result::Error>(row)
             })
@@ -517,13 +520,14 @@ impl WebhookStore for PgWebhookStore {
                 if row.is_some() {
                     // Which secret is never recorded: only that it changed and how long
                     // the old one keeps signing.
-                    let change = AuditChange::new(
+                    audit_webhook(
+                        conn,
+                        org,
                         "webhook.secret_rotated",
-                        "webhook",
-                        Some(id.as_uuid().to_string()),
+                        id,
                         &serde_json::json!({ "previousSecretExpiresAt": previous_expires_at }),
-                    );
-                    audit::record(conn, org, change).await?;
+                    )
+                    .await?;
                 }
                 Ok::<_, diesel::result::Error>(row)
             })
@@ -656,17 +660,18 @@ impl WebhookStore for PgWebhookStore {
                 .optional()?;
                 if row.is_some() {
                     // A redelivery or a test ping: someone chose to send this again.
-                    let change = AuditChange::new(
+                    audit_webhook(
+                        conn,
+                        org,
                         "webhook.delivery_enqueued",
-                        "webhook",
-                        Some(webhook.as_uuid().to_string()),
+                        webhook,
                         &serde_json::json!({
                             "deliveryId": d.id.as_uuid(),
                             "eventType": d.event_type,
                             "messageId": d.message_id,
                         }),
-                    );
-                    audit::record(conn, org, change).await?;
+                    )
+                    .await?;
                 }
                 Ok::<_, diesel::result::Error>(row)
             })

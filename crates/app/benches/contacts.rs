@@ -9,6 +9,7 @@
 //! the requests go to that binary, started as its own process on the bench's database,
 //! and its RSS (current and peak, from /proc) is reported: the server alone, without the
 //! load generator (`NEXUS_BENCH_SERVER_WORKERS` sets its HTTP workers).
+//! `NEXUS_BENCH_PGBENCH=off` leaves out the pgbench runs.
 //!
 //! Run with `just bench` (or `cargo bench -p nexus-app --bench contacts`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss)]
@@ -18,6 +19,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use nexus_adapters_postgres::testing::TestDatabase;
 use nexus_app::testing::TestApp;
 use serde_json::json;
@@ -37,22 +42,37 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
 }
 
-async fn load<F, Fut>(connections: usize, make: F) -> (f64, Vec<Duration>)
+/// One HTTP/1.1 keep-alive connection per simulated client, as pgbench holds one database
+/// connection per client: a bare hyper connection costs the load generator far less CPU
+/// than a pooled client, and on two cores that CPU is taken from the server.
+async fn connect(authority: &str) -> http1::SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// Runs `connections` clients for [`PHASE`]; `make(client, i)` builds each request.
+async fn load<F>(authority: &str, connections: usize, make: F) -> (f64, Vec<Duration>)
 where
-    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
+    F: Fn(usize, u64) -> hyper::Request<Full<Bytes>> + Send + Sync + 'static,
 {
     let make = Arc::new(make);
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for worker in 0..connections {
         let (make, stop) = (make.clone(), stop.clone());
+        let mut sender = connect(authority).await;
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut i = 0u64;
             while !AtomicBool::load(&stop, Ordering::Relaxed) {
                 let t = Instant::now();
-                assert!(make(worker, i).await, "request failed");
+                let res = sender.send_request(make(worker, i)).await.unwrap();
+                let status = res.status();
+                let body = res.into_body().collect().await.unwrap().to_bytes();
+                assert!(status.is_success(), "request failed: {status} {body:?}");
                 lat.push(t.elapsed());
                 i += 1;
             }
@@ -164,6 +184,8 @@ async fn main() {
     let phases_wanted =
         std::env::var("NEXUS_BENCH_PHASES").unwrap_or_else(|_| "reads,creates,import".into());
     let wants = |p: &str| phases_wanted.split(',').any(|w| w.trim() == p);
+    // `NEXUS_BENCH_PGBENCH=off` skips the pgbench runs (quicker when comparing API changes).
+    let skip_pgbench = std::env::var("NEXUS_BENCH_PGBENCH").is_ok_and(|v| v == "off");
     // `NEXUS_BENCH_SERVER_WORKERS` sets the external server's HTTP workers (default: one
     // per core).
     let server_workers = std::env::var("NEXUS_BENCH_SERVER_WORKERS")
@@ -224,8 +246,8 @@ async fn main() {
         .pool_max_idle_per_host(64)
         .build()
         .unwrap();
-    let token = Arc::new(owner.0.clone());
-    let base = Arc::new(base);
+    let token = Arc::new(format!("Bearer {}", owner.0));
+    let authority = Arc::new(base.trim_start_matches("http://").to_owned());
     let list_sql = format!(
         "SELECT {COLS} FROM contacts WHERE organization_id = '{org}' AND deleted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT 51;"
     );
@@ -273,30 +295,35 @@ COMMIT;"
             }) {
                 continue;
             }
-            let (client, token, base, ids) =
-                (client.clone(), token.clone(), base.clone(), ids.clone());
-            let (rate, lat) = load(connections, move |worker, i| {
-                let (client, token, base, ids) =
-                    (client.clone(), token.clone(), base.clone(), ids.clone());
-                async move {
-                    let req = match scenario {
-                        "list" => client.get(format!("{base}/api/v1/contacts?limit=50")),
-                        "search" => client.get(format!("{base}/api/v1/contacts?q=smi&limit=50")),
-                        "get" => {
-                            let id =
-                                ids[(worker * 7919 + usize::try_from(i).unwrap_or(0)) % ids.len()];
-                            client.get(format!("{base}/api/v1/contacts/{id}"))
-                        }
-                        _ => client.post(format!("{base}/api/v1/contacts")).json(&json!({
-                            "firstName": "Bench", "lastName": "Person",
-                            "email": format!("api-{connections}-{worker}-{i}@bench.io"),
-                        })),
-                    };
-                    let res = req.bearer_auth(token.as_str()).send().await.unwrap();
-                    let ok = res.status().is_success();
-                    let _ = res.bytes().await;
-                    ok
-                }
+            let (token, authority, ids) = (token.clone(), authority.clone(), ids.clone());
+            let (rate, lat) = load(&authority.clone(), connections, move |worker, i| {
+                let (method, path, body) = match scenario {
+                    "list" => ("GET", "/api/v1/contacts?limit=50".to_owned(), Bytes::new()),
+                    "search" => ("GET", "/api/v1/contacts?q=smi&limit=50".to_owned(), Bytes::new()),
+                    "get" => {
+                        let id = ids[(worker * 7919 + usize::try_from(i).unwrap_or(0)) % ids.len()];
+                        ("GET", format!("/api/v1/contacts/{id}"), Bytes::new())
+                    }
+                    _ => (
+                        "POST",
+                        "/api/v1/contacts".to_owned(),
+                        Bytes::from(
+                            json!({
+                                "firstName": "Bench", "lastName": "Person",
+                                "email": format!("api-{connections}-{worker}-{i}@bench.io"),
+                            })
+                            .to_string(),
+                        ),
+                    ),
+                };
+                hyper::Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .header("host", authority.as_str())
+                    .header("authorization", token.as_str())
+                    .header("content-type", "application/json")
+                    .body(Full::new(body))
+                    .unwrap()
             })
             .await;
             let script = match scenario {
@@ -310,8 +337,14 @@ COMMIT;"
             // lookup and the plain first page are prepared too (`Statement::prepared`),
             // the search and the create's writes are not. pgbench runs in both
             // protocols: `prepared` is the endpoint's own for list and get.
-            let extended = pgbench(&url, &script, connections, "extended");
-            let prepared = pgbench(&url, &script, connections, "prepared");
+            let (extended, prepared) = if skip_pgbench {
+                (f64::NAN, f64::NAN)
+            } else {
+                (
+                    pgbench(&url, &script, connections, "extended"),
+                    pgbench(&url, &script, connections, "prepared"),
+                )
+            };
             println!(
                 "| {scenario} | {connections} | {rate:.0} | {:.2} | {:.2} | {extended:.0} | {:.2} | {prepared:.0} | {:.2} |",
                 pct(&lat, 0.5),
@@ -322,7 +355,7 @@ COMMIT;"
         }
     }
     if wants("import") {
-        import(&client, &base, &token).await;
+        import(&client, &base, &owner.0).await;
     }
 
     let (rss, peak) = rss_mb("self");

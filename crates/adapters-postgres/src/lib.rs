@@ -14,6 +14,7 @@ pub mod repo;
 pub mod retention;
 pub mod schema;
 pub mod seed;
+pub mod session_cache;
 mod statement;
 #[cfg(feature = "testing")]
 pub mod testing;

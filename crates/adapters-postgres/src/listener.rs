@@ -56,7 +56,16 @@ impl PgEventHub {
     pub fn start(url: String, log: PgEventLog, capacity: usize) -> Self {
         let (wake_tx, wake) = watch::channel(0_i64);
         let (bus, _) = broadcast::channel(capacity.max(16));
-        let listener = tokio::spawn(listen(url, wake_tx));
+        let listener = tokio::spawn(listen_channel(url, CHANNEL, move |signal| match signal {
+            // Notifications sent while we were not listening are gone: wake the reader so
+            // it re-reads the outbox from its cursor.
+            Signal::Listening => wake_tx.send_modify(|_| {}),
+            Signal::Notified(payload) => {
+                let seq = seq_of(payload).unwrap_or(0);
+                wake_tx.send_modify(|v| *v = (*v).max(seq));
+            }
+            Signal::Lost => {}
+        }));
         let reader = tokio::spawn(read(log, wake.clone(), bus.clone()));
         Self {
             wake,
@@ -90,38 +99,53 @@ fn seq_of(payload: &str) -> Option<i64> {
     payload.rsplit_once(':').and_then(|(_, s)| s.parse().ok())
 }
 
-async fn listen(url: String, wake: watch::Sender<i64>) {
+/// What a channel listener reports to its owner.
+pub(crate) enum Signal<'a> {
+    /// Listening (again): whatever was notified while not listening is lost.
+    Listening,
+    Notified(&'a str),
+    /// The connection failed; reconnecting.
+    Lost,
+}
+
+/// Holds `LISTEN channel` on its own connection for as long as the task runs,
+/// reconnecting with backoff, and reports each notification and each change of state.
+pub(crate) async fn listen_channel(
+    url: String,
+    channel: &'static str,
+    mut on: impl FnMut(Signal<'_>) + Send,
+) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match listen_once(&url, &wake).await {
+        match listen_once(&url, channel, &mut on).await {
             Ok(()) => backoff = Duration::from_millis(200),
             Err(e) => {
-                tracing::warn!(error = %e, "event listener connection lost; reconnecting");
+                tracing::warn!(error = %e, channel, "listener connection lost; reconnecting");
             }
         }
+        on(Signal::Lost);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 
-async fn listen_once(url: &str, wake: &watch::Sender<i64>) -> anyhow::Result<()> {
+async fn listen_once(
+    url: &str,
+    channel: &'static str,
+    on: &mut (impl FnMut(Signal<'_>) + Send),
+) -> anyhow::Result<()> {
     let mut conn = AsyncPgConnection::establish(url).await?;
     conn.batch_execute(&format!(
-        "SET application_name = 'nexus-listener'; LISTEN {CHANNEL}"
+        "SET application_name = 'nexus-listener'; LISTEN {channel}"
     ))
     .await?;
-    // Notifications sent while we were not listening are gone: wake the reader so it
-    // re-reads the outbox from its cursor.
-    wake.send_modify(|_| {});
+    on(Signal::Listening);
     loop {
         {
             let mut notifications = std::pin::pin!(conn.notifications_stream());
             loop {
                 match tokio::time::timeout(KEEPALIVE, notifications.next()).await {
-                    Ok(Some(Ok(n))) => {
-                        let seq = seq_of(&n.payload).unwrap_or(0);
-                        wake.send_modify(|v| *v = (*v).max(seq));
-                    }
+                    Ok(Some(Ok(n))) => on(Signal::Notified(&n.payload)),
                     Ok(Some(Err(e))) => return Err(e.into()),
                     Ok(None) => anyhow::bail!("notification stream ended"),
                     Err(_) => break,

@@ -299,7 +299,11 @@ COMMIT;"
             let (rate, lat) = load(&authority.clone(), connections, move |worker, i| {
                 let (method, path, body) = match scenario {
                     "list" => ("GET", "/api/v1/contacts?limit=50".to_owned(), Bytes::new()),
-                    "search" => ("GET", "/api/v1/contacts?q=smi&limit=50".to_owned(), Bytes::new()),
+                    "search" => (
+                        "GET",
+                        "/api/v1/contacts?q=smi&limit=50".to_owned(),
+                        Bytes::new(),
+                    ),
                     "get" => {
                         let id = ids[(worker * 7919 + usize::try_from(i).unwrap_or(0)) % ids.len()];
                         ("GET", format!("/api/v1/contacts/{id}"), Bytes::new())

@@ -68,6 +68,9 @@ pub struct Config {
     /// A refresh token rotated this recently by a concurrent request is refused without
     /// revoking the session.
     pub refresh_reuse_grace: Duration,
+    /// How long a session check may be answered from memory (0: every request asks the
+    /// database). Changes still apply at once: see `nexus_adapters_postgres::session_cache`.
+    pub session_cache_ttl: Duration,
     /// How often an idle event stream sends a keep-alive comment.
     pub sse_heartbeat: Duration,
     /// An event stream ends after this long (the client reconnects and re-authenticates).
@@ -272,6 +275,13 @@ impl Config {
             .unwrap_or(20),
             refresh_reuse_grace: Duration::from_millis(parse_num(
                 "NEXUS_REFRESH_REUSE_GRACE_MS",
+                5000,
+                0,
+                60_000,
+                "must be milliseconds from 0 to 60000",
+            )?),
+            session_cache_ttl: Duration::from_millis(parse_num(
+                "NEXUS_SESSION_CACHE_TTL_MS",
                 5000,
                 0,
                 60_000,

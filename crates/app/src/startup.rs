@@ -22,6 +22,7 @@ use nexus_adapters_postgres::repo::{
     PgContactRepository, PgCustomFieldRepository, PgIdempotencyStore, PgImportRepository,
 };
 use nexus_adapters_postgres::retention::{purge_audit, purge_events};
+use nexus_adapters_postgres::session_cache::SessionCache;
 use nexus_application::auth::{AuthPorts, RegisterCommand};
 use nexus_application::team::TeamPorts;
 use nexus_application::webhooks::delivery::DeliveryWorker;
@@ -221,8 +222,9 @@ impl Application {
         let hasher = BcryptHasher::new(config.bcrypt_cost, cores, Duration::from_secs(5))?;
         let server_secret = jwt_secret(config)?;
         let tokens = JwtCodec::new(server_secret.as_bytes(), ACCESS_TTL);
-        let identity = PgIdentityStore::new(db.clone());
-        let team = PgTeamStore::new(db.clone());
+        let session_cache = SessionCache::start(url.clone(), config.session_cache_ttl);
+        let identity = PgIdentityStore::new(db.clone()).with_session_cache(session_cache.clone());
+        let team = PgTeamStore::new(db.clone()).with_session_cache(session_cache);
         let mailer = RecordingMailer::new(db.clone());
         let auth_settings = AuthSettings {
             refresh_reuse_grace: config.refresh_reuse_grace,

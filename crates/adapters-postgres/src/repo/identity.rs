@@ -19,16 +19,30 @@ use crate::error::from_diesel;
 use crate::outbox;
 use crate::pool::Db;
 use crate::schema::{memberships, organizations, password_resets, refresh_tokens, sessions, users};
+use crate::session_cache::SessionCache;
 
 #[derive(Clone)]
 pub struct PgIdentityStore {
     db: Db,
+    sessions: SessionCache,
 }
 
 impl PgIdentityStore {
+    /// A store that checks every session in the database.
     #[must_use]
-    pub const fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            sessions: SessionCache::disabled(),
+        }
+    }
+
+    /// Answers repeated session checks from `cache`, and empties it after each change
+    /// to a session.
+    #[must_use]
+    pub fn with_session_cache(mut self, cache: SessionCache) -> Self {
+        self.sessions = cache;
+        self
     }
 }
 
@@ -328,8 +342,13 @@ impl IdentityStore for PgIdentityStore {
         user: UserId,
         org: OrgId,
     ) -> Result<Option<Role>, StoreError> {
+        let key = (session.as_uuid(), user.as_uuid(), org.as_uuid());
+        if let Some(role) = self.sessions.get(&key) {
+            return Ok(Some(role));
+        }
+        let ticket = self.sessions.ticket();
         let mut conn = self.db.conn().await?;
-        let r: Option<String> = sessions::table
+        let r: Option<(String, DateTime<Utc>)> = sessions::table
             .inner_join(
                 memberships::table.on(memberships::organization_id
                     .eq(sessions::organization_id)
@@ -340,12 +359,19 @@ impl IdentityStore for PgIdentityStore {
             .filter(sessions::organization_id.eq(org.as_uuid()))
             .filter(sessions::revoked_at.is_null())
             .filter(sessions::expires_at.gt(diesel::dsl::now))
-            .select(memberships::role)
+            .select((memberships::role, sessions::expires_at))
             .first(&mut conn)
             .await
             .optional()
             .map_err(from_diesel)?;
-        r.as_deref().map(role).transpose()
+        let Some((name, expires_at)) = r else {
+            return Ok(None);
+        };
+        let granted = role(&name)?;
+        if let Ok(left) = (expires_at - Utc::now()).to_std() {
+            self.sessions.put(key, granted, left, ticket);
+        }
+        Ok(Some(granted))
     }
 
     async fn switch_session(&self, session: SessionId, org: OrgId) -> Result<(), StoreError> {
@@ -355,6 +381,7 @@ impl IdentityStore for PgIdentityStore {
             .execute(&mut conn)
             .await
             .map_err(from_diesel)?;
+        self.sessions.invalidate();
         Ok(())
     }
 
@@ -376,6 +403,7 @@ impl IdentityStore for PgIdentityStore {
         .execute(&mut conn)
         .await
         .map_err(from_diesel)?;
+        self.sessions.invalidate();
         Ok(())
     }
 
@@ -387,9 +415,11 @@ impl IdentityStore for PgIdentityStore {
         reason: &'static str,
     ) -> Result<u64, StoreError> {
         let mut conn = self.db.conn().await?;
-        revoke_user_sessions(&mut conn, user, org, except, reason)
+        let revoked = revoke_user_sessions(&mut conn, user, org, except, reason)
             .await
-            .map_err(from_diesel)
+            .map_err(from_diesel)?;
+        self.sessions.invalidate();
+        Ok(revoked)
     }
 
     async fn set_password(&self, user: UserId, hash: String) -> Result<(), StoreError> {

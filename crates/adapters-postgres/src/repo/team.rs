@@ -17,18 +17,30 @@ use super::{is_unique_violation, role};
 use crate::error::from_diesel;
 use crate::pool::Db;
 use crate::schema::{api_keys, invitations, memberships, organizations, users};
+use crate::session_cache::SessionCache;
 use crate::{audit, outbox};
 use nexus_domain::audit::{AuditChange, field_changes};
 
 #[derive(Clone)]
 pub struct PgTeamStore {
     db: Db,
+    sessions: SessionCache,
 }
 
 impl PgTeamStore {
     #[must_use]
-    pub const fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            sessions: SessionCache::disabled(),
+        }
+    }
+
+    /// Empties `cache` after each role change and removal, so they apply at once.
+    #[must_use]
+    pub fn with_session_cache(mut self, cache: SessionCache) -> Self {
+        self.sessions = cache;
+        self
     }
 }
 
@@ -379,29 +391,32 @@ impl TeamStore for PgTeamStore {
         rule: RoleChangeRule,
     ) -> Result<MemberRecord, MemberChangeError> {
         let mut conn = self.db.conn().await?;
-        conn.transaction(async move |conn| {
-            let (a, t, owners) = refs(conn, org, actor, target).await?;
-            rule(a, t, new_role, owners).map_err(|e| Tx::Domain(MemberChangeError::Rule(e)))?;
-            diesel::update(memberships::table.find((org.as_uuid(), target.as_uuid())))
-                .set((
-                    memberships::role.eq(new_role.as_str()),
-                    memberships::updated_at.eq(diesel::dsl::now),
-                ))
-                .execute(conn)
-                .await?;
-            let change = AuditChange::new(
-                "member.role_changed",
-                "member",
-                Some(target.as_uuid().to_string()),
-                &serde_json::json!({ "role": { "from": t.role, "to": new_role } }),
-            );
-            audit::record(conn, org, change).await?;
-            member(conn, org, target)
-                .await?
-                .ok_or(Tx::Domain(MemberChangeError::NotFound))
-        })
-        .await
-        .map_err(member_change)
+        let changed = conn
+            .transaction(async move |conn| {
+                let (a, t, owners) = refs(conn, org, actor, target).await?;
+                rule(a, t, new_role, owners).map_err(|e| Tx::Domain(MemberChangeError::Rule(e)))?;
+                diesel::update(memberships::table.find((org.as_uuid(), target.as_uuid())))
+                    .set((
+                        memberships::role.eq(new_role.as_str()),
+                        memberships::updated_at.eq(diesel::dsl::now),
+                    ))
+                    .execute(conn)
+                    .await?;
+                let change = AuditChange::new(
+                    "member.role_changed",
+                    "member",
+                    Some(target.as_uuid().to_string()),
+                    &serde_json::json!({ "role": { "from": t.role, "to": new_role } }),
+                );
+                audit::record(conn, org, change).await?;
+                member(conn, org, target)
+                    .await?
+                    .ok_or(Tx::Domain(MemberChangeError::NotFound))
+            })
+            .await
+            .map_err(member_change);
+        self.sessions.invalidate();
+        changed
     }
 
     async fn remove_member(
@@ -413,18 +428,21 @@ impl TeamStore for PgTeamStore {
         events: Vec<DomainEvent>,
     ) -> Result<(), MemberChangeError> {
         let mut conn = self.db.conn().await?;
-        conn.transaction(async move |conn| {
-            let (a, t, owners) = refs(conn, org, actor, target).await?;
-            rule(a, t, owners).map_err(|e| Tx::Domain(MemberChangeError::Rule(e)))?;
-            diesel::delete(memberships::table.find((org.as_uuid(), target.as_uuid())))
-                .execute(conn)
-                .await?;
-            revoke_user_sessions(conn, target, Some(org), None, "member_removed").await?;
-            outbox::append(conn, &events).await?;
-            Ok(())
-        })
-        .await
-        .map_err(member_change)
+        let removed = conn
+            .transaction(async move |conn| {
+                let (a, t, owners) = refs(conn, org, actor, target).await?;
+                rule(a, t, owners).map_err(|e| Tx::Domain(MemberChangeError::Rule(e)))?;
+                diesel::delete(memberships::table.find((org.as_uuid(), target.as_uuid())))
+                    .execute(conn)
+                    .await?;
+                revoke_user_sessions(conn, target, Some(org), None, "member_removed").await?;
+                outbox::append(conn, &events).await?;
+                Ok(())
+            })
+            .await
+            .map_err(member_change);
+        self.sessions.invalidate();
+        removed
     }
 
     async fn create_invitation(&self, i: NewInvitation) -> Result<InvitationRecord, StoreError> {

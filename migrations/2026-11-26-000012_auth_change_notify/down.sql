@@ -1,0 +1,3 @@
+DROP TRIGGER memberships_auth_change ON memberships;
+DROP TRIGGER sessions_auth_change ON sessions;
+DROP FUNCTION auth_change_notify();

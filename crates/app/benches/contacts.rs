@@ -374,6 +374,10 @@ COMMIT;"
         Some(s) => {
             let (srss, speak) = rss_mb(&s.child.id().to_string());
             println!("server process alone: RSS now {srss:.0} MB, peak (VmHWM) {speak:.0} MB");
+            // What the allocator gives back once the load is over.
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let (settled, _) = rss_mb(&s.child.id().to_string());
+            println!("server process alone, after 10 s idle: RSS {settled:.0} MB");
             println!(
                 "bench process (load generator + idle in-process app) RSS now {rss:.0} MB, peak {peak:.0} MB"
             );

@@ -22,6 +22,20 @@ async fn sql(app: &TestApp, statements: &str) {
     conn.batch_execute(statements).await.unwrap();
 }
 
+/// Revokes `user`'s sessions with the triggers off, as a change nobody announces.
+async fn revoke_behind_the_triggers(app: &TestApp, user: &TestUser) {
+    sql(
+        app,
+        &format!(
+            "SET session_replication_role = replica;
+             UPDATE sessions SET revoked_at = now() WHERE user_id = '{}';
+             SET session_replication_role = origin;",
+            user.user_id
+        ),
+    )
+    .await;
+}
+
 /// Waits until `instances` session-cache listeners hold their `LISTEN`: before that the
 /// cache answers nothing, and a test of it would pass without testing it.
 async fn caches_listening(app: &TestApp, instances: i64) {
@@ -214,16 +228,7 @@ async fn an_unannounced_change_applies_within_the_cache_lifetime() {
     // Revoked behind the triggers' back (as a hung listener would miss it): the cached
     // check still answers, which is what saves the database a query per request ...
     let revoked = Instant::now();
-    sql(
-        &app,
-        &format!(
-            "SET session_replication_role = replica;
-             UPDATE sessions SET revoked_at = now() WHERE user_id = '{}';
-             SET session_replication_role = origin;",
-            owner.user_id
-        ),
-    )
-    .await;
+    revoke_behind_the_triggers(&app, &owner).await;
     assert_eq!(me(&app.address, &owner.access_token).await, 200);
     // ... and no longer than the cache's lifetime.
     let waited = until(Duration::from_secs(3), 401, || {
@@ -242,15 +247,6 @@ async fn without_a_cache_every_check_asks_the_database() {
     let app = TestApp::spawn_with(|c| c.session_cache_ttl = Duration::ZERO, None).await;
     let owner = app.signup("owner@nocache.io").await;
     assert_eq!(me(&app.address, &owner.access_token).await, 200);
-    sql(
-        &app,
-        &format!(
-            "SET session_replication_role = replica;
-             UPDATE sessions SET revoked_at = now() WHERE user_id = '{}';
-             SET session_replication_role = origin;",
-            owner.user_id
-        ),
-    )
-    .await;
+    revoke_behind_the_triggers(&app, &owner).await;
     assert_eq!(me(&app.address, &owner.access_token).await, 401);
 }

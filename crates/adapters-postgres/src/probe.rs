@@ -3,7 +3,7 @@ use std::time::Duration;
 use diesel_async::RunQueryDsl;
 use nexus_ports::{DatabaseProbe, PoolStats, StoreError};
 
-use crate::error::{from_diesel, from_pool};
+use crate::error::from_pool;
 use crate::pool::PgPool;
 
 /// Readiness and pool figures, straight from the pool.
@@ -30,10 +30,13 @@ impl DatabaseProbe for PgProbe {
             .get()
             .await
             .map_err(|e| from_pool(e, self.acquire_timeout))?;
+        // Whatever stops `SELECT 1` means the database cannot serve: a backend killed
+        // while idle in the pool answers its next query with its own FATAL (57P01, which
+        // diesel reports as an unknown error), not as a closed connection.
         diesel::sql_query("SELECT 1")
             .execute(&mut conn)
             .await
-            .map_err(from_diesel)?;
+            .map_err(|e| StoreError::Unavailable(anyhow::Error::new(e)))?;
         Ok(())
     }
 

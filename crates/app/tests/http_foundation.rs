@@ -287,7 +287,11 @@ async fn readiness_flips_to_503_while_the_database_is_gone_and_back_without_rest
     // The database goes away: new connections are refused, open ones are killed.
     set_connections_allowed(app.db.name(), false).await;
     let res = c.get(app.url("/health/ready")).send().await.unwrap();
-    assert!(res.headers().contains_key("retry-after"));
+    assert!(
+        res.headers().contains_key("retry-after"),
+        "{:?}",
+        res.status()
+    );
     problem(res, 503, "database_unavailable").await;
     // Liveness does not depend on the database.
     assert_eq!(

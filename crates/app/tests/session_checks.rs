@@ -72,6 +72,17 @@ async fn me(app_url: &str, token: &str) -> u16 {
         .as_u16()
 }
 
+async fn logout(app: &TestApp, user: &TestUser) -> u16 {
+    reqwest::Client::new()
+        .post(app.url("/api/v1/auth/logout"))
+        .bearer_auth(&user.access_token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 async fn create_contact(app: &TestApp, user: &TestUser, name: &str) -> u16 {
     reqwest::Client::new()
         .post(app.url("/api/v1/contacts"))
@@ -142,13 +153,7 @@ async fn changes_made_through_the_instance_apply_at_once_without_a_notification(
     assert_eq!(me(&app.address, &leaving.access_token).await, 401);
 
     // A logout.
-    let res = reqwest::Client::new()
-        .post(app.url("/api/v1/auth/logout"))
-        .bearer_auth(&owner.access_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    assert_eq!(logout(&app, &owner).await, 204);
     assert_eq!(me(&app.address, &owner.access_token).await, 401);
     let (status, page) = app
         .get_json(&member.access_token, "/api/v1/contacts?q=After")
@@ -180,13 +185,7 @@ async fn changes_made_elsewhere_arrive_by_notification() {
 
     // Logout through the first instance: the first refuses at once, the second as soon
     // as the notification arrives (the cache would otherwise keep it for 60 s).
-    let res = reqwest::Client::new()
-        .post(app.url("/api/v1/auth/logout"))
-        .bearer_auth(&owner.access_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    assert_eq!(logout(&app, &owner).await, 204);
     assert_eq!(me(&app.address, &owner.access_token).await, 401);
     let waited = until(Duration::from_secs(3), 401, || {
         me(&second.address, &owner.access_token)

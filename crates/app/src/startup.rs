@@ -223,8 +223,8 @@ impl Application {
         let server_secret = jwt_secret(config)?;
         let tokens = JwtCodec::new(server_secret.as_bytes(), ACCESS_TTL);
         let session_cache = SessionCache::start(url.clone(), config.session_cache_ttl);
-        let identity = PgIdentityStore::new(db.clone()).with_session_cache(session_cache.clone());
-        let team = PgTeamStore::new(db.clone()).with_session_cache(session_cache);
+        let identity = PgIdentityStore::new(db.clone(), session_cache.clone());
+        let team = PgTeamStore::new(db.clone(), session_cache);
         let mailer = RecordingMailer::new(db.clone());
         let auth_settings = AuthSettings {
             refresh_reuse_grace: config.refresh_reuse_grace,

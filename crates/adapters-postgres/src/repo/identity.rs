@@ -28,21 +28,11 @@ pub struct PgIdentityStore {
 }
 
 impl PgIdentityStore {
-    /// A store that checks every session in the database.
+    /// `sessions` answers repeated session checks and is emptied after each change to a
+    /// session (`SessionCache::disabled()` checks every one in the database).
     #[must_use]
-    pub fn new(db: Db) -> Self {
-        Self {
-            db,
-            sessions: SessionCache::disabled(),
-        }
-    }
-
-    /// Answers repeated session checks from `cache`, and empties it after each change
-    /// to a session.
-    #[must_use]
-    pub fn with_session_cache(mut self, cache: SessionCache) -> Self {
-        self.sessions = cache;
-        self
+    pub const fn new(db: Db, sessions: SessionCache) -> Self {
+        Self { db, sessions }
     }
 }
 

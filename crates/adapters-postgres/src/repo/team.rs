@@ -28,19 +28,10 @@ pub struct PgTeamStore {
 }
 
 impl PgTeamStore {
+    /// `sessions` is emptied after each role change and removal, so they apply at once.
     #[must_use]
-    pub fn new(db: Db) -> Self {
-        Self {
-            db,
-            sessions: SessionCache::disabled(),
-        }
-    }
-
-    /// Empties `cache` after each role change and removal, so they apply at once.
-    #[must_use]
-    pub fn with_session_cache(mut self, cache: SessionCache) -> Self {
-        self.sessions = cache;
-        self
+    pub const fn new(db: Db, sessions: SessionCache) -> Self {
+        Self { db, sessions }
     }
 }
 

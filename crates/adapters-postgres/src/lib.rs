@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod error;
 pub mod listener;
 pub mod migrate;
+pub mod numberer;
 pub mod outbox;
 pub mod pool;
 pub mod probe;

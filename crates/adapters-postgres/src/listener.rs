@@ -4,7 +4,6 @@
 //! Streams therefore cost a broadcast receiver each, not a connection or a poll: however
 //! many are open, the database sees one listening connection and one reader per instance.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,20 +12,13 @@ use futures_util::StreamExt;
 use nexus_domain::StoredEvent;
 use nexus_ports::events::{EventBus, EventLog, EventNotifier};
 use tokio::sync::{broadcast, watch};
-use tokio::time::Instant;
 
 use crate::repo::events::PgEventLog;
 
-/// The channel the `events_notify` trigger notifies on.
+/// The channel the `events_notify` trigger notifies on when events are numbered.
 pub const CHANNEL: &str = "nexus_events";
 /// Rows the shared reader fetches per query.
 const PAGE: i64 = 500;
-/// How long a missing `seq` is re-checked: a gap is a transaction still in flight (it
-/// will commit and notify) or one that rolled back (it never fills). Statements time out
-/// after 30 s, so a real gap fills well within this.
-const HOLE_TTL: Duration = Duration::from_secs(300);
-/// Most gaps tracked at once (a huge rolled-back batch must not grow this unbounded).
-const MAX_HOLES: usize = 10_000;
 /// Without a notification for this long, the listener checks its connection.
 const KEEPALIVE: Duration = Duration::from_secs(30);
 
@@ -158,26 +150,6 @@ async fn listen_once(
     }
 }
 
-/// Positions seen missing, re-checked until they fill or expire.
-#[derive(Default)]
-struct Holes(BTreeMap<i64, Instant>);
-
-impl Holes {
-    fn open(&mut self, from: i64, to: i64, now: Instant) {
-        for seq in from..to {
-            if self.0.len() >= MAX_HOLES {
-                self.0.pop_first();
-            }
-            self.0.insert(seq, now);
-        }
-    }
-
-    fn live(&mut self, now: Instant) -> Vec<i64> {
-        self.0.retain(|_, at| now.duration_since(*at) < HOLE_TTL);
-        self.0.keys().copied().collect()
-    }
-}
-
 async fn read(
     log: PgEventLog,
     mut wake: watch::Receiver<i64>,
@@ -192,14 +164,12 @@ async fn read(
             }
         }
     };
-    let mut holes = Holes::default();
     loop {
         if wake.changed().await.is_err() {
             return;
         }
         loop {
-            let now = Instant::now();
-            let rows = match log.since(cursor, holes.live(now), PAGE).await {
+            let rows = match log.since(cursor, PAGE).await {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::warn!(error = %e, "event reader failed; retrying");
@@ -209,12 +179,7 @@ async fn read(
             };
             let full = rows.len() as i64 == PAGE;
             for row in rows {
-                if row.seq > cursor {
-                    holes.open(cursor + 1, row.seq, now);
-                    cursor = row.seq;
-                } else {
-                    holes.0.remove(&row.seq);
-                }
+                cursor = row.seq;
                 // No subscriber is not an error: nobody is streaming right now.
                 let _ = bus.send(Arc::new(row));
             }
@@ -233,16 +198,5 @@ mod tests {
     fn notification_payloads_carry_the_seq() {
         assert_eq!(seq_of("0190f0e0-0000-7000-8000-000000000000:42"), Some(42));
         assert_eq!(seq_of("garbage"), None);
-    }
-
-    #[test]
-    fn holes_open_between_positions_and_expire() {
-        let t0 = Instant::now();
-        let mut holes = Holes::default();
-        holes.open(11, 14, t0);
-        assert_eq!(holes.live(t0), vec![11, 12, 13]);
-        holes.0.remove(&12);
-        assert_eq!(holes.live(t0 + HOLE_TTL / 2), vec![11, 13]);
-        assert!(holes.live(t0 + HOLE_TTL).is_empty());
     }
 }

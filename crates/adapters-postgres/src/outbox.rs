@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use nexus_domain::{DomainEvent, OrgId};
+use nexus_domain::DomainEvent;
 
 use crate::schema::events;
 
@@ -18,38 +18,14 @@ struct NewEvent<'a> {
     payload: &'a serde_json::Value,
 }
 
-/// Takes the per-tenant outbox locks (see [`append`]). SQL that inserts into `events`
-/// itself must call this first, inside the same transaction.
-///
-/// # Errors
-/// Database failures.
-pub async fn lock_tenants(
-    conn: &mut AsyncPgConnection,
-    orgs: impl IntoIterator<Item = OrgId>,
-) -> Result<(), diesel::result::Error> {
-    let mut orgs: Vec<uuid::Uuid> = orgs.into_iter().map(|o| o.as_uuid()).collect();
-    // One order for every writer, so two multi-tenant batches cannot deadlock.
-    orgs.sort_unstable();
-    orgs.dedup();
-    for org in orgs {
-        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))")
-            .bind::<diesel::sql_types::Uuid, _>(org)
-            .execute(conn)
-            .await?;
-    }
-    Ok(())
-}
-
 /// Inserts `events` on `conn`, which must be inside the transaction of the change, with
 /// their audit entries.
 ///
-/// It first takes a transaction-scoped advisory lock per organization: `seq` is drawn
-/// at insert, not at commit, so without it a transaction could commit `seq` 11 while
-/// 10 of the same tenant is still in flight, and a reader that moved its cursor to 11
-/// (the feed, SSE's `Last-Event-ID`) would never see 10. Under the lock one tenant's
-/// events commit in `seq` order. Tenants do not wait for each other; the cost is that
-/// two writers of one tenant serialize from their append to their commit, which is why
-/// repositories append last.
+/// The rows get no `seq` here: a number drawn at insert could become visible before a
+/// smaller one still in flight, and a reader that moved its cursor past it (the feed,
+/// SSE's `Last-Event-ID`) would never see the smaller one. The numberer numbers them
+/// once committed (see `numberer`), so writers of one tenant take no lock and do not
+/// wait for each other's commits.
 ///
 /// # Errors
 /// Database failures (the caller's transaction then rolls back).
@@ -60,7 +36,6 @@ pub async fn append(
     if batch.is_empty() {
         return Ok(());
     }
-    lock_tenants(conn, batch.iter().map(|e| e.organization_id)).await?;
     let rows: Vec<NewEvent<'_>> = batch
         .iter()
         .map(|e| NewEvent {

@@ -21,6 +21,8 @@ pub struct PoolSettings {
     /// Server-side cap on any one statement, so a runaway query cannot hold a connection.
     pub statement_timeout: Duration,
     pub application_name: String,
+    /// Rung after every commit on the pool's connections (the event numberer listens).
+    pub commits: crate::numberer::CommitBell,
 }
 
 impl Default for PoolSettings {
@@ -31,6 +33,7 @@ impl Default for PoolSettings {
             connect_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(30),
             application_name: "nexus".into(),
+            commits: crate::numberer::CommitBell::default(),
         }
     }
 }
@@ -53,10 +56,13 @@ pub fn build_pool(url: &str, settings: &PoolSettings) -> anyhow::Result<PgPool> 
     // backend) or that was dropped inside a transaction; a query on a connection that
     // dies in between fails like any query on a dying database would.
     config.recycling_method = RecyclingMethod::Fast;
+    let commits = settings.commits.clone();
     config.custom_setup = Box::new(move |url| {
         let setup_sql = setup_sql.clone();
+        let watch = commits.watch();
         async move {
             let mut conn = AsyncPgConnection::establish(url).await?;
+            conn.set_instrumentation(watch);
             conn.batch_execute(&setup_sql)
                 .await
                 .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;

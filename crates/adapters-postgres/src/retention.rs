@@ -19,7 +19,7 @@ pub async fn purge_events(db: &Db, days: u32, batch: i64) -> Result<u64, StoreEr
     loop {
         let n = diesel::sql_query(
             "DELETE FROM events WHERE (organization_id, id) IN \
-             (SELECT organization_id, id FROM events WHERE occurred_at < $1 LIMIT $2)",
+             (SELECT organization_id, id FROM events WHERE occurred_at < $1 AND seq IS NOT NULL LIMIT $2)",
         )
         .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
         .bind::<diesel::sql_types::BigInt, _>(batch)

@@ -5,7 +5,9 @@ diesel::table! {
     events (organization_id, id) {
         id -> Uuid,
         organization_id -> Uuid,
-        seq -> Int8,
+        append_seq -> Int8,
+        /// NULL until the event is numbered after its commit (`numberer`).
+        seq -> Nullable<Int8>,
         #[sql_name = "type"]
         event_type -> Text,
         occurred_at -> Timestamptz,

@@ -551,7 +551,7 @@ async fn tags_are_counted_renamed_with_merge_and_deleted_with_events() {
         [("vip".to_owned(), 1)],
         "other tenant untouched"
     );
-    let changes = f.json("SELECT payload -> 'changes' -> 'tags' AS j FROM events WHERE type = 'contact.updated' ORDER BY seq").await;
+    let changes = f.json("SELECT payload -> 'changes' -> 'tags' AS j FROM events WHERE type = 'contact.updated' ORDER BY append_seq").await;
     assert_eq!(
         changes[0],
         json!({"from": ["prospect", "vip", "hot"], "to": ["prospect", "vip"]})

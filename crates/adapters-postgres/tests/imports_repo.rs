@@ -284,7 +284,7 @@ async fn chunk_updates_apply_only_at_the_version_read_with_their_events() {
     }
     let events: Vec<Event> = diesel_async::RunQueryDsl::load(
         diesel::sql_query(
-            "SELECT type AS kind, coalesce(payload->>'id', payload->'contact'->>'id') AS contact FROM events ORDER BY seq",
+            "SELECT type AS kind, coalesce(payload->>'id', payload->'contact'->>'id') AS contact FROM events ORDER BY append_seq",
         ),
         &mut conn,
     )

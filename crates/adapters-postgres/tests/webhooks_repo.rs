@@ -64,6 +64,10 @@ async fn emit(conn: &mut AsyncPgConnection, org: OrgId, event_type: &str, n: usi
     ))
     .await
     .unwrap();
+    // Deliveries fan out when the committed events are numbered.
+    conn.batch_execute("SELECT events_number(5000)")
+        .await
+        .unwrap();
 }
 
 fn ok_report() -> (AttemptReport, AttemptDecision) {

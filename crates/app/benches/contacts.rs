@@ -267,7 +267,6 @@ async fn main() {
         "SELECT * FROM custom_field_definitions WHERE organization_id = '{org}' ORDER BY created_at, id;
 BEGIN;
 INSERT INTO contacts ({COLS}) VALUES ('{org}', gen_random_uuid(), 'Bench', 'Person', 'pgb-' || gen_random_uuid() || '@bench.io', NULL, NULL, NULL, 'lead', 20, NULL, '{{}}', '{{}}', 1, now(), now(), NULL);
-SELECT pg_advisory_xact_lock(hashtextextended('{org}', 7));
 INSERT INTO events (id, organization_id, type, occurred_at, actor, payload) VALUES (gen_random_uuid(), '{org}', 'contact.created', now(), '{{}}', '{{}}');
 INSERT INTO audit_log (organization_id, id, actor_type, action, entity_type, entity_id, changes) VALUES ('{org}', gen_random_uuid(), 'user', 'contact.created', 'contact', gen_random_uuid()::text, '{{}}');
 COMMIT;"

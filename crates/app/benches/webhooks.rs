@@ -114,6 +114,10 @@ async fn main() {
         .execute(&mut conn)
         .await
         .unwrap();
+        // Fan-out happens as the events are numbered: done here, before the clock starts.
+        nexus_adapters_postgres::numberer::number_pending(&mut conn)
+            .await
+            .unwrap();
         let expected = EVENTS as usize * SUBSCRIPTIONS;
         let started = Instant::now();
         let deliverer = app.spawn_sibling(|c| c.webhooks.workers = workers).await;
@@ -137,15 +141,23 @@ async fn main() {
     let (url, arrivals) = receiver().await;
     subscribe(&app, &owner, &url).await;
     let deliverer = app.spawn_sibling(|_| {}).await;
+    // Written through the API instance's pool, as its handlers write: the commit rings
+    // that instance's numberer, whose numbering fans out and notifies the deliverer.
+    let mut writer = app.pool.get().await.unwrap();
     let mut committed: HashMap<String, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / LAG_RATE));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let until = Instant::now() + LAG_PHASE;
     while Instant::now() < until {
         tick.tick().await;
-        let row: Inserted = diesel::sql_query(INSERT_ONE)
-            .bind::<SqlUuid, _>(owner.org_id)
-            .get_result(&mut conn)
+        let org = owner.org_id;
+        let row: Inserted = writer
+            .transaction(async |c| {
+                diesel::sql_query(INSERT_ONE)
+                    .bind::<SqlUuid, _>(org)
+                    .get_result(c)
+                    .await
+            })
             .await
             .unwrap();
         committed.insert(row.id.to_string(), Instant::now());

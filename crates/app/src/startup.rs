@@ -9,6 +9,7 @@ use actix_web::dev::{Server, ServerHandle};
 use nexus_adapters_http::{AppState, HttpSettings, Metrics, Services, build_app};
 use nexus_adapters_postgres::PgProbe;
 use nexus_adapters_postgres::listener::PgEventHub;
+use nexus_adapters_postgres::numberer::{self, CommitBell};
 use nexus_adapters_postgres::pool::{Db, PgPool, PoolSettings, build_pool};
 use nexus_adapters_postgres::repo::audit::PgAuditLog;
 use nexus_adapters_postgres::repo::events::PgEventLog;
@@ -64,6 +65,9 @@ pub struct Application {
     events: PgEventHub,
     /// Removes events and audit entries past their retention, daily.
     retention: tokio::task::JoinHandle<()>,
+    /// Numbers committed events (the outbox readers' cursor).
+    numberer: tokio::task::JoinHandle<()>,
+    db: Db,
 }
 
 type Deliveries =
@@ -210,13 +214,16 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let (url, location) = database::resolve(config).await?;
         database::prepare(&url, config).await?;
+        let commits = CommitBell::default();
         let pool_settings = PoolSettings {
             max_size: config.db_pool_size,
             acquire_timeout: config.db_acquire_timeout,
+            commits: commits.clone(),
             ..PoolSettings::default()
         };
         let pool = build_pool(&url, &pool_settings)?;
         let db = Db::new(pool.clone(), config.db_acquire_timeout);
+        let numberer = tokio::spawn(numberer::run(db.clone(), commits));
 
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let hasher = BcryptHasher::new(config.bcrypt_cost, cores, Duration::from_secs(5))?;
@@ -368,10 +375,12 @@ impl Application {
             webhook_tasks,
             events: event_hub,
             retention: tokio::spawn(apply_retention(
-                db,
+                db.clone(),
                 config.events_retention_days,
                 config.audit_retention_days,
             )),
+            numberer,
+            db,
         })
     }
 
@@ -444,6 +453,12 @@ impl Application {
             task.abort();
         }
         self.retention.abort();
+        self.numberer.abort();
+        // What committed during the drain gets its number now rather than from the next
+        // instance that sweeps.
+        if let Err(e) = numberer::number_all(&self.db).await {
+            tracing::warn!(error = %e, "numbering the last events failed; the next instance will");
+        }
         self.events.stop();
         self.pool.close();
         tracing::info!("stopped");

@@ -392,3 +392,47 @@ async fn a_stream_ends_after_its_lifetime_and_resumes_where_it_ended() {
         "Meanwhile"
     );
 }
+
+#[tokio::test]
+async fn an_event_that_commits_late_still_reaches_a_cursor_that_passed_later_writes() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = TestApp::spawn().await;
+    let owner = app.signup("late@a.io").await;
+    create_contact(&app, &owner, "Before").await;
+    let (_, page) = feed(&app, &owner.access_token, "").await;
+    let start = page["nextCursor"].as_str().unwrap().to_owned();
+
+    // A writer of the same organization appends its event first and commits last.
+    let mut slow = app.pool.get().await.unwrap();
+    slow.batch_execute(&format!(
+        "BEGIN; INSERT INTO events (id, organization_id, type, actor, payload)
+         VALUES (gen_random_uuid(), '{}', 'contact.created', '{{\"kind\":\"system\"}}',
+                 '{{\"contact\":{{\"firstName\":\"Late\"}}}}')",
+        owner.org_id
+    ))
+    .await
+    .unwrap();
+    create_contact(&app, &owner, "Quick").await;
+    let (_, page) = feed(&app, &owner.access_token, &format!("?after={start}")).await;
+    assert_eq!(first_names(page["data"].as_array().unwrap()), ["Quick"]);
+    let passed_quick = page["nextCursor"].as_str().unwrap().to_owned();
+
+    // The reader has moved past "Quick". Were numbers drawn at insert, "Late" would sit
+    // behind that cursor for good; numbered at commit, it comes next.
+    let mut stream = open_stream(
+        app.url("/api/v1/events/stream"),
+        &owner.access_token,
+        Some(&passed_quick),
+    )
+    .await;
+    slow.batch_execute("COMMIT").await.unwrap();
+    let late = stream.next_event().await;
+    assert_eq!(late.json()["data"]["contact"]["firstName"], "Late");
+    let (_, page) = feed(&app, &owner.access_token, &format!("?after={passed_quick}")).await;
+    assert_eq!(first_names(page["data"].as_array().unwrap()), ["Late"]);
+    let (_, all) = feed(&app, &owner.access_token, &format!("?after={start}")).await;
+    assert_eq!(
+        first_names(all["data"].as_array().unwrap()),
+        ["Quick", "Late"]
+    );
+}

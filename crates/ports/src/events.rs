@@ -29,15 +29,15 @@ pub trait EventLog: Send + Sync + 'static {
         limit: i64,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
 
-    /// Every organization's events with `seq > after` or `seq` in `also` (positions seen
-    /// missing earlier, whose transactions may have committed since), in `seq` order.
+    /// Every organization's events with `seq > after`, in `seq` order. Numbers become
+    /// visible in order, so a reader that moves its cursor to the last row it read
+    /// misses nothing.
     ///
     /// # Errors
     /// Infrastructure failures.
     fn since(
         &self,
         after: i64,
-        also: Vec<i64>,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
 

@@ -428,17 +428,6 @@ async fn rewrite_tags(
     actor: &EventActor,
     now: DateTime<Utc>,
 ) -> Result<u64, diesel::result::Error> {
-    // This SQL writes `contact.updated` events itself, so it takes the outbox's tenant
-    // lock like `append` does, after the row locks as every other writer does (the other
-    // order could deadlock against a concurrent contact update).
-    diesel::sql_query(
-        "SELECT 1 FROM contacts WHERE organization_id = $1 AND tags @> ARRAY[$2]::text[] FOR UPDATE",
-    )
-    .bind::<SqlUuid, _>(org.as_uuid())
-    .bind::<Text, _>(tag.to_owned())
-    .execute(conn)
-    .await?;
-    outbox::lock_tenants(conn, [org]).await?;
     let sql = format!(
         "WITH old AS (
              SELECT id, tags FROM contacts WHERE organization_id = $1 AND tags @> ARRAY[$2]::text[] FOR UPDATE

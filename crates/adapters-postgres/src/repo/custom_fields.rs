@@ -279,16 +279,6 @@ impl CustomFieldRepository for PgCustomFieldRepository {
             let Some(key) = key else {
                 return Err(TxError::Write(DefinitionWriteError::NotFound));
             };
-            // The SQL below writes events itself: rows first, then the outbox's tenant
-            // lock, in the order every writer takes them (see `outbox::append`).
-            diesel::sql_query(
-                "SELECT 1 FROM contacts WHERE organization_id = $1 AND custom_fields ? $2 FOR UPDATE",
-            )
-            .bind::<SqlUuid, _>(org.as_uuid())
-            .bind::<Text, _>(key.clone())
-            .execute(conn)
-            .await?;
-            crate::outbox::lock_tenants(conn, [org]).await?;
             let change = AuditChange::new(
                 "custom_field.deleted",
                 "custom_field",

@@ -26,7 +26,8 @@ impl PgEventLog {
 type Row = (
     uuid::Uuid,
     uuid::Uuid,
-    i64,
+    // Every read filters on `seq > cursor`, which leaves out events not numbered yet.
+    Option<i64>,
     String,
     chrono::DateTime<chrono::Utc>,
     serde_json::Value,
@@ -53,6 +54,7 @@ const COLUMNS: (
 
 fn stored(row: Row) -> Result<StoredEvent, StoreError> {
     let (id, org, seq, name, occurred_at, actor, payload) = row;
+    let seq = seq.ok_or_else(|| StoreError::Other(anyhow::anyhow!("event {id} not numbered")))?;
     let event_type = EventType::parse(&name)
         .ok_or_else(|| StoreError::Other(anyhow::anyhow!("unknown event type {name:?}")))?;
     let actor: EventActor = serde_json::from_value(actor)
@@ -79,6 +81,11 @@ impl EventLog for PgEventLog {
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut conn = self.db.conn().await?;
+        // Read-your-writes: what the caller committed before asking is numbered now
+        // rather than when the numberer gets to it a moment later.
+        crate::numberer::number_pending(&mut conn)
+            .await
+            .map_err(from_diesel)?;
         let mut query = events::table
             .filter(events::organization_id.eq(org.as_uuid()))
             .filter(events::seq.gt(after))
@@ -94,15 +101,10 @@ impl EventLog for PgEventLog {
         rows.into_iter().map(stored).collect()
     }
 
-    async fn since(
-        &self,
-        after: i64,
-        also: Vec<i64>,
-        limit: i64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn since(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
         let mut conn = self.db.conn().await?;
         let rows: Vec<Row> = events::table
-            .filter(events::seq.gt(after).or(events::seq.eq_any(also)))
+            .filter(events::seq.gt(after))
             .select(COLUMNS)
             .order(events::seq.asc())
             .limit(limit)

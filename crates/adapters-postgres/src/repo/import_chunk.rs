@@ -106,9 +106,8 @@ pub(crate) async fn write<'a>(
     Ok(written.into_iter().map(|w| w.id).collect())
 }
 
-/// Appends the events of the rows written, in one statement, under the tenant's outbox
-/// lock (see `outbox::append`): taken last, so the lock is held only from here to the
-/// commit, and after the contact rows' own locks, in the order every writer takes them.
+/// Appends the events of the rows written, in one statement (numbered after the chunk
+/// commits, see `numberer`).
 pub(crate) async fn append_events<'a>(
     conn: &mut AsyncPgConnection,
     org: OrgId,
@@ -118,7 +117,6 @@ pub(crate) async fn append_events<'a>(
     if events.is_empty() {
         return Ok(());
     }
-    crate::outbox::lock_tenants(conn, [org]).await?;
     diesel::sql_query(EVENTS_SQL)
         .bind::<SqlUuid, _>(org.as_uuid())
         .bind::<Jsonb, _>(Value::Array(events))

@@ -1,0 +1,171 @@
+//! Events are numbered after they commit (migration 000013, `numberer`): the order a
+//! reader sees, the fan-out and wake-up that follow numbering, and the commit bell that
+//! triggers it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use futures_util::StreamExt;
+use nexus_adapters_postgres::numberer::{CommitBell, number_pending};
+use nexus_adapters_postgres::pool::{PoolSettings, build_pool};
+use nexus_adapters_postgres::testing::TestDatabase;
+
+const ORG: &str = "0190f0e0-0000-7000-8000-0000000000aa";
+
+#[derive(diesel::QueryableByName, Debug, PartialEq, Eq)]
+struct Numbered {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    seq: Option<i64>,
+}
+
+fn insert(name: &str) -> String {
+    format!(
+        "INSERT INTO events (id, organization_id, type, actor, payload)
+         VALUES (gen_random_uuid(), '{ORG}', 'contact.created', '{{}}', '{{\"name\":\"{name}\"}}')"
+    )
+}
+
+async fn numbers(conn: &mut AsyncPgConnection) -> Vec<(String, Option<i64>)> {
+    diesel::sql_query("SELECT payload->>'name' AS name, seq FROM events ORDER BY append_seq")
+        .load::<Numbered>(conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.name, n.seq))
+        .collect()
+}
+
+async fn connect(db: &TestDatabase) -> AsyncPgConnection {
+    AsyncPgConnection::establish(db.url()).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_event_is_numbered_after_its_commit_so_a_late_commit_comes_after_the_cursor() {
+    let db = TestDatabase::create().await;
+    let (mut slow, mut quick, mut numberer) =
+        (connect(&db).await, connect(&db).await, connect(&db).await);
+
+    // "slow" writes first and commits last.
+    slow.batch_execute(&format!("BEGIN; {}", insert("slow")))
+        .await
+        .unwrap();
+    quick.batch_execute(&insert("quick")).await.unwrap();
+    assert_eq!(number_pending(&mut numberer).await.unwrap(), 1);
+    assert_eq!(
+        numbers(&mut numberer).await,
+        [("quick".to_owned(), Some(1))],
+        "the uncommitted event is neither visible nor numbered"
+    );
+
+    slow.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(number_pending(&mut numberer).await.unwrap(), 1);
+    assert_eq!(
+        numbers(&mut numberer).await,
+        [("slow".to_owned(), Some(2)), ("quick".to_owned(), Some(1))],
+        "numbered after the reader's cursor (1), not before it"
+    );
+
+    // A rolled-back write leaves no gap; nothing is numbered twice.
+    slow.batch_execute(&format!("BEGIN; {}; ROLLBACK", insert("never")))
+        .await
+        .unwrap();
+    quick.batch_execute(&insert("third")).await.unwrap();
+    assert_eq!(number_pending(&mut numberer).await.unwrap(), 1);
+    assert_eq!(number_pending(&mut numberer).await.unwrap(), 0);
+    let seqs: Vec<Option<i64>> = numbers(&mut numberer)
+        .await
+        .into_iter()
+        .map(|n| n.1)
+        .collect();
+    assert_eq!(seqs, [Some(2), Some(1), Some(3)]);
+}
+
+#[tokio::test]
+async fn numbering_in_batches_keeps_the_write_order_and_notifies_once_per_pass() {
+    let db = TestDatabase::create().await;
+    let mut writer = connect(&db).await;
+    let mut listener = connect(&db).await;
+    listener.batch_execute("LISTEN nexus_events").await.unwrap();
+    writer
+        .batch_execute(&format!(
+            "INSERT INTO events (id, organization_id, type, actor, payload)
+             SELECT gen_random_uuid(), '{ORG}', 'contact.created', '{{}}', jsonb_build_object('name', n::text)
+             FROM generate_series(1, 7) AS n"
+        ))
+        .await
+        .unwrap();
+
+    // Two passes of 5 and 2.
+    let pass = |batch: i32| format!("SELECT events_number({batch})");
+    writer.batch_execute(&pass(5)).await.unwrap();
+    writer.batch_execute(&pass(5)).await.unwrap();
+    let order: Vec<(String, Option<i64>)> = numbers(&mut writer).await;
+    let expected: Vec<(String, Option<i64>)> = (1..=7).map(|n| (n.to_string(), Some(n))).collect();
+    assert_eq!(order, expected);
+
+    let mut stream = std::pin::pin!(listener.notifications_stream());
+    for head in [5, 7] {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("a notification per pass")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n.payload, format!("{ORG}:{head}"));
+    }
+}
+
+#[tokio::test]
+async fn the_pool_rings_its_bell_after_a_commit_and_not_after_a_rollback_or_savepoint() {
+    let db = TestDatabase::create().await;
+    let bell = CommitBell::default();
+    let pool = build_pool(
+        db.url(),
+        &PoolSettings {
+            max_size: 1,
+            commits: bell.clone(),
+            ..PoolSettings::default()
+        },
+    )
+    .unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let silent = |bell: CommitBell| async move {
+        tokio::time::timeout(Duration::from_millis(200), bell.rung())
+            .await
+            .is_err()
+    };
+
+    let rolled_back = conn
+        .transaction::<(), diesel::result::Error, _>(async |c| {
+            diesel::sql_query(insert("rolled back")).execute(c).await?;
+            Err(diesel::result::Error::RollbackTransaction)
+        })
+        .await;
+    assert!(rolled_back.is_err());
+    assert!(silent(bell.clone()).await, "a rollback does not ring");
+
+    let inner_bell = bell.clone();
+    conn.transaction::<(), diesel::result::Error, _>(async |c| {
+        c.transaction::<(), diesel::result::Error, _>(async |c| {
+            diesel::sql_query(insert("nested"))
+                .execute(c)
+                .await
+                .map(drop)
+        })
+        .await?;
+        assert!(
+            silent(inner_bell).await,
+            "releasing a savepoint is not a commit"
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), bell.rung())
+        .await
+        .expect("the commit rings");
+    assert!(silent(bell.clone()).await, "one ring per commit");
+}

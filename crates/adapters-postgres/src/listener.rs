@@ -17,6 +17,8 @@ use crate::repo::events::PgEventLog;
 
 /// The channel the `events_notify` trigger notifies on when events are numbered.
 pub const CHANNEL: &str = "nexus_events";
+/// The channel the webhook fan-out notifies on when numbering queued deliveries.
+pub const DELIVERIES_CHANNEL: &str = "nexus_deliveries";
 /// Rows the shared reader fetches per query.
 const PAGE: i64 = 500;
 /// Without a notification for this long, the listener checks its connection.
@@ -26,6 +28,10 @@ const KEEPALIVE: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct PgEventHub {
     wake: watch::Receiver<i64>,
+    /// Bumped when deliveries were queued: webhook workers wait on this, not on every
+    /// event (most events match no subscription, and four workers waking for each
+    /// numbering pass halved the write throughput).
+    deliveries: watch::Receiver<u64>,
     bus: broadcast::Sender<Arc<StoredEvent>>,
     tasks: Arc<Tasks>,
 }
@@ -47,12 +53,20 @@ impl PgEventHub {
     #[must_use]
     pub fn start(url: String, log: PgEventLog, capacity: usize) -> Self {
         let (wake_tx, wake) = watch::channel(0_i64);
+        let (deliveries_tx, deliveries) = watch::channel(0_u64);
         let (bus, _) = broadcast::channel(capacity.max(16));
-        let listener = tokio::spawn(listen_channel(url, CHANNEL, move |signal| match signal {
+        let channels = &[CHANNEL, DELIVERIES_CHANNEL];
+        let listener = tokio::spawn(listen_channel(url, channels, move |signal| match signal {
             // Notifications sent while we were not listening are gone: wake the reader so
-            // it re-reads the outbox from its cursor.
-            Signal::Listening => wake_tx.send_modify(|_| {}),
-            Signal::Notified(payload) => {
+            // it re-reads the outbox from its cursor, and the workers.
+            Signal::Listening => {
+                wake_tx.send_modify(|_| {});
+                deliveries_tx.send_modify(|n| *n += 1);
+            }
+            Signal::Notified { channel, .. } if channel == DELIVERIES_CHANNEL => {
+                deliveries_tx.send_modify(|n| *n += 1);
+            }
+            Signal::Notified { payload, .. } => {
                 let seq = seq_of(payload).unwrap_or(0);
                 wake_tx.send_modify(|v| *v = (*v).max(seq));
             }
@@ -61,9 +75,16 @@ impl PgEventHub {
         let reader = tokio::spawn(read(log, wake.clone(), bus.clone()));
         Self {
             wake,
+            deliveries,
             bus,
             tasks: Arc::new(Tasks(vec![listener, reader])),
         }
+    }
+
+    /// Changes when webhook deliveries were queued (in any instance).
+    #[must_use]
+    pub fn deliveries_queued(&self) -> watch::Receiver<u64> {
+        self.deliveries.clone()
     }
 
     /// Stops the listener and the reader (also when the last clone is dropped).
@@ -95,24 +116,28 @@ fn seq_of(payload: &str) -> Option<i64> {
 pub(crate) enum Signal<'a> {
     /// Listening (again): whatever was notified while not listening is lost.
     Listening,
-    Notified(&'a str),
+    Notified {
+        channel: &'a str,
+        payload: &'a str,
+    },
     /// The connection failed; reconnecting.
     Lost,
 }
 
-/// Holds `LISTEN channel` on its own connection for as long as the task runs,
-/// reconnecting with backoff, and reports each notification and each change of state.
+/// Holds `LISTEN` on each of `channels` on its own connection for as long as the task
+/// runs, reconnecting with backoff, and reports each notification and each change of
+/// state.
 pub(crate) async fn listen_channel(
     url: String,
-    channel: &'static str,
+    channels: &'static [&'static str],
     mut on: impl FnMut(Signal<'_>) + Send,
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match listen_once(&url, channel, &mut on).await {
+        match listen_once(&url, channels, &mut on).await {
             Ok(()) => backoff = Duration::from_millis(200),
             Err(e) => {
-                tracing::warn!(error = %e, channel, "listener connection lost; reconnecting");
+                tracing::warn!(error = %e, ?channels, "listener connection lost; reconnecting");
             }
         }
         on(Signal::Lost);
@@ -123,21 +148,23 @@ pub(crate) async fn listen_channel(
 
 async fn listen_once(
     url: &str,
-    channel: &'static str,
+    channels: &'static [&'static str],
     on: &mut (impl FnMut(Signal<'_>) + Send),
 ) -> anyhow::Result<()> {
     let mut conn = AsyncPgConnection::establish(url).await?;
-    conn.batch_execute(&format!(
-        "SET application_name = 'nexus-listener'; LISTEN {channel}"
-    ))
-    .await?;
+    let listen: String = channels.iter().map(|c| format!("; LISTEN {c}")).collect();
+    conn.batch_execute(&format!("SET application_name = 'nexus-listener'{listen}"))
+        .await?;
     on(Signal::Listening);
     loop {
         {
             let mut notifications = std::pin::pin!(conn.notifications_stream());
             loop {
                 match tokio::time::timeout(KEEPALIVE, notifications.next()).await {
-                    Ok(Some(Ok(n))) => on(Signal::Notified(&n.payload)),
+                    Ok(Some(Ok(n))) => on(Signal::Notified {
+                        channel: &n.channel,
+                        payload: &n.payload,
+                    }),
                     Ok(Some(Err(e))) => return Err(e.into()),
                     Ok(None) => anyhow::bail!("notification stream ended"),
                     Err(_) => break,

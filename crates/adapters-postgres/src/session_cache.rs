@@ -105,7 +105,7 @@ impl SessionCache {
         let cache = Self::new(ttl);
         // The task holds only a weak reference, so dropping the last handle ends it.
         let weak = Arc::downgrade(&cache.inner);
-        let task = tokio::spawn(listen_channel(url, CHANNEL, move |signal| {
+        let task = tokio::spawn(listen_channel(url, &[CHANNEL], move |signal| {
             if let Some(inner) = weak.upgrade() {
                 Self { inner }.on_signal(&signal);
             }
@@ -125,7 +125,7 @@ impl SessionCache {
                 self.invalidate();
                 self.inner.live.store(true, Ordering::SeqCst);
             }
-            Signal::Notified(_) => self.invalidate(),
+            Signal::Notified { .. } => self.invalidate(),
             Signal::Lost => {
                 self.inner.live.store(false, Ordering::SeqCst);
                 self.invalidate();
@@ -254,7 +254,10 @@ mod tests {
     fn notifications_and_a_lost_listener_empty_it_and_a_lost_one_stops_answers() {
         let cache = live(Duration::from_secs(60));
         cache.put(KEY, Role::Member, Duration::from_secs(600), cache.ticket());
-        cache.on_signal(&Signal::Notified("sessions"));
+        cache.on_signal(&Signal::Notified {
+            channel: CHANNEL,
+            payload: "sessions",
+        });
         assert_eq!(cache.get(&KEY), None);
 
         cache.put(KEY, Role::Member, Duration::from_secs(600), cache.ticket());

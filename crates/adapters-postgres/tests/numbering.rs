@@ -169,3 +169,48 @@ async fn the_pool_rings_its_bell_after_a_commit_and_not_after_a_rollback_or_save
         .expect("the commit rings");
     assert!(silent(bell.clone()).await, "one ring per commit");
 }
+
+#[tokio::test]
+async fn webhook_workers_are_notified_only_when_numbering_queued_deliveries() {
+    let db = TestDatabase::create().await;
+    let mut writer = connect(&db).await;
+    let mut listener = connect(&db).await;
+    listener
+        .batch_execute("LISTEN nexus_deliveries")
+        .await
+        .unwrap();
+    writer
+        .batch_execute(&format!(
+            "INSERT INTO organizations (id, name, slug) VALUES ('{ORG}', 'Acme', 'acme');
+             INSERT INTO webhooks (organization_id, id, url, event_types, secret)
+             VALUES ('{ORG}', gen_random_uuid(), 'https://hooks.example.com/in', '{{deal.won}}', 's')"
+        ))
+        .await
+        .unwrap();
+
+    // No subscription wants this event: numbered, no delivery, no wake-up.
+    writer.batch_execute(&insert("unwatched")).await.unwrap();
+    assert_eq!(number_pending(&mut writer).await.unwrap(), 1);
+    writer
+        .batch_execute(&format!(
+            "INSERT INTO events (id, organization_id, type, actor, payload)
+             VALUES (gen_random_uuid(), '{ORG}', 'deal.won', '{{}}', '{{}}')"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(number_pending(&mut writer).await.unwrap(), 1);
+
+    let mut stream = std::pin::pin!(listener.notifications_stream());
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("the deal.won delivery wakes the workers")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.channel, "nexus_deliveries");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), stream.next())
+            .await
+            .is_err(),
+        "one notification, for the pass that queued a delivery"
+    );
+}

@@ -33,7 +33,6 @@ use nexus_application::{
     WebhookService, WebhookSettings,
 };
 use nexus_domain::values::EmailAddress;
-use nexus_ports::events::EventNotifier;
 use nexus_ports::identity::IdentityStore;
 use nexus_ports::{SystemClock, UuidV7Generator};
 
@@ -80,7 +79,7 @@ const WEBHOOK_POLL: Duration = Duration::from_millis(200);
 /// task mid-attempt is safe: the lease expires and another task sends it again.
 /// Committed events wake idle tasks at once (NOTIFY), so delivery lag does not wait for
 /// the poll; the poll still finds retries that fall due and queued pings.
-async fn deliver_webhooks(worker: Arc<Deliveries>, mut wake: tokio::sync::watch::Receiver<i64>) {
+async fn deliver_webhooks(worker: Arc<Deliveries>, mut wake: tokio::sync::watch::Receiver<u64>) {
     loop {
         match worker.run_once().await {
             Ok(true) => {}
@@ -303,7 +302,7 @@ impl Application {
             PgEventHub::start(url.clone(), event_log.clone(), config.event_bus_capacity);
         let mut webhook_tasks: Vec<_> = (0..config.webhooks.workers)
             .map(|_| {
-                let wake = EventNotifier::subscribe(&event_hub);
+                let wake = event_hub.deliveries_queued();
                 tokio::spawn(deliver_webhooks(deliveries.clone(), wake))
             })
             .collect();

@@ -545,6 +545,11 @@ impl WebhookStore for PgWebhookStore {
         limit: i64,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
         let mut conn = self.db.conn().await?;
+        // Deliveries are queued when their events are numbered: number what committed
+        // before this read, so a write's deliveries show in the next listing.
+        crate::numberer::number_pending(&mut conn)
+            .await
+            .map_err(from_diesel)?;
         let rows: Vec<DeliveryRow> = diesel::sql_query(format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
              WHERE organization_id = $1 AND webhook_id = $2

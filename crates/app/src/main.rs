@@ -158,6 +158,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             config.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
             let app = Application::build(&config).await?;
             let (email, password) = app.seed_demo(&config).await?;
+            app.close().await;
             println!("demo organization ready: log in as {email} / {password}");
             Ok(())
         }

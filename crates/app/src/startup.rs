@@ -444,8 +444,16 @@ impl Application {
     ///
     /// # Errors
     /// Server IO failures.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
+    pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
+        let result = (&mut self.server).await;
+        self.close().await;
+        result
+    }
+
+    /// Stops the background work (the server, if it ever ran, has stopped): the
+    /// workers, the numberer after one last pass, the listeners, then the pool. For
+    /// commands that build the application without serving.
+    pub async fn close(self) {
         self.purge.abort();
         self.import_worker.abort();
         for task in &self.webhook_tasks {
@@ -461,6 +469,5 @@ impl Application {
         self.events.stop();
         self.pool.close();
         tracing::info!("stopped");
-        result
     }
 }

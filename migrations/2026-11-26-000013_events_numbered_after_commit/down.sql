@@ -3,27 +3,8 @@ DROP FUNCTION events_number(integer);
 DROP TRIGGER events_notify_after_numbering ON events;
 DROP TRIGGER events_enqueue_webhooks_after_numbering ON events;
 DROP INDEX events_unnumbered_idx;
-CREATE OR REPLACE FUNCTION events_enqueue_webhooks() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO webhook_deliveries
-        (organization_id, id, webhook_id, message_id, event_id, event_type, body)
-    SELECT e.organization_id, nexus_uuid_v7(), w.id, e.id, e.id, e.type,
-           jsonb_build_object(
-               'id', e.id,
-               'type', e.type,
-               'timestamp', to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-               'organizationId', e.organization_id,
-               'actor', e.actor,
-               'data', e.payload)::text
-    FROM inserted e
-    JOIN webhooks w
-      ON w.organization_id = e.organization_id
-     AND w.active
-     AND (w.event_types = '{*}' OR e.type = ANY (w.event_types))
-    ORDER BY e.seq, w.id;
-    RETURN NULL;
-END;
-$$;
+DROP TRIGGER webhook_deliveries_notify_after_insert ON webhook_deliveries;
+DROP FUNCTION webhook_deliveries_notify();
 DROP INDEX events_org_seq_idx;
 DROP INDEX events_seq_idx;
 ALTER TABLE events DROP COLUMN seq;

@@ -28,32 +28,22 @@ CREATE INDEX events_unnumbered_idx ON events (append_seq) WHERE seq IS NULL;
 DROP TRIGGER events_notify_after_insert ON events;
 DROP TRIGGER events_enqueue_webhooks_after_insert ON events;
 
--- The fan-out as before, plus one notification when it queued anything: webhook workers
--- listen for that rather than for every event, most of which match no subscription.
-CREATE OR REPLACE FUNCTION events_enqueue_webhooks() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Webhook workers wait for this rather than for every event (most events match no
+-- subscription): one notification per statement that queued deliveries, whether by the
+-- fan-out, a ping or a redelivery.
+CREATE FUNCTION webhook_deliveries_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO webhook_deliveries
-        (organization_id, id, webhook_id, message_id, event_id, event_type, body)
-    SELECT e.organization_id, nexus_uuid_v7(), w.id, e.id, e.id, e.type,
-           jsonb_build_object(
-               'id', e.id,
-               'type', e.type,
-               'timestamp', to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-               'organizationId', e.organization_id,
-               'actor', e.actor,
-               'data', e.payload)::text
-    FROM inserted e
-    JOIN webhooks w
-      ON w.organization_id = e.organization_id
-     AND w.active
-     AND (w.event_types = '{*}' OR e.type = ANY (w.event_types))
-    ORDER BY e.seq, w.id;
-    IF FOUND THEN
+    IF EXISTS (SELECT 1 FROM queued) THEN
         PERFORM pg_notify('nexus_deliveries', '');
     END IF;
     RETURN NULL;
 END;
 $$;
+
+CREATE TRIGGER webhook_deliveries_notify_after_insert
+    AFTER INSERT ON webhook_deliveries
+    REFERENCING NEW TABLE AS queued
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook_deliveries_notify();
 
 -- Only `events_number` updates events (the log is otherwise append-only), so "after
 -- update" means "after numbering". Transition tables rule out a column list.

@@ -17,7 +17,7 @@ use crate::repo::events::PgEventLog;
 
 /// The channel the `events_notify` trigger notifies on when events are numbered.
 pub const CHANNEL: &str = "nexus_events";
-/// The channel the webhook fan-out notifies on when numbering queued deliveries.
+/// The channel notified when deliveries were queued (fan-out, ping or redelivery).
 pub const DELIVERIES_CHANNEL: &str = "nexus_deliveries";
 /// Rows the shared reader fetches per query.
 const PAGE: i64 = 500;

@@ -171,7 +171,7 @@ async fn the_pool_rings_its_bell_after_a_commit_and_not_after_a_rollback_or_save
 }
 
 #[tokio::test]
-async fn webhook_workers_are_notified_only_when_numbering_queued_deliveries() {
+async fn webhook_workers_are_notified_only_when_deliveries_are_queued() {
     let db = TestDatabase::create().await;
     let mut writer = connect(&db).await;
     let mut listener = connect(&db).await;
@@ -213,4 +213,19 @@ async fn webhook_workers_are_notified_only_when_numbering_queued_deliveries() {
             .is_err(),
         "one notification, for the pass that queued a delivery"
     );
+
+    // A ping or a redelivery is queued without an event: it wakes the workers too.
+    writer
+        .batch_execute(&format!(
+            "INSERT INTO webhook_deliveries (organization_id, id, webhook_id, message_id, event_type, body)
+             SELECT '{ORG}', gen_random_uuid(), id, gen_random_uuid(), 'webhook.ping', '{{}}' FROM webhooks"
+        ))
+        .await
+        .unwrap();
+    let ping = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("the ping wakes the workers")
+        .unwrap()
+        .unwrap();
+    assert_eq!(ping.channel, "nexus_deliveries");
 }

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use diesel::pg::PgNotification;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::StreamExt;
@@ -37,6 +38,17 @@ async fn numbers(conn: &mut AsyncPgConnection) -> Vec<(String, Option<i64>)> {
         .into_iter()
         .map(|n| (n.name, n.seq))
         .collect()
+}
+
+async fn notified(
+    stream: &mut (impl futures_util::Stream<Item = diesel::QueryResult<PgNotification>> + Unpin),
+    what: &str,
+) -> PgNotification {
+    tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+        .unwrap()
+        .unwrap()
 }
 
 async fn connect(db: &TestDatabase) -> AsyncPgConnection {
@@ -109,11 +121,7 @@ async fn numbering_in_batches_keeps_the_write_order_and_notifies_once_per_pass()
 
     let mut stream = std::pin::pin!(listener.notifications_stream());
     for head in [5, 7] {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.next())
-            .await
-            .expect("a notification per pass")
-            .unwrap()
-            .unwrap();
+        let n = notified(&mut stream, "a notification per pass").await;
         assert_eq!(n.payload, format!("{ORG}:{head}"));
     }
 }
@@ -201,11 +209,7 @@ async fn webhook_workers_are_notified_only_when_deliveries_are_queued() {
     assert_eq!(number_pending(&mut writer).await.unwrap(), 1);
 
     let mut stream = std::pin::pin!(listener.notifications_stream());
-    let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
-        .await
-        .expect("the deal.won delivery wakes the workers")
-        .unwrap()
-        .unwrap();
+    let first = notified(&mut stream, "the deal.won delivery wakes the workers").await;
     assert_eq!(first.channel, "nexus_deliveries");
     assert!(
         tokio::time::timeout(Duration::from_millis(300), stream.next())
@@ -222,10 +226,6 @@ async fn webhook_workers_are_notified_only_when_deliveries_are_queued() {
         ))
         .await
         .unwrap();
-    let ping = tokio::time::timeout(Duration::from_secs(5), stream.next())
-        .await
-        .expect("the ping wakes the workers")
-        .unwrap()
-        .unwrap();
+    let ping = notified(&mut stream, "the ping wakes the workers").await;
     assert_eq!(ping.channel, "nexus_deliveries");
 }

@@ -1,5 +1,6 @@
-//! One `LISTEN nexus_events` connection per app instance, and one shared reader that
-//! fetches each new outbox row once and fans it out to every subscriber in the process.
+//! One listening connection per app instance (`nexus_events` for numbered events,
+//! `nexus_deliveries` for queued webhook deliveries), and one shared reader that fetches
+//! each new outbox row once and fans it out to every subscriber in the process.
 //!
 //! Streams therefore cost a broadcast receiver each, not a connection or a poll: however
 //! many are open, the database sees one listening connection and one reader per instance.

@@ -5,10 +5,11 @@
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use nexus_domain::audit::{AuditActor, AuditChange, actor_of};
-use nexus_domain::{Actor, DomainEvent, OrgId, Principal};
+use nexus_domain::{Actor, DomainEvent, OrgId, Principal, UserId};
 use nexus_ports::request_context::{self, RequestContext};
 
 use crate::schema::audit_log;
+use crate::statement::{Bind, Statement};
 
 #[derive(Insertable)]
 #[diesel(table_name = audit_log)]
@@ -103,13 +104,7 @@ pub(crate) async fn record_events(
     batch: &[DomainEvent],
 ) -> Result<(), diesel::result::Error> {
     let ctx = request_context::current();
-    let on_behalf_of = ctx
-        .as_ref()
-        .and_then(|c| c.actor())
-        .and_then(|a| match a.principal {
-            Principal::ApiKey { created_by, .. } => Some(created_by),
-            Principal::User { .. } => None,
-        });
+    let on_behalf_of = on_behalf_of(ctx.as_deref());
     let rows: Vec<NewEntry<'_>> = batch
         .iter()
         .map(|e| {
@@ -129,4 +124,45 @@ pub(crate) async fn record_events(
             .await?;
     }
     Ok(())
+}
+
+/// The user an API key acts for, when the request's caller is a key.
+fn on_behalf_of(ctx: Option<&RequestContext>) -> Option<UserId> {
+    ctx.and_then(RequestContext::actor)
+        .and_then(|a| match a.principal {
+            Principal::ApiKey { created_by, .. } => Some(created_by),
+            Principal::User { .. } => None,
+        })
+}
+
+/// Adds to `stmt`, a `WITH` list, the audit entry of `event` as one more CTE that writes
+/// it once per row of the CTE `gate`: exactly when the gated change is written, in the
+/// same statement (see `outbox::push_gated`).
+pub(crate) fn push_gated_entry(stmt: &mut Statement, event: &DomainEvent, gate: &str) {
+    let ctx = request_context::current();
+    let row = entry(
+        ctx.as_deref(),
+        event.organization_id,
+        actor_of(event, on_behalf_of(ctx.as_deref())),
+        AuditChange::from_event(event),
+    );
+    stmt.push(
+        ", audit_entry AS (INSERT INTO audit_log (organization_id, id, actor_type, actor_user_id, \
+         actor_api_key_id, ip, user_agent, action, entity_type, entity_id, changes) SELECT ",
+    );
+    let binds = [
+        Bind::Uuid(row.organization_id),
+        Bind::Uuid(row.id),
+        Bind::Text(row.actor_type.to_owned()),
+        Bind::OptUuid(row.actor_user_id),
+        Bind::OptUuid(row.actor_api_key_id),
+        Bind::OptText(row.ip.map(str::to_owned)),
+        Bind::OptText(row.user_agent.map(str::to_owned)),
+        Bind::Text(row.action),
+        Bind::Text(row.entity_type),
+        Bind::OptText(row.entity_id),
+        Bind::Json(row.changes),
+    ];
+    stmt.bind_list(binds);
+    stmt.push(&format!(" FROM {gate})"));
 }

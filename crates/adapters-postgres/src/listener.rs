@@ -196,6 +196,14 @@ async fn read(
         if wake.changed().await.is_err() {
             return;
         }
+        if bus.receiver_count() == 0 {
+            // Nobody streams from this instance: nothing to fetch. A stream that opens
+            // later subscribes before it reads the log's head or replays, so it reads
+            // what this skips itself (everything up to the notified `seq` committed
+            // before it subscribed).
+            cursor = cursor.max(*wake.borrow_and_update());
+            continue;
+        }
         loop {
             let rows = match log.since(cursor, PAGE).await {
                 Ok(rows) => rows,

@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 
 use crate::error::from_diesel;
 use crate::pool::Db;
+use crate::statement::{Bind, Statement};
 
 /// Rows numbered per pass: one pass commits before the next starts, so a large import
 /// is numbered in several short transactions.
@@ -88,10 +89,12 @@ pub async fn number_pass(
     conn: &mut AsyncPgConnection,
     batch: i32,
 ) -> Result<i32, diesel::result::Error> {
-    let row: Numbered = diesel::sql_query("SELECT events_number($1) AS n")
-        .bind::<diesel::sql_types::Integer, _>(batch)
-        .get_result(conn)
-        .await?;
+    // Prepared once per connection: a pass follows nearly every commit.
+    let mut pass = Statement::default();
+    pass.push("SELECT events_number(")
+        .bind(Bind::Int(batch))
+        .push(") AS n");
+    let row: Numbered = pass.prepared().get_result(conn).await?;
     Ok(row.n)
 }
 

@@ -6,6 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use nexus_domain::DomainEvent;
 
 use crate::schema::events;
+use crate::statement::{Bind, Statement};
 
 #[derive(Insertable)]
 #[diesel(table_name = events)]
@@ -52,4 +53,24 @@ pub async fn append(
         .execute(conn)
         .await?;
     crate::audit::record_events(conn, batch).await
+}
+
+/// Adds to `stmt`, a `WITH` list whose CTE `gate` makes the change, the event and its
+/// audit entry as two more CTEs that write them once per row `gate` returns. The change,
+/// its event and its entry are then one statement: one round trip, atomic on its own
+/// (no `BEGIN`/`COMMIT`), and preparable once per connection.
+pub(crate) fn push_gated(stmt: &mut Statement, event: &DomainEvent, gate: &str) {
+    stmt.push(
+        ", outbox_event AS (INSERT INTO events (id, organization_id, type, occurred_at, actor, payload) SELECT ",
+    );
+    stmt.bind_list([
+        Bind::Uuid(event.id.as_uuid()),
+        Bind::Uuid(event.organization_id.as_uuid()),
+        Bind::Text(event.event_type.as_str().to_owned()),
+        Bind::Time(event.occurred_at),
+        Bind::Json(serde_json::to_value(&event.actor).unwrap_or(serde_json::Value::Null)),
+        Bind::Json(event.payload.clone()),
+    ]);
+    stmt.push(&format!(" FROM {gate})"));
+    crate::audit::push_gated_entry(stmt, event, gate);
 }

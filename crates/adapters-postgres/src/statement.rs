@@ -12,7 +12,9 @@ use chrono::{DateTime, Utc};
 use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, BoxedSqlQuery, Query, QueryFragment, QueryId, SqlQuery};
-use diesel::sql_types::{Array, BigInt, Int2, Jsonb, Text, Timestamptz, Untyped, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Int2, Integer, Jsonb, Nullable, Text, Timestamptz, Untyped, Uuid as SqlUuid,
+};
 use uuid::Uuid;
 
 /// One bind of a hand-built statement.
@@ -23,7 +25,11 @@ pub(crate) enum Bind {
     Time(DateTime<Utc>),
     Json(serde_json::Value),
     SmallInt(i16),
+    Int(i32),
     BigInt(i64),
+    OptUuid(Option<Uuid>),
+    OptText(Option<String>),
+    OptTime(Option<DateTime<Utc>>),
 }
 
 /// SQL text with `$n` placeholders and their values.
@@ -50,6 +56,17 @@ impl Statement {
         self
     }
 
+    /// Binds `values` separated by commas, as a select list or a `VALUES` row.
+    pub(crate) fn bind_list(&mut self, values: impl IntoIterator<Item = Bind>) -> &mut Self {
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind(value);
+        }
+        self
+    }
+
     /// Sent unprepared: PostgreSQL plans it with these very values.
     pub(crate) fn query(self) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
         let mut q = diesel::sql_query(self.sql).into_boxed();
@@ -61,7 +78,11 @@ impl Statement {
                 Bind::Time(v) => q.bind::<Timestamptz, _>(v),
                 Bind::Json(v) => q.bind::<Jsonb, _>(v),
                 Bind::SmallInt(v) => q.bind::<Int2, _>(v),
+                Bind::Int(v) => q.bind::<Integer, _>(v),
                 Bind::BigInt(v) => q.bind::<BigInt, _>(v),
+                Bind::OptUuid(v) => q.bind::<Nullable<SqlUuid>, _>(v),
+                Bind::OptText(v) => q.bind::<Nullable<Text>, _>(v),
+                Bind::OptTime(v) => q.bind::<Nullable<Timestamptz>, _>(v),
             };
         }
         q
@@ -101,7 +122,11 @@ impl QueryFragment<Pg> for Prepared {
                 Bind::Time(v) => out.push_bind_param::<Timestamptz, _>(v)?,
                 Bind::Json(v) => out.push_bind_param::<Jsonb, _>(v)?,
                 Bind::SmallInt(v) => out.push_bind_param::<Int2, _>(v)?,
+                Bind::Int(v) => out.push_bind_param::<Integer, _>(v)?,
                 Bind::BigInt(v) => out.push_bind_param::<BigInt, _>(v)?,
+                Bind::OptUuid(v) => out.push_bind_param::<Nullable<SqlUuid>, _>(v)?,
+                Bind::OptText(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
+                Bind::OptTime(v) => out.push_bind_param::<Nullable<Timestamptz>, _>(v)?,
             }
             from = range.end;
         }

@@ -266,6 +266,17 @@ async fn owners_must_be_members_of_the_organization() {
         Err(ContactWriteError::OwnerNotMember)
     ));
     assert_eq!(f.count("SELECT count(*) AS n FROM contacts").await, 0);
+    // The contact, its event and its audit entry are one statement: none of them.
+    assert_eq!(
+        f.count("SELECT count(*) AS n FROM events WHERE type = 'contact.created'")
+            .await,
+        0
+    );
+    assert_eq!(
+        f.count("SELECT count(*) AS n FROM audit_log WHERE action = 'contact.created'")
+            .await,
+        0
+    );
 }
 
 #[tokio::test]

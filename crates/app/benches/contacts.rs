@@ -263,13 +263,14 @@ async fn main() {
     let get_sql = format!(
         "\\set n random(1, 1000)\nSELECT {COLS} FROM contacts WHERE organization_id = '{org}' AND id = (SELECT id FROM bench_ids WHERE n = :n);"
     );
+    // The create is one statement (contact, event and audit entry; see
+    // `PgContactRepository::insert`) after the read of the custom field definitions.
     let create_sql = format!(
         "SELECT * FROM custom_field_definitions WHERE organization_id = '{org}' ORDER BY created_at, id;
-BEGIN;
-INSERT INTO contacts ({COLS}) VALUES ('{org}', gen_random_uuid(), 'Bench', 'Person', 'pgb-' || gen_random_uuid() || '@bench.io', NULL, NULL, NULL, 'lead', 20, NULL, '{{}}', '{{}}', 1, now(), now(), NULL);
-INSERT INTO events (id, organization_id, type, occurred_at, actor, payload) VALUES (gen_random_uuid(), '{org}', 'contact.created', now(), '{{}}', '{{}}');
-INSERT INTO audit_log (organization_id, id, actor_type, action, entity_type, entity_id, changes) VALUES ('{org}', gen_random_uuid(), 'user', 'contact.created', 'contact', gen_random_uuid()::text, '{{}}');
-COMMIT;"
+WITH created AS (INSERT INTO contacts ({COLS}) SELECT '{org}', gen_random_uuid(), 'Bench', 'Person', 'pgb-' || gen_random_uuid() || '@bench.io', NULL, NULL, NULL, 'lead', 20, NULL, '{{}}', '{{}}', 1, now(), now(), NULL WHERE NULL::uuid IS NULL OR EXISTS (SELECT 1 FROM memberships WHERE organization_id = '{org}' AND user_id = NULL) RETURNING 1), \
+outbox_event AS (INSERT INTO events (id, organization_id, type, occurred_at, actor, payload) SELECT gen_random_uuid(), '{org}', 'contact.created', now(), '{{}}', '{{}}' FROM created), \
+audit_entry AS (INSERT INTO audit_log (organization_id, id, actor_type, actor_user_id, actor_api_key_id, ip, user_agent, action, entity_type, entity_id, changes) SELECT '{org}', gen_random_uuid(), 'user', NULL, NULL, '127.0.0.1', 'bench', 'contact.created', 'contact', gen_random_uuid()::text, '{{}}' FROM created) \
+SELECT count(*) AS n FROM created;"
     );
 
     println!();

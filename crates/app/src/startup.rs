@@ -222,7 +222,7 @@ impl Application {
         };
         let pool = build_pool(&url, &pool_settings)?;
         let db = Db::new(pool.clone(), config.db_acquire_timeout);
-        let numberer = tokio::spawn(numberer::run(db.clone(), commits));
+        let numberer = tokio::spawn(numberer::run(db.clone(), commits.clone()));
 
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let hasher = BcryptHasher::new(config.bcrypt_cost, cores, Duration::from_secs(5))?;
@@ -270,7 +270,8 @@ impl Application {
             refresh_ttl,
         ));
         let contacts: Arc<dyn ContactUseCases> = Arc::new(ContactService::new(
-            PgContactRepository::new(pool.clone(), config.db_acquire_timeout),
+            PgContactRepository::new(pool.clone(), config.db_acquire_timeout)
+                .with_commit_bell(commits.clone()),
             PgCustomFieldRepository::new(pool.clone(), config.db_acquire_timeout),
             SystemClock,
             UuidV7Generator,

@@ -30,6 +30,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::error::{from_diesel, from_pool};
+use crate::numberer::CommitBell;
 use crate::pool::{PgConn, PgPool};
 use crate::repo::{foreign_key_violation, unique_violation};
 pub(crate) use crate::statement::{Bind, Statement};
@@ -110,11 +111,59 @@ impl ContactRow {
             .bind::<Timestamptz, _>(self.updated_at)
             .bind::<Nullable<Timestamptz>, _>(self.deleted_at)
     }
+
+    /// Every column as a [`Bind`], in [`COLUMNS`] order.
+    pub(crate) fn binds(self) -> [Bind; 17] {
+        [
+            Bind::Uuid(self.organization_id),
+            Bind::Uuid(self.id),
+            Bind::Text(self.first_name),
+            Bind::Text(self.last_name),
+            Bind::OptText(self.email),
+            Bind::OptText(self.phone),
+            Bind::OptText(self.phone_e164),
+            Bind::OptText(self.company),
+            Bind::Text(self.lifecycle_stage),
+            Bind::SmallInt(self.lead_score),
+            Bind::OptUuid(self.owner_id),
+            Bind::TextArray(self.tags),
+            Bind::Json(self.custom_fields),
+            Bind::Int(self.version),
+            Bind::Time(self.created_at),
+            Bind::Time(self.updated_at),
+            Bind::OptTime(self.deleted_at),
+        ]
+    }
 }
 
-const INSERT: &str = "INSERT INTO contacts (organization_id, id, first_name, last_name, email, phone, phone_e164, \
-     company, lifecycle_stage, lead_score, owner_id, tags, custom_fields, version, created_at, updated_at, deleted_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+/// A new contact, its event and its audit entry in one statement (see
+/// `outbox::push_gated`), prepared once per connection. The contact is written only if
+/// its owner, when it has one, is a member of the organization; the statement returns
+/// how many contacts it wrote (0 or 1).
+fn insert_statement(row: ContactRow, event: &DomainEvent) -> Statement {
+    let (org, owner) = (row.organization_id, row.owner_id);
+    let mut s = Statement::default();
+    s.push(&format!(
+        "WITH created AS (INSERT INTO contacts ({COLUMNS}) SELECT "
+    ));
+    s.bind_list(row.binds());
+    s.push(" WHERE ")
+        .bind(Bind::OptUuid(owner))
+        .push(" IS NULL OR EXISTS (SELECT 1 FROM memberships WHERE organization_id = ")
+        .bind(Bind::Uuid(org))
+        .push(" AND user_id = ")
+        .bind(Bind::OptUuid(owner))
+        .push(") RETURNING 1)");
+    outbox::push_gated(&mut s, event, "created");
+    s.push(" SELECT count(*) AS n FROM created");
+    s
+}
+
+#[derive(QueryableByName)]
+struct Written {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
 
 /// Stores every column but the keys and `created_at` if the version is still `$18`.
 pub(crate) const UPDATE: &str = "UPDATE contacts SET first_name = $3, last_name = $4, email = $5, phone = $6, phone_e164 = $7, \
@@ -209,15 +258,25 @@ impl TryFrom<ContactRow> for Contact {
 pub struct PgContactRepository {
     pool: PgPool,
     acquire_timeout: Duration,
+    commits: CommitBell,
 }
 
 impl PgContactRepository {
     #[must_use]
-    pub const fn new(pool: PgPool, acquire_timeout: Duration) -> Self {
+    pub fn new(pool: PgPool, acquire_timeout: Duration) -> Self {
         Self {
             pool,
             acquire_timeout,
+            commits: CommitBell::default(),
         }
+    }
+
+    /// Rings `bell` after each write that commits on its own, as the pool's commit
+    /// watch does after each `COMMIT` (the pool's own bell, so the numberer hears both).
+    #[must_use]
+    pub fn with_commit_bell(mut self, bell: CommitBell) -> Self {
+        self.commits = bell;
+        self
     }
 
     async fn conn(&self) -> Result<PgConn, StoreError> {
@@ -469,16 +528,17 @@ impl ContactRepository for PgContactRepository {
             organization_id: org.as_uuid(),
             ..ContactRow::from(contact)
         };
-        let owner = contact.fields.owner_id;
-        let events = std::slice::from_ref(event);
-        conn.transaction(async |conn| {
-            check_owner(conn, org, owner).await?;
-            row.bind_all(INSERT).execute(conn).await?;
-            outbox::append(conn, events).await?;
-            Ok::<_, TxError>(())
-        })
-        .await
-        .map_err(ContactWriteError::from)
+        let written: Written = insert_statement(row, event)
+            .prepared()
+            .get_result(&mut conn)
+            .await
+            .map_err(|e| ContactWriteError::from(TxError::Db(e)))?;
+        if written.n == 0 {
+            return Err(ContactWriteError::OwnerNotMember);
+        }
+        // Committed without a `COMMIT` the pool's commit watch would see.
+        self.commits.ring();
+        Ok(())
     }
 
     async fn get(

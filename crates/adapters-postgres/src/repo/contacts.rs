@@ -1,5 +1,6 @@
 //! Contacts in PostgreSQL. Every statement filters on `organization_id`; every write runs
-//! with its outbox event in one short transaction.
+//! with its outbox event in one short transaction. A create is one prepared statement
+//! (contact, event and audit entry; see `outbox::push_gated`), which commits on its own.
 //!
 //! Lists are built as SQL text with numbered binds. Searches and GIN filters are sent
 //! unprepared, so PostgreSQL plans each with its actual pattern (a cached generic plan

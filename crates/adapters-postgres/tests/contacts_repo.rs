@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Jsonb};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use nexus_adapters_postgres::numberer::CommitBell;
 use nexus_adapters_postgres::pool::{PoolSettings, build_pool};
 use nexus_adapters_postgres::repo::{PgContactRepository, PgCustomFieldRepository};
 use nexus_adapters_postgres::testing::TestDatabase;
@@ -868,4 +869,50 @@ async fn the_purge_keeps_contacts_that_have_deals_and_never_destroys_deals() {
         .await;
     assert!(refused.is_err());
     assert_eq!(f.count("SELECT count(*) AS n FROM deals").await, 1);
+}
+
+#[tokio::test]
+async fn a_create_writes_its_event_and_audit_entry_and_rings_the_commit_bell() {
+    let f = fixture().await;
+    let bell = CommitBell::default();
+    let pool = build_pool(f.db.url(), &PoolSettings::default()).unwrap();
+    let contacts =
+        PgContactRepository::new(pool, Duration::from_secs(2)).with_commit_bell(bell.clone());
+    let (c, e) = Contact::create(
+        ContactId::from_uuid(Uuid::now_v7()),
+        f.org,
+        fields(
+            json!({"firstName": "Ada", "lastName": "Lovelace", "ownerId": f.user.as_uuid().to_string()}),
+            &[],
+        ),
+        &ctx(f.user),
+    );
+    let rung = tokio::spawn({
+        let bell = bell.clone();
+        async move { bell.rung().await }
+    });
+    contacts.insert(f.org, &c, &e).await.unwrap();
+    // The statement committed on its own: the numberer must hear of it at once.
+    tokio::time::timeout(Duration::from_secs(2), rung)
+        .await
+        .expect("the create rang the commit bell")
+        .unwrap();
+    assert_eq!(contacts.get(f.org, c.id, false).await.unwrap(), Some(c));
+    assert_eq!(
+        f.count(&format!(
+            "SELECT count(*) AS n FROM events WHERE id = '{}' AND type = 'contact.created'",
+            e.id.as_uuid()
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        f.count(&format!(
+            "SELECT count(*) AS n FROM audit_log WHERE action = 'contact.created' \
+             AND actor_user_id = '{}'",
+            f.user.as_uuid()
+        ))
+        .await,
+        1
+    );
 }

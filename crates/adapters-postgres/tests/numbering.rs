@@ -10,8 +10,11 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::StreamExt;
 use nexus_adapters_postgres::numberer::{CommitBell, number_pending};
-use nexus_adapters_postgres::pool::{PoolSettings, build_pool};
+use nexus_adapters_postgres::pool::{Db, PoolSettings, build_pool};
+use nexus_adapters_postgres::repo::events::PgEventLog;
 use nexus_adapters_postgres::testing::TestDatabase;
+use nexus_domain::OrgId;
+use nexus_ports::events::EventLog;
 
 const ORG: &str = "0190f0e0-0000-7000-8000-0000000000aa";
 
@@ -228,4 +231,22 @@ async fn webhook_workers_are_notified_only_when_deliveries_are_queued() {
         .unwrap();
     let ping = notified(&mut stream, "the ping wakes the workers").await;
     assert_eq!(ping.channel, "nexus_deliveries");
+}
+
+#[tokio::test]
+async fn the_head_counts_every_event_committed_before_it_was_asked() {
+    // A stream without a position starts at the head: an event committed before it
+    // asked but not numbered yet must fall below it, not arrive later as new.
+    let db = TestDatabase::create().await;
+    let mut conn = connect(&db).await;
+    conn.batch_execute(&insert("committed")).await.unwrap();
+    let pool = build_pool(db.url(), &PoolSettings::default()).unwrap();
+    let log = PgEventLog::new(Db::new(pool, Duration::from_secs(2)));
+    let org = OrgId::from_uuid(ORG.parse().unwrap());
+    assert_eq!(log.head(Some(org)).await.unwrap(), 1);
+    assert_eq!(log.head(None).await.unwrap(), 1);
+    assert_eq!(
+        numbers(&mut conn).await,
+        [("committed".to_owned(), Some(1))]
+    );
 }

@@ -116,6 +116,11 @@ impl EventLog for PgEventLog {
 
     async fn head(&self, org: Option<OrgId>) -> Result<i64, StoreError> {
         let mut conn = self.db.conn().await?;
+        // A stream without a position starts here: what committed before it asked must
+        // be numbered below the head, or it would arrive as if it were new.
+        crate::numberer::number_pending(&mut conn)
+            .await
+            .map_err(from_diesel)?;
         let mut query = events::table
             .select(diesel::dsl::max(events::seq))
             .into_boxed();

@@ -69,23 +69,7 @@ impl Statement {
 
     /// Sent unprepared: PostgreSQL plans it with these very values.
     pub(crate) fn query(self) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
-        let mut q = diesel::sql_query(self.sql).into_boxed();
-        for b in self.binds {
-            q = match b {
-                Bind::Uuid(v) => q.bind::<SqlUuid, _>(v),
-                Bind::Text(v) => q.bind::<Text, _>(v),
-                Bind::TextArray(v) => q.bind::<Array<Text>, _>(v),
-                Bind::Time(v) => q.bind::<Timestamptz, _>(v),
-                Bind::Json(v) => q.bind::<Jsonb, _>(v),
-                Bind::SmallInt(v) => q.bind::<Int2, _>(v),
-                Bind::Int(v) => q.bind::<Integer, _>(v),
-                Bind::BigInt(v) => q.bind::<BigInt, _>(v),
-                Bind::OptUuid(v) => q.bind::<Nullable<SqlUuid>, _>(v),
-                Bind::OptText(v) => q.bind::<Nullable<Text>, _>(v),
-                Bind::OptTime(v) => q.bind::<Nullable<Timestamptz>, _>(v),
-            };
-        }
-        q
+        unprepared(&self.sql, self.binds)
     }
 
     /// Prepared once per connection (keyed by its SQL text) and reused after; only for
@@ -93,6 +77,31 @@ impl Statement {
     pub(crate) const fn prepared(self) -> Prepared {
         Prepared(self)
     }
+}
+
+/// `sql`, whose `$n` placeholders are already written, with `binds` in that order, sent
+/// unprepared.
+pub(crate) fn unprepared(
+    sql: &str,
+    binds: impl IntoIterator<Item = Bind>,
+) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
+    let mut q = diesel::sql_query(sql).into_boxed();
+    for b in binds {
+        q = match b {
+            Bind::Uuid(v) => q.bind::<SqlUuid, _>(v),
+            Bind::Text(v) => q.bind::<Text, _>(v),
+            Bind::TextArray(v) => q.bind::<Array<Text>, _>(v),
+            Bind::Time(v) => q.bind::<Timestamptz, _>(v),
+            Bind::Json(v) => q.bind::<Jsonb, _>(v),
+            Bind::SmallInt(v) => q.bind::<Int2, _>(v),
+            Bind::Int(v) => q.bind::<Integer, _>(v),
+            Bind::BigInt(v) => q.bind::<BigInt, _>(v),
+            Bind::OptUuid(v) => q.bind::<Nullable<SqlUuid>, _>(v),
+            Bind::OptText(v) => q.bind::<Nullable<Text>, _>(v),
+            Bind::OptTime(v) => q.bind::<Nullable<Timestamptz>, _>(v),
+        };
+    }
+    q
 }
 
 /// A [`Statement`] that diesel's per-connection statement cache may keep.

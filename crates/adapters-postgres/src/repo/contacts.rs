@@ -92,25 +92,7 @@ impl ContactRow {
         diesel::pg::Pg,
         diesel::query_builder::SqlQuery,
     > {
-        diesel::sql_query(sql)
-            .into_boxed()
-            .bind::<SqlUuid, _>(self.organization_id)
-            .bind::<SqlUuid, _>(self.id)
-            .bind::<Text, _>(self.first_name)
-            .bind::<Text, _>(self.last_name)
-            .bind::<Nullable<Text>, _>(self.email)
-            .bind::<Nullable<Text>, _>(self.phone)
-            .bind::<Nullable<Text>, _>(self.phone_e164)
-            .bind::<Nullable<Text>, _>(self.company)
-            .bind::<Text, _>(self.lifecycle_stage)
-            .bind::<Int2, _>(self.lead_score)
-            .bind::<Nullable<SqlUuid>, _>(self.owner_id)
-            .bind::<Array<Text>, _>(self.tags)
-            .bind::<Jsonb, _>(self.custom_fields)
-            .bind::<Integer, _>(self.version)
-            .bind::<Timestamptz, _>(self.created_at)
-            .bind::<Timestamptz, _>(self.updated_at)
-            .bind::<Nullable<Timestamptz>, _>(self.deleted_at)
+        crate::statement::unprepared(sql, self.binds())
     }
 
     /// Every column as a [`Bind`], in [`COLUMNS`] order.

@@ -37,6 +37,7 @@ diesel::table! {
         version -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        custom_fields_generation -> Int8,
     }
 }
 
@@ -168,6 +169,9 @@ diesel::table! {
         updated_at -> Timestamptz,
     }
 }
+
+// The definitions are read with their organization's generation (`field_set`).
+diesel::allow_tables_to_appear_in_same_query!(organizations, custom_field_definitions);
 
 diesel::table! {
     pipelines (organization_id, id) {

@@ -81,7 +81,7 @@ impl Fixture {
             fields(body, &self.specs(org).await),
             &ctx(self.user),
         );
-        self.contacts.insert(org, &contact, &event).await.unwrap();
+        self.contacts.insert(org, &contact, &event, 0).await.unwrap();
         contact
     }
 
@@ -202,7 +202,7 @@ async fn duplicate_emails_are_refused_case_insensitively_among_live_contacts() {
         &ctx(f.user),
     );
     assert!(matches!(
-        f.contacts.insert(f.org, &dupe, &event).await,
+        f.contacts.insert(f.org, &dupe, &event, 0).await,
         Err(ContactWriteError::DuplicateEmail)
     ));
     assert_eq!(
@@ -224,7 +224,7 @@ async fn duplicate_emails_are_refused_case_insensitively_among_live_contacts() {
     // Once the first is deleted, the address is free again.
     let (deleted, event) = first.delete(&ctx(f.user));
     f.contacts
-        .save(f.org, &deleted, first.version, &event)
+        .save(f.org, &deleted, first.version, &event, None)
         .await
         .unwrap();
     f.contacts
@@ -232,6 +232,7 @@ async fn duplicate_emails_are_refused_case_insensitively_among_live_contacts() {
             f.org,
             &dupe,
             &Contact::create(dupe.id, f.org, dupe.fields.clone(), &ctx(f.user)).1,
+            0,
         )
         .await
         .unwrap();
@@ -263,7 +264,7 @@ async fn owners_must_be_members_of_the_organization() {
         &ctx(f.user),
     );
     assert!(matches!(
-        f.contacts.insert(f.org, &c, &e).await,
+        f.contacts.insert(f.org, &c, &e, 0).await,
         Err(ContactWriteError::OwnerNotMember)
     ));
     assert_eq!(f.count("SELECT count(*) AS n FROM contacts").await, 0);
@@ -290,7 +291,7 @@ async fn saves_are_guarded_by_the_version() {
         .apply_merge_patch(json!({"company": "Engines"}).as_object().unwrap(), &[])
         .unwrap();
     let (v2, event) = c.update(patched, &ctx(f.user)).unwrap();
-    f.contacts.save(f.org, &v2, 1, &event).await.unwrap();
+    f.contacts.save(f.org, &v2, 1, &event, None).await.unwrap();
     assert_eq!(
         f.contacts.get(f.org, c.id, false).await.unwrap().unwrap(),
         v2
@@ -302,7 +303,7 @@ async fn saves_are_guarded_by_the_version() {
         .unwrap();
     let (stale, event) = c.update(stale, &ctx(f.user)).unwrap();
     assert!(matches!(
-        f.contacts.save(f.org, &stale, 1, &event).await,
+        f.contacts.save(f.org, &stale, 1, &event, None).await,
         Err(ContactWriteError::VersionMismatch { current: 2 })
     ));
     assert_eq!(
@@ -324,7 +325,7 @@ async fn saves_are_guarded_by_the_version() {
     );
     // Another tenant's id is simply not found.
     assert!(matches!(
-        f.contacts.save(f.other_org, &stale, 2, &event).await,
+        f.contacts.save(f.other_org, &stale, 2, &event, None).await,
         Err(ContactWriteError::NotFound)
     ));
 }
@@ -495,7 +496,7 @@ async fn filters_search_and_totals() {
     // Deleted contacts leave lists.
     let (deleted, event) = ada.delete(&ctx(f.user));
     f.contacts
-        .save(f.org, &deleted, ada.version, &event)
+        .save(f.org, &deleted, ada.version, &event, None)
         .await
         .unwrap();
     assert!(run(q("lovelace")).await.is_empty());
@@ -891,7 +892,7 @@ async fn a_create_writes_its_event_and_audit_entry_and_rings_the_commit_bell() {
         let bell = bell.clone();
         async move { bell.rung().await }
     });
-    contacts.insert(f.org, &c, &e).await.unwrap();
+    contacts.insert(f.org, &c, &e, 0).await.unwrap();
     // The statement committed on its own: the numberer must hear of it at once.
     tokio::time::timeout(Duration::from_secs(2), rung)
         .await

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use nexus_domain::contact::{
@@ -17,12 +18,13 @@ use nexus_domain::{
 };
 use nexus_ports::contacts::{
     ContactFilter, ContactPage, ContactQuery, ContactRepository, ContactWriteError,
-    CustomFieldRepository, DefinitionWriteError, Keyset, Sort,
+    CustomFieldRepository, DefinitionWriteError, FieldSet, Keyset, Sort,
 };
 use nexus_ports::{Clock, IdGenerator};
 use serde_json::{Map, Value};
 
 use crate::error::{AppError, FieldIssue};
+use crate::field_sets::FieldSets;
 
 type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, AppError>> + Send + 'a>>;
 
@@ -31,6 +33,10 @@ pub const MAX_BATCH: usize = 100;
 
 /// How many times an update without `If-Match` is retried when it races another writer.
 const RACE_RETRIES: usize = 3;
+
+/// How many times a write is validated again after the custom field definitions
+/// changed under it.
+const DEFINITION_RETRIES: usize = 3;
 
 /// A list request: filters as typed by the caller, custom field filters still raw
 /// (their type comes from the organization's definitions).
@@ -125,6 +131,7 @@ pub struct ContactService<R, F, C, G> {
     fields: F,
     clock: C,
     ids: G,
+    field_sets: FieldSets,
 }
 
 fn issues(list: Vec<nexus_domain::FieldIssue>) -> AppError {
@@ -148,8 +155,19 @@ fn write_error(e: ContactWriteError) -> AppError {
         ),
         ContactWriteError::VersionMismatch { .. } => AppError::PreconditionFailed,
         ContactWriteError::NotFound => AppError::NotFound,
+        ContactWriteError::DefinitionsChanged => AppError::conflict(
+            "custom_fields_changed",
+            "The organization's custom fields kept changing during the request; retry it.",
+        ),
         ContactWriteError::Store(s) => s.into(),
     }
+}
+
+fn type_in_use() -> AppError {
+    AppError::conflict(
+        "field_type_in_use",
+        "The type cannot change while contacts hold values for this field.",
+    )
 }
 
 fn definition_error(e: DefinitionWriteError) -> AppError {
@@ -159,6 +177,7 @@ fn definition_error(e: DefinitionWriteError) -> AppError {
         }
         DefinitionWriteError::VersionMismatch { .. } => AppError::PreconditionFailed,
         DefinitionWriteError::NotFound => AppError::NotFound,
+        DefinitionWriteError::ValuesExist => type_in_use(),
         DefinitionWriteError::Store(s) => s.into(),
     }
 }
@@ -176,12 +195,13 @@ where
     C: Clock,
     G: IdGenerator,
 {
-    pub const fn new(contacts: R, fields: F, clock: C, ids: G) -> Self {
+    pub fn new(contacts: R, fields: F, clock: C, ids: G) -> Self {
         Self {
             contacts,
             fields,
             clock,
             ids,
+            field_sets: FieldSets::default(),
         }
     }
 
@@ -200,6 +220,22 @@ where
         }
     }
 
+    /// The kept field set of the organization (see `field_sets`), or with `fresh` one
+    /// read now; and whether it was read now.
+    async fn field_set(
+        &self,
+        actor: &Actor,
+        fresh: bool,
+    ) -> Result<(Arc<FieldSet>, bool), AppError> {
+        if !fresh && let Some(set) = self.field_sets.get(actor.org_id) {
+            return Ok((set, false));
+        }
+        let set = Arc::new(self.fields.field_set(actor.org_id).await?);
+        self.field_sets.put(actor.org_id, Arc::clone(&set));
+        Ok((set, true))
+    }
+
+    /// Definitions as of now, for reads (never the kept set: see `field_sets`).
     async fn specs(&self, actor: &Actor) -> Result<Vec<FieldSpec>, AppError> {
         Ok(self
             .fields
@@ -219,15 +255,33 @@ where
         body: Map<String, Value>,
     ) -> Result<Contact, AppError> {
         actor.authorize(Resource::Contacts, Action::Create)?;
-        let specs = self.specs(&actor).await?;
-        let fields = ContactFields::parse(&body, &specs, None).map_err(issues)?;
-        let id = ContactId::from_uuid(self.ids.new_id());
-        let (contact, event) = Contact::create(id, actor.org_id, fields, &self.ctx(&actor));
-        self.contacts
-            .insert(actor.org_id, &contact, &event)
-            .await
-            .map_err(write_error)?;
-        Ok(contact)
+        let (mut fresh, mut changed) = (false, 0);
+        loop {
+            let set;
+            (set, fresh) = self.field_set(&actor, fresh).await?;
+            let fields = match ContactFields::parse(&body, &set.specs, None) {
+                Ok(fields) => fields,
+                Err(_) if !fresh => {
+                    fresh = true;
+                    continue;
+                }
+                Err(list) => return Err(issues(list)),
+            };
+            let id = ContactId::from_uuid(self.ids.new_id());
+            let (contact, event) = Contact::create(id, actor.org_id, fields, &self.ctx(&actor));
+            match self
+                .contacts
+                .insert(actor.org_id, &contact, &event, set.generation)
+                .await
+            {
+                Ok(()) => return Ok(contact),
+                Err(ContactWriteError::DefinitionsChanged) if changed < DEFINITION_RETRIES => {
+                    changed += 1;
+                    fresh = true;
+                }
+                Err(e) => return Err(write_error(e)),
+            }
+        }
     }
 
     /// # Errors
@@ -253,10 +307,10 @@ where
         if_match: Option<i32>,
     ) -> Result<Contact, AppError> {
         actor.authorize(Resource::Contacts, Action::Update)?;
-        let specs = self.specs(&actor).await?;
-        let mut attempt = 0;
+        let (mut fresh, mut changed, mut raced) = (false, 0, 0);
         loop {
-            attempt += 1;
+            let set;
+            (set, fresh) = self.field_set(&actor, fresh).await?;
             let current = self
                 .contacts
                 .get(actor.org_id, id, false)
@@ -265,18 +319,38 @@ where
             if if_match.is_some_and(|v| v != current.version) {
                 return Err(AppError::PreconditionFailed);
             }
-            let fields = current.apply_merge_patch(&patch, &specs).map_err(issues)?;
+            let fields = match current.apply_merge_patch(&patch, &set.specs) {
+                Ok(fields) => fields,
+                Err(_) if !fresh => {
+                    fresh = true;
+                    continue;
+                }
+                Err(list) => return Err(issues(list)),
+            };
             let Some((updated, event)) = current.update(fields, &self.ctx(&actor)) else {
                 return Ok(current);
             };
             match self
                 .contacts
-                .save(actor.org_id, &updated, current.version, &event)
+                .save(
+                    actor.org_id,
+                    &updated,
+                    current.version,
+                    &event,
+                    Some(set.generation),
+                )
                 .await
             {
                 Ok(()) => return Ok(updated),
                 Err(ContactWriteError::VersionMismatch { .. })
-                    if if_match.is_none() && attempt < RACE_RETRIES => {}
+                    if if_match.is_none() && raced + 1 < RACE_RETRIES =>
+                {
+                    raced += 1;
+                }
+                Err(ContactWriteError::DefinitionsChanged) if changed < DEFINITION_RETRIES => {
+                    changed += 1;
+                    fresh = true;
+                }
                 Err(e) => return Err(write_error(e)),
             }
         }
@@ -303,7 +377,7 @@ where
         }
         let (deleted, event) = current.delete(&self.ctx(&actor));
         self.contacts
-            .save(actor.org_id, &deleted, current.version, &event)
+            .save(actor.org_id, &deleted, current.version, &event, None)
             .await
             .map_err(write_error)
     }
@@ -327,7 +401,7 @@ where
             ),
         })?;
         self.contacts
-            .save(actor.org_id, &restored, current.version, &event)
+            .save(actor.org_id, &restored, current.version, &event, None)
             .await
             .map_err(write_error)?;
         Ok(restored)
@@ -465,10 +539,11 @@ where
             created_at: now,
             updated_at: now,
         };
-        self.fields
-            .insert(actor.org_id, &definition)
-            .await
-            .map_err(definition_error)?;
+        let written = self.fields.insert(actor.org_id, &definition).await;
+        // Writes here would find out anyway (the generation moved); this spares them a
+        // refused attempt.
+        self.field_sets.forget(actor.org_id);
+        written.map_err(definition_error)?;
         Ok(definition)
     }
 
@@ -509,18 +584,17 @@ where
                 DefinitionChangeError::KeyChanged => {
                     AppError::invalid("key", "immutable", "a field's key cannot change")
                 }
-                DefinitionChangeError::TypeChangeWithValues => AppError::conflict(
-                    "field_type_in_use",
-                    "The type cannot change while contacts hold values for this field.",
-                ),
+                DefinitionChangeError::TypeChangeWithValues => type_in_use(),
             })?;
         let Some(changed) = changed else {
             return Ok(current);
         };
-        self.fields
+        let written = self
+            .fields
             .update(actor.org_id, &changed, current.version)
-            .await
-            .map_err(definition_error)?;
+            .await;
+        self.field_sets.forget(actor.org_id);
+        written.map_err(definition_error)?;
         Ok(changed)
     }
 
@@ -534,10 +608,12 @@ where
         id: CustomFieldId,
     ) -> Result<(), AppError> {
         actor.authorize(Resource::Pipelines, Action::Delete)?;
-        self.fields
+        let written = self
+            .fields
             .delete(actor.org_id, id, &event_actor(&actor), self.now())
-            .await
-            .map_err(definition_error)
+            .await;
+        self.field_sets.forget(actor.org_id);
+        written.map_err(definition_error)
     }
 
     /// Removes for good, organization by organization and in batches, the contacts
@@ -703,7 +779,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use nexus_domain::custom_field::FieldType;
@@ -748,6 +824,14 @@ mod tests {
         fields
             .expect_list()
             .returning(|_| Box::pin(async { Ok(Vec::new()) }));
+        fields.expect_field_set().returning(|_| {
+            Box::pin(async {
+                Ok(FieldSet {
+                    generation: 0,
+                    specs: Vec::new(),
+                })
+            })
+        });
         fields
     }
 
@@ -835,14 +919,14 @@ mod tests {
         let org = owner.org_id;
         contacts
             .expect_insert()
-            .withf(move |o, c, e| {
+            .withf(move |o, c, e, _| {
                 *o == org
                     && c.organization_id == org
                     && e.event_type == EventType::ContactCreated
                     && e.organization_id == org
             })
             .times(1)
-            .returning(|_, _, _| Box::pin(async { Ok(()) }));
+            .returning(|_, _, _, _| Box::pin(async { Ok(()) }));
         let s = service(contacts, no_fields());
         let bad = s.create(owner, body(json!({"firstName": "", "lastName": "L", "email": "nope", "tags": vec!["x"; 51]}))).await;
         let Err(AppError::Validation(found)) = bad else {
@@ -871,7 +955,7 @@ mod tests {
         let mut contacts = MockContactRepository::new();
         contacts
             .expect_insert()
-            .returning(|_, _, _| Box::pin(async { Err(ContactWriteError::DuplicateEmail) }));
+            .returning(|_, _, _, _| Box::pin(async { Err(ContactWriteError::DuplicateEmail) }));
         let s = service(contacts, no_fields());
         let err = s
             .create(
@@ -883,6 +967,109 @@ mod tests {
             err,
             Err(AppError::Conflict {
                 code: "duplicate_email",
+                ..
+            })
+        ));
+    }
+
+    /// Field sets read in turn: generation 1 without definitions, then generation 2
+    /// with a text field `plan`.
+    fn fields_gaining_a_plan(reads: Arc<AtomicUsize>) -> MockCustomFieldRepository {
+        let mut fields = MockCustomFieldRepository::new();
+        fields.expect_field_set().returning(move |_| {
+            let first = reads.fetch_add(1, Ordering::SeqCst) == 0;
+            Box::pin(async move {
+                Ok(if first {
+                    FieldSet {
+                        generation: 1,
+                        specs: Vec::new(),
+                    }
+                } else {
+                    FieldSet {
+                        generation: 2,
+                        specs: vec![
+                            FieldSpec::new("plan", "Plan", FieldType::Text, false, &[]).unwrap(),
+                        ],
+                    }
+                })
+            })
+        });
+        fields
+    }
+
+    #[tokio::test]
+    async fn definitions_are_kept_between_writes_and_read_again_before_a_refusal() {
+        let a = actor(Role::Member);
+        let generations = Arc::new(Mutex::new(Vec::new()));
+        let seen = generations.clone();
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_insert()
+            .times(3)
+            .returning(move |_, _, _, generation| {
+                seen.lock().unwrap().push(generation);
+                Box::pin(async { Ok(()) })
+            });
+        let reads = Arc::new(AtomicUsize::new(0));
+        let s = service(contacts, fields_gaining_a_plan(reads.clone()));
+        let plain = json!({"firstName": "A", "lastName": "B"});
+        s.create(a, body(plain.clone())).await.unwrap();
+        s.create(a, body(plain)).await.unwrap();
+        assert_eq!(reads.load(Ordering::SeqCst), 1, "the second write reuses the set");
+        // Under the kept set `plan` is unknown; the set read again knows it.
+        let with_plan = json!({"firstName": "A", "lastName": "B", "customFields": {"plan": "pro"}});
+        let created = s.create(a, body(with_plan)).await.unwrap();
+        assert_eq!(created.fields.custom_fields.get("plan"), Some(&json!("pro")));
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        assert_eq!(*generations.lock().unwrap(), [1, 1, 2]);
+        // A value that is wrong under fresh definitions is refused after one read.
+        let wrong = json!({"firstName": "A", "lastName": "B", "customFields": {"plan": 3}});
+        assert!(matches!(
+            s.create(a, body(wrong)).await,
+            Err(AppError::Validation(_))
+        ));
+        assert_eq!(reads.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_write_refused_for_changed_definitions_is_validated_again_then_given_up() {
+        let a = actor(Role::Member);
+        let mut contacts = MockContactRepository::new();
+        let mut attempt = 0;
+        contacts
+            .expect_insert()
+            .times(2)
+            .returning(move |_, _, _, generation| {
+                attempt += 1;
+                let changed = attempt == 1;
+                assert_eq!(generation, if changed { 1 } else { 2 });
+                Box::pin(async move {
+                    if changed {
+                        Err(ContactWriteError::DefinitionsChanged)
+                    } else {
+                        Ok(())
+                    }
+                })
+            });
+        let reads = Arc::new(AtomicUsize::new(0));
+        let s = service(contacts, fields_gaining_a_plan(reads.clone()));
+        s.create(a, body(json!({"firstName": "A", "lastName": "B"})))
+            .await
+            .unwrap();
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_insert()
+            .times(DEFINITION_RETRIES + 1)
+            .returning(|_, _, _, _| {
+                Box::pin(async { Err(ContactWriteError::DefinitionsChanged) })
+            });
+        let s = service(contacts, no_fields());
+        assert!(matches!(
+            s.create(a, body(json!({"firstName": "A", "lastName": "B"}))).await,
+            Err(AppError::Conflict {
+                code: "custom_fields_changed",
                 ..
             })
         ));
@@ -921,7 +1108,7 @@ mod tests {
         contacts
             .expect_save()
             .times(2)
-            .returning(move |_, _, _, _| {
+            .returning(move |_, _, _, _, _| {
                 let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
                 Box::pin(async move {
                     if first {
@@ -1100,7 +1287,7 @@ mod tests {
         let mut contacts = MockContactRepository::new();
         contacts
             .expect_insert()
-            .returning(|_, _, _| Box::pin(async { Ok(()) }));
+            .returning(|_, _, _, _| Box::pin(async { Ok(()) }));
         contacts
             .expect_get()
             .returning(|_, _, _| Box::pin(async { Ok(None) }));

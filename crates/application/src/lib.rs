@@ -7,6 +7,7 @@ pub mod contacts;
 pub mod csv;
 pub mod error;
 pub mod events;
+mod field_sets;
 pub mod health;
 pub mod idempotency;
 pub mod imports;

@@ -5,7 +5,7 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use nexus_domain::contact::{Contact, LifecycleStage};
-use nexus_domain::custom_field::CustomFieldDefinition;
+use nexus_domain::custom_field::{CustomFieldDefinition, FieldSpec};
 use nexus_domain::{ContactId, CustomFieldId, DomainEvent, EventActor, OrgId, UserId};
 
 use crate::error::StoreError;
@@ -173,22 +173,38 @@ pub enum ContactWriteError {
     VersionMismatch { current: i32 },
     #[error("no such contact")]
     NotFound,
+    /// The organization's custom field definitions changed since the generation the
+    /// write was validated under: nothing was written; validate again and retry.
+    #[error("the custom field definitions changed meanwhile")]
+    DefinitionsChanged,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// An organization's custom field definitions as of one generation (see
+/// [`CustomFieldRepository::field_set`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldSet {
+    pub generation: i64,
+    pub specs: Vec<FieldSpec>,
 }
 
 /// Contacts of one organization (`org` leads every method; rows of others are invisible).
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait ContactRepository: Send + Sync + 'static {
-    /// Inserts a new contact with its `contact.created` event, atomically.
+    /// Inserts a new contact with its `contact.created` event, atomically, if the
+    /// organization's custom field definitions are still at `fields_generation` (the
+    /// [`FieldSet`] its custom fields were validated against).
     ///
     /// # Errors
-    /// [`ContactWriteError::DuplicateEmail`], [`ContactWriteError::OwnerNotMember`], storage.
+    /// [`ContactWriteError::DuplicateEmail`], [`ContactWriteError::OwnerNotMember`],
+    /// [`ContactWriteError::DefinitionsChanged`], storage.
     fn insert(
         &self,
         org: OrgId,
         contact: &Contact,
         event: &DomainEvent,
+        fields_generation: i64,
     ) -> impl Future<Output = Result<(), ContactWriteError>> + Send;
 
     /// One contact; soft-deleted ones only with `include_deleted`.
@@ -203,17 +219,20 @@ pub trait ContactRepository: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Contact>, StoreError>> + Send;
 
     /// Stores `contact` (its new state: update, delete or restore) and its event, if the
-    /// stored version is still `expected_version`.
+    /// stored version is still `expected_version` and, when given, the custom field
+    /// definitions are still at `fields_generation`.
     ///
     /// # Errors
     /// [`ContactWriteError::VersionMismatch`], [`ContactWriteError::NotFound`],
-    /// [`ContactWriteError::DuplicateEmail`], [`ContactWriteError::OwnerNotMember`], storage.
+    /// [`ContactWriteError::DuplicateEmail`], [`ContactWriteError::OwnerNotMember`],
+    /// [`ContactWriteError::DefinitionsChanged`], storage.
     fn save(
         &self,
         org: OrgId,
         contact: &Contact,
         expected_version: i32,
         event: &DomainEvent,
+        fields_generation: Option<i64>,
     ) -> impl Future<Output = Result<(), ContactWriteError>> + Send;
 
     /// One page of live contacts.
@@ -294,6 +313,9 @@ pub enum DefinitionWriteError {
     VersionMismatch { current: i32 },
     #[error("no such custom field")]
     NotFound,
+    /// A type change found values of the field (checked inside the change's transaction).
+    #[error("contacts hold values of this field")]
+    ValuesExist,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -309,6 +331,13 @@ pub trait CustomFieldRepository: Send + Sync + 'static {
         &self,
         org: OrgId,
     ) -> impl Future<Output = Result<Vec<CustomFieldDefinition>, StoreError>> + Send;
+
+    /// The specs of every definition, in creation order, with the generation they were
+    /// read at (one snapshot). Every definition write bumps the generation.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn field_set(&self, org: OrgId) -> impl Future<Output = Result<FieldSet, StoreError>> + Send;
 
     /// # Errors
     /// Storage failures.
@@ -326,10 +355,12 @@ pub trait CustomFieldRepository: Send + Sync + 'static {
         definition: &CustomFieldDefinition,
     ) -> impl Future<Output = Result<(), DefinitionWriteError>> + Send;
 
-    /// Stores a changed definition if the stored version is still `expected_version`.
+    /// Stores a changed definition if the stored version is still `expected_version`;
+    /// a type change is refused when contacts hold values of the field.
     ///
     /// # Errors
-    /// [`DefinitionWriteError::VersionMismatch`], [`DefinitionWriteError::NotFound`], storage.
+    /// [`DefinitionWriteError::VersionMismatch`], [`DefinitionWriteError::NotFound`],
+    /// [`DefinitionWriteError::ValuesExist`], storage.
     fn update(
         &self,
         org: OrgId,

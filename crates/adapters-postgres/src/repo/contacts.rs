@@ -34,6 +34,7 @@ use crate::error::{from_diesel, from_pool};
 use crate::numberer::CommitBell;
 use crate::pool::{PgConn, PgPool};
 use crate::repo::{foreign_key_violation, unique_violation};
+use crate::schema::organizations;
 pub(crate) use crate::statement::{Bind, Statement};
 use crate::{audit, outbox};
 use nexus_domain::audit::AuditChange;
@@ -121,16 +122,22 @@ impl ContactRow {
 
 /// A new contact, its event and its audit entry in one statement (see
 /// `outbox::push_gated`), prepared once per connection. The contact is written only if
-/// its owner, when it has one, is a member of the organization; the statement returns
-/// how many contacts it wrote (0 or 1).
-fn insert_statement(row: ContactRow, event: &DomainEvent) -> Statement {
+/// the organization's custom field definitions are still at `generation` (their row is
+/// held `FOR SHARE` until the commit, see migration 000014) and its owner, when it has
+/// one, is a member of the organization. The statement returns how many contacts it
+/// wrote (0 or 1) and whether the generation matched.
+fn insert_statement(row: ContactRow, event: &DomainEvent, generation: i64) -> Statement {
     let (org, owner) = (row.organization_id, row.owner_id);
     let mut s = Statement::default();
-    s.push(&format!(
-        "WITH created AS (INSERT INTO contacts ({COLUMNS}) SELECT "
-    ));
+    s.push("WITH gate AS (SELECT 1 FROM organizations WHERE id = ")
+        .bind(Bind::Uuid(org))
+        .push(" AND custom_fields_generation = ")
+        .bind(Bind::BigInt(generation))
+        .push(&format!(
+            " FOR SHARE), created AS (INSERT INTO contacts ({COLUMNS}) SELECT "
+        ));
     s.bind_list(row.binds());
-    s.push(" WHERE ")
+    s.push(" FROM gate WHERE ")
         .bind(Bind::OptUuid(owner))
         .push(" IS NULL OR EXISTS (SELECT 1 FROM memberships WHERE organization_id = ")
         .bind(Bind::Uuid(org))
@@ -138,7 +145,7 @@ fn insert_statement(row: ContactRow, event: &DomainEvent) -> Statement {
         .bind(Bind::OptUuid(owner))
         .push(") RETURNING 1)");
     outbox::push_gated(&mut s, event, "created");
-    s.push(" SELECT count(*) AS n FROM created");
+    s.push(" SELECT (SELECT count(*) FROM created) AS n, (SELECT count(*) FROM gate) AS current");
     s
 }
 
@@ -146,6 +153,29 @@ fn insert_statement(row: ContactRow, event: &DomainEvent) -> Statement {
 struct Written {
     #[diesel(sql_type = BigInt)]
     n: i64,
+    #[diesel(sql_type = BigInt)]
+    current: i64,
+}
+
+/// Holds the organization's definitions generation row `FOR SHARE` until the commit if
+/// it is still `generation` (see migration 000014).
+async fn hold_generation(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    generation: i64,
+) -> Result<(), TxError> {
+    let held = organizations::table
+        .find(org.as_uuid())
+        .filter(organizations::custom_fields_generation.eq(generation))
+        .select(organizations::id)
+        .for_share()
+        .first::<Uuid>(conn)
+        .await
+        .optional()?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(TxError::Write(ContactWriteError::DefinitionsChanged)),
+    }
 }
 
 /// Stores every column but the keys and `created_at` if the version is still `$18`.
@@ -505,17 +535,21 @@ impl ContactRepository for PgContactRepository {
         org: OrgId,
         contact: &Contact,
         event: &DomainEvent,
+        fields_generation: i64,
     ) -> Result<(), ContactWriteError> {
         let mut conn = self.conn().await?;
         let row = ContactRow {
             organization_id: org.as_uuid(),
             ..ContactRow::from(contact)
         };
-        let written: Written = insert_statement(row, event)
+        let written: Written = insert_statement(row, event, fields_generation)
             .prepared()
             .get_result(&mut conn)
             .await
             .map_err(|e| ContactWriteError::from(TxError::Db(e)))?;
+        if written.current == 0 {
+            return Err(ContactWriteError::DefinitionsChanged);
+        }
         if written.n == 0 {
             return Err(ContactWriteError::OwnerNotMember);
         }
@@ -556,6 +590,7 @@ impl ContactRepository for PgContactRepository {
         contact: &Contact,
         expected_version: i32,
         event: &DomainEvent,
+        fields_generation: Option<i64>,
     ) -> Result<(), ContactWriteError> {
         let mut conn = self.conn().await?;
         let row = ContactRow {
@@ -566,6 +601,9 @@ impl ContactRepository for PgContactRepository {
         let id = contact.id.as_uuid();
         let events = std::slice::from_ref(event);
         conn.transaction(async |conn| {
+            if let Some(generation) = fields_generation {
+                hold_generation(conn, org, generation).await?;
+            }
             check_owner(conn, org, owner).await?;
             let updated = row
                 .bind_all(UPDATE)

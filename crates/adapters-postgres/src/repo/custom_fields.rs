@@ -9,7 +9,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use nexus_domain::custom_field::{CustomFieldDefinition, FieldKey, FieldSpec, FieldType};
 use nexus_domain::{CustomFieldId, EventActor, OrgId};
 use nexus_ports::StoreError;
-use nexus_ports::contacts::{CustomFieldRepository, DefinitionWriteError};
+use nexus_ports::contacts::{CustomFieldRepository, DefinitionWriteError, FieldSet};
 use uuid::Uuid;
 
 use crate::audit;
@@ -17,6 +17,7 @@ use crate::error::{from_diesel, from_pool};
 use crate::pool::{PgConn, PgPool};
 use crate::repo::unique_violation;
 use crate::schema::custom_field_definitions as defs;
+use crate::schema::organizations;
 use nexus_domain::audit::{AuditChange, field_changes};
 
 /// What the audit log records of a definition (the fields a user writes).
@@ -105,6 +106,37 @@ impl PgCustomFieldRepository {
     }
 }
 
+/// Moves the organization's definitions to a new generation, first in every definition
+/// write: it waits for contact writes holding the generation row (`FOR SHARE`) to
+/// commit, and refuses the ones that validated under the old generation after it.
+async fn bump_generation(conn: &mut PgConn, org: OrgId) -> Result<(), diesel::result::Error> {
+    diesel::update(organizations::table.find(org.as_uuid()))
+        .set(organizations::custom_fields_generation.eq(organizations::custom_fields_generation + 1))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+async fn values_exist(
+    conn: &mut PgConn,
+    org: OrgId,
+    key: &str,
+) -> Result<bool, diesel::result::Error> {
+    #[derive(QueryableByName)]
+    struct Flag {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        flag: bool,
+    }
+    let found: Flag = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM contacts WHERE organization_id = $1 AND custom_fields ? $2) AS flag",
+    )
+    .bind::<SqlUuid, _>(org.as_uuid())
+    .bind::<Text, _>(key.to_owned())
+    .get_result(conn)
+    .await?;
+    Ok(found.flag)
+}
+
 #[derive(Debug)]
 enum TxError {
     Write(DefinitionWriteError),
@@ -142,6 +174,29 @@ impl CustomFieldRepository for PgCustomFieldRepository {
             .collect()
     }
 
+    async fn field_set(&self, org: OrgId) -> Result<FieldSet, StoreError> {
+        let mut conn = self.conn().await?;
+        // One statement, so the generation and the definitions are one snapshot.
+        let rows: Vec<(i64, Option<DefinitionRow>)> = organizations::table
+            .left_join(defs::table.on(defs::organization_id.eq(organizations::id)))
+            .filter(organizations::id.eq(org.as_uuid()))
+            .order((defs::created_at.asc(), defs::id.asc()))
+            .select((
+                organizations::custom_fields_generation,
+                Option::<DefinitionRow>::as_select(),
+            ))
+            .load(&mut conn)
+            .await
+            .map_err(from_diesel)?;
+        let generation = rows.as_slice().first().map_or(0, |(g, _)| *g);
+        let specs = rows
+            .into_iter()
+            .filter_map(|(_, row)| row)
+            .map(|row| CustomFieldDefinition::try_from(row).map(|d| d.spec))
+            .collect::<Result<_, _>>()?;
+        Ok(FieldSet { generation, specs })
+    }
+
     async fn get(
         &self,
         org: OrgId,
@@ -177,6 +232,7 @@ impl CustomFieldRepository for PgCustomFieldRepository {
         );
         let row = &row;
         conn.transaction(async move |conn| {
+            bump_generation(conn, org).await?;
             diesel::insert_into(defs::table)
                 .values(row)
                 .execute(conn)
@@ -198,6 +254,7 @@ impl CustomFieldRepository for PgCustomFieldRepository {
         let row = DefinitionRow::from(definition);
         let id = definition.id.as_uuid();
         conn.transaction(async |conn| {
+            bump_generation(conn, org).await?;
             let before: Option<DefinitionRow> = defs::table
                 .filter(defs::organization_id.eq(org.as_uuid()))
                 .filter(defs::id.eq(id))
@@ -206,6 +263,14 @@ impl CustomFieldRepository for PgCustomFieldRepository {
                 .first(conn)
                 .await
                 .optional()?;
+            // The caller checked too, but only this transaction sees every contact
+            // write validated under the old type (the bump waited for them).
+            if let Some(before) = &before
+                && before.field_type != row.field_type
+                && values_exist(conn, org, &before.key).await?
+            {
+                return Err(TxError::Write(DefinitionWriteError::ValuesExist));
+            }
             let updated = diesel::update(defs::table)
                 .filter(defs::organization_id.eq(org.as_uuid()))
                 .filter(defs::id.eq(id))
@@ -242,21 +307,8 @@ impl CustomFieldRepository for PgCustomFieldRepository {
     }
 
     async fn values_exist(&self, org: OrgId, key: &str) -> Result<bool, StoreError> {
-        #[derive(QueryableByName)]
-        struct Flag {
-            #[diesel(sql_type = diesel::sql_types::Bool)]
-            flag: bool,
-        }
         let mut conn = self.conn().await?;
-        let found: Flag = diesel::sql_query(
-            "SELECT EXISTS (SELECT 1 FROM contacts WHERE organization_id = $1 AND custom_fields ? $2) AS flag",
-        )
-        .bind::<SqlUuid, _>(org.as_uuid())
-        .bind::<Text, _>(key.to_owned())
-        .get_result(&mut conn)
-        .await
-        .map_err(from_diesel)?;
-        Ok(found.flag)
+        values_exist(&mut conn, org, key).await.map_err(from_diesel)
     }
 
     async fn delete(
@@ -269,6 +321,7 @@ impl CustomFieldRepository for PgCustomFieldRepository {
         let mut conn = self.conn().await?;
         let actor = serde_json::to_value(actor).unwrap_or(serde_json::Value::Null);
         conn.transaction(async |conn| {
+            bump_generation(conn, org).await?;
             let key: Option<String> = diesel::delete(defs::table)
                 .filter(defs::organization_id.eq(org.as_uuid()))
                 .filter(defs::id.eq(id.as_uuid()))

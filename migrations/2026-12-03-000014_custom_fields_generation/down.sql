@@ -1,1 +1,3 @@
+DROP TRIGGER custom_field_definitions_bump_generation ON custom_field_definitions;
+DROP FUNCTION custom_fields_bump_generation();
 ALTER TABLE organizations DROP COLUMN custom_fields_generation;

@@ -75,24 +75,18 @@ fn fields(body: Value, defs: &[FieldSpec]) -> ContactFields {
 
 impl Fixture {
     async fn create(&self, org: OrgId, body: Value) -> Contact {
+        let set = self.fields.field_set(org).await.unwrap();
         let (contact, event) = Contact::create(
             ContactId::from_uuid(Uuid::now_v7()),
             org,
-            fields(body, &self.specs(org).await),
+            fields(body, &set.specs),
             &ctx(self.user),
         );
-        self.contacts.insert(org, &contact, &event, 0).await.unwrap();
-        contact
-    }
-
-    async fn specs(&self, org: OrgId) -> Vec<FieldSpec> {
-        self.fields
-            .list(org)
+        self.contacts
+            .insert(org, &contact, &event, set.generation)
             .await
-            .unwrap()
-            .into_iter()
-            .map(|d| d.spec)
-            .collect()
+            .unwrap();
+        contact
     }
 
     async fn count(&self, sql: &str) -> i64 {
@@ -617,6 +611,15 @@ async fn custom_field_definitions_keys_versions_and_deletion_of_values() {
         )
         .await;
     assert!(f.fields.values_exist(f.org, "seats").await.unwrap());
+    let retyped = CustomFieldDefinition {
+        version: 2,
+        spec: FieldSpec::new("seats", "Seats", FieldType::Text, false, &[]).unwrap(),
+        ..seats.clone()
+    };
+    assert!(matches!(
+        f.fields.update(f.org, &retyped, 1).await,
+        Err(DefinitionWriteError::ValuesExist)
+    ));
 
     let changed = CustomFieldDefinition {
         version: 2,
@@ -659,6 +662,89 @@ async fn custom_field_definitions_keys_versions_and_deletion_of_values() {
         [json!({"customFields": {"from": {"seats": 12}, "to": {}}})]
     );
     assert!(f.fields.list(f.org).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn writes_validated_under_older_definitions_are_refused_and_write_nothing() {
+    let f = fixture().await;
+    let empty = f.fields.field_set(f.org).await.unwrap();
+    assert_eq!((empty.generation, empty.specs.len()), (0, 0));
+    let now = Utc::now();
+    let plan = CustomFieldDefinition {
+        id: CustomFieldId::from_uuid(Uuid::now_v7()),
+        organization_id: f.org,
+        spec: FieldSpec::new("plan", "Plan", FieldType::Text, false, &[]).unwrap(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    f.fields.insert(f.org, &plan).await.unwrap();
+    let set = f.fields.field_set(f.org).await.unwrap();
+    assert_eq!(set.generation, 1);
+    assert_eq!(set.specs, std::slice::from_ref(&plan.spec));
+    assert_eq!(
+        f.fields.field_set(f.other_org).await.unwrap().generation,
+        0,
+        "another organization's definitions keep their generation"
+    );
+
+    let (contact, event) = Contact::create(
+        ContactId::from_uuid(Uuid::now_v7()),
+        f.org,
+        fields(json!({"firstName": "A", "lastName": "B"}), &[]),
+        &ctx(f.user),
+    );
+    assert!(matches!(
+        f.contacts.insert(f.org, &contact, &event, 0).await,
+        Err(ContactWriteError::DefinitionsChanged)
+    ));
+    assert_eq!(f.count("SELECT count(*) AS n FROM contacts").await, 0);
+    assert_eq!(
+        f.count("SELECT count(*) AS n FROM events WHERE type LIKE 'contact.%'")
+            .await,
+        0
+    );
+    assert_eq!(
+        f.count("SELECT count(*) AS n FROM audit_log WHERE action LIKE 'contact.%'")
+            .await,
+        0
+    );
+    f.contacts.insert(f.org, &contact, &event, 1).await.unwrap();
+
+    let (renamed, event) = contact
+        .update(
+            fields(json!({"firstName": "A", "lastName": "C"}), &set.specs),
+            &ctx(f.user),
+        )
+        .unwrap();
+    f.fields
+        .delete(f.org, plan.id, &EventActor::User { id: f.user }, now)
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.contacts.save(f.org, &renamed, 1, &event, Some(1)).await,
+        Err(ContactWriteError::DefinitionsChanged)
+    ));
+    let stored = f
+        .contacts
+        .get(f.org, contact.id, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((stored.version, stored.fields.last_name.as_str()), (1, "B"));
+    f.contacts
+        .save(f.org, &renamed, 1, &event, Some(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.contacts
+            .get(f.org, contact.id, false)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        2
+    );
 }
 
 #[tokio::test]

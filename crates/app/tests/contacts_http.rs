@@ -1155,3 +1155,88 @@ async fn export_streams_the_filtered_list_as_csv() {
         "another tenant exports nothing of ours"
     );
 }
+
+/// `POST` to an explicit address (another instance of the app), with the status and body.
+async fn post_at(url: String, user: &TestUser, body: Value) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(&user.access_token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn an_instance_validates_against_definitions_another_instance_changed() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@instances.io").await;
+    let other = app.spawn_instance().await;
+    // This instance keeps the (empty) definitions after its first create.
+    create(&app, &owner, json!({"firstName": "A", "lastName": "One"})).await;
+
+    let (status, body) = post_at(
+        other.url("/api/v1/custom-fields"),
+        &owner,
+        json!({"key": "plan", "label": "Plan", "type": "select", "options": ["free", "pro"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // Unknown under the kept definitions, known under the ones read again.
+    let made = create(
+        &app,
+        &owner,
+        json!({"firstName": "B", "lastName": "Two", "customFields": {"plan": "pro"}}),
+    )
+    .await;
+    assert_eq!(made["customFields"], json!({"plan": "pro"}));
+
+    // The other instance adds an option: under this instance's kept definitions "team"
+    // is invalid, so the validation is repeated under fresh ones before any refusal.
+    let id = body["id"].as_str().unwrap().to_owned();
+    let res = reqwest::Client::new()
+        .patch(other.url(&format!("/api/v1/custom-fields/{id}")))
+        .bearer_auth(&owner.access_token)
+        .json(&json!({"options": ["free", "pro", "team"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let made = create(
+        &app,
+        &owner,
+        json!({"firstName": "C", "lastName": "Three", "customFields": {"plan": "team"}}),
+    )
+    .await;
+    assert_eq!(made["customFields"], json!({"plan": "team"}));
+
+    // The other instance narrows the options. This instance's kept definitions still
+    // accept "free": the database refuses the write validated under them (their
+    // generation moved on), and it is validated again under the narrowed set.
+    let res = reqwest::Client::new()
+        .patch(other.url(&format!("/api/v1/custom-fields/{id}")))
+        .bearer_auth(&owner.access_token)
+        .json(&json!({"options": ["pro", "team"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let before = count(&app, "SELECT count(*) AS n FROM contacts").await;
+    let res = call(
+        &app,
+        &owner,
+        "POST",
+        "/api/v1/contacts",
+        Some(json!({"firstName": "D", "lastName": "Four", "customFields": {"plan": "free"}})),
+    )
+    .await;
+    assert_problem(&res, 422, "validation_failed");
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM contacts").await,
+        before
+    );
+}

@@ -779,8 +779,8 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
 
     use nexus_domain::custom_field::FieldType;
     use nexus_domain::{EventType, OrgId, Role, SessionId, UserId};
@@ -1015,11 +1015,18 @@ mod tests {
         let plain = json!({"firstName": "A", "lastName": "B"});
         s.create(a, body(plain.clone())).await.unwrap();
         s.create(a, body(plain)).await.unwrap();
-        assert_eq!(reads.load(Ordering::SeqCst), 1, "the second write reuses the set");
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            1,
+            "the second write reuses the set"
+        );
         // Under the kept set `plan` is unknown; the set read again knows it.
         let with_plan = json!({"firstName": "A", "lastName": "B", "customFields": {"plan": "pro"}});
         let created = s.create(a, body(with_plan)).await.unwrap();
-        assert_eq!(created.fields.custom_fields.get("plan"), Some(&json!("pro")));
+        assert_eq!(
+            created.fields.custom_fields.get("plan"),
+            Some(&json!("pro"))
+        );
         assert_eq!(reads.load(Ordering::SeqCst), 2);
         assert_eq!(*generations.lock().unwrap(), [1, 1, 2]);
         // A value that is wrong under fresh definitions is refused after one read.
@@ -1062,12 +1069,11 @@ mod tests {
         contacts
             .expect_insert()
             .times(DEFINITION_RETRIES + 1)
-            .returning(|_, _, _, _| {
-                Box::pin(async { Err(ContactWriteError::DefinitionsChanged) })
-            });
+            .returning(|_, _, _, _| Box::pin(async { Err(ContactWriteError::DefinitionsChanged) }));
         let s = service(contacts, no_fields());
         assert!(matches!(
-            s.create(a, body(json!({"firstName": "A", "lastName": "B"}))).await,
+            s.create(a, body(json!({"firstName": "A", "lastName": "B"})))
+                .await,
             Err(AppError::Conflict {
                 code: "custom_fields_changed",
                 ..

@@ -35,7 +35,10 @@ impl FieldSets {
     /// put back what a faster one replaced).
     pub(crate) fn put(&self, org: OrgId, set: Arc<FieldSet>) {
         let mut sets = self.lock();
-        if sets.get(&org).is_some_and(|kept| kept.generation > set.generation) {
+        if sets
+            .get(&org)
+            .is_some_and(|kept| kept.generation > set.generation)
+        {
             return;
         }
         if sets.len() >= MAX_ENTRIES && !sets.contains_key(&org) {

@@ -106,17 +106,6 @@ impl PgCustomFieldRepository {
     }
 }
 
-/// Moves the organization's definitions to a new generation, first in every definition
-/// write: it waits for contact writes holding the generation row (`FOR SHARE`) to
-/// commit, and refuses the ones that validated under the old generation after it.
-async fn bump_generation(conn: &mut PgConn, org: OrgId) -> Result<(), diesel::result::Error> {
-    diesel::update(organizations::table.find(org.as_uuid()))
-        .set(organizations::custom_fields_generation.eq(organizations::custom_fields_generation + 1))
-        .execute(conn)
-        .await
-        .map(|_| ())
-}
-
 async fn values_exist(
     conn: &mut PgConn,
     org: OrgId,
@@ -232,7 +221,6 @@ impl CustomFieldRepository for PgCustomFieldRepository {
         );
         let row = &row;
         conn.transaction(async move |conn| {
-            bump_generation(conn, org).await?;
             diesel::insert_into(defs::table)
                 .values(row)
                 .execute(conn)
@@ -254,7 +242,6 @@ impl CustomFieldRepository for PgCustomFieldRepository {
         let row = DefinitionRow::from(definition);
         let id = definition.id.as_uuid();
         conn.transaction(async |conn| {
-            bump_generation(conn, org).await?;
             let before: Option<DefinitionRow> = defs::table
                 .filter(defs::organization_id.eq(org.as_uuid()))
                 .filter(defs::id.eq(id))
@@ -263,14 +250,6 @@ impl CustomFieldRepository for PgCustomFieldRepository {
                 .first(conn)
                 .await
                 .optional()?;
-            // The caller checked too, but only this transaction sees every contact
-            // write validated under the old type (the bump waited for them).
-            if let Some(before) = &before
-                && before.field_type != row.field_type
-                && values_exist(conn, org, &before.key).await?
-            {
-                return Err(TxError::Write(DefinitionWriteError::ValuesExist));
-            }
             let updated = diesel::update(defs::table)
                 .filter(defs::organization_id.eq(org.as_uuid()))
                 .filter(defs::id.eq(id))
@@ -290,6 +269,15 @@ impl CustomFieldRepository for PgCustomFieldRepository {
                     Some(current) => DefinitionWriteError::VersionMismatch { current },
                     None => DefinitionWriteError::NotFound,
                 }));
+            }
+            // The caller checked too, but only now, after the update moved the
+            // generation (migration 000014), is every contact write validated under the
+            // old type visible here.
+            if let Some(before) = &before
+                && before.field_type != row.field_type
+                && values_exist(conn, org, &before.key).await?
+            {
+                return Err(TxError::Write(DefinitionWriteError::ValuesExist));
             }
             if let Some(before) = before {
                 let change = AuditChange::new(
@@ -321,7 +309,6 @@ impl CustomFieldRepository for PgCustomFieldRepository {
         let mut conn = self.conn().await?;
         let actor = serde_json::to_value(actor).unwrap_or(serde_json::Value::Null);
         conn.transaction(async |conn| {
-            bump_generation(conn, org).await?;
             let key: Option<String> = diesel::delete(defs::table)
                 .filter(defs::organization_id.eq(org.as_uuid()))
                 .filter(defs::id.eq(id.as_uuid()))

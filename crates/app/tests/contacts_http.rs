@@ -1156,10 +1156,10 @@ async fn export_streams_the_filtered_list_as_csv() {
     );
 }
 
-/// `POST` to an explicit address (another instance of the app), with the status and body.
-async fn post_at(url: String, user: &TestUser, body: Value) -> (u16, Value) {
+/// A request to an explicit address (another instance of the app): status and body.
+async fn send_at(method: &str, url: String, user: &TestUser, body: Value) -> (u16, Value) {
     let res = reqwest::Client::new()
-        .post(url)
+        .request(method.parse().unwrap(), url)
         .bearer_auth(&user.access_token)
         .json(&body)
         .send()
@@ -1179,7 +1179,8 @@ async fn an_instance_validates_against_definitions_another_instance_changed() {
     // This instance keeps the (empty) definitions after its first create.
     create(&app, &owner, json!({"firstName": "A", "lastName": "One"})).await;
 
-    let (status, body) = post_at(
+    let (status, body) = send_at(
+        "POST",
         other.url("/api/v1/custom-fields"),
         &owner,
         json!({"key": "plan", "label": "Plan", "type": "select", "options": ["free", "pro"]}),
@@ -1198,14 +1199,10 @@ async fn an_instance_validates_against_definitions_another_instance_changed() {
     // The other instance adds an option: under this instance's kept definitions "team"
     // is invalid, so the validation is repeated under fresh ones before any refusal.
     let id = body["id"].as_str().unwrap().to_owned();
-    let res = reqwest::Client::new()
-        .patch(other.url(&format!("/api/v1/custom-fields/{id}")))
-        .bearer_auth(&owner.access_token)
-        .json(&json!({"options": ["free", "pro", "team"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
+    let field = other.url(&format!("/api/v1/custom-fields/{id}"));
+    let options = json!({"options": ["free", "pro", "team"]});
+    let (status, changed) = send_at("PATCH", field.clone(), &owner, options).await;
+    assert_eq!(status, 200, "{changed}");
     let made = create(
         &app,
         &owner,
@@ -1217,14 +1214,9 @@ async fn an_instance_validates_against_definitions_another_instance_changed() {
     // The other instance narrows the options. This instance's kept definitions still
     // accept "free": the database refuses the write validated under them (their
     // generation moved on), and it is validated again under the narrowed set.
-    let res = reqwest::Client::new()
-        .patch(other.url(&format!("/api/v1/custom-fields/{id}")))
-        .bearer_auth(&owner.access_token)
-        .json(&json!({"options": ["pro", "team"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
+    let (status, changed) =
+        send_at("PATCH", field, &owner, json!({"options": ["pro", "team"]})).await;
+    assert_eq!(status, 200, "{changed}");
     let before = count(&app, "SELECT count(*) AS n FROM contacts").await;
     let res = call(
         &app,

@@ -11,6 +11,7 @@ use nexus_adapters_postgres::repo::PgImportRepository;
 use nexus_adapters_postgres::testing::TestDatabase;
 use nexus_domain::contact::{Contact, ContactFields, EventContext};
 use nexus_domain::{ContactId, EventActor, EventId, ImportId, OrgId};
+use nexus_ports::contacts::ContactWriteError;
 use nexus_ports::imports::{ChunkWrite, ImportJob, ImportRepository, ImportStatus, OnDuplicate};
 use serde_json::json;
 use uuid::Uuid;
@@ -104,6 +105,7 @@ async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
         errors: vec![],
         next_row: 2,
         total_rows: 3,
+        fields_generation: 0,
     };
     repo.commit_chunk(org, job.id, &first, at(2)).await.unwrap();
     let second = ChunkWrite {
@@ -132,6 +134,34 @@ async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
             .unwrap()
             .len(),
         2
+    );
+
+    // A definition changes (the trigger moves the generation): a chunk validated under
+    // the old definitions writes nothing, not even its checkpoint.
+    conn.batch_execute(&format!(
+        "INSERT INTO custom_field_definitions (organization_id, id, key, label, field_type) \
+         VALUES ('{org}', gen_random_uuid(), 'plan', 'Plan', 'text')"
+    ))
+    .await
+    .unwrap();
+    let (c, c_event) = contact(org, "c@x.io");
+    let stale_chunk = ChunkWrite {
+        inserts: vec![(4, c, c_event)],
+        processed: 1,
+        next_row: 5,
+        ..first.clone()
+    };
+    assert!(matches!(
+        repo.commit_chunk(org, job.id, &stale_chunk, at(4)).await,
+        Err(ContactWriteError::DefinitionsChanged)
+    ));
+    let unchanged = repo.get(org, job.id).await.unwrap().unwrap();
+    assert_eq!((unchanged.next_row, unchanged.processed), (4, 3));
+    assert!(
+        repo.existing_by_email(org, &["c@x.io".into()])
+            .await
+            .unwrap()
+            .is_empty()
     );
 
     // The worker dies: while its heartbeat is fresh nobody takes the job; once stale, the
@@ -213,6 +243,7 @@ async fn chunk_updates_apply_only_at_the_version_read_with_their_events() {
         errors: vec![],
         next_row: 3,
         total_rows: 4,
+        fields_generation: 0,
     };
     repo.commit_chunk(org, job.id, &inserts, at(1))
         .await

@@ -36,7 +36,7 @@ const RACE_RETRIES: usize = 3;
 
 /// How many times a write is validated again after the custom field definitions
 /// changed under it.
-const DEFINITION_RETRIES: usize = 3;
+pub(crate) const DEFINITION_RETRIES: usize = 3;
 
 /// A list request: filters as typed by the caller, custom field filters still raw
 /// (their type comes from the organization's definitions).

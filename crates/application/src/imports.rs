@@ -11,13 +11,14 @@ use chrono::{DateTime, Utc};
 use nexus_domain::contact::{Contact, ContactFields, EventContext};
 use nexus_domain::custom_field::{FieldSpec, FieldType};
 use nexus_domain::{Action, Actor, ContactId, EventActor, EventId, ImportId, Principal, Resource};
-use nexus_ports::contacts::CustomFieldRepository;
+use nexus_ports::contacts::{ContactWriteError, CustomFieldRepository, FieldSet};
 use nexus_ports::imports::{
     ChunkWrite, ImportJob, ImportRepository, ImportStatus, OnDuplicate, RowError,
 };
-use nexus_ports::{Clock, IdGenerator};
+use nexus_ports::{Clock, IdGenerator, StoreError};
 use serde_json::{Map, Value};
 
+use crate::contacts::DEFINITION_RETRIES;
 use crate::csv::Records;
 use crate::error::AppError;
 
@@ -265,13 +266,38 @@ where
             return Ok(false);
         };
         let org = job.organization_id;
-        match self.process(&job, &csv).await {
+        let (mut job, mut changed) = (job, 0);
+        let outcome = loop {
+            match self.process(&job, &csv).await {
+                // A chunk validated under definitions that changed before it landed
+                // wrote nothing: resume from the last checkpoint under fresh ones.
+                Err(Failure::DefinitionsChanged) if changed < DEFINITION_RETRIES => {
+                    changed += 1;
+                    job = self
+                        .imports
+                        .get(org, job.id)
+                        .await?
+                        .ok_or(AppError::NotFound)?;
+                }
+                outcome => break outcome,
+            }
+        };
+        match outcome {
             Ok(()) => {
                 self.imports
                     .finish(org, job.id, ImportStatus::Completed, None, self.now())
                     .await?
             }
             Err(Failure::File(message)) => {
+                self.imports
+                    .finish(org, job.id, ImportStatus::Failed, Some(message), self.now())
+                    .await?;
+            }
+            Err(Failure::DefinitionsChanged) => {
+                let message = format!(
+                    "the custom fields kept changing during the import; rows from {} on were not imported",
+                    job.next_row
+                );
                 self.imports
                     .finish(org, job.id, ImportStatus::Failed, Some(message), self.now())
                     .await?;
@@ -285,21 +311,19 @@ where
         let org = job.organization_id;
         let text =
             std::str::from_utf8(csv).map_err(|_| Failure::File("the file is not UTF-8".into()))?;
-        let specs: Vec<FieldSpec> = self
+        let set = self
             .fields
-            .list(org)
+            .field_set(org)
             .await
-            .map_err(|e| Failure::App(e.into()))?
-            .into_iter()
-            .map(|d| d.spec)
-            .collect();
+            .map_err(|e| Failure::App(e.into()))?;
+        let specs = &set.specs;
         let mut records = Records::new(text);
         let header = match records.next() {
             Some(Ok(h)) => h,
             Some(Err(e)) => return Err(Failure::File(e.to_string())),
             None => return Err(Failure::File("the file is empty".into())),
         };
-        let columns = map_header(&header, &specs);
+        let columns = map_header(&header, specs);
         // Count the rows once (cheap next to the writes) so progress has a total.
         let total = i64::try_from(Records::new(text).skip(1).count()).unwrap_or(i64::MAX);
         let mut row: i64 = 0;
@@ -320,11 +344,11 @@ where
                     // is reported, and the job fails with the reason.
                     chunk.push((row, Err(e.to_string())));
                     let last =
-                        validate(job, &columns, &specs, std::mem::take(&mut chunk), total).await;
+                        validate(job, &columns, specs, std::mem::take(&mut chunk), total).await;
                     if let Some(previous) = ready.take() {
-                        self.write_chunk(job, &specs, previous).await?;
+                        self.write_chunk(job, &set, previous).await?;
                     }
-                    self.write_chunk(job, &specs, last).await?;
+                    self.write_chunk(job, &set, last).await?;
                     return Err(Failure::File(format!(
                         "the file is unreadable from row {row} on ({e})"
                     )));
@@ -333,11 +357,11 @@ where
             if chunk.len() == CHUNK_ROWS {
                 let rows = std::mem::take(&mut chunk);
                 ready = Some(match ready.take() {
-                    None => validate(job, &columns, &specs, rows, total).await,
+                    None => validate(job, &columns, specs, rows, total).await,
                     Some(previous) => {
                         let (written, next) = futures_util::future::join(
-                            self.write_chunk(job, &specs, previous),
-                            validate(job, &columns, &specs, rows, total),
+                            self.write_chunk(job, &set, previous),
+                            validate(job, &columns, specs, rows, total),
                         )
                         .await;
                         written?;
@@ -347,11 +371,11 @@ where
             }
         }
         if let Some(previous) = ready.take() {
-            self.write_chunk(job, &specs, previous).await?;
+            self.write_chunk(job, &set, previous).await?;
         }
         if !chunk.is_empty() || job.next_row == 1 {
-            let last = validate(job, &columns, &specs, chunk, total).await;
-            self.write_chunk(job, &specs, last).await?;
+            let last = validate(job, &columns, specs, chunk, total).await;
+            self.write_chunk(job, &set, last).await?;
         }
         Ok(())
     }
@@ -362,11 +386,13 @@ where
     async fn write_chunk(
         &self,
         job: &ImportJob,
-        specs: &[FieldSpec],
+        set: &FieldSet,
         validated: Validated,
     ) -> Result<(), Failure> {
         let org = job.organization_id;
+        let specs = &set.specs;
         let Validated { mut write, parsed } = validated;
+        write.fields_generation = set.generation;
         let emails: Vec<String> = parsed
             .iter()
             .filter_map(|(_, _, f)| f.email.as_ref().map(|e| e.as_str().to_owned()))
@@ -439,7 +465,13 @@ where
         self.imports
             .commit_chunk(org, job.id, &write, self.now())
             .await
-            .map_err(|e| Failure::App(e.into()))
+            .map_err(|e| match e {
+                ContactWriteError::DefinitionsChanged => Failure::DefinitionsChanged,
+                ContactWriteError::Store(e) => Failure::App(e.into()),
+                other => Failure::App(AppError::Store(StoreError::Other(anyhow::anyhow!(
+                    "unexpected chunk write outcome: {other}"
+                )))),
+            })
     }
 }
 
@@ -467,6 +499,8 @@ impl Validated {
                 errors: Vec::new(),
                 next_row: rows.last().map_or(job.next_row, |(r, _)| r + 1),
                 total_rows: total,
+                // Set when the chunk is written (`write_chunk`).
+                fields_generation: 0,
             },
             parsed: Vec::with_capacity(rows.len()),
         }
@@ -543,6 +577,9 @@ async fn yield_now() {
 enum Failure {
     /// The file itself cannot be read further: the job fails with this message.
     File(String),
+    /// A chunk was validated under custom field definitions that changed before it
+    /// landed; nothing of it was written.
+    DefinitionsChanged,
     App(AppError),
 }
 
@@ -583,6 +620,111 @@ mod tests {
             .unwrap(),
             FieldSpec::new("churned", "Churned", FieldType::Boolean, false, &[]).unwrap(),
         ]
+    }
+
+    #[tokio::test]
+    async fn a_chunk_refused_for_changed_definitions_resumes_at_its_checkpoint_under_fresh_ones() {
+        use std::sync::{Arc, Mutex};
+
+        use nexus_domain::{ImportId, OrgId};
+        use nexus_ports::clock::MockClock;
+        use nexus_ports::contacts::MockCustomFieldRepository;
+        use nexus_ports::ids::MockIdGenerator;
+        use nexus_ports::imports::MockImportRepository;
+        use uuid::Uuid;
+
+        let org = OrgId::from_uuid(Uuid::now_v7());
+        let job = ImportJob {
+            id: ImportId::from_uuid(Uuid::now_v7()),
+            organization_id: org,
+            created_by: None,
+            status: ImportStatus::Running,
+            on_duplicate: OnDuplicate::Skip,
+            total_rows: None,
+            next_row: 1,
+            processed: 0,
+            created: 0,
+            updated: 0,
+            skipped: 0,
+            failed: 0,
+            errors: vec![],
+            failure: None,
+            created_at: Utc::now(),
+            finished_at: None,
+        };
+        let mut imports = MockImportRepository::new();
+        let claimed = (
+            job.clone(),
+            b"firstName,lastName,plan\nAda,Lovelace,pro\n".to_vec(),
+        );
+        imports.expect_claim_next().times(1).returning(move |_, _| {
+            let claimed = claimed.clone();
+            Box::pin(async move { Ok(Some(claimed)) })
+        });
+        // (generation, rows inserted, whether the row carries `plan`) per attempt.
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let seen = attempts.clone();
+        imports
+            .expect_commit_chunk()
+            .times(2)
+            .returning(move |_, _, chunk, _| {
+                let mut seen = seen.lock().unwrap();
+                let has_plan = chunk
+                    .inserts
+                    .first()
+                    .is_some_and(|(_, c, _)| c.fields.custom_fields.contains_key("plan"));
+                seen.push((chunk.fields_generation, chunk.inserts.len(), has_plan));
+                let refused = seen.len() == 1;
+                Box::pin(async move {
+                    if refused {
+                        Err(ContactWriteError::DefinitionsChanged)
+                    } else {
+                        Ok(())
+                    }
+                })
+            });
+        let checkpoint = job.clone();
+        imports.expect_get().times(1).returning(move |_, _| {
+            let checkpoint = checkpoint.clone();
+            Box::pin(async move { Ok(Some(checkpoint)) })
+        });
+        imports
+            .expect_finish()
+            .withf(|_, _, status, failure, _| {
+                *status == ImportStatus::Completed && failure.is_none()
+            })
+            .times(1)
+            .returning(|_, _, _, _, _| Box::pin(async { Ok(()) }));
+        let mut fields = MockCustomFieldRepository::new();
+        let reads = Arc::new(Mutex::new(0));
+        fields.expect_field_set().times(2).returning(move |_| {
+            let mut reads = reads.lock().unwrap();
+            *reads += 1;
+            let set = if *reads == 1 {
+                FieldSet {
+                    generation: 1,
+                    specs: vec![],
+                }
+            } else {
+                FieldSet {
+                    generation: 2,
+                    specs: vec![
+                        FieldSpec::new("plan", "Plan", FieldType::Text, false, &[]).unwrap(),
+                    ],
+                }
+            };
+            Box::pin(async move { Ok(set) })
+        });
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(Utc::now);
+        let mut ids = MockIdGenerator::new();
+        ids.expect_new_id().returning(Uuid::now_v7);
+
+        let service = ImportService::new(imports, fields, clock, ids);
+        assert!(service.run_next().await.unwrap());
+        // Under the first definitions `plan` was an unknown column; the chunk validated
+        // under them was refused and redone under the fresh ones, which know it.
+        assert_eq!(*attempts.lock().unwrap(), [(1, 1, false), (2, 1, true)]);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use nexus_domain::contact::Contact;
 use nexus_domain::{DomainEvent, ImportId, OrgId, UserId};
 
+use crate::contacts::ContactWriteError;
 use crate::error::StoreError;
 
 /// What to do with a row whose email belongs to an existing contact.
@@ -109,6 +110,9 @@ pub struct ChunkWrite {
     /// The checkpoint: the next row to read once this commits.
     pub next_row: i64,
     pub total_rows: i64,
+    /// The generation of the custom field definitions the rows were validated under
+    /// (see [`crate::contacts::FieldSet`]).
+    pub fields_generation: i64,
 }
 
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
@@ -154,17 +158,19 @@ pub trait ImportRepository: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Contact>, StoreError>> + Send;
 
     /// Writes the chunk (multi-row inserts, their events, the updates) and advances the
-    /// job's checkpoint and counters, atomically; refreshes the heartbeat.
+    /// job's checkpoint and counters, atomically; refreshes the heartbeat. Nothing is
+    /// written when the custom field definitions moved past `chunk.fields_generation`.
     ///
     /// # Errors
-    /// Storage failures (nothing of the chunk is then written).
+    /// [`ContactWriteError::DefinitionsChanged`], storage failures (nothing of the
+    /// chunk is then written).
     fn commit_chunk(
         &self,
         org: OrgId,
         id: ImportId,
         chunk: &ChunkWrite,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), ContactWriteError>> + Send;
 
     /// Marks the job completed or failed.
     ///

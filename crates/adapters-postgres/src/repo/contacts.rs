@@ -33,8 +33,7 @@ use uuid::Uuid;
 use crate::error::{from_diesel, from_pool};
 use crate::numberer::CommitBell;
 use crate::pool::{PgConn, PgPool};
-use crate::repo::{foreign_key_violation, unique_violation};
-use crate::schema::organizations;
+use crate::repo::{foreign_key_violation, holds_generation, unique_violation};
 pub(crate) use crate::statement::{Bind, Statement};
 use crate::{audit, outbox};
 use nexus_domain::audit::AuditChange;
@@ -155,27 +154,6 @@ struct Written {
     n: i64,
     #[diesel(sql_type = BigInt)]
     current: i64,
-}
-
-/// Holds the organization's definitions generation row `FOR SHARE` until the commit if
-/// it is still `generation` (see migration 000014).
-async fn hold_generation(
-    conn: &mut AsyncPgConnection,
-    org: OrgId,
-    generation: i64,
-) -> Result<(), TxError> {
-    let held = organizations::table
-        .find(org.as_uuid())
-        .filter(organizations::custom_fields_generation.eq(generation))
-        .select(organizations::id)
-        .for_share()
-        .first::<Uuid>(conn)
-        .await
-        .optional()?;
-    match held {
-        Some(_) => Ok(()),
-        None => Err(TxError::Write(ContactWriteError::DefinitionsChanged)),
-    }
 }
 
 /// Stores every column but the keys and `created_at` if the version is still `$18`.
@@ -601,8 +579,10 @@ impl ContactRepository for PgContactRepository {
         let id = contact.id.as_uuid();
         let events = std::slice::from_ref(event);
         conn.transaction(async |conn| {
-            if let Some(generation) = fields_generation {
-                hold_generation(conn, org, generation).await?;
+            if let Some(generation) = fields_generation
+                && !holds_generation(conn, org, generation).await?
+            {
+                return Err(TxError::Write(ContactWriteError::DefinitionsChanged));
             }
             check_owner(conn, org, owner).await?;
             let updated = row

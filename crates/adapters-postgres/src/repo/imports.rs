@@ -12,6 +12,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use nexus_domain::contact::Contact;
 use nexus_domain::{ImportId, OrgId, UserId};
 use nexus_ports::StoreError;
+use nexus_ports::contacts::ContactWriteError;
 use nexus_ports::imports::{
     ChunkWrite, ImportJob, ImportRepository, ImportStatus, MAX_ROW_ERRORS, OnDuplicate, RowError,
 };
@@ -21,7 +22,7 @@ use crate::audit;
 use crate::error::{from_diesel, from_pool};
 use crate::pool::{PgConn, PgPool};
 use crate::repo::contacts::{COLUMNS, ContactRow};
-use crate::repo::import_chunk;
+use crate::repo::{holds_generation, import_chunk};
 use nexus_domain::audit::AuditChange;
 
 const JOB_COLUMNS: &str = "organization_id, id, created_by, status, on_duplicate, total_rows, next_row, processed, \
@@ -227,9 +228,12 @@ impl ImportRepository for PgImportRepository {
         id: ImportId,
         chunk: &ChunkWrite,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ContactWriteError> {
         let mut conn = self.conn().await?;
-        conn.transaction(async |conn| {
+        let held = conn.transaction(async |conn| {
+            if !holds_generation(conn, org, chunk.fields_generation).await? {
+                return Ok(false);
+            }
             // A lost commit only loses a checkpoint with its rows: the job redoes the
             // chunk on resume, so the chunk need not wait for its WAL flush.
             diesel::sql_query("SET LOCAL synchronous_commit = off").execute(conn).await?;
@@ -305,10 +309,15 @@ impl ImportRepository for PgImportRepository {
             .bind::<BigInt, _>(i64::try_from(MAX_ROW_ERRORS).unwrap_or(1000))
             .execute(conn)
             .await?;
-            Ok::<_, diesel::result::Error>(())
+            Ok::<_, diesel::result::Error>(true)
         })
         .await
-        .map_err(from_diesel)
+        .map_err(from_diesel)?;
+        if held {
+            Ok(())
+        } else {
+            Err(ContactWriteError::DefinitionsChanged)
+        }
     }
 
     async fn finish(

@@ -23,6 +23,30 @@ use diesel::result::{DatabaseErrorKind, Error};
 use nexus_domain::Role;
 use nexus_ports::StoreError;
 
+/// Holds the organization's custom field definitions generation row `FOR SHARE` until
+/// the commit if it is still `generation`; false when the definitions moved on
+/// (migration 000014). Contact writes validated under kept definitions start with it.
+pub(crate) async fn holds_generation(
+    conn: &mut diesel_async::AsyncPgConnection,
+    org: nexus_domain::OrgId,
+    generation: i64,
+) -> Result<bool, Error> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+
+    use crate::schema::organizations;
+
+    organizations::table
+        .find(org.as_uuid())
+        .filter(organizations::custom_fields_generation.eq(generation))
+        .select(organizations::id)
+        .for_share()
+        .first::<uuid::Uuid>(conn)
+        .await
+        .optional()
+        .map(|held| held.is_some())
+}
+
 /// Roles are stored as their wire names; anything else is a corrupt row.
 pub(crate) fn role(s: &str) -> Result<Role, StoreError> {
     Role::parse(s)

@@ -56,24 +56,13 @@ async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
     ))
     .await
     .unwrap();
-    let job = ImportJob {
-        id: ImportId::from_uuid(Uuid::now_v7()),
-        organization_id: org,
-        created_by: None,
-        status: ImportStatus::Pending,
-        on_duplicate: OnDuplicate::Skip,
-        total_rows: None,
-        next_row: 1,
-        processed: 0,
-        created: 0,
-        updated: 0,
-        skipped: 0,
-        failed: 0,
-        errors: vec![],
-        failure: None,
-        created_at: at(0),
-        finished_at: None,
-    };
+    let job = ImportJob::pending(
+        ImportId::from_uuid(Uuid::now_v7()),
+        org,
+        None,
+        OnDuplicate::Skip,
+        at(0),
+    );
     repo.create(org, &job, b"firstName,lastName\n")
         .await
         .unwrap();
@@ -208,24 +197,13 @@ async fn chunk_updates_apply_only_at_the_version_read_with_their_events() {
     ))
     .await
     .unwrap();
-    let job = ImportJob {
-        id: ImportId::from_uuid(Uuid::now_v7()),
-        organization_id: org,
-        created_by: None,
-        status: ImportStatus::Pending,
-        on_duplicate: OnDuplicate::Update,
-        total_rows: None,
-        next_row: 1,
-        processed: 0,
-        created: 0,
-        updated: 0,
-        skipped: 0,
-        failed: 0,
-        errors: vec![],
-        failure: None,
-        created_at: at(0),
-        finished_at: None,
-    };
+    let job = ImportJob::pending(
+        ImportId::from_uuid(Uuid::now_v7()),
+        org,
+        None,
+        OnDuplicate::Update,
+        at(0),
+    );
     repo.create(org, &job, b"firstName,lastName,email\n")
         .await
         .unwrap();

@@ -222,27 +222,16 @@ where
                 ));
             }
         }
-        let job = ImportJob {
-            id: ImportId::from_uuid(self.ids.new_id()),
-            organization_id: actor.org_id,
-            created_by: match actor.principal {
+        let job = ImportJob::pending(
+            ImportId::from_uuid(self.ids.new_id()),
+            actor.org_id,
+            match actor.principal {
                 Principal::User { user_id, .. } => Some(user_id),
                 Principal::ApiKey { created_by, .. } => Some(created_by),
             },
-            status: ImportStatus::Pending,
             on_duplicate,
-            total_rows: None,
-            next_row: 1,
-            processed: 0,
-            created: 0,
-            updated: 0,
-            skipped: 0,
-            failed: 0,
-            errors: Vec::new(),
-            failure: None,
-            created_at: self.now(),
-            finished_at: None,
-        };
+            self.now(),
+        );
         self.imports.create(actor.org_id, &job, &csv).await?;
         Ok(job)
     }
@@ -635,22 +624,14 @@ mod tests {
 
         let org = OrgId::from_uuid(Uuid::now_v7());
         let job = ImportJob {
-            id: ImportId::from_uuid(Uuid::now_v7()),
-            organization_id: org,
-            created_by: None,
             status: ImportStatus::Running,
-            on_duplicate: OnDuplicate::Skip,
-            total_rows: None,
-            next_row: 1,
-            processed: 0,
-            created: 0,
-            updated: 0,
-            skipped: 0,
-            failed: 0,
-            errors: vec![],
-            failure: None,
-            created_at: Utc::now(),
-            finished_at: None,
+            ..ImportJob::pending(
+                ImportId::from_uuid(Uuid::now_v7()),
+                org,
+                None,
+                OnDuplicate::Skip,
+                Utc::now(),
+            )
         };
         let mut imports = MockImportRepository::new();
         let claimed = (

@@ -92,6 +92,37 @@ pub struct ImportJob {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+impl ImportJob {
+    /// A job accepted at `now`, nothing read yet.
+    #[must_use]
+    pub const fn pending(
+        id: ImportId,
+        organization_id: OrgId,
+        created_by: Option<UserId>,
+        on_duplicate: OnDuplicate,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            organization_id,
+            created_by,
+            status: ImportStatus::Pending,
+            on_duplicate,
+            total_rows: None,
+            next_row: 1,
+            processed: 0,
+            created: 0,
+            updated: 0,
+            skipped: 0,
+            failed: 0,
+            errors: Vec::new(),
+            failure: None,
+            created_at: now,
+            finished_at: None,
+        }
+    }
+}
+
 /// One chunk of rows, written with the job's checkpoint in one transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChunkWrite {

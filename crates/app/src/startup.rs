@@ -388,8 +388,12 @@ impl Application {
             state = state.with_extra_routes(extra);
         }
 
-        let per_worker =
-            contacts_per_worker(&url, &pool_settings, config.workers, config.db_acquire_timeout)?;
+        let per_worker = contacts_per_worker(
+            &url,
+            &pool_settings,
+            config.workers,
+            config.db_acquire_timeout,
+        )?;
         let started = Arc::new(AtomicUsize::new(0));
 
         let listener = TcpListener::bind(config.bind)?;
@@ -404,10 +408,10 @@ impl Application {
             }
             build_app(state)
         })
-            .workers(config.workers)
-            .shutdown_timeout(config.shutdown_timeout.as_secs())
-            .listen(listener)?
-            .run();
+        .workers(config.workers)
+        .shutdown_timeout(config.shutdown_timeout.as_secs())
+        .listen(listener)?
+        .run();
         Ok(Self {
             server,
             port,

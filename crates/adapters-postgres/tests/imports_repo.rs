@@ -11,8 +11,9 @@ use nexus_adapters_postgres::repo::PgImportRepository;
 use nexus_adapters_postgres::testing::TestDatabase;
 use nexus_domain::contact::{Contact, ContactFields, EventContext};
 use nexus_domain::{ContactId, EventActor, EventId, ImportId, OrgId};
-use nexus_ports::contacts::ContactWriteError;
-use nexus_ports::imports::{ChunkWrite, ImportJob, ImportRepository, ImportStatus, OnDuplicate};
+use nexus_ports::imports::{
+    ChunkWrite, ChunkWriteError, ImportJob, ImportRepository, ImportStatus, OnDuplicate,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -142,7 +143,7 @@ async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
     };
     assert!(matches!(
         repo.commit_chunk(org, job.id, &stale_chunk, at(4)).await,
-        Err(ContactWriteError::DefinitionsChanged)
+        Err(ChunkWriteError::DefinitionsChanged)
     ));
     let unchanged = repo.get(org, job.id).await.unwrap().unwrap();
     assert_eq!((unchanged.next_row, unchanged.processed), (4, 3));

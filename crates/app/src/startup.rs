@@ -194,12 +194,26 @@ fn jwt_secret(config: &Config) -> anyhow::Result<String> {
     }
 }
 
+/// The contacts use cases over `pool`.
+fn contact_service(
+    pool: PgPool,
+    acquire_timeout: Duration,
+    commits: CommitBell,
+) -> Arc<dyn ContactUseCases> {
+    Arc::new(ContactService::new(
+        PgContactRepository::new(pool.clone(), acquire_timeout).with_commit_bell(commits),
+        PgCustomFieldRepository::new(pool, acquire_timeout),
+        SystemClock,
+        UuidV7Generator,
+    ))
+}
+
 /// One contacts service per HTTP worker, each with its own pool of
 /// `pool_size / workers` connections (at least 2). A connection's driver task runs on
 /// the thread that opened it; with one shared pool, the drivers sat on the main runtime
 /// and each query's answer crossed threads twice before its request saw it. A pool used
 /// by one worker only opens its connections from that worker's requests, so they stay
-/// on its thread (get by id: +45 % requests/s, docs/benchmarks.md).
+/// on its thread (get by id: +70 % requests/s, docs/benchmarks.md, seventh pass).
 fn contacts_per_worker(
     url: &str,
     settings: &PoolSettings,
@@ -214,14 +228,11 @@ fn contacts_per_worker(
     (0..workers)
         .map(|_| {
             let pool = build_pool(url, &settings)?;
-            let contacts: Arc<dyn ContactUseCases> = Arc::new(ContactService::new(
-                PgContactRepository::new(pool.clone(), acquire_timeout)
-                    .with_commit_bell(settings.commits.clone()),
-                PgCustomFieldRepository::new(pool, acquire_timeout),
-                SystemClock,
-                UuidV7Generator,
-            ));
-            Ok(contacts)
+            Ok(contact_service(
+                pool,
+                acquire_timeout,
+                settings.commits.clone(),
+            ))
         })
         .collect()
 }
@@ -302,13 +313,7 @@ impl Application {
             Duration::from_secs(7 * 24 * 3600),
             refresh_ttl,
         ));
-        let contacts: Arc<dyn ContactUseCases> = Arc::new(ContactService::new(
-            PgContactRepository::new(pool.clone(), config.db_acquire_timeout)
-                .with_commit_bell(commits.clone()),
-            PgCustomFieldRepository::new(pool.clone(), config.db_acquire_timeout),
-            SystemClock,
-            UuidV7Generator,
-        ));
+        let contacts = contact_service(pool.clone(), config.db_acquire_timeout, commits.clone());
         let imports: Arc<dyn ImportUseCases> = Arc::new(ImportService::new(
             PgImportRepository::new(pool.clone(), config.db_acquire_timeout),
             PgCustomFieldRepository::new(pool.clone(), config.db_acquire_timeout),

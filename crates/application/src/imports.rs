@@ -11,11 +11,11 @@ use chrono::{DateTime, Utc};
 use nexus_domain::contact::{Contact, ContactFields, EventContext};
 use nexus_domain::custom_field::{FieldSpec, FieldType};
 use nexus_domain::{Action, Actor, ContactId, EventActor, EventId, ImportId, Principal, Resource};
-use nexus_ports::contacts::{ContactWriteError, CustomFieldRepository, FieldSet};
+use nexus_ports::contacts::{CustomFieldRepository, FieldSet};
 use nexus_ports::imports::{
-    ChunkWrite, ImportJob, ImportRepository, ImportStatus, OnDuplicate, RowError,
+    ChunkWrite, ChunkWriteError, ImportJob, ImportRepository, ImportStatus, OnDuplicate, RowError,
 };
-use nexus_ports::{Clock, IdGenerator, StoreError};
+use nexus_ports::{Clock, IdGenerator};
 use serde_json::{Map, Value};
 
 use crate::contacts::DEFINITION_RETRIES;
@@ -455,11 +455,8 @@ where
             .commit_chunk(org, job.id, &write, self.now())
             .await
             .map_err(|e| match e {
-                ContactWriteError::DefinitionsChanged => Failure::DefinitionsChanged,
-                ContactWriteError::Store(e) => Failure::App(e.into()),
-                other => Failure::App(AppError::Store(StoreError::Other(anyhow::anyhow!(
-                    "unexpected chunk write outcome: {other}"
-                )))),
+                ChunkWriteError::DefinitionsChanged => Failure::DefinitionsChanged,
+                ChunkWriteError::Store(e) => Failure::App(e.into()),
             })
     }
 }
@@ -658,7 +655,7 @@ mod tests {
                 let refused = seen.len() == 1;
                 Box::pin(async move {
                     if refused {
-                        Err(ContactWriteError::DefinitionsChanged)
+                        Err(ChunkWriteError::DefinitionsChanged)
                     } else {
                         Ok(())
                     }

@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use nexus_domain::contact::Contact;
 use nexus_domain::{DomainEvent, ImportId, OrgId, UserId};
 
-use crate::contacts::ContactWriteError;
 use crate::error::StoreError;
 
 /// What to do with a row whose email belongs to an existing contact.
@@ -146,6 +145,16 @@ pub struct ChunkWrite {
     pub fields_generation: i64,
 }
 
+/// Why a chunk was not written (then nothing of it was, not even its checkpoint).
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkWriteError {
+    /// The custom field definitions moved past `ChunkWrite::fields_generation`.
+    #[error("the custom field definitions changed meanwhile")]
+    DefinitionsChanged,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait ImportRepository: Send + Sync + 'static {
     /// # Errors
@@ -193,15 +202,15 @@ pub trait ImportRepository: Send + Sync + 'static {
     /// written when the custom field definitions moved past `chunk.fields_generation`.
     ///
     /// # Errors
-    /// [`ContactWriteError::DefinitionsChanged`], storage failures (nothing of the
-    /// chunk is then written).
+    /// [`ChunkWriteError::DefinitionsChanged`], storage failures (nothing of the chunk
+    /// is then written).
     fn commit_chunk(
         &self,
         org: OrgId,
         id: ImportId,
         chunk: &ChunkWrite,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<(), ContactWriteError>> + Send;
+    ) -> impl Future<Output = Result<(), ChunkWriteError>> + Send;
 
     /// Marks the job completed or failed.
     ///

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{
-    Array, BigInt, Bool, Int2, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+    Array, BigInt, Int2, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use nexus_domain::contact::{
@@ -33,7 +33,7 @@ use uuid::Uuid;
 use crate::error::{from_diesel, from_pool};
 use crate::numberer::CommitBell;
 use crate::pool::{PgConn, PgPool};
-use crate::repo::{foreign_key_violation, holds_generation, unique_violation};
+use crate::repo::{Flag, foreign_key_violation, holds_generation, unique_violation};
 pub(crate) use crate::statement::{Bind, Statement};
 use crate::{audit, outbox};
 use nexus_domain::audit::AuditChange;
@@ -302,12 +302,6 @@ impl From<TxError> for ContactWriteError {
             TxError::Db(e) => Self::Store(from_diesel(e)),
         }
     }
-}
-
-#[derive(QueryableByName)]
-struct Flag {
-    #[diesel(sql_type = Bool)]
-    flag: bool,
 }
 
 /// The owner must be a member of the organization (a user elsewhere is not a valid owner).

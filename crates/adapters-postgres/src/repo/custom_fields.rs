@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::audit;
 use crate::error::{from_diesel, from_pool};
 use crate::pool::{PgConn, PgPool};
-use crate::repo::unique_violation;
+use crate::repo::{Flag, unique_violation};
 use crate::schema::custom_field_definitions as defs;
 use crate::schema::organizations;
 use nexus_domain::audit::{AuditChange, field_changes};
@@ -111,11 +111,6 @@ async fn values_exist(
     org: OrgId,
     key: &str,
 ) -> Result<bool, diesel::result::Error> {
-    #[derive(QueryableByName)]
-    struct Flag {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        flag: bool,
-    }
     let found: Flag = diesel::sql_query(
         "SELECT EXISTS (SELECT 1 FROM contacts WHERE organization_id = $1 AND custom_fields ? $2) AS flag",
     )

@@ -12,9 +12,9 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use nexus_domain::contact::Contact;
 use nexus_domain::{ImportId, OrgId, UserId};
 use nexus_ports::StoreError;
-use nexus_ports::contacts::ContactWriteError;
 use nexus_ports::imports::{
-    ChunkWrite, ImportJob, ImportRepository, ImportStatus, MAX_ROW_ERRORS, OnDuplicate, RowError,
+    ChunkWrite, ChunkWriteError, ImportJob, ImportRepository, ImportStatus, MAX_ROW_ERRORS,
+    OnDuplicate, RowError,
 };
 use uuid::Uuid;
 
@@ -228,7 +228,7 @@ impl ImportRepository for PgImportRepository {
         id: ImportId,
         chunk: &ChunkWrite,
         now: DateTime<Utc>,
-    ) -> Result<(), ContactWriteError> {
+    ) -> Result<(), ChunkWriteError> {
         let mut conn = self.conn().await?;
         let held = conn.transaction(async |conn| {
             if !holds_generation(conn, org, chunk.fields_generation).await? {
@@ -316,7 +316,7 @@ impl ImportRepository for PgImportRepository {
         if held {
             Ok(())
         } else {
-            Err(ContactWriteError::DefinitionsChanged)
+            Err(ChunkWriteError::DefinitionsChanged)
         }
     }
 

@@ -23,6 +23,13 @@ use diesel::result::{DatabaseErrorKind, Error};
 use nexus_domain::Role;
 use nexus_ports::StoreError;
 
+/// A one-column boolean answer (`... AS flag`).
+#[derive(diesel::QueryableByName)]
+pub(crate) struct Flag {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub(crate) flag: bool,
+}
+
 /// Holds the organization's custom field definitions generation row `FOR SHARE` until
 /// the commit if it is still `generation`; false when the definitions moved on
 /// (migration 000014). Contact writes validated under kept definitions start with it.

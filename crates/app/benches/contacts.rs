@@ -10,7 +10,10 @@
 //! the requests go to that binary, started as its own process on the bench's database,
 //! and its RSS (current and peak, from /proc) is reported: the server alone, without the
 //! load generator (`NEXUS_BENCH_SERVER_WORKERS` sets its HTTP workers).
-//! `NEXUS_BENCH_PGBENCH=off` leaves out the pgbench runs.
+//! `NEXUS_BENCH_PGBENCH=off` leaves out the pgbench runs. With an external server, a
+//! second table splits each phase's CPU per request between the server, the load
+//! generator and the rest of the machine (mostly PostgreSQL), beside what the whole
+//! machine spent per pgbench transaction of the same SQL.
 //!
 //! Run with `just bench` (or `cargo bench -p nexus-app --bench contacts`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss)]
@@ -139,6 +142,74 @@ fn pgbench(url: &str, script: &str, connections: usize, mode: &str) -> f64 {
             eprintln!("pgbench failed: {}", String::from_utf8_lossy(&out.stderr));
             f64::NAN
         })
+}
+
+/// CPU seconds a process has used (user + system). /proc reports clock ticks in USER_HZ,
+/// which Linux fixes at 100 on every architecture this runs on.
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at `state`.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds the whole machine has been busy (every core, idle and iowait excluded).
+fn machine_busy_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: f64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).unwrap_or(&0.0) + ticks.get(4).unwrap_or(&0.0);
+    (total - idle) / 100.0
+}
+
+/// Where a phase's CPU went: the server process, the load generator (this process), and
+/// the rest of the machine (PostgreSQL, the kernel's share not charged to either).
+#[derive(Clone, Copy)]
+struct CpuMark {
+    server: f64,
+    bench: f64,
+    machine: f64,
+}
+
+impl CpuMark {
+    fn now(server_pid: Option<&str>) -> Self {
+        Self {
+            server: server_pid.map_or(0.0, cpu_secs),
+            bench: cpu_secs("self"),
+            machine: machine_busy_secs(),
+        }
+    }
+
+    /// Microseconds of CPU per request: server, load generator, rest, all.
+    fn per_request(self, later: Self, requests: f64) -> [f64; 4] {
+        let us = |secs: f64| secs * 1e6 / requests.max(1.0);
+        let (server, bench, machine) = (
+            later.server - self.server,
+            later.bench - self.bench,
+            later.machine - self.machine,
+        );
+        [
+            us(server),
+            us(bench),
+            us(machine - server - bench),
+            us(machine),
+        ]
+    }
 }
 
 fn rss_mb(pid: &str) -> (f64, f64) {
@@ -279,6 +350,9 @@ SELECT (SELECT count(*) FROM created) AS n, (SELECT count(*) FROM gate) AS curre
         "| endpoint | connections | API req/s | p50 ms | p99 ms | pgbench extended tps | API/pgbench | pgbench prepared tps | API/pgbench |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
+    let server_pid = server.as_ref().map(|s| s.child.id().to_string());
+    // Printed after the table: CPU microseconds per request, by process.
+    let mut cpu_rows = Vec::new();
     // Reads first, creates last: created contacts become the newest rows, which would
     // otherwise change what the later reads see (a search fragment they do not match
     // turns sparse among the newest rows; see docs/perf/contacts.md).
@@ -302,6 +376,7 @@ SELECT (SELECT count(*) FROM created) AS n, (SELECT count(*) FROM gate) AS curre
                 continue;
             }
             let (token, authority, ids) = (token.clone(), authority.clone(), ids.clone());
+            let before = CpuMark::now(server_pid.as_deref());
             let (rate, lat) = load(&authority.clone(), connections, move |worker, i| {
                 let (method, path, body) = match scenario {
                     "list" => ("GET", "/api/v1/contacts?limit=50".to_owned(), Bytes::new()),
@@ -336,6 +411,7 @@ SELECT (SELECT count(*) FROM created) AS n, (SELECT count(*) FROM gate) AS curre
                     .unwrap()
             })
             .await;
+            let api_cpu = before.per_request(CpuMark::now(server_pid.as_deref()), lat.len() as f64);
             let auth = if session_checked { AUTH_SQL } else { "" };
             let script = match scenario {
                 "list" => format!("{auth}\n{list_sql}"),
@@ -348,20 +424,42 @@ SELECT (SELECT count(*) FROM created) AS n, (SELECT count(*) FROM gate) AS curre
             // lookup and the plain first page are prepared too (`Statement::prepared`),
             // the search and the create's writes are not. pgbench runs in both
             // protocols: `prepared` is the endpoint's own for list and get.
-            let (extended, prepared) = if skip_pgbench {
-                (f64::NAN, f64::NAN)
+            let (extended, prepared, pgbench_cpu) = if skip_pgbench {
+                (f64::NAN, f64::NAN, f64::NAN)
             } else {
+                let extended = pgbench(&url, &script, connections, "extended");
+                let before = machine_busy_secs();
+                let prepared = pgbench(&url, &script, connections, "prepared");
+                let busy = machine_busy_secs() - before;
                 (
-                    pgbench(&url, &script, connections, "extended"),
-                    pgbench(&url, &script, connections, "prepared"),
+                    extended,
+                    prepared,
+                    busy * 1e6 / (prepared * PHASE.as_secs_f64()),
                 )
             };
+            cpu_rows.push((scenario, connections, api_cpu, pgbench_cpu));
             println!(
                 "| {scenario} | {connections} | {rate:.0} | {:.2} | {:.2} | {extended:.0} | {:.2} | {prepared:.0} | {:.2} |",
                 pct(&lat, 0.5),
                 pct(&lat, 0.99),
                 rate / extended,
                 rate / prepared
+            );
+        }
+    }
+    if server_pid.is_some() && !cpu_rows.is_empty() {
+        println!();
+        println!(
+            "CPU microseconds per request (both cores together; `rest` is PostgreSQL and the kernel work charged to neither process):"
+        );
+        println!();
+        println!(
+            "| endpoint | connections | server | load generator | rest | all | pgbench prepared, all per transaction |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for (scenario, connections, [server, bench, rest, all], pgbench) in &cpu_rows {
+            println!(
+                "| {scenario} | {connections} | {server:.0} | {bench:.0} | {rest:.0} | {all:.0} | {pgbench:.0} |"
             );
         }
     }

@@ -84,7 +84,9 @@ pub struct ContactDto {
     pub custom_fields: BTreeMap<String, serde_json::Value>,
     /// Also sent as the `ETag`; send it back in `If-Match` to write safely.
     pub version: i32,
+    #[serde(serialize_with = "super::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "super::timestamp::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 

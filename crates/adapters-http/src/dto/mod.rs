@@ -4,4 +4,5 @@ pub mod contacts;
 pub mod events;
 pub mod sales;
 pub mod team;
+pub mod timestamp;
 pub mod webhooks;

@@ -161,7 +161,8 @@ fn cpu_secs(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// CPU seconds the whole machine has been busy (every core, idle and iowait excluded).
+/// CPU seconds the whole machine has been busy (every core; idle, iowait and the time
+/// the hypervisor gave to other guests excluded).
 fn machine_busy_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let ticks: Vec<f64> = stat
@@ -172,7 +173,8 @@ fn machine_busy_secs() -> f64 {
         .skip(1)
         .filter_map(|v| v.parse().ok())
         .collect();
-    let total: f64 = ticks.iter().take(8).sum();
+    // user, nice, system, idle, iowait, irq, softirq: steal and guest time come after.
+    let total: f64 = ticks.iter().take(7).sum();
     let idle = ticks.get(3).unwrap_or(&0.0) + ticks.get(4).unwrap_or(&0.0);
     (total - idle) / 100.0
 }

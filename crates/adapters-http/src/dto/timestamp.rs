@@ -22,8 +22,10 @@ pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Err
 
 /// Writes into a fixed buffer; `None` leaves the odd cases to chrono.
 fn write(t: &DateTime<Utc>, buf: &mut [u8; 30]) -> Option<usize> {
-    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
-    let nanos = t.nanosecond();
+    // Each accessor of a `DateTime` converts it again; convert once.
+    let (date, time) = (t.date_naive(), t.time());
+    let year = u32::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
+    let nanos = time.nanosecond();
     if nanos >= 1_000_000_000 {
         return None;
     }
@@ -39,11 +41,11 @@ fn write(t: &DateTime<Utc>, buf: &mut [u8; 30]) -> Option<usize> {
     let mut out = Cursor { buf, at: 0 };
     out.digits(year, 4);
     for (sep, value) in [
-        (b'-', t.month()),
-        (b'-', t.day()),
-        (b'T', t.hour()),
-        (b':', t.minute()),
-        (b':', t.second()),
+        (b'-', date.month()),
+        (b'-', date.day()),
+        (b'T', time.hour()),
+        (b':', time.minute()),
+        (b':', time.second()),
     ] {
         out.byte(sep);
         out.digits(value, 2);
@@ -68,11 +70,12 @@ impl Cursor<'_> {
     }
 
     /// `value` in exactly `width` digits, zero-padded.
-    fn digits(&mut self, value: u32, width: u32) {
-        for i in (0..width).rev() {
-            let digit = value / 10u32.pow(i) % 10;
-            self.byte(b'0' + u8::try_from(digit).unwrap_or(0));
+    fn digits(&mut self, mut value: u32, width: usize) {
+        for slot in self.buf[self.at..self.at + width].iter_mut().rev() {
+            *slot = b'0' + u8::try_from(value % 10).unwrap_or(0);
+            value /= 10;
         }
+        self.at += width;
     }
 }
 

@@ -121,7 +121,6 @@ impl TokenCodec for JwtCodec {
     }
 
     fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let now = Utc::now().timestamp();
         let remembered = self
             .verified
             .lock()
@@ -129,7 +128,7 @@ impl TokenCodec for JwtCodec {
             .get(token)
             .cloned();
         if let Some(claims) = remembered {
-            return if unexpired(&claims, now) {
+            return if unexpired(&claims, Utc::now().timestamp()) {
                 Ok(claims)
             } else {
                 Err(TokenError::Expired)

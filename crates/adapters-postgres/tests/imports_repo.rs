@@ -12,13 +12,18 @@ use nexus_adapters_postgres::testing::TestDatabase;
 use nexus_domain::contact::{Contact, ContactFields, EventContext};
 use nexus_domain::{ContactId, EventActor, EventId, ImportId, OrgId};
 use nexus_ports::imports::{
-    ChunkWrite, ChunkWriteError, ImportJob, ImportRepository, ImportStatus, OnDuplicate,
+    ChunkWrite, ChunkWriteError, ImportJob, ImportRepository, ImportStatus, OnDuplicate, Turn,
 };
 use serde_json::json;
 use uuid::Uuid;
 
 fn at(minutes: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap() + chrono::Duration::minutes(minutes)
+}
+
+/// The turn of a chunk with nothing before it.
+fn now() -> Turn {
+    Box::pin(std::future::ready(true))
 }
 
 fn contact(org: OrgId, email: &str) -> (Contact, nexus_domain::DomainEvent) {
@@ -97,14 +102,16 @@ async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
         total_rows: 3,
         fields_generation: 0,
     };
-    repo.commit_chunk(org, job.id, &first, at(2)).await.unwrap();
+    repo.commit_chunk(org, job.id, &first, at(2), now())
+        .await
+        .unwrap();
     let second = ChunkWrite {
         inserts: vec![(2, a, a_event), (3, b, b_event)],
         processed: 2,
         next_row: 4,
         ..first.clone()
     };
-    repo.commit_chunk(org, job.id, &second, at(3))
+    repo.commit_chunk(org, job.id, &second, at(3), now())
         .await
         .unwrap();
     let progress = repo.get(org, job.id).await.unwrap().unwrap();
@@ -142,7 +149,8 @@ async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
         ..first.clone()
     };
     assert!(matches!(
-        repo.commit_chunk(org, job.id, &stale_chunk, at(4)).await,
+        repo.commit_chunk(org, job.id, &stale_chunk, at(4), now())
+            .await,
         Err(ChunkWriteError::DefinitionsChanged)
     ));
     let unchanged = repo.get(org, job.id).await.unwrap().unwrap();
@@ -224,7 +232,7 @@ async fn chunk_updates_apply_only_at_the_version_read_with_their_events() {
         total_rows: 4,
         fields_generation: 0,
     };
-    repo.commit_chunk(org, job.id, &inserts, at(1))
+    repo.commit_chunk(org, job.id, &inserts, at(1), now())
         .await
         .unwrap();
     // Someone edits one of them between the worker's read and its write.
@@ -256,7 +264,7 @@ async fn chunk_updates_apply_only_at_the_version_read_with_their_events() {
         next_row: 5,
         ..inserts.clone()
     };
-    repo.commit_chunk(org, job.id, &updates, at(2))
+    repo.commit_chunk(org, job.id, &updates, at(2), now())
         .await
         .unwrap();
     let progress = repo.get(org, job.id).await.unwrap().unwrap();
@@ -308,5 +316,114 @@ async fn chunk_updates_apply_only_at_the_version_read_with_their_events() {
             ("contact.created".into(), stale.id.to_string()),
             ("contact.updated".into(), fresh.id.to_string()),
         ]
+    );
+}
+
+#[tokio::test]
+async fn a_chunk_written_beside_the_one_before_commits_after_it_or_not_at_all() {
+    let db = TestDatabase::create().await;
+    let pool = build_pool(
+        db.url(),
+        &PoolSettings {
+            max_size: 4,
+            ..PoolSettings::default()
+        },
+    )
+    .unwrap();
+    let repo = PgImportRepository::new(pool, Duration::from_secs(2));
+    let org = OrgId::from_uuid(Uuid::now_v7());
+    let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
+    conn.batch_execute(&format!(
+        "INSERT INTO organizations (id, name, slug) VALUES ('{org}', 'Acme', 'acme')"
+    ))
+    .await
+    .unwrap();
+    let job = ImportJob::pending(
+        ImportId::from_uuid(Uuid::now_v7()),
+        org,
+        None,
+        OnDuplicate::Skip,
+        at(0),
+    );
+    repo.create(org, &job, b"firstName,lastName,email\n")
+        .await
+        .unwrap();
+    let chunk = |row: i64, email: &str| {
+        let (c, event) = contact(org, email);
+        ChunkWrite {
+            inserts: vec![(row, c, event)],
+            updates: vec![],
+            processed: 1,
+            skipped: 0,
+            failed: 0,
+            errors: vec![],
+            next_row: row + 1,
+            total_rows: 3,
+            fields_generation: 0,
+        }
+    };
+    let (first, second, third) = (chunk(1, "a@x.io"), chunk(2, "b@x.io"), chunk(3, "c@x.io"));
+    let checkpoint = async || repo.get(org, job.id).await.unwrap().unwrap().next_row;
+
+    // The second chunk starts first; it may write its rows, but not commit before the first.
+    let (go, signal) = tokio::sync::oneshot::channel::<()>();
+    let second_write = repo.commit_chunk(
+        org,
+        job.id,
+        &second,
+        at(2),
+        Box::pin(async move { signal.await.is_ok() }),
+    );
+    let first_then_go = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(checkpoint().await, 1, "the second chunk waits for its turn");
+        repo.commit_chunk(org, job.id, &first, at(1), now())
+            .await
+            .unwrap();
+        assert_eq!(checkpoint().await, 2);
+        go.send(()).unwrap();
+    };
+    let (second_written, ()) = tokio::join!(second_write, first_then_go);
+    second_written.unwrap();
+    let progress = repo.get(org, job.id).await.unwrap().unwrap();
+    assert_eq!((progress.next_row, progress.created), (3, 2));
+
+    // A chunk whose predecessor failed rolls back: no row, event or checkpoint of it.
+    assert!(matches!(
+        repo.commit_chunk(
+            org,
+            job.id,
+            &third,
+            at(3),
+            Box::pin(std::future::ready(false))
+        )
+        .await,
+        Err(ChunkWriteError::Abandoned)
+    ));
+    let unchanged = repo.get(org, job.id).await.unwrap().unwrap();
+    assert_eq!((unchanged.next_row, unchanged.created), (3, 2));
+    assert!(
+        repo.existing_by_email(org, &["c@x.io".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Events follow the commit order, which is the file order.
+    #[derive(diesel::QueryableByName)]
+    struct Event {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        contact: String,
+    }
+    let events: Vec<Event> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query("SELECT coalesce(payload->>'id', payload->'contact'->>'id') AS contact FROM events ORDER BY append_seq"),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let ids = |c: &ChunkWrite| c.inserts[0].1.id.to_string();
+    assert_eq!(
+        events.into_iter().map(|e| e.contact).collect::<Vec<_>>(),
+        [ids(&first), ids(&second)]
     );
 }

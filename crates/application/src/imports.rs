@@ -15,12 +15,15 @@ use nexus_ports::contacts::{CustomFieldRepository, FieldSet};
 use nexus_ports::imports::{
     ChunkWrite, ChunkWriteError, ImportJob, ImportRepository, ImportStatus, OnDuplicate, RowError,
 };
-use nexus_ports::{Clock, IdGenerator};
+use nexus_ports::{Clock, IdGenerator, StoreError};
 use serde_json::{Map, Value};
 
+use self::writes::{Slot, Writes};
 use crate::contacts::DEFINITION_RETRIES;
 use crate::csv::Records;
 use crate::error::AppError;
+
+mod writes;
 
 type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, AppError>> + Send + 'a>>;
 
@@ -317,10 +320,9 @@ where
         let total = i64::try_from(Records::new(text).skip(1).count()).unwrap_or(i64::MAX);
         let mut row: i64 = 0;
         let mut chunk: Vec<(i64, Result<Vec<String>, String>)> = Vec::with_capacity(CHUNK_ROWS);
-        // The chunk validated and waiting for its write. Each chunk is validated while
-        // the one before it is written, so the worker's CPU work and the database's
-        // overlap; the writes themselves stay in file order, one at a time.
-        let mut ready: Option<Validated> = None;
+        // Each chunk is validated while the ones before it are written, so the worker's
+        // CPU work and the database's overlap.
+        let mut writes = Writes::new();
         for record in records {
             row += 1;
             if row < job.next_row {
@@ -332,12 +334,12 @@ where
                     // The rest of the file is unreadable: the rows before stay, this one
                     // is reported, and the job fails with the reason.
                     chunk.push((row, Err(e.to_string())));
-                    let last =
-                        validate(job, &columns, specs, std::mem::take(&mut chunk), total).await;
-                    if let Some(previous) = ready.take() {
-                        self.write_chunk(job, &set, previous).await?;
-                    }
-                    self.write_chunk(job, &set, last).await?;
+                    let rows = std::mem::take(&mut chunk);
+                    let last = writes
+                        .alongside(validate(job, &columns, specs, rows, total))
+                        .await?;
+                    self.enqueue(&mut writes, job, &set, last).await?;
+                    writes.finish().await?;
                     return Err(Failure::File(format!(
                         "the file is unreadable from row {row} on ({e})"
                     )));
@@ -345,38 +347,52 @@ where
             }
             if chunk.len() == CHUNK_ROWS {
                 let rows = std::mem::take(&mut chunk);
-                ready = Some(match ready.take() {
-                    None => validate(job, &columns, specs, rows, total).await,
-                    Some(previous) => {
-                        let (written, next) = futures_util::future::join(
-                            self.write_chunk(job, &set, previous),
-                            validate(job, &columns, specs, rows, total),
-                        )
-                        .await;
-                        written?;
-                        next
-                    }
-                });
+                let next = writes
+                    .alongside(validate(job, &columns, specs, rows, total))
+                    .await?;
+                self.enqueue(&mut writes, job, &set, next).await?;
             }
         }
-        if let Some(previous) = ready.take() {
-            self.write_chunk(job, &set, previous).await?;
-        }
         if !chunk.is_empty() || job.next_row == 1 {
-            let last = validate(job, &columns, specs, chunk, total).await;
-            self.write_chunk(job, &set, last).await?;
+            let last = writes
+                .alongside(validate(job, &columns, specs, chunk, total))
+                .await?;
+            self.enqueue(&mut writes, job, &set, last).await?;
         }
+        writes.finish().await
+    }
+
+    /// Starts writing a validated chunk once [`Writes`] has room for it.
+    async fn enqueue<'a>(
+        &'a self,
+        writes: &mut Writes<'a>,
+        job: &'a ImportJob,
+        set: &'a FieldSet,
+        validated: Validated,
+    ) -> Result<(), Failure> {
+        let emails: HashSet<String> = validated
+            .parsed
+            .iter()
+            .filter_map(|(_, _, f)| f.email.as_ref().map(|e| e.as_str().to_owned()))
+            .collect();
+        writes.room_for(&emails).await?;
+        let slot = writes.slot();
+        writes.push(
+            Box::pin(self.write_chunk(job, set, validated, slot)),
+            emails,
+        );
         Ok(())
     }
 
-    /// Looks up the chunk's emails (after the previous chunk committed, so duplicates
-    /// across chunks are seen), builds the rows and events, and commits them with the
-    /// checkpoint.
+    /// Looks up the chunk's emails (after any earlier chunk sharing one committed, so
+    /// duplicates across chunks are seen), builds the rows and events, and commits them
+    /// with the checkpoint in the chunk's turn.
     async fn write_chunk(
         &self,
         job: &ImportJob,
         set: &FieldSet,
         validated: Validated,
+        slot: Slot,
     ) -> Result<(), Failure> {
         let org = job.organization_id;
         let specs = &set.specs;
@@ -451,13 +467,28 @@ where
                 Contact::create(ContactId::from_uuid(self.ids.new_id()), org, fields, &ctx);
             write.inserts.push((row, contact, event));
         }
+        let turn = if write.updates.is_empty() {
+            slot.turn
+        } else {
+            // Rows that change existing contacts are not held while waiting for the
+            // chunk before: a third transaction (a tag rename) could wait for one of
+            // them while holding a row that chunk needs, a deadlock PostgreSQL would not see.
+            if !slot.turn.await {
+                return Err(abandoned());
+            }
+            Box::pin(std::future::ready(true))
+        };
         self.imports
-            .commit_chunk(org, job.id, &write, self.now())
+            .commit_chunk(org, job.id, &write, self.now(), turn)
             .await
             .map_err(|e| match e {
                 ChunkWriteError::DefinitionsChanged => Failure::DefinitionsChanged,
+                ChunkWriteError::Abandoned => abandoned(),
                 ChunkWriteError::Store(e) => Failure::App(e.into()),
-            })
+            })?;
+        // The receiver is gone only when the job stopped before the next chunk.
+        let _ = slot.committed.send(());
+        Ok(())
     }
 }
 
@@ -560,6 +591,13 @@ async fn yield_now() {
     .await;
 }
 
+/// Never the job's outcome: the failure of the chunk before comes first.
+fn abandoned() -> Failure {
+    Failure::App(
+        StoreError::Other(anyhow::anyhow!("the chunk before this one was not written")).into(),
+    )
+}
+
 enum Failure {
     /// The file itself cannot be read further: the job fails with this message.
     File(String),
@@ -645,7 +683,7 @@ mod tests {
         imports
             .expect_commit_chunk()
             .times(2)
-            .returning(move |_, _, chunk, _| {
+            .returning(move |_, _, chunk, _, _| {
                 let mut seen = seen.lock().unwrap();
                 let has_plan = chunk
                     .inserts
@@ -703,6 +741,179 @@ mod tests {
         // Under the first definitions `plan` was an unknown column; the chunk validated
         // under them was refused and redone under the fresh ones, which know it.
         assert_eq!(*attempts.lock().unwrap(), [(1, 1, false), (2, 1, true)]);
+    }
+
+    /// A job over `csv` as a mock queue hands it out, under no custom fields.
+    fn claims(imports: &mut nexus_ports::imports::MockImportRepository, csv: String) {
+        use nexus_domain::{ImportId, OrgId};
+        use uuid::Uuid;
+
+        let job = ImportJob {
+            status: ImportStatus::Running,
+            ..ImportJob::pending(
+                ImportId::from_uuid(Uuid::now_v7()),
+                OrgId::from_uuid(Uuid::now_v7()),
+                None,
+                OnDuplicate::Skip,
+                Utc::now(),
+            )
+        };
+        let claimed = (job, csv.into_bytes());
+        imports.expect_claim_next().times(1).returning(move |_, _| {
+            let claimed = claimed.clone();
+            Box::pin(async move { Ok(Some(claimed)) })
+        });
+    }
+
+    fn service(
+        imports: nexus_ports::imports::MockImportRepository,
+    ) -> ImportService<
+        nexus_ports::imports::MockImportRepository,
+        nexus_ports::contacts::MockCustomFieldRepository,
+        nexus_ports::clock::MockClock,
+        nexus_ports::ids::MockIdGenerator,
+    > {
+        let mut fields = nexus_ports::contacts::MockCustomFieldRepository::new();
+        fields.expect_field_set().returning(|_| {
+            Box::pin(async {
+                Ok(FieldSet {
+                    generation: 1,
+                    specs: vec![],
+                })
+            })
+        });
+        let mut clock = nexus_ports::clock::MockClock::new();
+        clock.expect_now().returning(Utc::now);
+        let mut ids = nexus_ports::ids::MockIdGenerator::new();
+        ids.expect_new_id().returning(uuid::Uuid::now_v7);
+        ImportService::new(imports, fields, clock, ids)
+    }
+
+    /// 2,500 rows: chunks of rows 1–1000, 1001–2000 and 2001–2500, where row 2001
+    /// repeats the email of row 1500.
+    fn three_chunks() -> String {
+        let mut csv = String::from("firstName,lastName,email\n");
+        for row in 1..=2500 {
+            let email = if row == 2001 { 1500 } else { row };
+            csv.push_str(&format!("A,B{row},r{email}@x.io\n"));
+        }
+        csv
+    }
+
+    /// Which chunk a write is about, by its first row.
+    fn chunk_of(row: i64) -> i64 {
+        (row - 1) / i64::try_from(CHUNK_ROWS).unwrap() + 1
+    }
+
+    /// Gives other tasks `n` turns.
+    async fn pause(n: usize) {
+        for _ in 0..n {
+            yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn chunks_are_written_side_by_side_commit_in_file_order_and_wait_for_shared_emails() {
+        use std::sync::{Arc, Mutex};
+
+        use nexus_ports::imports::MockImportRepository;
+
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut imports = MockImportRepository::new();
+        claims(&mut imports, three_chunks());
+        let lookups = log.clone();
+        imports
+            .expect_existing_by_email()
+            .times(3)
+            .returning(move |_, emails| {
+                let last = emails.last().unwrap();
+                let row: i64 = last[1..last.find('@').unwrap()].parse().unwrap();
+                lookups
+                    .lock()
+                    .unwrap()
+                    .push(format!("lookup {}", chunk_of(row)));
+                Box::pin(async { Ok(vec![]) })
+            });
+        let commits = log.clone();
+        imports
+            .expect_commit_chunk()
+            .times(3)
+            .returning(move |_, _, chunk, _, turn| {
+                let n = chunk_of(chunk.inserts[0].0);
+                let commits = commits.clone();
+                Box::pin(async move {
+                    // The first chunk's rows take long to write, the second one's
+                    // events and checkpoint.
+                    pause(if n == 1 { 200 } else { 1 }).await;
+                    if !turn.await {
+                        return Err(ChunkWriteError::Abandoned);
+                    }
+                    pause(if n == 2 { 100 } else { 1 }).await;
+                    commits.lock().unwrap().push(format!("commit {n}"));
+                    Ok(())
+                })
+            });
+        imports
+            .expect_finish()
+            .withf(|_, _, status, _, _| *status == ImportStatus::Completed)
+            .times(1)
+            .returning(|_, _, _, _, _| Box::pin(async { Ok(()) }));
+
+        assert!(service(imports).run_next().await.unwrap());
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "lookup 1", "lookup 2", // the second chunk goes in while the first is open
+                "commit 1", "commit 2", // but commits after it
+                "lookup 3", // and the third, sharing an email with the second, waits for it
+                "commit 3",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_chunk_stops_the_ones_behind_it_from_committing() {
+        use std::sync::{Arc, Mutex};
+
+        use nexus_ports::imports::MockImportRepository;
+
+        let outcomes = Arc::new(Mutex::new(Vec::<(i64, bool)>::new()));
+        let mut imports = MockImportRepository::new();
+        claims(&mut imports, three_chunks());
+        imports
+            .expect_existing_by_email()
+            .returning(|_, _| Box::pin(async { Ok(vec![]) }));
+        let seen = outcomes.clone();
+        imports
+            .expect_commit_chunk()
+            .times(2)
+            .returning(move |_, _, chunk, _, turn| {
+                let n = chunk_of(chunk.inserts[0].0);
+                let seen = seen.clone();
+                Box::pin(async move {
+                    pause(if n == 1 { 200 } else { 1 }).await;
+                    if n == 1 {
+                        seen.lock().unwrap().push((n, false));
+                        return Err(ChunkWriteError::Store(StoreError::Other(anyhow::anyhow!(
+                            "disk full"
+                        ))));
+                    }
+                    let committed = turn.await;
+                    seen.lock().unwrap().push((n, committed));
+                    if committed {
+                        Ok(())
+                    } else {
+                        Err(ChunkWriteError::Abandoned)
+                    }
+                })
+            });
+        imports.expect_finish().never();
+
+        let failed = service(imports).run_next().await.unwrap_err();
+        assert!(failed.to_string().contains("disk full"), "{failed}");
+        // The second chunk had started, was told its turn never comes, and was waited
+        // for; the third never started.
+        assert_eq!(*outcomes.lock().unwrap(), [(1, false), (2, false)]);
     }
 
     #[test]

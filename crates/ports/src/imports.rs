@@ -1,6 +1,7 @@
 //! CSV import jobs of contacts: the queue, the file, and chunked, checkpointed writes.
 
 use std::future::Future;
+use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 use nexus_domain::contact::Contact;
@@ -145,12 +146,21 @@ pub struct ChunkWrite {
     pub fields_generation: i64,
 }
 
+/// A chunk's turn to commit: resolves to `true` once the chunk before it committed, to
+/// `false` when that one will not (then this one must not either). Chunks are written
+/// side by side but commit in file order, so a checkpoint never passes a chunk that
+/// did not land.
+pub type Turn = Pin<Box<dyn Future<Output = bool> + Send>>;
+
 /// Why a chunk was not written (then nothing of it was, not even its checkpoint).
 #[derive(Debug, thiserror::Error)]
 pub enum ChunkWriteError {
     /// The custom field definitions moved past `ChunkWrite::fields_generation`.
     #[error("the custom field definitions changed meanwhile")]
     DefinitionsChanged,
+    /// The chunk before this one did not commit, so this one rolled back.
+    #[error("the chunk before this one was not written")]
+    Abandoned,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -198,18 +208,21 @@ pub trait ImportRepository: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Contact>, StoreError>> + Send;
 
     /// Writes the chunk (multi-row inserts, their events, the updates) and advances the
-    /// job's checkpoint and counters, atomically; refreshes the heartbeat. Nothing is
-    /// written when the custom field definitions moved past `chunk.fields_generation`.
+    /// job's checkpoint and counters, atomically; refreshes the heartbeat. The rows may
+    /// be written while an earlier chunk is still open; the events and the checkpoint
+    /// wait for `turn`. Nothing is written when the custom field definitions moved past
+    /// `chunk.fields_generation`, or when `turn` says the chunk before failed.
     ///
     /// # Errors
-    /// [`ChunkWriteError::DefinitionsChanged`], storage failures (nothing of the chunk
-    /// is then written).
+    /// [`ChunkWriteError::DefinitionsChanged`], [`ChunkWriteError::Abandoned`], storage
+    /// failures (nothing of the chunk is then written).
     fn commit_chunk(
         &self,
         org: OrgId,
         id: ImportId,
         chunk: &ChunkWrite,
         now: DateTime<Utc>,
+        turn: Turn,
     ) -> impl Future<Output = Result<(), ChunkWriteError>> + Send;
 
     /// Marks the job completed or failed.

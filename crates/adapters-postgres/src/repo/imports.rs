@@ -14,7 +14,7 @@ use nexus_domain::{ImportId, OrgId, UserId};
 use nexus_ports::StoreError;
 use nexus_ports::imports::{
     ChunkWrite, ChunkWriteError, ImportJob, ImportRepository, ImportStatus, MAX_ROW_ERRORS,
-    OnDuplicate, RowError,
+    OnDuplicate, RowError, Turn,
 };
 use uuid::Uuid;
 
@@ -228,8 +228,10 @@ impl ImportRepository for PgImportRepository {
         id: ImportId,
         chunk: &ChunkWrite,
         now: DateTime<Utc>,
+        turn: Turn,
     ) -> Result<(), ChunkWriteError> {
         let mut conn = self.conn().await?;
+        let mut abandoned = false;
         let held = conn.transaction(async |conn| {
             if !holds_generation(conn, org, chunk.fields_generation).await? {
                 return Ok(false);
@@ -263,6 +265,13 @@ impl ImportRepository for PgImportRepository {
                 chunk.updates.iter().map(|(_, c, v, _)| (c, Some(*v))),
             )
             .await?;
+            // The rows are in; what follows is in file order. Nothing past this point
+            // takes a lock another chunk's rows could be waiting for, so waiting here
+            // cannot deadlock with the chunk before.
+            if !turn.await {
+                abandoned = true;
+                return Err(diesel::result::Error::RollbackTransaction);
+            }
             let inserted_events = chunk
                 .inserts
                 .iter()
@@ -311,9 +320,11 @@ impl ImportRepository for PgImportRepository {
             .await?;
             Ok::<_, diesel::result::Error>(true)
         })
-        .await
-        .map_err(from_diesel)?;
-        if held {
+        .await;
+        if abandoned {
+            return Err(ChunkWriteError::Abandoned);
+        }
+        if held.map_err(from_diesel)? {
             Ok(())
         } else {
             Err(ChunkWriteError::DefinitionsChanged)

@@ -1,0 +1,131 @@
+//! The chunks of an import being written: up to [`IN_FLIGHT`] at once, so that the
+//! database works on the next chunk's rows while the one before commits, but
+//! committing in file order, so that a checkpoint never passes a chunk that did not land.
+
+use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::task::Poll;
+
+use futures_channel::oneshot;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, StreamExt};
+use nexus_ports::imports::Turn;
+
+use super::Failure;
+
+/// Chunks written at once. Two keep both cores of the database busy; more would only
+/// hold more rows open waiting for their turn.
+pub(super) const IN_FLIGHT: usize = 2;
+
+/// A chunk's place in the file order: what it waits for before its commit, and what it
+/// signals after.
+pub(super) struct Slot {
+    pub turn: Turn,
+    pub committed: oneshot::Sender<()>,
+}
+
+/// One chunk's write, to its commit.
+pub(super) type Write<'a> = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 'a>>;
+
+pub(super) struct Writes<'a> {
+    pending: FuturesOrdered<Write<'a>>,
+    /// The emails of each pending chunk, oldest first.
+    emails: VecDeque<HashSet<String>>,
+    /// Resolves once the newest chunk committed; fails if it will not.
+    newest: Option<oneshot::Receiver<()>>,
+}
+
+impl<'a> Writes<'a> {
+    pub(super) fn new() -> Self {
+        Self {
+            pending: FuturesOrdered::new(),
+            emails: VecDeque::new(),
+            newest: None,
+        }
+    }
+
+    /// Waits until a chunk with these emails may start: fewer than [`IN_FLIGHT`] are
+    /// pending and none of them shares an email with it. A chunk looks up its emails
+    /// before it writes, and that lookup must see an earlier chunk's contact with the
+    /// same email, so it must wait for that chunk's commit.
+    pub(super) async fn room_for(&mut self, emails: &HashSet<String>) -> Result<(), Failure> {
+        while self.pending.len() >= IN_FLIGHT
+            || self
+                .emails
+                .iter()
+                .any(|pending| !pending.is_disjoint(emails))
+        {
+            self.oldest_done().await?;
+        }
+        Ok(())
+    }
+
+    /// The next chunk's slot, after every chunk pushed so far.
+    pub(super) fn slot(&mut self) -> Slot {
+        let (committed, signal) = oneshot::channel();
+        let turn: Turn = match self.newest.replace(signal) {
+            Some(before) => Box::pin(before.map(|signal| signal.is_ok())),
+            None => Box::pin(std::future::ready(true)),
+        };
+        Slot { turn, committed }
+    }
+
+    /// Starts a chunk's write, made with the latest [`Writes::slot`].
+    pub(super) fn push(&mut self, write: Write<'a>, emails: HashSet<String>) {
+        self.pending.push_back(write);
+        self.emails.push_back(emails);
+    }
+
+    /// Runs `work` to its end while the pending writes go on beside it.
+    ///
+    /// # Errors
+    /// The first failed write's (the later ones are waited out first).
+    pub(super) async fn alongside<T>(
+        &mut self,
+        work: impl Future<Output = T>,
+    ) -> Result<T, Failure> {
+        let mut work = pin!(work);
+        let outcome = std::future::poll_fn(|cx| {
+            while let Poll::Ready(Some(written)) = self.pending.poll_next_unpin(cx) {
+                self.emails.pop_front();
+                written?;
+            }
+            work.as_mut().poll(cx).map(Ok)
+        })
+        .await;
+        if outcome.is_err() {
+            self.drain().await;
+        }
+        outcome
+    }
+
+    /// Waits for every pending write.
+    ///
+    /// # Errors
+    /// The first failed write's.
+    pub(super) async fn finish(mut self) -> Result<(), Failure> {
+        while !self.pending.is_empty() {
+            self.oldest_done().await?;
+        }
+        Ok(())
+    }
+
+    async fn oldest_done(&mut self) -> Result<(), Failure> {
+        let Some(written) = self.pending.next().await else {
+            return Ok(());
+        };
+        self.emails.pop_front();
+        if written.is_err() {
+            self.drain().await;
+        }
+        written
+    }
+
+    /// After a failure the later chunks roll back, since their turn never comes. They
+    /// are awaited, not dropped, so that no transaction is cut off halfway.
+    async fn drain(&mut self) {
+        while self.pending.next().await.is_some() {}
+        self.emails.clear();
+    }
+}

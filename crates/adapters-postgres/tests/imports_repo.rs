@@ -43,8 +43,17 @@ fn contact(org: OrgId, email: &str) -> (Contact, nexus_domain::DomainEvent) {
     Contact::create(ContactId::from_uuid(Uuid::now_v7()), org, fields, &ctx)
 }
 
-#[tokio::test]
-async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
+/// A database with one organization, and a job of it over a file that is `csv`.
+struct Setup {
+    /// Dropping it drops the database.
+    db: TestDatabase,
+    repo: PgImportRepository,
+    org: OrgId,
+    conn: AsyncPgConnection,
+    job: ImportJob,
+}
+
+async fn setup(on_duplicate: OnDuplicate, csv: &[u8]) -> Setup {
     let db = TestDatabase::create().await;
     let pool = build_pool(
         db.url(),
@@ -66,12 +75,28 @@ async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
         ImportId::from_uuid(Uuid::now_v7()),
         org,
         None,
-        OnDuplicate::Skip,
+        on_duplicate,
         at(0),
     );
-    repo.create(org, &job, b"firstName,lastName\n")
-        .await
-        .unwrap();
+    repo.create(org, &job, csv).await.unwrap();
+    Setup {
+        db,
+        repo,
+        org,
+        conn,
+        job,
+    }
+}
+
+#[tokio::test]
+async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
+    let Setup {
+        db: _db,
+        repo,
+        org,
+        mut conn,
+        job,
+    } = setup(OnDuplicate::Skip, b"firstName,lastName\n").await;
     let stale = |now: DateTime<Utc>| now - chrono::Duration::minutes(2);
 
     let (claimed, csv) = repo.claim_next(at(1), stale(at(1))).await.unwrap().unwrap();
@@ -196,26 +221,13 @@ async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
 
 #[tokio::test]
 async fn chunk_updates_apply_only_at_the_version_read_with_their_events() {
-    let db = TestDatabase::create().await;
-    let pool = build_pool(db.url(), &PoolSettings::default()).unwrap();
-    let repo = PgImportRepository::new(pool, Duration::from_secs(2));
-    let org = OrgId::from_uuid(Uuid::now_v7());
-    let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
-    conn.batch_execute(&format!(
-        "INSERT INTO organizations (id, name, slug) VALUES ('{org}', 'Acme', 'acme')"
-    ))
-    .await
-    .unwrap();
-    let job = ImportJob::pending(
-        ImportId::from_uuid(Uuid::now_v7()),
+    let Setup {
+        db: _db,
+        repo,
         org,
-        None,
-        OnDuplicate::Update,
-        at(0),
-    );
-    repo.create(org, &job, b"firstName,lastName,email\n")
-        .await
-        .unwrap();
+        mut conn,
+        job,
+    } = setup(OnDuplicate::Update, b"firstName,lastName,email\n").await;
     let (fresh, fresh_event) = contact(org, "fresh@x.io");
     let (stale, stale_event) = contact(org, "stale@x.io");
     let inserts = ChunkWrite {
@@ -321,33 +333,13 @@ async fn chunk_updates_apply_only_at_the_version_read_with_their_events() {
 
 #[tokio::test]
 async fn a_chunk_written_beside_the_one_before_commits_after_it_or_not_at_all() {
-    let db = TestDatabase::create().await;
-    let pool = build_pool(
-        db.url(),
-        &PoolSettings {
-            max_size: 4,
-            ..PoolSettings::default()
-        },
-    )
-    .unwrap();
-    let repo = PgImportRepository::new(pool, Duration::from_secs(2));
-    let org = OrgId::from_uuid(Uuid::now_v7());
-    let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
-    conn.batch_execute(&format!(
-        "INSERT INTO organizations (id, name, slug) VALUES ('{org}', 'Acme', 'acme')"
-    ))
-    .await
-    .unwrap();
-    let job = ImportJob::pending(
-        ImportId::from_uuid(Uuid::now_v7()),
+    let Setup {
+        db: _db,
+        repo,
         org,
-        None,
-        OnDuplicate::Skip,
-        at(0),
-    );
-    repo.create(org, &job, b"firstName,lastName,email\n")
-        .await
-        .unwrap();
+        mut conn,
+        job,
+    } = setup(OnDuplicate::Skip, b"firstName,lastName,email\n").await;
     let chunk = |row: i64, email: &str| {
         let (c, event) = contact(org, email);
         ChunkWrite {

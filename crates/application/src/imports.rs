@@ -370,17 +370,11 @@ where
         set: &'a FieldSet,
         validated: Validated,
     ) -> Result<(), Failure> {
-        let emails: HashSet<String> = validated
-            .parsed
-            .iter()
-            .filter_map(|(_, _, f)| f.email.as_ref().map(|e| e.as_str().to_owned()))
-            .collect();
+        let emails: HashSet<String> = validated.emails().collect();
         writes.room_for(&emails).await?;
-        let slot = writes.slot();
-        writes.push(
-            Box::pin(self.write_chunk(job, set, validated, slot)),
-            emails,
-        );
+        writes.start(emails, |slot| {
+            Box::pin(self.write_chunk(job, set, validated, slot))
+        });
         Ok(())
     }
 
@@ -396,12 +390,10 @@ where
     ) -> Result<(), Failure> {
         let org = job.organization_id;
         let specs = &set.specs;
+        let emails: Vec<String> = validated.emails().collect();
         let Validated { mut write, parsed } = validated;
         write.fields_generation = set.generation;
-        let emails: Vec<String> = parsed
-            .iter()
-            .filter_map(|(_, _, f)| f.email.as_ref().map(|e| e.as_str().to_owned()))
-            .collect();
+
         let existing: HashMap<String, Contact> = if emails.is_empty() {
             HashMap::new()
         } else {
@@ -504,6 +496,13 @@ struct Validated {
 const VALIDATE_SLICE: usize = 50;
 
 impl Validated {
+    /// The (lower-case) emails of the chunk's valid rows, in row order.
+    fn emails(&self) -> impl Iterator<Item = String> + '_ {
+        self.parsed
+            .iter()
+            .filter_map(|(_, _, f)| f.email.as_ref().map(|e| e.as_str().to_owned()))
+    }
+
     /// A chunk covering `rows`, nothing validated yet.
     fn covering(job: &ImportJob, rows: &[(i64, Result<Vec<String>, String>)], total: i64) -> Self {
         Self {
@@ -650,33 +649,17 @@ mod tests {
     async fn a_chunk_refused_for_changed_definitions_resumes_at_its_checkpoint_under_fresh_ones() {
         use std::sync::{Arc, Mutex};
 
-        use nexus_domain::{ImportId, OrgId};
         use nexus_ports::clock::MockClock;
         use nexus_ports::contacts::MockCustomFieldRepository;
         use nexus_ports::ids::MockIdGenerator;
         use nexus_ports::imports::MockImportRepository;
         use uuid::Uuid;
 
-        let org = OrgId::from_uuid(Uuid::now_v7());
-        let job = ImportJob {
-            status: ImportStatus::Running,
-            ..ImportJob::pending(
-                ImportId::from_uuid(Uuid::now_v7()),
-                org,
-                None,
-                OnDuplicate::Skip,
-                Utc::now(),
-            )
-        };
         let mut imports = MockImportRepository::new();
-        let claimed = (
-            job.clone(),
-            b"firstName,lastName,plan\nAda,Lovelace,pro\n".to_vec(),
+        let job = claims(
+            &mut imports,
+            "firstName,lastName,plan\nAda,Lovelace,pro\n".into(),
         );
-        imports.expect_claim_next().times(1).returning(move |_, _| {
-            let claimed = claimed.clone();
-            Box::pin(async move { Ok(Some(claimed)) })
-        });
         // (generation, rows inserted, whether the row carries `plan`) per attempt.
         let attempts = Arc::new(Mutex::new(Vec::new()));
         let seen = attempts.clone();
@@ -744,7 +727,7 @@ mod tests {
     }
 
     /// A job over `csv` as a mock queue hands it out, under no custom fields.
-    fn claims(imports: &mut nexus_ports::imports::MockImportRepository, csv: String) {
+    fn claims(imports: &mut nexus_ports::imports::MockImportRepository, csv: String) -> ImportJob {
         use nexus_domain::{ImportId, OrgId};
         use uuid::Uuid;
 
@@ -758,11 +741,12 @@ mod tests {
                 Utc::now(),
             )
         };
-        let claimed = (job, csv.into_bytes());
+        let claimed = (job.clone(), csv.into_bytes());
         imports.expect_claim_next().times(1).returning(move |_, _| {
             let claimed = claimed.clone();
             Box::pin(async move { Ok(Some(claimed)) })
         });
+        job
     }
 
     fn service(

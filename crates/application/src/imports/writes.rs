@@ -61,19 +61,15 @@ impl<'a> Writes<'a> {
         Ok(())
     }
 
-    /// The next chunk's slot, after every chunk pushed so far.
-    pub(super) fn slot(&mut self) -> Slot {
+    /// Starts the next chunk's write, made by `write` from the chunk's place after
+    /// every chunk started so far.
+    pub(super) fn start(&mut self, emails: HashSet<String>, write: impl FnOnce(Slot) -> Write<'a>) {
         let (committed, signal) = oneshot::channel();
         let turn: Turn = match self.newest.replace(signal) {
             Some(before) => Box::pin(before.map(|signal| signal.is_ok())),
             None => Box::pin(std::future::ready(true)),
         };
-        Slot { turn, committed }
-    }
-
-    /// Starts a chunk's write, made with the latest [`Writes::slot`].
-    pub(super) fn push(&mut self, write: Write<'a>, emails: HashSet<String>) {
-        self.pending.push_back(write);
+        self.pending.push_back(write(Slot { turn, committed }));
         self.emails.push_back(emails);
     }
 

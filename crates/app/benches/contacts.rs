@@ -466,7 +466,10 @@ SELECT (SELECT count(*) FROM created) AS n, (SELECT count(*) FROM gate) AS curre
         }
     }
     if wants("import") {
-        import(&client, &base, &owner.0).await;
+        let api = import(&client, &base, &owner.0).await;
+        if !skip_pgbench {
+            import_ceiling(&url, org, api).await;
+        }
     }
 
     let (rss, peak) = rss_mb("self");
@@ -564,8 +567,8 @@ async fn signup(base: &str, email: &str) -> (String, uuid::Uuid) {
     )
 }
 
-/// A 100,000-row CSV import into the large organization.
-async fn import(client: &reqwest::Client, base: &str, token: &str) {
+/// A 100,000-row CSV import into the large organization; returns its rows/s.
+async fn import(client: &reqwest::Client, base: &str, token: &str) -> f64 {
     let mut csv = String::from("First Name,Last Name,Email,Phone,Company,Tags\n");
     for i in 0..100_000 {
         csv.push_str(&format!(
@@ -612,4 +615,105 @@ async fn import(client: &reqwest::Client, base: &str, token: &str) {
         job["created"],
         job["failed"]
     );
+    100_000.0 / secs
+}
+
+#[derive(Clone, Copy)]
+enum Events {
+    None,
+    NumberedAfter,
+    NumberedAsWritten,
+}
+
+/// The same 100,000 rows written by the database alone: set-based SQL (no parsing, no
+/// validation, no round trips per row), one connection per core, each writing its share
+/// in 1,000-row transactions as the API's chunks do. The physical limit of an import on
+/// this machine, as pgbench is for the other phases.
+async fn import_ceiling(url: &str, org: uuid::Uuid, api: f64) {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let chunk = |prefix: &str, from: usize, events: Events| {
+        let to = from + 999;
+        let rows = format!(
+            "INSERT INTO contacts (organization_id, id, first_name, last_name, email, phone, phone_e164,
+                                   company, lifecycle_stage, lead_score, tags, custom_fields, version,
+                                   created_at, updated_at)
+             SELECT '{org}', nexus_uuid_v7(), 'Imported' || i, 'Person' || (i % 977),
+                    '{prefix}' || i || '@bench-import.io',
+                    '+1 555 ' || lpad((i % 1000)::text, 3, '0') || ' ' || lpad((i % 10000)::text, 4, '0'),
+                    '+1555' || lpad((i % 1000)::text, 3, '0') || lpad((i % 10000)::text, 4, '0'),
+                    'Company ' || (i % 50), 'lead', 0, ARRAY['imported', 'batch' || (i % 5)], '{{}}', 1,
+                    now(), now()
+             FROM generate_series({from}, {to}) i"
+        );
+        // A payload of the contact's size; the API builds it from the validated row.
+        let event_rows = |seq: &str, head: &str| {
+            format!(
+                "INSERT INTO events (id, organization_id, type, occurred_at, actor, payload{seq})
+                 SELECT nexus_uuid_v7(), '{org}', 'contact.created', now(),
+                        jsonb_build_object('type', 'user'),
+                        jsonb_build_object('id', gen_random_uuid(), 'firstName', 'Imported' || i,
+                            'lastName', 'Person' || (i % 977), 'email', '{prefix}' || i || '@bench-import.io',
+                            'phone', '+1 555 ' || (i % 1000), 'company', 'Company ' || (i % 50),
+                            'lifecycleStage', 'lead', 'leadScore', 0, 'tags', ARRAY['imported'],
+                            'customFields', '{{}}'::jsonb, 'version', 1, 'createdAt', now(), 'updatedAt', now()){head}
+                 FROM generate_series({from}, {to}) i"
+            )
+        };
+        match events {
+            Events::None => format!("BEGIN; {rows}; COMMIT;"),
+            // The API's numberer follows each commit it hears with a numbering pass.
+            Events::NumberedAfter => format!(
+                "BEGIN; {rows}; {}; COMMIT; SELECT events_number(5000);",
+                event_rows("", "")
+            ),
+            Events::NumberedAsWritten => format!(
+                "BEGIN; {rows}; SELECT pg_advisory_xact_lock(hashtextextended('nexus.events_number', 0));
+                 {}; COMMIT;",
+                event_rows(
+                    ", seq",
+                    &format!(", (SELECT coalesce(max(seq), 0) FROM events) + (i - {from} + 1)")
+                )
+            ),
+        }
+    };
+    println!();
+    println!(
+        "the same 100,000 rows written by SQL alone ({cores} connections, 1,000-row transactions):"
+    );
+    println!();
+    println!("| what | s | rows/s | API import / this |");
+    println!("|---|---|---|---|");
+    for (what, prefix, events) in [
+        ("contacts only", "ceiling-a", Events::None),
+        (
+            "contacts and events, numbered after commit (as the API does)",
+            "ceiling-b",
+            Events::NumberedAfter,
+        ),
+        (
+            "contacts and events, numbered as written",
+            "ceiling-c",
+            Events::NumberedAsWritten,
+        ),
+    ] {
+        let started = Instant::now();
+        let mut writers = tokio::task::JoinSet::new();
+        for w in 0..cores {
+            let chunks: Vec<String> = (w * 1000..100_000)
+                .step_by(cores * 1000)
+                .map(|from| chunk(prefix, from, events))
+                .collect();
+            let url = url.to_owned();
+            writers.spawn(async move {
+                let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+                for sql in chunks {
+                    conn.batch_execute(&sql).await.unwrap();
+                }
+            });
+        }
+        writers.join_all().await;
+        let secs = started.elapsed().as_secs_f64();
+        let rate = 100_000.0 / secs;
+        println!("| {what} | {secs:.1} | {rate:.0} | {:.2} |", api / rate);
+    }
 }

@@ -1,6 +1,8 @@
 //! Gives committed events their `seq`, the cursor every outbox reader follows.
 //!
-//! Writers insert events without a number and without any lock (see `outbox::append`).
+//! Writers insert events without a number and without any lock (see `outbox::append`);
+//! only an import chunk numbers its own, under the same lock (`repo::import_chunk`,
+//! migration `000015`).
 //! The SQL function `events_number` numbers committed rows, one pass at a time
 //! across all instances, so a number is never visible before a smaller one (migration
 //! `000013`). This task runs those passes: right after a transaction commits on one of

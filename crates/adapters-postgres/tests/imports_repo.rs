@@ -401,21 +401,27 @@ async fn a_chunk_written_beside_the_one_before_commits_after_it_or_not_at_all() 
             .is_empty()
     );
 
-    // Events follow the commit order, which is the file order.
+    // Events follow the commit order, which is the file order, and are numbered at the
+    // commit (no numbering pass runs here).
     #[derive(diesel::QueryableByName)]
     struct Event {
         #[diesel(sql_type = diesel::sql_types::Text)]
         contact: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+        seq: Option<i64>,
     }
     let events: Vec<Event> = diesel_async::RunQueryDsl::load(
-        diesel::sql_query("SELECT coalesce(payload->>'id', payload->'contact'->>'id') AS contact FROM events ORDER BY append_seq"),
+        diesel::sql_query("SELECT coalesce(payload->>'id', payload->'contact'->>'id') AS contact, seq FROM events ORDER BY append_seq"),
         &mut conn,
     )
     .await
     .unwrap();
     let ids = |c: &ChunkWrite| c.inserts[0].1.id.to_string();
     assert_eq!(
-        events.into_iter().map(|e| e.contact).collect::<Vec<_>>(),
-        [ids(&first), ids(&second)]
+        events
+            .into_iter()
+            .map(|e| (e.contact, e.seq))
+            .collect::<Vec<_>>(),
+        [(ids(&first), Some(1)), (ids(&second), Some(2))]
     );
 }

@@ -250,3 +250,101 @@ async fn the_head_counts_every_event_committed_before_it_was_asked() {
         [("committed".to_owned(), Some(1))]
     );
 }
+
+#[tokio::test]
+async fn a_bulk_append_is_numbered_in_its_order_published_and_holds_passes_until_it_commits() {
+    let db = TestDatabase::create().await;
+    let (mut bulk, mut writer, mut listener) =
+        (connect(&db).await, connect(&db).await, connect(&db).await);
+    listener.batch_execute("LISTEN nexus_events").await.unwrap();
+    writer
+        .batch_execute(&format!(
+            "INSERT INTO organizations (id, name, slug) VALUES ('{ORG}', 'Acme', 'acme');
+             INSERT INTO webhooks (organization_id, id, url, event_types, secret)
+             VALUES ('{ORG}', gen_random_uuid(), 'https://hooks.example.com/in', '{{*}}', 's')"
+        ))
+        .await
+        .unwrap();
+    writer.batch_execute(&insert("before")).await.unwrap();
+    assert_eq!(number_pending(&mut writer).await.unwrap(), 1);
+
+    let batch = |names: &[&str]| {
+        let events: Vec<serde_json::Value> = names
+            .iter()
+            .map(|n| {
+                serde_json::json!({"id": uuid::Uuid::now_v7(), "type": "contact.created",
+                    "occurred_at": "2026-12-04T00:00:00Z", "actor": {}, "payload": {"name": n}})
+            })
+            .collect();
+        format!(
+            "SELECT events_append_numbered('{ORG}', '{}')",
+            serde_json::Value::Array(events)
+        )
+    };
+    bulk.batch_execute(&format!("BEGIN; {}", batch(&["b1", "b2", "b3"])))
+        .await
+        .unwrap();
+    // A single write commits meanwhile; its pass must wait for the bulk commit, or it
+    // would draw the same numbers (or let 5 be seen before 2).
+    writer.batch_execute(&insert("single")).await.unwrap();
+    let pass = tokio::spawn(async move {
+        let n = number_pending(&mut writer).await.unwrap();
+        (n, writer)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!pass.is_finished(), "the pass waits for the bulk writer");
+    bulk.batch_execute("COMMIT").await.unwrap();
+    let (n, mut writer) = pass.await.unwrap();
+    assert_eq!(n, 1);
+
+    let order: Vec<(String, Option<i64>)> = numbers(&mut writer).await;
+    let expected: Vec<(String, Option<i64>)> = [
+        ("before", 1),
+        ("b1", 2),
+        ("b2", 3),
+        ("b3", 4),
+        ("single", 5),
+    ]
+    .into_iter()
+    .map(|(name, seq)| (name.to_owned(), Some(seq)))
+    .collect();
+    assert_eq!(
+        order, expected,
+        "in write order, a pass's numbers after the bulk's"
+    );
+
+    #[derive(diesel::QueryableByName)]
+    struct Delivered {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let delivered: Vec<String> = diesel::sql_query(
+        "SELECT (d.body::jsonb)->'data'->>'name' AS name
+         FROM webhook_deliveries d JOIN events e ON e.id = d.event_id ORDER BY e.seq",
+    )
+    .load::<Delivered>(&mut writer)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|d| d.name)
+    .collect();
+    assert_eq!(
+        delivered,
+        ["before", "b1", "b2", "b3", "single"],
+        "every numbered event has its delivery"
+    );
+
+    let mut stream = std::pin::pin!(listener.notifications_stream());
+    for head in [1, 4, 5] {
+        let n = notified(&mut stream, "a notification per numbering").await;
+        assert_eq!(n.payload, format!("{ORG}:{head}"));
+    }
+
+    // A bulk append that rolls back leaves no number behind it.
+    bulk.batch_execute(&format!("BEGIN; {}; ROLLBACK", batch(&["never"])))
+        .await
+        .unwrap();
+    bulk.batch_execute(&batch(&["after"])).await.unwrap();
+    let last = numbers(&mut bulk).await.pop().unwrap();
+    assert_eq!(last, ("after".to_owned(), Some(6)));
+}

@@ -236,9 +236,6 @@ impl ImportRepository for PgImportRepository {
             if !holds_generation(conn, org, chunk.fields_generation).await? {
                 return Ok(false);
             }
-            // A lost commit only loses a checkpoint with its rows: the job redoes the
-            // chunk on resume, so the chunk need not wait for its WAL flush.
-            diesel::sql_query("SET LOCAL synchronous_commit = off").execute(conn).await?;
             let mut errors = chunk.errors.clone();
             let mut failed = chunk.failed;
             let inserted = import_chunk::write(
@@ -282,6 +279,8 @@ impl ImportRepository for PgImportRepository {
                 .iter()
                 .filter(|(_, c, _, _)| written.contains(&c.id.as_uuid()))
                 .map(|(_, _, _, e)| e);
+            // Numbered as they are appended, under a lock held to the commit: the
+            // checkpoint's update is all that follows.
             import_chunk::append_events(conn, org, inserted_events.chain(updated_events)).await?;
             for (row, contact, _, _) in &chunk.updates {
                 if !written.contains(&contact.id.as_uuid()) {

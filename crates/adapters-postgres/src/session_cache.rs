@@ -15,23 +15,24 @@
 //! - an entry lives at most `ttl` and never past its session's expiry, which bounds the
 //!   damage if a listener connection hangs without failing.
 //!
-//! A lookup that started before an invalidation must not store what it read: each entry
-//! carries the generation it was read under, and an invalidation bumps the generation.
+//! A lookup that started before an invalidation must not be answered from what it read:
+//! each entry carries the generation it was read under, an invalidation bumps the
+//! generation, and only entries of the current generation are answered from. So an entry
+//! stored just after an invalidation emptied the cache is never served.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nexus_domain::Role;
+use quick_cache::sync::Cache;
 use uuid::Uuid;
 
 use crate::listener::{Signal, listen_channel};
 
 /// The channel migration 000012's triggers notify on.
 pub const CHANNEL: &str = "nexus_auth";
-/// Most sessions remembered at once; past this the cache starts over (a bound, not an
-/// eviction policy: one instance rarely sees this many sessions within a `ttl`).
+/// Most sessions remembered at once.
 const MAX_ENTRIES: usize = 50_000;
 
 /// Session, user and organization, as the access token names them.
@@ -48,7 +49,7 @@ struct Inner {
     /// Set while the listener holds its `LISTEN`; never set for a disabled cache.
     live: AtomicBool,
     generation: AtomicU64,
-    entries: Mutex<HashMap<SessionKey, Entry>>,
+    entries: Cache<SessionKey, Entry>,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -89,7 +90,7 @@ impl SessionCache {
                 ttl,
                 live: AtomicBool::new(false),
                 generation: AtomicU64::new(0),
-                entries: Mutex::new(HashMap::new()),
+                entries: Cache::new(MAX_ENTRIES),
                 listener: Mutex::new(None),
             }),
         }
@@ -146,12 +147,8 @@ impl SessionCache {
             return None;
         }
         let generation = self.inner.generation.load(Ordering::SeqCst);
-        let entries = self
-            .inner
+        self.inner
             .entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        entries
             .get(key)
             .filter(|e| e.generation == generation && Instant::now() < e.fresh_until)
             .map(|e| e.role)
@@ -169,20 +166,12 @@ impl SessionCache {
         if !self.is_live() {
             return;
         }
-        let mut entries = self
-            .inner
-            .entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Compared under the lock `invalidate` clears under, so a bump cannot slip
-        // between this check and the insert.
+        // A bump between this check and the insert leaves an entry of an old
+        // generation, which `get` never answers from.
         if self.inner.generation.load(Ordering::SeqCst) != ticket.0 {
             return;
         }
-        if entries.len() >= MAX_ENTRIES {
-            entries.clear();
-        }
-        entries.insert(
+        self.inner.entries.insert(
             key,
             Entry {
                 role,
@@ -194,13 +183,9 @@ impl SessionCache {
 
     /// Forgets every session: called after any change to sessions or memberships.
     pub fn invalidate(&self) {
-        let mut entries = self
-            .inner
-            .entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        // The bump comes first: from then on nothing stored before it is answered from.
         self.inner.generation.fetch_add(1, Ordering::SeqCst);
-        entries.clear();
+        self.inner.entries.clear();
     }
 }
 
@@ -251,6 +236,23 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_stored_as_an_invalidation_empties_the_cache_is_never_answered_from() {
+        let cache = live(Duration::from_secs(60));
+        let before = cache.ticket();
+        // `put` checked the generation, then the invalidation ran, then the insert.
+        cache.invalidate();
+        cache.inner.entries.insert(
+            KEY,
+            Entry {
+                role: Role::Owner,
+                generation: before.0,
+                fresh_until: Instant::now() + Duration::from_secs(60),
+            },
+        );
+        assert_eq!(cache.get(&KEY), None);
+    }
+
+    #[test]
     fn notifications_and_a_lost_listener_empty_it_and_a_lost_one_stops_answers() {
         let cache = live(Duration::from_secs(60));
         cache.put(KEY, Role::Member, Duration::from_secs(600), cache.ticket());
@@ -289,7 +291,7 @@ mod tests {
             let key = (Uuid::from_u128(i as u128), Uuid::nil(), Uuid::nil());
             cache.put(key, Role::Viewer, Duration::from_secs(600), cache.ticket());
         }
-        let len = cache.inner.entries.lock().unwrap().len();
+        let len = cache.inner.entries.len();
         assert!(len <= MAX_ENTRIES, "{len}");
     }
 }

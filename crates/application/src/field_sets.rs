@@ -11,49 +11,51 @@
 //!   is reported (a field added elsewhere must not be called unknown);
 //! - reads (list filters) never use it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use nexus_domain::OrgId;
 use nexus_ports::contacts::FieldSet;
+use quick_cache::sync::{Cache, EntryAction, EntryResult};
 
-/// Most organizations remembered at once; past this the cache starts over (a bound,
-/// not an eviction policy: each entry is a few definitions).
+/// Most organizations remembered at once (each entry is a few definitions).
 const MAX_ENTRIES: usize = 10_000;
 
-#[derive(Default)]
 pub(crate) struct FieldSets {
-    sets: Mutex<HashMap<OrgId, Arc<FieldSet>>>,
+    sets: Cache<OrgId, Arc<FieldSet>>,
+}
+
+impl Default for FieldSets {
+    fn default() -> Self {
+        Self {
+            sets: Cache::new(MAX_ENTRIES),
+        }
+    }
 }
 
 impl FieldSets {
     pub(crate) fn get(&self, org: OrgId) -> Option<Arc<FieldSet>> {
-        self.lock().get(&org).cloned()
+        self.sets.get(&org)
     }
 
     /// Keeps `set` unless a newer generation is kept already (a slow reader must not
     /// put back what a faster one replaced).
     pub(crate) fn put(&self, org: OrgId, set: Arc<FieldSet>) {
-        let mut sets = self.lock();
-        if sets
-            .get(&org)
-            .is_some_and(|kept| kept.generation > set.generation)
-        {
-            return;
+        let offered = Arc::clone(&set);
+        // The comparison and the replacement happen under the entry's shard lock.
+        let vacant = self.sets.entry(&org, None, move |_, kept| {
+            if kept.generation <= offered.generation {
+                *kept = offered;
+            }
+            EntryAction::Retain(())
+        });
+        if let EntryResult::Vacant(slot) = vacant {
+            // Refused only when the cache moved on meanwhile; the next write reads again.
+            let _ = slot.insert(set);
         }
-        if sets.len() >= MAX_ENTRIES && !sets.contains_key(&org) {
-            sets.clear();
-        }
-        sets.insert(org, set);
     }
 
     pub(crate) fn forget(&self, org: OrgId) {
-        self.lock().remove(&org);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<OrgId, Arc<FieldSet>>> {
-        // The map holds no invariant a panicking holder could break halfway.
-        self.sets.lock().unwrap_or_else(PoisonError::into_inner)
+        self.sets.remove(&org);
     }
 }
 
@@ -84,17 +86,12 @@ mod tests {
     }
 
     #[test]
-    fn starts_over_past_its_bound() {
+    fn its_size_is_bounded() {
         let sets = FieldSets::default();
-        let first = OrgId::from_uuid(Uuid::now_v7());
-        sets.put(first, set(1));
-        for _ in 1..MAX_ENTRIES {
+        for _ in 0..2 * MAX_ENTRIES {
             sets.put(OrgId::from_uuid(Uuid::now_v7()), set(1));
         }
-        assert!(sets.get(first).is_some());
-        let last = OrgId::from_uuid(Uuid::now_v7());
-        sets.put(last, set(1));
-        assert!(sets.get(first).is_none());
-        assert!(sets.get(last).is_some());
+        let len = sets.sets.len();
+        assert!((1..=MAX_ENTRIES).contains(&len), "{len}");
     }
 }

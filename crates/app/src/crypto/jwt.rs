@@ -9,8 +9,7 @@
 //! (expiry) is checked again on every use. Revocation is not decided here but by the
 //! session check that follows, which is not affected.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
@@ -18,13 +17,13 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use nexus_domain::{OrgId, Role, SessionId, UserId};
 use nexus_ports::security::{AccessClaims, TokenCodec, TokenError};
+use quick_cache::sync::Cache;
 use serde::{Deserialize, Serialize};
 
 pub const ISSUER: &str = "nexus";
 pub const AUDIENCE: &str = "nexus-api";
 const LEEWAY_SECS: u64 = 5;
-/// Most verified tokens remembered at once; past this the memory starts over (a bound,
-/// not an eviction policy: tokens live 15 minutes).
+/// Most verified tokens remembered at once.
 const MAX_VERIFIED: usize = 10_000;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -47,7 +46,7 @@ pub struct JwtCodec {
     validation: Validation,
     ttl: Duration,
     /// Claims of tokens already verified with this key; clones share it.
-    verified: Arc<Mutex<HashMap<Box<str>, AccessClaims>>>,
+    verified: Arc<Cache<Box<str>, AccessClaims>>,
 }
 
 impl JwtCodec {
@@ -63,7 +62,7 @@ impl JwtCodec {
             decoding: DecodingKey::from_secret(secret),
             validation,
             ttl,
-            verified: Arc::default(),
+            verified: Arc::new(Cache::new(MAX_VERIFIED)),
         }
     }
 
@@ -121,13 +120,7 @@ impl TokenCodec for JwtCodec {
     }
 
     fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let remembered = self
-            .verified
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(token)
-            .cloned();
-        if let Some(claims) = remembered {
+        if let Some(claims) = self.verified.get(token) {
             return if unexpired(&claims, Utc::now().timestamp()) {
                 Ok(claims)
             } else {
@@ -135,11 +128,7 @@ impl TokenCodec for JwtCodec {
             };
         }
         let claims = self.decode(token)?;
-        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
-        if verified.len() >= MAX_VERIFIED {
-            verified.clear();
-        }
-        verified.insert(token.into(), claims.clone());
+        self.verified.insert(token.into(), claims.clone());
         Ok(claims)
     }
 }
@@ -242,11 +231,11 @@ mod tests {
         let token = codec.issue(&c).unwrap();
         let bad = format!("{token}x");
         assert_eq!(codec.verify(&bad), Err(TokenError::Invalid));
-        assert!(codec.verified.lock().unwrap().is_empty());
+        assert!(codec.verified.is_empty());
 
         let first = codec.verify(&token).unwrap();
         assert_eq!(codec.clone().verify(&token).unwrap(), first);
-        assert_eq!(codec.verified.lock().unwrap().len(), 1);
+        assert_eq!(codec.verified.len(), 1);
         // A remembered token does not vouch for anything that merely resembles it.
         assert_eq!(codec.verify(&bad), Err(TokenError::Invalid));
         let (head, _) = token.rsplit_once('.').unwrap();
@@ -274,19 +263,9 @@ mod tests {
         let codec = codec();
         let token = codec.issue(&c).unwrap();
         assert!(codec.verify(&token).is_ok());
-        let mut remembered = codec
-            .verified
-            .lock()
-            .unwrap()
-            .get(token.as_str())
-            .cloned()
-            .unwrap();
+        let mut remembered = codec.verified.get(token.as_str()).unwrap();
         remembered.expires_at = Utc::now() - chrono::Duration::seconds(30);
-        codec
-            .verified
-            .lock()
-            .unwrap()
-            .insert(token.clone().into(), remembered);
+        codec.verified.insert(token.clone().into(), remembered);
         assert_eq!(codec.verify(&token), Err(TokenError::Expired));
     }
 }

@@ -713,12 +713,12 @@ async fn import_ceiling(url: &str, org: uuid::Uuid, api: f64) {
     for (what, prefix, events) in [
         ("contacts only", "ceiling-a", Events::None),
         (
-            "contacts and events, numbered after commit (as the API does)",
+            "contacts and events, numbered after commit (by the numberer)",
             "ceiling-b",
             Events::NumberedAfter,
         ),
         (
-            "contacts and events, numbered as written",
+            "contacts and events, numbered as written (as an import chunk does)",
             "ceiling-c",
             Events::NumberedAsWritten,
         ),

@@ -54,6 +54,17 @@ async fn notified(
         .unwrap()
 }
 
+/// The organization `ORG` with one webhook subscribed to `types` (a comma list, or `*`).
+async fn subscribe(conn: &mut AsyncPgConnection, types: &str) {
+    conn.batch_execute(&format!(
+        "INSERT INTO organizations (id, name, slug) VALUES ('{ORG}', 'Acme', 'acme');
+         INSERT INTO webhooks (organization_id, id, url, event_types, secret)
+         VALUES ('{ORG}', gen_random_uuid(), 'https://hooks.example.com/in', '{{{types}}}', 's')"
+    ))
+    .await
+    .unwrap();
+}
+
 async fn connect(db: &TestDatabase) -> AsyncPgConnection {
     AsyncPgConnection::establish(db.url()).await.unwrap()
 }
@@ -190,14 +201,7 @@ async fn webhook_workers_are_notified_only_when_deliveries_are_queued() {
         .batch_execute("LISTEN nexus_deliveries")
         .await
         .unwrap();
-    writer
-        .batch_execute(&format!(
-            "INSERT INTO organizations (id, name, slug) VALUES ('{ORG}', 'Acme', 'acme');
-             INSERT INTO webhooks (organization_id, id, url, event_types, secret)
-             VALUES ('{ORG}', gen_random_uuid(), 'https://hooks.example.com/in', '{{deal.won}}', 's')"
-        ))
-        .await
-        .unwrap();
+    subscribe(&mut writer, "deal.won").await;
 
     // No subscription wants this event: numbered, no delivery, no wake-up.
     writer.batch_execute(&insert("unwatched")).await.unwrap();
@@ -257,14 +261,7 @@ async fn a_bulk_append_is_numbered_in_its_order_published_and_holds_passes_until
     let (mut bulk, mut writer, mut listener) =
         (connect(&db).await, connect(&db).await, connect(&db).await);
     listener.batch_execute("LISTEN nexus_events").await.unwrap();
-    writer
-        .batch_execute(&format!(
-            "INSERT INTO organizations (id, name, slug) VALUES ('{ORG}', 'Acme', 'acme');
-             INSERT INTO webhooks (organization_id, id, url, event_types, secret)
-             VALUES ('{ORG}', gen_random_uuid(), 'https://hooks.example.com/in', '{{*}}', 's')"
-        ))
-        .await
-        .unwrap();
+    subscribe(&mut writer, "*").await;
     writer.batch_execute(&insert("before")).await.unwrap();
     assert_eq!(number_pending(&mut writer).await.unwrap(), 1);
 

@@ -10,7 +10,9 @@
 //! the requests go to that binary, started as its own process on the bench's database,
 //! and its RSS (current and peak, from /proc) is reported: the server alone, without the
 //! load generator (`NEXUS_BENCH_SERVER_WORKERS` sets its HTTP workers).
-//! `NEXUS_BENCH_PGBENCH=off` leaves out the pgbench runs. With an external server, a
+//! The import phase also writes the same rows with SQL alone (the import's ceiling, as
+//! pgbench is the other phases'). `NEXUS_BENCH_PGBENCH=off` leaves out the pgbench runs
+//! and that ceiling. With an external server, a
 //! second table splits each phase's CPU per request between the server, the load
 //! generator and the rest of the machine (mostly PostgreSQL), beside what the whole
 //! machine spent per pgbench transaction of the same SQL.

@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::repo::events::PgEventLog;
 
-/// The channel the `events_notify` trigger notifies on when events are numbered.
+/// The channel `events_published` (migration 000015) notifies on when events are numbered.
 pub const CHANNEL: &str = "nexus_events";
 /// The channel notified when deliveries were queued (fan-out, ping or redelivery).
 pub const DELIVERIES_CHANNEL: &str = "nexus_deliveries";

@@ -163,34 +163,32 @@ fn cpu_secs(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// CPU seconds the whole machine has been busy (every core; idle, iowait and the time
-/// the hypervisor gave to other guests excluded).
-fn machine_busy_secs() -> f64 {
+/// The machine's CPU seconds by kind, from the `cpu` line of /proc/stat: user, nice,
+/// system, idle, iowait, irq, softirq, steal, guest, guest nice.
+fn machine_cpu_secs() -> Vec<f64> {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let ticks: Vec<f64> = stat
-        .lines()
+    stat.lines()
         .next()
         .unwrap_or_default()
         .split_whitespace()
         .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // user, nice, system, idle, iowait, irq, softirq: steal and guest time come after.
-    let total: f64 = ticks.iter().take(7).sum();
-    let idle = ticks.get(3).unwrap_or(&0.0) + ticks.get(4).unwrap_or(&0.0);
-    (total - idle) / 100.0
+        .filter_map(|v| v.parse::<f64>().ok())
+        .map(|ticks| ticks / 100.0)
+        .collect()
+}
+
+/// CPU seconds the whole machine has been busy (every core; idle, iowait and the time
+/// the hypervisor gave to other guests excluded).
+fn machine_busy_secs() -> f64 {
+    let secs = machine_cpu_secs();
+    let kind = |i: usize| secs.get(i).copied().unwrap_or(0.0);
+    (0..7).map(kind).sum::<f64>() - kind(3) - kind(4)
 }
 
 /// CPU seconds the hypervisor gave to other guests (steal): what makes one run of the
 /// same work slower than another here.
 fn stolen_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    stat.lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(8))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 100.0
+    machine_cpu_secs().get(7).copied().unwrap_or(0.0)
 }
 
 /// Where a phase's CPU went: the server process, the load generator (this process), and

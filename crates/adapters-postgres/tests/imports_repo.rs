@@ -425,3 +425,108 @@ async fn a_chunk_written_beside_the_one_before_commits_after_it_or_not_at_all() 
         [(ids(&first), Some(1)), (ids(&second), Some(2))]
     );
 }
+
+/// A contact parsed from `body` under a `seats` number field, created at `at(0)`.
+fn contact_from(org: OrgId, body: &serde_json::Value) -> (Contact, nexus_domain::DomainEvent) {
+    let seats = nexus_domain::custom_field::FieldSpec::new(
+        "seats",
+        "Seats",
+        nexus_domain::custom_field::FieldType::Number,
+        false,
+        &[],
+    )
+    .unwrap();
+    let fields = ContactFields::parse(body.as_object().unwrap(), &[seats], None).unwrap();
+    let ctx = EventContext {
+        event_id: EventId::from_uuid(Uuid::now_v7()),
+        actor: EventActor::System,
+        now: at(0),
+    };
+    Contact::create(ContactId::from_uuid(Uuid::now_v7()), org, fields, &ctx)
+}
+
+#[tokio::test]
+async fn every_field_of_a_chunk_is_stored_as_written_each_row_with_its_own_tags() {
+    let Setup {
+        db: _db,
+        repo,
+        org,
+        mut conn,
+        job,
+    } = setup(OnDuplicate::Update, b"firstName,lastName,email\n").await;
+    let owner = Uuid::now_v7();
+    conn.batch_execute(&format!(
+        "INSERT INTO users (id, email, name, password_hash) VALUES ('{owner}', 'o@x.io', 'O', 'x')"
+    ))
+    .await
+    .unwrap();
+    // Rows with no tags first, between and last, so that a slice off by one shows.
+    let bodies = [
+        json!({"firstName": "Ada", "lastName": "L", "email": "ada@x.io"}),
+        json!({"firstName": "Bo", "lastName": "M", "email": "bo@x.io", "tags": ["vip"],
+               "phone": "+44 20 7946 0958", "company": "Engines", "lifecycleStage": "customer",
+               "ownerId": owner, "customFields": {"seats": 3}}),
+        json!({"firstName": "Cy", "lastName": "N", "email": "cy@x.io", "phone": "555-0100"}),
+        json!({"firstName": "Di", "lastName": "O", "email": "di@x.io", "tags": ["a", "b, \"c\"", "d"]}),
+        json!({"firstName": "Ed", "lastName": "P", "email": "ed@x.io"}),
+    ];
+    let rows: Vec<_> = bodies.iter().map(|b| contact_from(org, b)).collect();
+    let inserts = ChunkWrite {
+        inserts: (1..)
+            .zip(&rows)
+            .map(|(row, (c, e))| (row, c.clone(), e.clone()))
+            .collect(),
+        updates: vec![],
+        processed: 5,
+        skipped: 0,
+        failed: 0,
+        errors: vec![],
+        next_row: 6,
+        total_rows: 10,
+        fields_generation: 0,
+    };
+    repo.commit_chunk(org, job.id, &inserts, at(1), now())
+        .await
+        .unwrap();
+    let emails: Vec<String> = ["ada", "bo", "cy", "di", "ed"]
+        .iter()
+        .map(|n| format!("{n}@x.io"))
+        .collect();
+    let stored = repo.existing_by_email(org, &emails).await.unwrap();
+    let written: Vec<Contact> = rows.iter().map(|(c, _)| c.clone()).collect();
+    assert_eq!(stored, written);
+
+    // Updates that move tags between rows: the first gains some, the fourth loses all.
+    let retag = |c: &Contact, tags: &[&str]| {
+        let mut fields = c.fields.clone();
+        fields.tags = nexus_domain::contact::Tags::parse(tags).unwrap();
+        let ctx = EventContext {
+            event_id: EventId::from_uuid(Uuid::now_v7()),
+            actor: EventActor::System,
+            now: at(2),
+        };
+        c.update(fields, &ctx).unwrap()
+    };
+    let (ada, ada_event) = retag(&written[0], &["x", "y"]);
+    let (di, di_event) = retag(&written[3], &[]);
+    let (bo, bo_event) = retag(&written[1], &["vip", "z"]);
+    let updates = ChunkWrite {
+        inserts: vec![],
+        updates: vec![
+            (6, ada.clone(), written[0].version, ada_event),
+            (7, di.clone(), written[3].version, di_event),
+            (8, bo.clone(), written[1].version, bo_event),
+        ],
+        processed: 3,
+        next_row: 9,
+        ..inserts.clone()
+    };
+    repo.commit_chunk(org, job.id, &updates, at(2), now())
+        .await
+        .unwrap();
+    let stored = repo.existing_by_email(org, &emails).await.unwrap();
+    assert_eq!(
+        stored,
+        vec![ada, bo, written[2].clone(), di, written[4].clone()]
+    );
+}

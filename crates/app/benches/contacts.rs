@@ -622,7 +622,8 @@ async fn import(
         if job["status"] == "completed" || job["status"] == "failed" {
             break job;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Often enough that the figure is the import's, not the wait for the next look.
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let secs = started.elapsed().as_secs_f64();
     println!();

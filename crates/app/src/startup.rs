@@ -116,7 +116,8 @@ async fn purge_webhook_deliveries(worker: Arc<Deliveries>, retention: Duration) 
     }
 }
 
-/// How long the import worker waits when the queue is empty.
+/// How long the import worker waits when the queue is empty, unless a job is queued
+/// through this process meanwhile.
 const IMPORT_POLL: Duration = Duration::from_millis(250);
 
 /// Runs queued CSV imports one after the other. A job interrupted by a crash or a stop is
@@ -125,7 +126,12 @@ async fn run_imports(imports: Arc<dyn ImportUseCases>) {
     loop {
         match imports.run_next().await {
             Ok(true) => {}
-            Ok(false) => tokio::time::sleep(IMPORT_POLL).await,
+            Ok(false) => {
+                tokio::select! {
+                    () = tokio::time::sleep(IMPORT_POLL) => {}
+                    () = imports.queued() => {}
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "a contact import stopped; it resumes from its checkpoint");
                 tokio::time::sleep(IMPORT_POLL * 4).await;

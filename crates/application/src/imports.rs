@@ -17,6 +17,7 @@ use nexus_ports::imports::{
 };
 use nexus_ports::{Clock, IdGenerator, StoreError};
 use serde_json::{Map, Value};
+use tokio::sync::Notify;
 
 use self::writes::{Slot, Writes};
 use crate::contacts::DEFINITION_RETRIES;
@@ -41,6 +42,9 @@ pub trait ImportUseCases: Send + Sync + 'static {
     fn get(&self, actor: Actor, id: ImportId) -> Fut<'_, ImportJob>;
     /// The worker's step: runs the next queued job to its end. `false` when none waits.
     fn run_next(&self) -> Fut<'_, bool>;
+    /// Resolves once a job was queued here since the last call, so that the worker starts
+    /// it at once instead of at its next poll (which still finds jobs queued elsewhere).
+    fn queued(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 /// Where a CSV column goes.
@@ -156,6 +160,8 @@ pub struct ImportService<I, F, C, G> {
     fields: F,
     clock: C,
     ids: G,
+    /// Holds one wake-up for the worker while it is busy or between its polls.
+    queued: Notify,
 }
 
 fn event_actor(created_by: Option<nexus_domain::UserId>) -> EventActor {
@@ -169,12 +175,13 @@ where
     C: Clock,
     G: IdGenerator,
 {
-    pub const fn new(imports: I, fields: F, clock: C, ids: G) -> Self {
+    pub fn new(imports: I, fields: F, clock: C, ids: G) -> Self {
         Self {
             imports,
             fields,
             clock,
             ids,
+            queued: Notify::new(),
         }
     }
 
@@ -236,6 +243,7 @@ where
             self.now(),
         );
         self.imports.create(actor.org_id, &job, &csv).await?;
+        self.queued.notify_one();
         Ok(job)
     }
 
@@ -622,6 +630,9 @@ where
     fn run_next(&self) -> Fut<'_, bool> {
         Box::pin(Self::run_next(self))
     }
+    fn queued(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.queued.notified())
+    }
 }
 
 #[cfg(test)]
@@ -758,6 +769,9 @@ mod tests {
         nexus_ports::ids::MockIdGenerator,
     > {
         let mut fields = nexus_ports::contacts::MockCustomFieldRepository::new();
+        fields
+            .expect_list()
+            .returning(|_| Box::pin(async { Ok(vec![]) }));
         fields.expect_field_set().returning(|_| {
             Box::pin(async {
                 Ok(FieldSet {
@@ -771,6 +785,43 @@ mod tests {
         let mut ids = nexus_ports::ids::MockIdGenerator::new();
         ids.expect_new_id().returning(uuid::Uuid::now_v7);
         ImportService::new(imports, fields, clock, ids)
+    }
+
+    #[tokio::test]
+    async fn a_queued_job_wakes_the_worker_once_and_a_refused_file_does_not() {
+        use futures_util::FutureExt;
+        let mut imports = nexus_ports::imports::MockImportRepository::new();
+        imports
+            .expect_create()
+            .times(1)
+            .returning(|_, _, _| Box::pin(async { Ok(()) }));
+        let service = service(imports);
+        let actor = Actor {
+            principal: Principal::User {
+                user_id: nexus_domain::UserId::from_uuid(uuid::Uuid::now_v7()),
+                session_id: nexus_domain::SessionId::from_uuid(uuid::Uuid::now_v7()),
+            },
+            org_id: nexus_domain::OrgId::from_uuid(uuid::Uuid::now_v7()),
+            role: nexus_domain::Role::Member,
+        };
+        assert!(service.queued().now_or_never().is_none());
+
+        let refused = service
+            .start(actor, b"firstName\nAda\n".to_vec(), OnDuplicate::Skip)
+            .await;
+        assert!(refused.is_err());
+        assert!(service.queued().now_or_never().is_none());
+
+        service
+            .start(
+                actor,
+                b"firstName,lastName\nAda,L\n".to_vec(),
+                OnDuplicate::Skip,
+            )
+            .await
+            .unwrap();
+        assert!(service.queued().now_or_never().is_some());
+        assert!(service.queued().now_or_never().is_none());
     }
 
     /// 2,500 rows: chunks of rows 1–1000, 1001–2000 and 2001–2500, where row 2001

@@ -14,9 +14,11 @@ use nexus_ports::imports::Turn;
 
 use super::Failure;
 
-/// Chunks written at once. Two keep both cores of the database busy; more would only
-/// hold more rows open waiting for their turn.
-pub(super) const IN_FLIGHT: usize = 2;
+/// Chunks written at once: while one appends its events and commits (holding the
+/// numbering lock), two others write their rows, so both cores of the database stay
+/// busy. Three imported 2–4 % faster than two in alternated runs; more would only hold
+/// more rows open waiting for their turn.
+pub(super) const IN_FLIGHT: usize = 3;
 
 /// A chunk's place in the file order: what it waits for before its commit, and what it
 /// signals after.

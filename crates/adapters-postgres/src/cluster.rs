@@ -57,6 +57,17 @@ impl ClusterOptions {
             ephemeral: true,
         }
     }
+
+    /// The benchmark's cluster: durable like the dev one (its figures are a server's
+    /// that loses nothing it acknowledged), apart from it so the demo data stays.
+    #[must_use]
+    pub fn bench(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            name: "bench-pg".into(),
+            ephemeral: false,
+        }
+    }
 }
 
 /// A running cluster and how to reach it.

@@ -30,11 +30,18 @@ pub fn default_test_data_dir() -> PathBuf {
     )
 }
 
+static SERVER_URL: OnceLock<String> = OnceLock::new();
+
+/// Puts this process's test databases on the server at `url` (any database) instead of
+/// the default one; `false` if a database was made already, on whichever server.
+pub fn use_server(url: String) -> bool {
+    SERVER_URL.set(url).is_ok()
+}
+
 /// The server URL (any database) every test in this process uses.
 #[must_use]
 pub fn server_url() -> &'static str {
-    static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
+    SERVER_URL.get_or_init(|| {
         if let Ok(url) =
             std::env::var("TEST_DATABASE_URL").or_else(|_| std::env::var("DATABASE_URL"))
         {

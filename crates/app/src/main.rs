@@ -63,7 +63,7 @@ enum DbAction {
     Status,
     /// Stop the private cluster.
     Stop {
-        /// Also stop the test cluster that `cargo test` starts.
+        /// Also stop the clusters that `cargo test` and the benchmark start.
         #[arg(long)]
         all: bool,
     },
@@ -188,6 +188,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     let mut clusters = vec![opts];
                     if all {
                         clusters.push(ClusterOptions::test(config.data_dir.clone()));
+                        clusters.push(ClusterOptions::bench(config.data_dir.clone()));
                     }
                     for opts in clusters {
                         let name = opts.name.clone();

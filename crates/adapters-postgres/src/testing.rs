@@ -38,6 +38,27 @@ pub fn use_server(url: String) -> bool {
     SERVER_URL.set(url).is_ok()
 }
 
+/// For a benchmark: unless `TEST_DATABASE_URL` or `DATABASE_URL` names a server, puts
+/// this process's databases on a private cluster of the benchmarks' own (`bench-pg`),
+/// durable as a production one (fsync, synchronous commit and full-page writes on,
+/// unlike the tests' cluster), so that its figures are a server's that loses nothing it
+/// acknowledged. Call it before any database is made.
+///
+/// # Panics
+/// If the cluster does not start, or a database was made already.
+pub fn use_bench_cluster() {
+    if std::env::var_os("TEST_DATABASE_URL").is_some() || std::env::var_os("DATABASE_URL").is_some()
+    {
+        return;
+    }
+    let cluster = cluster::ensure_running(&ClusterOptions::bench(default_test_data_dir()))
+        .expect("starting the benchmarks' cluster");
+    assert!(
+        use_server(cluster.url("postgres")),
+        "a database was made before the benchmarks' cluster was chosen"
+    );
+}
+
 /// The server URL (any database) every test in this process uses.
 #[must_use]
 pub fn server_url() -> &'static str {

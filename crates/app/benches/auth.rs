@@ -34,6 +34,7 @@ fn ms(d: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    nexus_adapters_postgres::testing::use_bench_cluster();
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let app = TestApp::spawn_with(
         |c| {

@@ -17,8 +17,8 @@
 //! generator and the rest of the machine (mostly PostgreSQL), beside what the whole
 //! machine spent per pgbench transaction of the same SQL.
 //!
-//! The database is a private cluster of the bench's own (`.nexus/bench-pg`), durable as
-//! a production one: fsync, synchronous commit and full-page writes on.
+//! The database is the benchmarks' private cluster (`.nexus/bench-pg`), durable as a
+//! production one: fsync, synchronous commit and full-page writes on.
 //!
 //! Run with `just bench` (or `cargo bench -p nexus-app --bench contacts`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss)]
@@ -245,20 +245,7 @@ fn rss_mb(pid: &str) -> (f64, f64) {
 
 #[tokio::main]
 async fn main() {
-    // A durable cluster of its own (fsync and full-page writes on, unlike the tests'),
-    // unless `TEST_DATABASE_URL` or `DATABASE_URL` names a server.
-    if std::env::var_os("TEST_DATABASE_URL").is_none() && std::env::var_os("DATABASE_URL").is_none()
-    {
-        let cluster = nexus_adapters_postgres::cluster::ensure_running(
-            &nexus_adapters_postgres::cluster::ClusterOptions::bench(
-                nexus_adapters_postgres::testing::default_test_data_dir(),
-            ),
-        )
-        .expect("starting the bench's cluster");
-        assert!(nexus_adapters_postgres::testing::use_server(
-            cluster.url("postgres")
-        ));
-    }
+    nexus_adapters_postgres::testing::use_bench_cluster();
     let big: i64 = std::env::var("NEXUS_BENCH_CONTACTS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -41,6 +41,7 @@ async fn open(client: &reqwest::Client, url: &str, token: &str) -> SseClient {
 
 #[tokio::main]
 async fn main() {
+    nexus_adapters_postgres::testing::use_bench_cluster();
     let streams: usize = std::env::var("NEXUS_BENCH_STREAMS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -92,6 +92,7 @@ struct Inserted {
 
 #[tokio::main]
 async fn main() {
+    nexus_adapters_postgres::testing::use_bench_cluster();
     // The API instance delivers nothing; delivery instances are started per phase.
     let app = TestApp::spawn_with(|c| c.webhooks.workers = 0, None).await;
     let mut conn = AsyncPgConnection::establish(app.db.url()).await.unwrap();

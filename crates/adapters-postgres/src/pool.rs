@@ -10,6 +10,17 @@ use futures_util::FutureExt;
 pub type PgPool = diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnection>;
 pub type PgConn = diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>;
 
+/// Past this many bytes in one message, a connection is closed after use instead of
+/// going back to the pool: the driver's read and write buffers keep the size of the
+/// largest message they carried for the connection's life, so every pooled connection
+/// that once carried a CSV upload would hold its size until the process ends.
+pub const LARGE_MESSAGE: usize = 1 << 20;
+
+/// Closes `conn` instead of returning it to the pool (see [`LARGE_MESSAGE`]).
+pub fn retire(conn: PgConn) {
+    drop(PgConn::take(conn));
+}
+
 /// How the pool behaves under load and failure.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {

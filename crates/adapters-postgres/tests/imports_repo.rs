@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-use nexus_adapters_postgres::pool::{PoolSettings, build_pool};
+use nexus_adapters_postgres::pool::{LARGE_MESSAGE, PgPool, PoolSettings, build_pool};
 use nexus_adapters_postgres::repo::PgImportRepository;
 use nexus_adapters_postgres::testing::TestDatabase;
 use nexus_domain::contact::{Contact, ContactFields, EventContext};
@@ -48,6 +48,8 @@ struct Setup {
     /// Dropping it drops the database.
     db: TestDatabase,
     repo: PgImportRepository,
+    /// The repository's pool.
+    pool: PgPool,
     org: OrgId,
     conn: AsyncPgConnection,
     job: ImportJob,
@@ -63,7 +65,7 @@ async fn setup(on_duplicate: OnDuplicate, csv: &[u8]) -> Setup {
         },
     )
     .unwrap();
-    let repo = PgImportRepository::new(pool, Duration::from_secs(2));
+    let repo = PgImportRepository::new(pool.clone(), Duration::from_secs(2));
     let org = OrgId::from_uuid(Uuid::now_v7());
     let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
     conn.batch_execute(&format!(
@@ -82,6 +84,7 @@ async fn setup(on_duplicate: OnDuplicate, csv: &[u8]) -> Setup {
     Setup {
         db,
         repo,
+        pool,
         org,
         conn,
         job,
@@ -93,6 +96,7 @@ async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
     let Setup {
         db: _db,
         repo,
+        pool: _,
         org,
         mut conn,
         job,
@@ -224,6 +228,7 @@ async fn chunk_updates_apply_only_at_the_version_read_with_their_events() {
     let Setup {
         db: _db,
         repo,
+        pool: _,
         org,
         mut conn,
         job,
@@ -336,6 +341,7 @@ async fn a_chunk_written_beside_the_one_before_commits_after_it_or_not_at_all() 
     let Setup {
         db: _db,
         repo,
+        pool: _,
         org,
         mut conn,
         job,
@@ -450,6 +456,7 @@ async fn every_field_of_a_chunk_is_stored_as_written_each_row_with_its_own_tags(
     let Setup {
         db: _db,
         repo,
+        pool: _,
         org,
         mut conn,
         job,
@@ -528,5 +535,62 @@ async fn every_field_of_a_chunk_is_stored_as_written_each_row_with_its_own_tags(
     assert_eq!(
         stored,
         vec![ada, bo, written[2].clone(), di, written[4].clone()]
+    );
+}
+
+/// The driver's buffers keep the size of the largest message a connection carried, so a
+/// connection that carried a large file is closed after use instead of pooled; one that
+/// carried a small file goes back to the pool.
+#[tokio::test]
+async fn a_connection_that_carried_a_large_file_is_closed_not_pooled() {
+    let small = b"firstName,lastName\nAda,Lovelace\n";
+    let Setup {
+        db: _db,
+        repo,
+        pool,
+        org,
+        conn: _,
+        job,
+    } = setup(OnDuplicate::Skip, small).await;
+    assert_eq!(
+        pool.status().size,
+        1,
+        "a small upload's connection is pooled"
+    );
+
+    let mut large = b"firstName,lastName\n".to_vec();
+    while large.len() <= LARGE_MESSAGE {
+        large.extend_from_slice(b"Ada,Lovelace\n");
+    }
+    let big = ImportJob::pending(
+        ImportId::from_uuid(Uuid::now_v7()),
+        org,
+        None,
+        OnDuplicate::Skip,
+        at(1),
+    );
+    repo.create(org, &big, &large).await.unwrap();
+    assert_eq!(
+        pool.status().size,
+        0,
+        "a large upload's connection is closed"
+    );
+
+    let stale = at(0);
+    let (claimed, csv) = repo.claim_next(at(2), stale).await.unwrap().unwrap();
+    assert_eq!((claimed.id, csv.as_slice()), (job.id, &small[..]));
+    assert_eq!(
+        pool.status().size,
+        1,
+        "a small claim's connection is pooled"
+    );
+
+    let (claimed, csv) = repo.claim_next(at(2), stale).await.unwrap().unwrap();
+    assert_eq!(claimed.id, big.id);
+    assert!(csv == large, "the large file comes back whole");
+    assert_eq!(
+        pool.status().size,
+        0,
+        "a large claim's connection is closed"
     );
 }

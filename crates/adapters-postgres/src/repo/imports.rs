@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::audit;
 use crate::error::{from_diesel, from_pool};
-use crate::pool::{PgConn, PgPool};
+use crate::pool::{LARGE_MESSAGE, PgConn, PgPool, retire};
 use crate::repo::contacts::{COLUMNS, ContactRow};
 use crate::repo::{holds_generation, import_chunk};
 use nexus_domain::audit::AuditChange;
@@ -154,6 +154,9 @@ impl ImportRepository for PgImportRepository {
         })
         .await
         .map_err(from_diesel)?;
+        if csv.len() > LARGE_MESSAGE {
+            retire(conn);
+        }
         Ok(())
     }
 
@@ -191,6 +194,9 @@ impl ImportRepository for PgImportRepository {
         .await
         .optional()
         .map_err(from_diesel)?;
+        if row.as_ref().is_some_and(|r| r.csv.len() > LARGE_MESSAGE) {
+            retire(conn);
+        }
         row.map(|r| Ok((ImportJob::try_from(r.job)?, r.csv)))
             .transpose()
     }

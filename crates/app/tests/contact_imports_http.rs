@@ -280,6 +280,75 @@ async fn uploads_are_checked_before_any_job_exists() {
     );
 }
 
+/// Sends a raw HTTP/1.1 upload (`head` then `body`, nothing after) and returns the
+/// response's status line. Raw, so that nothing more is sent once the server has refused:
+/// a client still writing would race the server's close.
+async fn raw_upload(app: &TestApp, user: &TestUser, head: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!(
+        "POST /api/v1/contacts/imports HTTP/1.1\r\nHost: {host}\r\n\
+         Authorization: Bearer {}\r\nContent-Type: text/csv\r\n{head}\r\n",
+        user.access_token
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0_u8; 4096];
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !response.windows(2).any(|w| w == b"\r\n") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the server closed without a response");
+            response.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("a response within 30 s");
+    let text = String::from_utf8_lossy(&response);
+    text.lines().next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn uploads_over_50_mb_are_refused_with_413_and_leave_nothing() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@huge.io").await;
+    let limit = nexus_application::imports::MAX_BYTES;
+
+    // Declared too large: refused before a byte of the body is read.
+    let status = raw_upload(
+        &app,
+        &owner,
+        &format!("Content-Length: {}\r\n", limit + 1),
+        b"",
+    )
+    .await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+
+    // Not declared (chunked): refused when the body passes the limit. The terminating
+    // chunk is never sent, so the server has read all that was sent when it refuses.
+    let mut body = b"firstName,lastName\n".to_vec();
+    body.resize(limit + 1, b'a');
+    let mut chunked = Vec::with_capacity(body.len() + 1024);
+    for piece in body.chunks(1 << 20) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    let status = raw_upload(&app, &owner, "Transfer-Encoding: chunked\r\n", &chunked).await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+
+    // Exactly at the limit is not refused for its size (it is one long malformed row).
+    body.truncate(limit);
+    let res = upload(&app, &owner, "", "text/csv", body).await;
+    assert_eq!(res.status().as_u16(), 202);
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM contact_imports").await,
+        1,
+        "only the upload within the limit made a job"
+    );
+}
+
 #[tokio::test]
 async fn large_files_go_through_in_chunks_and_unreadable_tails_fail_the_job_cleanly() {
     let app = TestApp::spawn().await;

@@ -536,6 +536,42 @@ async fn every_field_of_a_chunk_is_stored_as_written_each_row_with_its_own_tags(
         stored,
         vec![ada, bo, written[2].clone(), di, written[4].clone()]
     );
+
+    // Every event as written, in chunk order: id, type, time, actor and payload.
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct StoredEvent {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        kind: String,
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        occurred_at: DateTime<Utc>,
+        #[diesel(sql_type = diesel::sql_types::Jsonb)]
+        actor: serde_json::Value,
+        #[diesel(sql_type = diesel::sql_types::Jsonb)]
+        payload: serde_json::Value,
+    }
+    let stored: Vec<StoredEvent> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT id, type AS kind, occurred_at, actor, payload FROM events ORDER BY seq",
+        ),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let expected: Vec<StoredEvent> = rows
+        .iter()
+        .map(|(_, e)| e)
+        .chain(updates.updates.iter().map(|(_, _, _, e)| e))
+        .map(|e| StoredEvent {
+            id: e.id.as_uuid(),
+            kind: e.event_type.as_str().to_owned(),
+            occurred_at: e.occurred_at,
+            actor: serde_json::to_value(&e.actor).unwrap(),
+            payload: e.payload.clone(),
+        })
+        .collect();
+    assert_eq!(stored, expected);
 }
 
 /// The driver's buffers keep the size of the largest message a connection carried, so a

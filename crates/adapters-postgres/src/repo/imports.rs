@@ -137,7 +137,7 @@ impl ImportRepository for PgImportRepository {
                 "bytes": csv.len(),
             }}),
         );
-        conn.transaction(async |conn| {
+        let created = conn.transaction(async |conn| {
             diesel::sql_query(
                 "INSERT INTO contact_imports (organization_id, id, created_by, status, on_duplicate, csv, created_at)
                  VALUES ($1, $2, $3, 'pending', $4, $5, $6)",
@@ -152,12 +152,12 @@ impl ImportRepository for PgImportRepository {
             .await?;
             audit::record(conn, org, change).await
         })
-        .await
-        .map_err(from_diesel)?;
+        .await;
+        // Whether or not the insert went through, the file went out on this connection.
         if csv.len() > LARGE_MESSAGE {
             retire(conn);
         }
-        Ok(())
+        created.map_err(from_diesel)
     }
 
     async fn get(&self, org: OrgId, id: ImportId) -> Result<Option<ImportJob>, StoreError> {

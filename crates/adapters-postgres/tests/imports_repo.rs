@@ -673,7 +673,10 @@ async fn the_lookup_by_email_analyzes_a_table_that_outgrew_its_statistics() {
     };
     conn.batch_execute(&add(1, 3000)).await.unwrap();
     let (_, pages_before) = contacts_stats(&mut conn).await;
-    assert_eq!(pages_before, 0, "a new database's contacts were never analyzed");
+    assert_eq!(
+        pages_before, 0,
+        "a new database's contacts were never analyzed"
+    );
 
     let found = repo
         .existing_by_email(org, &["p7@x.io".into(), "none@x.io".into()])

@@ -10,6 +10,7 @@ pub mod migrate;
 pub mod numberer;
 pub mod outbox;
 pub mod pool;
+mod positional;
 pub mod probe;
 pub mod repo;
 pub mod retention;

@@ -33,6 +33,19 @@ impl PersonName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Rebuilds a stored name, keeping its buffer when it needs no trimming.
+    ///
+    /// # Errors
+    /// As [`PersonName::parse`].
+    pub fn from_stored(raw: String) -> Result<Self, &'static str> {
+        bounded_owned(raw, Self::MAX_CHARS).map(Self)
+    }
+
+    #[must_use]
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 /// A company name: 1–200 characters after trimming.
@@ -53,6 +66,28 @@ impl CompanyName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Rebuilds a stored name, keeping its buffer when it needs no trimming.
+    ///
+    /// # Errors
+    /// As [`CompanyName::parse`].
+    pub fn from_stored(raw: String) -> Result<Self, &'static str> {
+        bounded_owned(raw, Self::MAX_CHARS).map(Self)
+    }
+
+    #[must_use]
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// [`bounded`] for a value the caller owns: no copy when it is already trimmed.
+fn bounded_owned(raw: String, max: usize) -> Result<String, &'static str> {
+    // At most `max` bytes is at most `max` characters: most names skip the count.
+    let kept = !raw.is_empty()
+        && raw.trim().len() == raw.len()
+        && (raw.len() <= max || raw.chars().count() <= max);
+    if kept { Ok(raw) } else { bounded(&raw, max) }
 }
 
 fn bounded(raw: &str, max: usize) -> Result<String, &'static str> {
@@ -88,6 +123,17 @@ impl Tag {
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// What [`Tag::parse`] would return unchanged: trimmed, 1–50 characters, lower
+    /// case ASCII (anything beyond ASCII is left to `parse`), no control characters.
+    fn is_normalized(raw: &str) -> bool {
+        !raw.is_empty()
+            && raw.len() <= Self::MAX_CHARS
+            && raw.trim().len() == raw.len()
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii() && !b.is_ascii_uppercase() && !b.is_ascii_control())
     }
 }
 
@@ -141,6 +187,29 @@ impl Tags {
     #[must_use]
     pub fn to_strings(&self) -> Vec<String> {
         self.0.iter().map(|t| t.0.clone()).collect()
+    }
+
+    #[must_use]
+    pub fn into_strings(self) -> Vec<String> {
+        self.0.into_iter().map(|t| t.0).collect()
+    }
+
+    /// Rebuilds stored tags, keeping their buffers when they are already normalized and
+    /// distinct (what [`Tags::parse`] stores); anything else goes through `parse`.
+    ///
+    /// # Errors
+    /// As [`Tags::parse`].
+    pub fn from_stored(raw: Vec<String>) -> Result<Self, Vec<FieldIssue>> {
+        let normalized = raw.len() <= Self::MAX
+            && raw
+                .iter()
+                .enumerate()
+                .all(|(i, t)| Tag::is_normalized(t) && !raw[..i].contains(t));
+        if normalized {
+            Ok(Self(raw.into_iter().map(Tag).collect()))
+        } else {
+            Self::parse(&raw)
+        }
     }
 }
 
@@ -740,6 +809,47 @@ mod tests {
             100
         );
         assert_eq!(PersonName::parse(&"é".repeat(101)), Err("too_long"));
+    }
+
+    #[test]
+    fn stored_names_are_checked_like_new_ones() {
+        for raw in [
+            "Ada",
+            "  Ada ",
+            "",
+            "   ",
+            &"é".repeat(100),
+            &"é".repeat(101),
+        ] {
+            assert_eq!(
+                PersonName::from_stored(raw.to_owned()),
+                PersonName::parse(raw),
+                "{raw}"
+            );
+        }
+        assert_eq!(CompanyName::from_stored("x".repeat(201)), Err("too_long"));
+    }
+
+    #[test]
+    fn stored_tags_are_checked_and_normalized_like_new_ones() {
+        let owned = |v: &[&str]| v.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>();
+        for raw in [
+            &["vip", "q3-2026"][..],
+            &["VIP", " q3 "],
+            &["vip", "vip", "Vip"],
+            &["déjà vu"],
+            &["bad\u{7}"],
+            &[""],
+        ] {
+            assert_eq!(Tags::from_stored(owned(raw)), Tags::parse(raw), "{raw:?}");
+        }
+        let many: Vec<String> = (0..51).map(|i| format!("t{i}")).collect();
+        assert!(Tags::from_stored(many).is_err(), "51 tags");
+        let fifty: Vec<String> = (0..50).map(|i| format!("t{i}")).collect();
+        assert_eq!(
+            Tags::from_stored(fifty.clone()).unwrap().into_strings(),
+            fifty
+        );
     }
 
     #[test]

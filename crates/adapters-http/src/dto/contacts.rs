@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use nexus_domain::contact::{Contact, LifecycleStage};
+use nexus_domain::contact::{CompanyName, Contact, LifecycleStage};
 use nexus_domain::custom_field::{CustomFieldDefinition, FieldType};
-use nexus_domain::values::PhoneNumber;
+use nexus_domain::values::EmailAddress;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -93,22 +93,22 @@ pub struct ContactDto {
 impl From<Contact> for ContactDto {
     fn from(c: Contact) -> Self {
         let f = c.fields;
+        let (phone, phone_e164) = f.phone.map_or((None, None), |p| {
+            let (raw, e164) = p.into_parts();
+            (Some(raw), e164)
+        });
         Self {
             id: c.id.as_uuid(),
-            first_name: f.first_name.as_str().to_owned(),
-            last_name: f.last_name.as_str().to_owned(),
-            email: f.email.map(|e| e.as_str().to_owned()),
-            phone_e164: f
-                .phone
-                .as_ref()
-                .and_then(PhoneNumber::e164)
-                .map(str::to_owned),
-            phone: f.phone.map(|p| p.as_str().to_owned()),
-            company: f.company.map(|c| c.as_str().to_owned()),
+            first_name: f.first_name.into_string(),
+            last_name: f.last_name.into_string(),
+            email: f.email.map(EmailAddress::into_string),
+            phone,
+            phone_e164,
+            company: f.company.map(CompanyName::into_string),
             lifecycle_stage: f.lifecycle_stage.into(),
             lead_score: c.lead_score.value(),
             owner_id: f.owner_id.map(|u| u.as_uuid()),
-            tags: f.tags.to_strings(),
+            tags: f.tags.into_strings(),
             custom_fields: f.custom_fields,
             version: c.version,
             created_at: c.created_at,

@@ -11,7 +11,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::row::NamedRow;
 use diesel::sql_types::{
     Array, BigInt, Int2, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
@@ -33,6 +35,7 @@ use uuid::Uuid;
 use crate::error::{from_diesel, from_pool};
 use crate::numberer::CommitBell;
 use crate::pool::{PgConn, PgPool};
+use crate::positional::column;
 use crate::repo::{Flag, foreign_key_violation, holds_generation, unique_violation};
 pub(crate) use crate::statement::{Bind, Statement};
 use crate::{audit, outbox};
@@ -44,42 +47,50 @@ const EMAIL_KEY: &str = "contacts_org_email_key";
 pub(crate) const COLUMNS: &str = "organization_id, id, first_name, last_name, email, phone, phone_e164, company, \
      lifecycle_stage, lead_score, owner_id, tags, custom_fields, version, created_at, updated_at, deleted_at";
 
-#[derive(Debug, QueryableByName)]
+/// A contact as stored; read by position (see `crate::positional`), in [`COLUMNS`] order.
+#[derive(Debug)]
 pub(crate) struct ContactRow {
-    #[diesel(sql_type = SqlUuid)]
     pub organization_id: Uuid,
-    #[diesel(sql_type = SqlUuid)]
     pub id: Uuid,
-    #[diesel(sql_type = Text)]
     pub first_name: String,
-    #[diesel(sql_type = Text)]
     pub last_name: String,
-    #[diesel(sql_type = Nullable<Text>)]
     pub email: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
     pub phone: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
     pub phone_e164: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
     pub company: Option<String>,
-    #[diesel(sql_type = Text)]
     pub lifecycle_stage: String,
-    #[diesel(sql_type = Int2)]
     pub lead_score: i16,
-    #[diesel(sql_type = Nullable<SqlUuid>)]
     pub owner_id: Option<Uuid>,
-    #[diesel(sql_type = Array<Text>)]
     pub tags: Vec<String>,
-    #[diesel(sql_type = Jsonb)]
     pub custom_fields: serde_json::Value,
-    #[diesel(sql_type = Integer)]
     pub version: i32,
-    #[diesel(sql_type = Timestamptz)]
     pub created_at: DateTime<Utc>,
-    #[diesel(sql_type = Timestamptz)]
     pub updated_at: DateTime<Utc>,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
     pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl QueryableByName<Pg> for ContactRow {
+    fn build<'a>(row: &impl NamedRow<'a, Pg>) -> diesel::deserialize::Result<Self> {
+        Ok(Self {
+            organization_id: column::<SqlUuid, _, _>(row, 0, "organization_id")?,
+            id: column::<SqlUuid, _, _>(row, 1, "id")?,
+            first_name: column::<Text, _, _>(row, 2, "first_name")?,
+            last_name: column::<Text, _, _>(row, 3, "last_name")?,
+            email: column::<Nullable<Text>, _, _>(row, 4, "email")?,
+            phone: column::<Nullable<Text>, _, _>(row, 5, "phone")?,
+            phone_e164: column::<Nullable<Text>, _, _>(row, 6, "phone_e164")?,
+            company: column::<Nullable<Text>, _, _>(row, 7, "company")?,
+            lifecycle_stage: column::<Text, _, _>(row, 8, "lifecycle_stage")?,
+            lead_score: column::<Int2, _, _>(row, 9, "lead_score")?,
+            owner_id: column::<Nullable<SqlUuid>, _, _>(row, 10, "owner_id")?,
+            tags: column::<Array<Text>, _, _>(row, 11, "tags")?,
+            custom_fields: column::<Jsonb, _, _>(row, 12, "custom_fields")?,
+            version: column::<Integer, _, _>(row, 13, "version")?,
+            created_at: column::<Timestamptz, _, _>(row, 14, "created_at")?,
+            updated_at: column::<Timestamptz, _, _>(row, 15, "updated_at")?,
+            deleted_at: column::<Nullable<Timestamptz>, _, _>(row, 16, "deleted_at")?,
+        })
+    }
 }
 
 impl ContactRow {
@@ -195,45 +206,43 @@ impl TryFrom<ContactRow> for Contact {
     type Error = StoreError;
 
     fn try_from(row: ContactRow) -> Result<Self, StoreError> {
+        let id = row.id;
         let corrupt = |what: &str| {
-            StoreError::Other(anyhow::anyhow!(
-                "stored contact {} has an invalid {what}",
-                row.id
-            ))
+            StoreError::Other(anyhow::anyhow!("stored contact {id} has an invalid {what}"))
         };
-        let custom_fields: CustomFieldValues = match &row.custom_fields {
-            serde_json::Value::Object(map) => map.clone().into_iter().collect(),
+        // Stored values are checked again (a row written by hand or an older rule must
+        // not reach a client unchecked), but moved, not copied: a page rebuilds 200.
+        let custom_fields: CustomFieldValues = match row.custom_fields {
+            serde_json::Value::Object(map) => map.into_iter().collect(),
             _ => return Err(corrupt("custom_fields")),
         };
         let fields = ContactFields {
-            first_name: PersonName::parse(&row.first_name).map_err(|_| corrupt("first_name"))?,
-            last_name: PersonName::parse(&row.last_name).map_err(|_| corrupt("last_name"))?,
+            first_name: PersonName::from_stored(row.first_name)
+                .map_err(|_| corrupt("first_name"))?,
+            last_name: PersonName::from_stored(row.last_name).map_err(|_| corrupt("last_name"))?,
             email: row
                 .email
-                .as_deref()
-                .map(EmailAddress::parse)
+                .map(EmailAddress::from_stored)
                 .transpose()
                 .map_err(|_| corrupt("email"))?,
             phone: row
                 .phone
-                .as_deref()
                 .map(PhoneNumber::from_stored)
                 .transpose()
                 .map_err(|_| corrupt("phone"))?,
             company: row
                 .company
-                .as_deref()
-                .map(CompanyName::parse)
+                .map(CompanyName::from_stored)
                 .transpose()
                 .map_err(|_| corrupt("company"))?,
             lifecycle_stage: LifecycleStage::parse(&row.lifecycle_stage)
                 .ok_or_else(|| corrupt("lifecycle_stage"))?,
             owner_id: row.owner_id.map(UserId::from_uuid),
-            tags: Tags::parse(&row.tags).map_err(|_| corrupt("tags"))?,
+            tags: Tags::from_stored(row.tags).map_err(|_| corrupt("tags"))?,
             custom_fields,
         };
         Ok(Self {
-            id: ContactId::from_uuid(row.id),
+            id: ContactId::from_uuid(id),
             organization_id: OrgId::from_uuid(row.organization_id),
             fields,
             lead_score: LeadScore::from_stored(row.lead_score),

@@ -32,6 +32,24 @@ impl EmailAddress {
     /// Empty, longer than 254 characters, or not `local@domain.tld`.
     pub fn parse(raw: &str) -> Result<Self, EmailError> {
         let s = raw.trim();
+        Self::check(s)?;
+        Ok(Self(lowercase(s).unwrap_or_else(|| s.to_owned())))
+    }
+
+    /// Rebuilds a stored address, keeping the stored text's buffer when it is already
+    /// trimmed and lower case: lists rebuild thousands.
+    ///
+    /// # Errors
+    /// As [`EmailAddress::parse`].
+    pub fn from_stored(raw: String) -> Result<Self, EmailError> {
+        if raw.trim().len() != raw.len() {
+            return Self::parse(&raw);
+        }
+        Self::check(&raw)?;
+        Ok(Self(lowercase(&raw).unwrap_or(raw)))
+    }
+
+    fn check(s: &str) -> Result<(), EmailError> {
         if s.is_empty() {
             return Err(EmailError::Empty);
         }
@@ -47,27 +65,43 @@ impl EmailAddress {
             && local
                 .chars()
                 .all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
-        let labels: Vec<&str> = domain.split('.').collect();
-        let domain_ok = labels.len() >= 2
-            && labels.iter().all(|l| {
+        let domain_ok = domain.contains('.')
+            && domain.split('.').all(|l| {
                 !l.is_empty()
                     && l.len() <= 63
                     && !l.starts_with('-')
                     && !l.ends_with('-')
                     && l.chars().all(|c| c.is_alphanumeric() || c == '-')
             })
-            && labels
-                .last()
+            && domain
+                .rsplit('.')
+                .next()
                 .is_some_and(|tld| tld.len() >= 2 && !tld.chars().all(|c| c.is_ascii_digit()));
-        if !(local_ok && domain_ok) {
-            return Err(EmailError::Invalid);
+        if local_ok && domain_ok {
+            Ok(())
+        } else {
+            Err(EmailError::Invalid)
         }
-        Ok(Self(s.to_lowercase()))
     }
 
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    #[must_use]
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// `s` in lower case, or `None` when it already is (the common case, checked without
+/// allocating; anything beyond ASCII takes Unicode's full lowercasing).
+fn lowercase(s: &str) -> Option<String> {
+    if s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        None
+    } else {
+        Some(s.to_lowercase())
     }
 }
 
@@ -116,5 +150,30 @@ mod tests {
         assert_eq!(EmailAddress::parse("   "), Err(EmailError::Empty));
         let long = format!("{}@example.com", "a".repeat(250));
         assert_eq!(EmailAddress::parse(&long), Err(EmailError::TooLong));
+    }
+
+    #[test]
+    fn lower_cases_beyond_ascii_too() {
+        let a = EmailAddress::parse("JOSÉ@EXÄMPLE.DE").unwrap();
+        assert_eq!(a.as_str(), "josé@exämple.de");
+    }
+
+    #[test]
+    fn a_stored_address_is_checked_and_normalized_like_a_new_one() {
+        for raw in ["ada@example.com", " Ada@Example.com", "JOSÉ@EXÄMPLE.DE"] {
+            assert_eq!(
+                EmailAddress::from_stored(raw.to_owned()),
+                EmailAddress::parse(raw),
+                "{raw}"
+            );
+        }
+        assert_eq!(
+            EmailAddress::from_stored("a@b".to_owned()),
+            Err(EmailError::Invalid)
+        );
+        assert_eq!(
+            EmailAddress::from_stored(String::new()),
+            Err(EmailError::Empty)
+        );
     }
 }

@@ -40,48 +40,59 @@ impl PhoneNumber {
     /// Over 50 characters, no digit at all, or characters no phone number uses.
     pub fn parse(raw: &str) -> Result<Self, PhoneError> {
         let s = raw.trim();
+        let e164 = Self::check(s)?;
+        Ok(Self {
+            raw: s.to_owned(),
+            e164,
+        })
+    }
+
+    /// Rebuilds a stored number (its E.164 form is recomputed, never trusted), keeping
+    /// the stored text's buffer when it needs no trimming: lists rebuild thousands.
+    ///
+    /// # Errors
+    /// As [`PhoneNumber::parse`].
+    pub fn from_stored(raw: String) -> Result<Self, PhoneError> {
+        if raw.trim().len() != raw.len() {
+            return Self::parse(&raw);
+        }
+        let e164 = Self::check(&raw)?;
+        Ok(Self { raw, e164 })
+    }
+
+    /// Validates a trimmed number and returns its E.164 form, allocating only for that.
+    fn check(s: &str) -> Result<Option<String>, PhoneError> {
         if s.chars().count() > Self::MAX_CHARS {
             return Err(PhoneError::TooLong);
         }
         // An extension (`x123`, `ext. 123`, `ext 123`) is kept in `raw`, not in E.164.
-        let lower = s.to_ascii_lowercase();
-        let (number, extension) = match lower.find("ext").or_else(|| lower.find('x')) {
-            Some(at) => (&s[..at], Some(&lower[at..])),
+        let (number, extension) = match find_ignoring_ascii_case(s, b"ext")
+            .or_else(|| find_ignoring_ascii_case(s, b"x"))
+        {
+            Some(at) => (&s[..at], Some(&s[at..])),
             None => (s, None),
         };
         if let Some(ext) = extension {
-            let digits = ext
-                .trim_start_matches("ext")
-                .trim_start_matches('x')
+            let digits = trim_start_ignoring_ascii_case(ext, b"ext");
+            let digits = trim_start_ignoring_ascii_case(digits, b"x")
                 .trim_start_matches('.')
                 .trim();
-            if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
                 return Err(PhoneError::Invalid);
             }
         }
-        if !number.chars().any(|c| c.is_ascii_digit())
-            || !number
-                .chars()
-                .all(|c| c.is_ascii_digit() || " +()-./".contains(c))
-            || number.matches('+').count() > 1
-            || number
-                .find('+')
-                .is_some_and(|at| !number[..at].trim_start_matches('(').is_empty())
+        let bytes = number.as_bytes();
+        let plus = bytes.iter().position(|&c| c == b'+');
+        if !bytes.iter().any(u8::is_ascii_digit)
+            || !bytes.iter().all(|&c| {
+                c.is_ascii_digit() || matches!(c, b' ' | b'+' | b'(' | b')' | b'-' | b'.' | b'/')
+            })
+            || bytes.iter().filter(|&&c| c == b'+').count() > 1
+            || plus.is_some_and(|at| bytes[..at].iter().any(|&c| c != b'('))
         {
             return Err(PhoneError::Invalid);
         }
-        Ok(Self {
-            raw: s.to_owned(),
-            e164: to_e164(number),
-        })
-    }
-
-    /// Rebuilds a stored number (its E.164 form is recomputed, never trusted).
-    ///
-    /// # Errors
-    /// As [`PhoneNumber::parse`].
-    pub fn from_stored(raw: &str) -> Result<Self, PhoneError> {
-        Self::parse(raw)
+        Ok(to_e164(bytes))
     }
 
     /// As the user typed it (trimmed).
@@ -95,23 +106,67 @@ impl PhoneNumber {
     pub fn e164(&self) -> Option<&str> {
         self.e164.as_deref()
     }
+
+    /// As typed, and its E.164 form.
+    #[must_use]
+    pub fn into_parts(self) -> (String, Option<String>) {
+        (self.raw, self.e164)
+    }
 }
 
 /// E.164: a `+` or `00` international prefix, then 8 to 15 digits, the first not zero.
 /// A trunk zero written in parentheses (`+44 (0)20 ...`) is not dialled internationally.
-fn to_e164(number: &str) -> Option<String> {
-    let compact: String = number
-        .replace("(0)", "")
-        .chars()
-        .filter(|c| *c == '+' || c.is_ascii_digit())
-        .collect();
-    let digits = compact
-        .strip_prefix('+')
-        .or_else(|| compact.strip_prefix("00"))?;
-    let ok = (8..=15).contains(&digits.len())
-        && !digits.starts_with('0')
-        && digits.chars().all(|c| c.is_ascii_digit());
-    ok.then(|| format!("+{digits}"))
+/// `number` holds only digits, one leading `+` at most and ` ()-./`.
+fn to_e164(number: &[u8]) -> Option<String> {
+    let mut out = String::with_capacity(16);
+    out.push('+');
+    let mut prefix_seen = false;
+    let mut zeros = 0;
+    let mut i = 0;
+    while i < number.len() {
+        let c = number[i];
+        if number[i..].starts_with(b"(0)") {
+            i += 3;
+            continue;
+        }
+        i += 1;
+        if c == b'+' {
+            prefix_seen = true;
+        } else if c.is_ascii_digit() {
+            // `00` opens the number only when it comes first and no `+` did.
+            if !prefix_seen && zeros < 2 && out.len() == 1 {
+                if c != b'0' {
+                    return None;
+                }
+                zeros += 1;
+                prefix_seen = zeros == 2;
+                continue;
+            }
+            if out.len() > 15 {
+                return None;
+            }
+            out.push(char::from(c));
+        }
+    }
+    let digits = &out[1..];
+    (prefix_seen && (8..=15).contains(&digits.len()) && !digits.starts_with('0')).then_some(out)
+}
+
+/// Where `needle` (ASCII, lower case) first occurs in `s`, ignoring ASCII case; a byte
+/// index on a char boundary, since the match is ASCII.
+fn find_ignoring_ascii_case(s: &str, needle: &[u8]) -> Option<usize> {
+    s.as_bytes()
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// `s` without every leading repetition of `prefix` (ASCII, lower case), ignoring ASCII
+/// case.
+fn trim_start_ignoring_ascii_case<'a>(mut s: &'a str, prefix: &[u8]) -> &'a str {
+    while s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix) {
+        s = &s[prefix.len()..];
+    }
+    s
 }
 
 impl Serialize for PhoneNumber {
@@ -175,6 +230,97 @@ mod tests {
             Err(PhoneError::TooLong)
         );
         assert!(PhoneNumber::parse("555-0100 x42").is_ok());
+    }
+
+    /// The rules as first written, allocating as they go: the parser above must agree
+    /// with them on every input.
+    fn reference(raw: &str) -> Result<(String, Option<String>), PhoneError> {
+        let s = raw.trim();
+        if s.chars().count() > PhoneNumber::MAX_CHARS {
+            return Err(PhoneError::TooLong);
+        }
+        let lower = s.to_ascii_lowercase();
+        let (number, extension) = match lower.find("ext").or_else(|| lower.find('x')) {
+            Some(at) => (&s[..at], Some(&lower[at..])),
+            None => (s, None),
+        };
+        if let Some(ext) = extension {
+            let digits = ext
+                .trim_start_matches("ext")
+                .trim_start_matches('x')
+                .trim_start_matches('.')
+                .trim();
+            if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+                return Err(PhoneError::Invalid);
+            }
+        }
+        if !number.chars().any(|c| c.is_ascii_digit())
+            || !number
+                .chars()
+                .all(|c| c.is_ascii_digit() || " +()-./".contains(c))
+            || number.matches('+').count() > 1
+            || number
+                .find('+')
+                .is_some_and(|at| !number[..at].trim_start_matches('(').is_empty())
+        {
+            return Err(PhoneError::Invalid);
+        }
+        let compact: String = number
+            .replace("(0)", "")
+            .chars()
+            .filter(|c| *c == '+' || c.is_ascii_digit())
+            .collect();
+        let e164 = compact
+            .strip_prefix('+')
+            .or_else(|| compact.strip_prefix("00"))
+            .filter(|d| {
+                (8..=15).contains(&d.len())
+                    && !d.starts_with('0')
+                    && d.chars().all(|c| c.is_ascii_digit())
+            })
+            .map(|d| format!("+{d}"));
+        Ok((s.to_owned(), e164))
+    }
+
+    #[test]
+    fn agrees_with_the_reference_rules_on_generated_numbers() {
+        const PIECES: [&str; 24] = [
+            "0", "00", "1", "4", "9", "44", " ", "+", "(", ")", "(0)", "-", ".", "/", "x", "X",
+            "ext", "EXT", "Ext.", "e", "t", "a", "é", "\t",
+        ];
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut valid = 0;
+        for _ in 0..200_000 {
+            let len = next() % 16;
+            let starts = ["", "+", "00", "+44 (0)", "(+", " "];
+            let mut raw = starts[usize::try_from(next() % 6).unwrap()].to_owned();
+            for _ in 0..len {
+                let pick = usize::try_from(next() % 64).unwrap();
+                // Digits most of the time, so that many inputs are valid numbers.
+                raw.push_str(PIECES.get(pick).copied().unwrap_or("7"));
+            }
+            let ours = PhoneNumber::parse(&raw).map(|p| (p.raw, p.e164));
+            assert_eq!(ours, reference(&raw), "{raw:?}");
+            let stored = PhoneNumber::from_stored(raw.clone()).map(|p| (p.raw, p.e164));
+            assert_eq!(stored, reference(&raw), "stored {raw:?}");
+            valid += usize::from(ours.is_ok_and(|(_, e)| e.is_some()));
+        }
+        assert!(valid > 1_000, "too few E.164 numbers generated: {valid}");
+        for long in [
+            "+44 20 7946 0958 ext. 12345678901234567890123",
+            &"1".repeat(51),
+        ] {
+            assert_eq!(
+                PhoneNumber::parse(long).map(|p| p.raw),
+                reference(long).map(|r| r.0)
+            );
+        }
     }
 
     #[test]

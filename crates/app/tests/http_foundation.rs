@@ -333,6 +333,10 @@ async fn metrics_count_requests_by_route_template_and_show_the_pool() {
     let c = client();
     c.get(app.url("/health/live")).send().await.unwrap();
     c.get(app.url("/nowhere/at/all")).send().await.unwrap();
+    // A route inside its group's scope is counted under its whole template.
+    let contact = app.url(&format!("/api/v1/contacts/{}", uuid::Uuid::now_v7()));
+    let unauthenticated = c.get(contact).send().await.unwrap();
+    assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
     let res = c.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert!(
@@ -352,6 +356,12 @@ async fn metrics_count_requests_by_route_template_and_show_the_pool() {
         text.contains(
             r#"nexus_http_requests_total{method="GET",route="unmatched",status="404"} 1"#
         )
+    );
+    assert!(
+        text.contains(
+            r#"nexus_http_requests_total{method="GET",route="/api/v1/contacts/{id}",status="401"} 1"#
+        ),
+        "{text}"
     );
     assert!(text.contains(r#"nexus_http_request_duration_seconds_bucket{method="GET",route="/health/live",status="200",le="0.001"}"#));
     assert!(text.contains("nexus_db_pool_max_connections 4"));

@@ -145,7 +145,7 @@ fn parse_query(raw: &str) -> Result<(ActivityFilter, Option<i64>, Option<String>
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/activities")]
+#[get("")]
 pub async fn list_activities(
     req: actix_web::HttpRequest,
     auth: Auth,
@@ -183,7 +183,7 @@ pub async fn list_activities(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/activities")]
+#[post("")]
 pub async fn create_activity(
     auth: Auth,
     sales: Sales,
@@ -219,7 +219,7 @@ pub async fn create_activity(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/activities/{id}")]
+#[get("/{id}")]
 pub async fn get_activity(
     auth: Auth,
     sales: Sales,
@@ -246,7 +246,7 @@ pub async fn get_activity(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/activities/{id}/complete")]
+#[post("/{id}/complete")]
 pub async fn complete_activity(
     auth: Auth,
     sales: Sales,
@@ -273,7 +273,7 @@ pub async fn complete_activity(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/activities/{id}/reopen")]
+#[post("/{id}/reopen")]
 pub async fn reopen_activity(
     auth: Auth,
     sales: Sales,
@@ -300,7 +300,7 @@ pub async fn reopen_activity(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[delete("/activities/{id}")]
+#[delete("/{id}")]
 pub async fn delete_activity(
     auth: Auth,
     sales: Sales,

@@ -32,7 +32,7 @@ type Team = web::Data<dyn TeamUseCases>;
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/api-keys")]
+#[post("")]
 pub async fn create_api_key(
     auth: Auth,
     team: Team,
@@ -64,7 +64,7 @@ pub async fn create_api_key(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/api-keys")]
+#[get("")]
 pub async fn list_api_keys(auth: Auth, team: Team) -> Result<web::Json<Page<ApiKeyDto>>, ApiError> {
     let keys = team.api_keys(auth.0).await?;
     Ok(web::Json(Page {
@@ -87,7 +87,7 @@ pub async fn list_api_keys(auth: Auth, team: Team) -> Result<web::Json<Page<ApiK
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[delete("/api-keys/{id}")]
+#[delete("/{id}")]
 pub async fn revoke_api_key(
     auth: Auth,
     team: Team,

@@ -45,7 +45,7 @@ fn bounded(field: &str, value: Option<String>) -> Result<Option<String>, ApiErro
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/audit-log")]
+#[get("")]
 pub async fn list_audit_log(
     auth: Auth,
     events: Events,

@@ -38,7 +38,7 @@ type Service = web::Data<dyn AuthUseCases>;
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/auth/register")]
+#[post("/register")]
 pub async fn register(
     req: HttpRequest,
     service: Service,
@@ -75,7 +75,7 @@ pub async fn register(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/auth/login")]
+#[post("/login")]
 pub async fn login(
     req: HttpRequest,
     service: Service,
@@ -109,7 +109,7 @@ pub async fn login(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/auth/refresh")]
+#[post("/refresh")]
 pub async fn refresh(
     req: HttpRequest,
     service: Service,
@@ -149,7 +149,7 @@ pub async fn refresh(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/auth/logout")]
+#[post("/logout")]
 pub async fn logout(
     auth: Auth,
     service: Service,
@@ -169,7 +169,7 @@ pub async fn logout(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/auth/me")]
+#[get("/me")]
 pub async fn me(auth: Auth, service: Service) -> Result<web::Json<MeResponse>, ApiError> {
     Ok(web::Json(service.me(auth.0).await?.into()))
 }
@@ -189,7 +189,7 @@ pub async fn me(auth: Auth, service: Service) -> Result<web::Json<MeResponse>, A
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/auth/switch-organization")]
+#[post("/switch-organization")]
 pub async fn switch_organization(
     auth: Auth,
     service: Service,
@@ -221,7 +221,7 @@ pub async fn switch_organization(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/auth/change-password")]
+#[post("/change-password")]
 pub async fn change_password(
     auth: Auth,
     service: Service,
@@ -249,7 +249,7 @@ pub async fn change_password(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/auth/forgot-password")]
+#[post("/forgot-password")]
 pub async fn forgot_password(
     req: HttpRequest,
     service: Service,
@@ -280,7 +280,7 @@ pub async fn forgot_password(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/auth/reset-password")]
+#[post("/reset-password")]
 pub async fn reset_password(
     service: Service,
     body: web::Json<ResetPasswordRequest>,

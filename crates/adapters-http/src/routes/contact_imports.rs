@@ -149,7 +149,7 @@ impl From<ImportJob> for ImportJobDto {
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/contacts/imports")]
+#[post("/imports")]
 pub async fn import_contacts(
     req: HttpRequest,
     auth: Auth,
@@ -225,7 +225,7 @@ pub async fn import_contacts(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/contacts/imports/{id}")]
+#[get("/imports/{id}")]
 pub async fn get_contact_import(
     auth: Auth,
     imports: Imports,

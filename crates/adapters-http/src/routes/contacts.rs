@@ -91,7 +91,7 @@ fn contact_response(status: StatusCode, contact: nexus_domain::contact::Contact)
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/contacts")]
+#[post("")]
 pub async fn create_contact(
     auth: Auth,
     contacts: Contacts,
@@ -118,7 +118,7 @@ pub async fn create_contact(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/contacts/{id}")]
+#[get("/{id}")]
 pub async fn get_contact(
     auth: Auth,
     contacts: Contacts,
@@ -158,7 +158,7 @@ pub async fn get_contact(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[patch("/contacts/{id}")]
+#[patch("/{id}")]
 pub async fn update_contact(
     req: HttpRequest,
     auth: Auth,
@@ -231,7 +231,7 @@ fn merge_patch_body(req: &HttpRequest, body: &[u8]) -> Result<Map<String, Value>
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[delete("/contacts/{id}")]
+#[delete("/{id}")]
 pub async fn delete_contact(
     req: HttpRequest,
     auth: Auth,
@@ -263,7 +263,7 @@ pub async fn delete_contact(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/contacts/{id}/restore")]
+#[post("/{id}/restore")]
 pub async fn restore_contact(
     auth: Auth,
     contacts: Contacts,
@@ -476,7 +476,7 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/contacts")]
+#[get("")]
 pub async fn list_contacts(
     req: HttpRequest,
     auth: Auth,
@@ -524,7 +524,7 @@ pub async fn list_contacts(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/contacts/{id}/timeline")]
+#[get("/{id}/timeline")]
 pub async fn contact_timeline(
     auth: Auth,
     contacts: Contacts,
@@ -570,7 +570,7 @@ pub async fn contact_timeline(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/contacts/batch")]
+#[post("/batch")]
 pub async fn batch_contacts(
     auth: Auth,
     contacts: Contacts,

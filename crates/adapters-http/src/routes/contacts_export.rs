@@ -177,7 +177,7 @@ async fn next_chunk(mut state: Export) -> Option<(Result<Bytes, actix_web::Error
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/contacts/export")]
+#[get("/export")]
 pub async fn export_contacts(
     req: HttpRequest,
     auth: Auth,

@@ -31,7 +31,7 @@ type Contacts = web::Data<dyn ContactUseCases>;
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/custom-fields")]
+#[get("")]
 pub async fn list_custom_fields(
     auth: Auth,
     contacts: Contacts,
@@ -63,7 +63,7 @@ pub async fn list_custom_fields(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/custom-fields")]
+#[post("")]
 pub async fn create_custom_field(
     auth: Auth,
     contacts: Contacts,
@@ -101,7 +101,7 @@ pub async fn create_custom_field(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/custom-fields/{id}")]
+#[get("/{id}")]
 pub async fn get_custom_field(
     auth: Auth,
     contacts: Contacts,
@@ -140,7 +140,7 @@ pub async fn get_custom_field(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[patch("/custom-fields/{id}")]
+#[patch("/{id}")]
 pub async fn update_custom_field(
     req: HttpRequest,
     auth: Auth,
@@ -181,7 +181,7 @@ pub async fn update_custom_field(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[delete("/custom-fields/{id}")]
+#[delete("/{id}")]
 pub async fn delete_custom_field(
     auth: Auth,
     contacts: Contacts,

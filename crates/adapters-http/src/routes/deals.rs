@@ -90,7 +90,7 @@ fn minor(raw: &Option<String>, name: &str) -> Result<Option<i64>, ApiError> {
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/deals")]
+#[get("")]
 pub async fn list_deals(
     auth: Auth,
     sales: Sales,
@@ -158,7 +158,7 @@ pub async fn list_deals(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/deals")]
+#[post("")]
 pub async fn create_deal(
     auth: Auth,
     sales: Sales,
@@ -194,7 +194,7 @@ pub async fn create_deal(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/deals/{id}")]
+#[get("/{id}")]
 pub async fn get_deal(
     auth: Auth,
     sales: Sales,
@@ -227,7 +227,7 @@ pub async fn get_deal(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[patch("/deals/{id}")]
+#[patch("/{id}")]
 pub async fn update_deal(
     req: HttpRequest,
     auth: Auth,
@@ -273,7 +273,7 @@ pub async fn update_deal(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[delete("/deals/{id}")]
+#[delete("/{id}")]
 pub async fn delete_deal(
     req: HttpRequest,
     auth: Auth,
@@ -309,7 +309,7 @@ pub async fn delete_deal(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/deals/{id}/move")]
+#[post("/{id}/move")]
 pub async fn move_deal(
     req: HttpRequest,
     auth: Auth,
@@ -360,7 +360,7 @@ pub struct TimelineQuery {
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/deals/{id}/timeline")]
+#[get("/{id}/timeline")]
 pub async fn deal_timeline(
     auth: Auth,
     sales: Sales,

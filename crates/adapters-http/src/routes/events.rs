@@ -99,7 +99,7 @@ pub fn types_of(raw: Option<&str>) -> Result<Vec<EventType>, ApiError> {
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/events")]
+#[get("")]
 pub async fn list_events(
     auth: Auth,
     events: Events,
@@ -164,7 +164,7 @@ pub struct StreamSettings {
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/events/stream")]
+#[get("/stream")]
 pub async fn stream_events(
     req: HttpRequest,
     auth: Auth,

@@ -74,7 +74,7 @@ fn encode_cursor(at: DateTime<Utc>, id: UserId) -> String {
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/members")]
+#[get("")]
 pub async fn list_members(
     auth: Auth,
     team: Team,
@@ -123,7 +123,7 @@ pub async fn list_members(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[patch("/members/{userId}")]
+#[patch("/{userId}")]
 pub async fn update_member(
     auth: Auth,
     team: Team,
@@ -154,7 +154,7 @@ pub async fn update_member(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[delete("/members/{userId}")]
+#[delete("/{userId}")]
 pub async fn remove_member(
     auth: Auth,
     team: Team,
@@ -183,7 +183,7 @@ pub async fn remove_member(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/invitations")]
+#[post("")]
 pub async fn create_invitation(
     auth: Auth,
     team: Team,
@@ -206,7 +206,7 @@ pub async fn create_invitation(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/invitations")]
+#[get("")]
 pub async fn list_invitations(
     auth: Auth,
     team: Team,
@@ -232,7 +232,7 @@ pub async fn list_invitations(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[delete("/invitations/{id}")]
+#[delete("/{id}")]
 pub async fn revoke_invitation(
     auth: Auth,
     team: Team,
@@ -263,7 +263,7 @@ pub async fn revoke_invitation(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/invitations/{token}/accept")]
+#[post("/{token}/accept")]
 pub async fn accept_invitation(
     req: HttpRequest,
     team: Team,

@@ -25,7 +25,7 @@ use crate::responses::{
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/organizations/current")]
+#[get("/current")]
 pub async fn get_current(
     auth: Auth,
     team: web::Data<dyn TeamUseCases>,
@@ -56,7 +56,7 @@ pub async fn get_current(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[patch("/organizations/current")]
+#[patch("/current")]
 pub async fn update_current(
     req: HttpRequest,
     auth: Auth,

@@ -37,7 +37,7 @@ type Cursors = web::Data<CursorCodec>;
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/pipelines")]
+#[get("")]
 pub async fn list_pipelines(
     auth: Auth,
     sales: Sales,
@@ -66,7 +66,7 @@ pub async fn list_pipelines(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/pipelines")]
+#[post("")]
 pub async fn create_pipeline(
     auth: Auth,
     sales: Sales,
@@ -107,7 +107,7 @@ pub async fn create_pipeline(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/pipelines/{id}")]
+#[get("/{id}")]
 pub async fn get_pipeline(
     auth: Auth,
     sales: Sales,
@@ -145,7 +145,7 @@ pub async fn get_pipeline(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[patch("/pipelines/{id}")]
+#[patch("/{id}")]
 pub async fn update_pipeline(
     req: HttpRequest,
     auth: Auth,
@@ -188,7 +188,7 @@ pub async fn update_pipeline(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[delete("/pipelines/{id}")]
+#[delete("/{id}")]
 pub async fn delete_pipeline(
     auth: Auth,
     sales: Sales,
@@ -241,7 +241,7 @@ fn stage_cursor(cursors: &CursorCodec, scope: &CursorScope, last: &DealDto) -> S
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/pipelines/{id}/board")]
+#[get("/{id}/board")]
 pub async fn board(
     auth: Auth,
     sales: Sales,
@@ -338,7 +338,7 @@ pub struct StageDealsQuery {
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/pipelines/{id}/stages/{stageId}/deals")]
+#[get("/{id}/stages/{stageId}/deals")]
 pub async fn stage_deals(
     auth: Auth,
     sales: Sales,

@@ -25,7 +25,7 @@ type Contacts = web::Data<dyn ContactUseCases>;
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/tags")]
+#[get("")]
 pub async fn list_tags(
     auth: Auth,
     contacts: Contacts,
@@ -59,7 +59,7 @@ pub async fn list_tags(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[patch("/tags/{name}")]
+#[patch("/{name}")]
 pub async fn rename_tag(
     auth: Auth,
     contacts: Contacts,
@@ -89,7 +89,7 @@ pub async fn rename_tag(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[delete("/tags/{name}")]
+#[delete("/{name}")]
 pub async fn delete_tag(
     auth: Auth,
     contacts: Contacts,

@@ -81,7 +81,7 @@ fn scope(auth: &Auth, list: &'static str, filters: String) -> CursorScope {
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/webhooks")]
+#[post("")]
 pub async fn create_webhook(
     auth: Auth,
     webhooks: Webhooks,
@@ -121,7 +121,7 @@ pub async fn create_webhook(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/webhooks")]
+#[get("")]
 pub async fn list_webhooks(
     auth: Auth,
     webhooks: Webhooks,
@@ -161,7 +161,7 @@ pub async fn list_webhooks(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/webhooks/{id}")]
+#[get("/{id}")]
 pub async fn get_webhook(
     auth: Auth,
     webhooks: Webhooks,
@@ -199,7 +199,7 @@ pub async fn get_webhook(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[patch("/webhooks/{id}")]
+#[patch("/{id}")]
 pub async fn update_webhook(
     req: HttpRequest,
     auth: Auth,
@@ -244,7 +244,7 @@ pub async fn update_webhook(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[delete("/webhooks/{id}")]
+#[delete("/{id}")]
 pub async fn delete_webhook(
     req: HttpRequest,
     auth: Auth,
@@ -277,7 +277,7 @@ pub async fn delete_webhook(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/webhooks/{id}/rotate-secret")]
+#[post("/{id}/rotate-secret")]
 pub async fn rotate_webhook_secret(
     auth: Auth,
     webhooks: Webhooks,
@@ -305,7 +305,7 @@ pub async fn rotate_webhook_secret(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/webhooks/{id}/deliveries")]
+#[get("/{id}/deliveries")]
 pub async fn list_webhook_deliveries(
     auth: Auth,
     webhooks: Webhooks,
@@ -355,7 +355,7 @@ pub async fn list_webhook_deliveries(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[get("/webhooks/{id}/deliveries/{deliveryId}")]
+#[get("/{id}/deliveries/{deliveryId}")]
 pub async fn get_webhook_delivery(
     auth: Auth,
     webhooks: Webhooks,
@@ -392,7 +392,7 @@ pub async fn get_webhook_delivery(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/webhooks/{id}/deliveries/{deliveryId}/redeliver")]
+#[post("/{id}/deliveries/{deliveryId}/redeliver")]
 pub async fn redeliver_webhook_delivery(
     auth: Auth,
     webhooks: Webhooks,
@@ -423,7 +423,7 @@ pub async fn redeliver_webhook_delivery(
         (status = 503, response = ServiceUnavailable),
     )
 )]
-#[post("/webhooks/{id}/test")]
+#[post("/{id}/test")]
 pub async fn test_webhook(
     auth: Auth,
     webhooks: Webhooks,

@@ -55,10 +55,23 @@ pub fn check_csrf(req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
+/// The header's text when it is all ASCII: what `HeaderValue::to_str` accepts of a
+/// parsed request (the parser lets only tab, visible ASCII and bytes above 0x7F through),
+/// checked a word at a time instead of byte by byte, which was 3 % of a get's CPU for a
+/// bearer token.
+fn ascii(value: &header::HeaderValue) -> Option<&str> {
+    let bytes = value.as_bytes();
+    if bytes.is_ascii() {
+        std::str::from_utf8(bytes).ok()
+    } else {
+        None
+    }
+}
+
 /// The credential a request presents, checked for CSRF when it is a cookie.
 fn credential(req: &HttpRequest) -> Result<String, ApiError> {
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {
-        let value = value.to_str().unwrap_or_default();
+        let value = ascii(value).unwrap_or_default();
         return match value.split_once(' ') {
             Some((scheme, token))
                 if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
@@ -115,6 +128,15 @@ pub fn client_meta(req: &HttpRequest) -> ClientMeta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_text_is_what_to_str_accepts() {
+        let bytes = std::iter::once(b'\t').chain((0x20..=0xFF).filter(|b| *b != 0x7F));
+        for b in bytes {
+            let value = header::HeaderValue::from_bytes(&[b'a', b, b'z']).unwrap();
+            assert_eq!(ascii(&value), value.to_str().ok(), "byte {b:#x}");
+        }
+    }
 
     #[test]
     fn constant_time_comparison() {

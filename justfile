@@ -56,3 +56,9 @@ bench:
     cargo bench -p nexus-app --bench contacts
     cargo bench -p nexus-app --bench webhooks
     cargo bench -p nexus-app --bench sse
+
+# Server instructions per contacts request (`get` or `list`), counted by callgrind
+# (valgrind); see docs/benchmarks.md, twelfth pass
+instructions MODE="list":
+    cargo build --release -p nexus-app
+    docs/perf/count-instructions.sh target/release/nexus {{MODE}} target/callgrind-{{MODE}}.out

@@ -2,7 +2,8 @@
 # Server instructions per contacts request, counted by callgrind; see count-instructions.py.
 # usage: docs/perf/count-instructions.sh NEXUS_BINARY get|list OUT_FILE
 # Uses (and on first use creates) a private cluster with the demo organization under
-# $NEXUS_DATA_DIR (default /tmp/nexus-callgrind); one HTTP worker, on 127.0.0.1:$PORT.
+# $NEXUS_DATA_DIR (default /tmp/nexus-callgrind), left running for the next count (stop it
+# with `NEXUS_DATA_DIR=... nexus db stop`); one HTTP worker, on 127.0.0.1:$PORT.
 set -euo pipefail
 bin=$(realpath "$1") mode=$2 out=$(realpath -m "$3")
 export NEXUS_DATA_DIR=${NEXUS_DATA_DIR:-/tmp/nexus-callgrind} PORT=${PORT:-8099}

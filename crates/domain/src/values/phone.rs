@@ -118,38 +118,26 @@ impl PhoneNumber {
 /// A trunk zero written in parentheses (`+44 (0)20 ...`) is not dialled internationally.
 /// `number` holds only digits, one leading `+` at most and ` ()-./`.
 fn to_e164(number: &[u8]) -> Option<String> {
-    let mut out = String::with_capacity(16);
-    out.push('+');
-    let mut prefix_seen = false;
-    let mut zeros = 0;
+    let mut compact = String::with_capacity(number.len());
     let mut i = 0;
     while i < number.len() {
-        let c = number[i];
         if number[i..].starts_with(b"(0)") {
             i += 3;
             continue;
         }
-        i += 1;
-        if c == b'+' {
-            prefix_seen = true;
-        } else if c.is_ascii_digit() {
-            // `00` opens the number only when it comes first and no `+` did.
-            if !prefix_seen && zeros < 2 && out.len() == 1 {
-                if c != b'0' {
-                    return None;
-                }
-                zeros += 1;
-                prefix_seen = zeros == 2;
-                continue;
-            }
-            if out.len() > 15 {
-                return None;
-            }
-            out.push(char::from(c));
+        if number[i] == b'+' || number[i].is_ascii_digit() {
+            compact.push(char::from(number[i]));
         }
+        i += 1;
     }
-    let digits = &out[1..];
-    (prefix_seen && (8..=15).contains(&digits.len()) && !digits.starts_with('0')).then_some(out)
+    if compact.starts_with("00") {
+        compact.replace_range(..2, "+");
+    }
+    let digits = compact.strip_prefix('+')?;
+    let ok = (8..=15).contains(&digits.len())
+        && !digits.starts_with('0')
+        && digits.bytes().all(|c| c.is_ascii_digit());
+    ok.then_some(compact)
 }
 
 /// Where `needle` (ASCII, lower case) first occurs in `s`, ignoring ASCII case; a byte

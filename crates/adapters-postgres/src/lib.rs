@@ -17,6 +17,7 @@ pub mod retention;
 pub mod schema;
 pub mod seed;
 pub mod session_cache;
+pub mod shared_reader;
 mod statement;
 #[cfg(feature = "testing")]
 pub mod testing;

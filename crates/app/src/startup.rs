@@ -215,11 +215,13 @@ fn contact_service(
 }
 
 /// One contacts service per HTTP worker, each with its own pool of
-/// `pool_size / workers` connections (at least 2). A connection's driver task runs on
-/// the thread that opened it; with one shared pool, the drivers sat on the main runtime
-/// and each query's answer crossed threads twice before its request saw it. A pool used
-/// by one worker only opens its connections from that worker's requests, so they stay
-/// on its thread (get by id: +70 % requests/s, docs/benchmarks.md, seventh pass).
+/// `pool_size / workers` connections (at least 2), plus the one its short reads share
+/// (`SharedReader`), so sharing takes nothing from the other requests' connections.
+/// A connection's driver task runs on the thread that opened it; with one shared pool,
+/// the drivers sat on the main runtime and each query's answer crossed threads twice
+/// before its request saw it. A pool used by one worker only opens its connections from
+/// that worker's requests, so they stay on its thread (get by id: +70 % requests/s,
+/// docs/benchmarks.md, seventh pass).
 fn contacts_per_worker(
     url: &str,
     settings: &PoolSettings,
@@ -228,7 +230,7 @@ fn contacts_per_worker(
 ) -> anyhow::Result<Vec<Arc<dyn ContactUseCases>>> {
     let workers = workers.max(1);
     let settings = PoolSettings {
-        max_size: settings.max_size.div_ceil(workers).max(2),
+        max_size: settings.max_size.div_ceil(workers).max(2) + 1,
         ..settings.clone()
     };
     (0..workers)

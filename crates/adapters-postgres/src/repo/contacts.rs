@@ -8,6 +8,7 @@
 //! filters; lookups by key and unfiltered pages in index order are prepared once per
 //! connection (see `crate::statement`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -37,6 +38,7 @@ use crate::numberer::CommitBell;
 use crate::pool::{PgConn, PgPool};
 use crate::positional::column;
 use crate::repo::{Flag, foreign_key_violation, holds_generation, unique_violation};
+use crate::shared_reader::SharedReader;
 pub(crate) use crate::statement::{Bind, Statement};
 use crate::{audit, outbox};
 use nexus_domain::audit::AuditChange;
@@ -259,12 +261,15 @@ pub struct PgContactRepository {
     pool: PgPool,
     acquire_timeout: Duration,
     commits: CommitBell,
+    /// Lookups by id and plain first pages, pipelined on one connection.
+    reader: Arc<SharedReader>,
 }
 
 impl PgContactRepository {
     #[must_use]
     pub fn new(pool: PgPool, acquire_timeout: Duration) -> Self {
         Self {
+            reader: Arc::new(SharedReader::new(pool.clone(), acquire_timeout)),
             pool,
             acquire_timeout,
             commits: CommitBell::default(),
@@ -545,7 +550,7 @@ impl ContactRepository for PgContactRepository {
         id: ContactId,
         include_deleted: bool,
     ) -> Result<Option<Contact>, StoreError> {
-        let mut conn = self.conn().await?;
+        let conn = self.reader.conn().await?;
         let mut lookup = Statement::default();
         lookup
             .push(&format!(
@@ -554,12 +559,14 @@ impl ContactRepository for PgContactRepository {
             .bind(Bind::Uuid(org.as_uuid()))
             .push(" AND id = ")
             .bind(Bind::Uuid(id.as_uuid()));
-        let row: Option<ContactRow> = lookup
-            .prepared()
-            .get_result(&mut conn)
-            .await
-            .optional()
-            .map_err(from_diesel)?;
+        let row: Option<ContactRow> =
+            match lookup.prepared().get_result(&mut &**conn).await.optional() {
+                Ok(row) => row,
+                Err(e) => {
+                    self.reader.forget(&conn).await;
+                    return Err(from_diesel(e));
+                }
+            };
         row.filter(|r| include_deleted || r.deleted_at.is_none())
             .map(Contact::try_from)
             .transpose()
@@ -616,7 +623,6 @@ impl ContactRepository for PgContactRepository {
     }
 
     async fn list(&self, org: OrgId, query: &ContactQuery) -> Result<ContactPage, StoreError> {
-        let mut conn = self.conn().await?;
         let column = sort_column(query.sort.field);
         let (cmp, dir) = if query.sort.descending {
             ("<", "DESC")
@@ -640,53 +646,70 @@ impl ContactRepository for PgContactRepository {
         };
         let order = format!(" ORDER BY {column} {dir}, id {dir} LIMIT ");
         let page_size = usize::try_from(limit).unwrap_or(usize::MAX);
-        let mut rows: Vec<ContactRow> = if has_gin_filters(query) {
-            // Phase 1: the first rows in sort order, filtered (see SEARCH_SCAN_FIRST).
-            let mut recent = filtered(
-                org,
-                query,
-                &format!("SELECT {COLUMNS} FROM (SELECT {COLUMNS}, search"),
-                false,
-            );
-            keyset(&mut recent);
-            recent.push(&order).bind(Bind::BigInt(SEARCH_SCAN_FIRST));
-            recent.push(") AS contacts WHERE true");
-            gin_conditions(&mut recent, query);
-            recent.push(&order).bind(Bind::BigInt(limit + 1));
-            let rows: Vec<ContactRow> =
-                recent.query().load(&mut conn).await.map_err(from_diesel)?;
-            if rows.len() > page_size {
-                rows
-            } else {
-                // Phase 2: the matches are sparse; collect them all through the GIN
-                // indexes (`OFFSET 0` keeps the planner from walking the sort index
-                // instead, which it picks when it misjudges how rare the matches are).
-                let mut all = filtered(
+        // The count needs its own connection; a plain page alone goes to the shared one.
+        let mut conn = if unfiltered(query) && !query.include_total {
+            None
+        } else {
+            Some(self.conn().await?)
+        };
+        let mut rows: Vec<ContactRow> =
+            if let Some(conn) = conn.as_mut().filter(|_| has_gin_filters(query)) {
+                // Phase 1: the first rows in sort order, filtered (see SEARCH_SCAN_FIRST).
+                let mut recent = filtered(
                     org,
                     query,
-                    &format!("SELECT {COLUMNS} FROM (SELECT {COLUMNS}"),
-                    true,
+                    &format!("SELECT {COLUMNS} FROM (SELECT {COLUMNS}, search"),
+                    false,
                 );
-                keyset(&mut all);
-                all.push(" OFFSET 0) AS matches");
-                all.push(&order).bind(Bind::BigInt(limit + 1));
-                all.query().load(&mut conn).await.map_err(from_diesel)?
-            }
-        } else {
-            let mut page = filtered(org, query, &format!("SELECT {COLUMNS}"), true);
-            keyset(&mut page);
-            page.push(&order).bind(Bind::BigInt(limit + 1));
-            if unfiltered(query) {
-                // A page in the order of an index, whatever the values: a generic plan
-                // walks the same index a custom one would, so prepare it once.
-                page.prepared().load(&mut conn).await
+                keyset(&mut recent);
+                recent.push(&order).bind(Bind::BigInt(SEARCH_SCAN_FIRST));
+                recent.push(") AS contacts WHERE true");
+                gin_conditions(&mut recent, query);
+                recent.push(&order).bind(Bind::BigInt(limit + 1));
+                let rows: Vec<ContactRow> =
+                    recent.query().load(&mut *conn).await.map_err(from_diesel)?;
+                if rows.len() > page_size {
+                    rows
+                } else {
+                    // Phase 2: the matches are sparse; collect them all through the GIN
+                    // indexes (`OFFSET 0` keeps the planner from walking the sort index
+                    // instead, which it picks when it misjudges how rare the matches are).
+                    let mut all = filtered(
+                        org,
+                        query,
+                        &format!("SELECT {COLUMNS} FROM (SELECT {COLUMNS}"),
+                        true,
+                    );
+                    keyset(&mut all);
+                    all.push(" OFFSET 0) AS matches");
+                    all.push(&order).bind(Bind::BigInt(limit + 1));
+                    all.query().load(&mut *conn).await.map_err(from_diesel)?
+                }
             } else {
-                // A stage, owner or date filter's best plan depends on how common its
-                // value is: plan each with its value.
-                page.query().load(&mut conn).await
-            }
-            .map_err(from_diesel)?
-        };
+                let mut page = filtered(org, query, &format!("SELECT {COLUMNS}"), true);
+                keyset(&mut page);
+                page.push(&order).bind(Bind::BigInt(limit + 1));
+                match conn.as_mut() {
+                    None => {
+                        // A page in the order of an index, whatever the values: a generic
+                        // plan walks the same index a custom one would, so prepare it once.
+                        let shared = self.reader.conn().await?;
+                        match page.prepared().load(&mut &**shared).await {
+                            Ok(rows) => rows,
+                            Err(e) => {
+                                self.reader.forget(&shared).await;
+                                return Err(from_diesel(e));
+                            }
+                        }
+                    }
+                    Some(conn) if unfiltered(query) => {
+                        page.prepared().load(conn).await.map_err(from_diesel)?
+                    }
+                    // A stage, owner or date filter's best plan depends on how common its
+                    // value is: plan each with its value.
+                    Some(conn) => page.query().load(conn).await.map_err(from_diesel)?,
+                }
+            };
         let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
         rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         let items = rows
@@ -698,10 +721,10 @@ impl ContactRepository for PgContactRepository {
         } else {
             None
         };
-        let total = if query.include_total {
+        let total = if let Some(conn) = conn.as_mut().filter(|_| query.include_total) {
             let count: Count = filtered(org, query, "SELECT count(*) AS n", true)
                 .query()
-                .get_result(&mut conn)
+                .get_result(conn)
                 .await
                 .map_err(from_diesel)?;
             Some(count.n)

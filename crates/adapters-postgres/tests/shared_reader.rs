@@ -1,0 +1,225 @@
+//! Reads that share one connection (`SharedReader`) against a real PostgreSQL: a burst of
+//! contact reads takes one connection, each read still gets its own rows and tenant, an
+//! overflow takes pooled connections, and a dead connection is replaced.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::QueryableByName;
+use diesel::sql_types::Integer;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use futures_util::future::join_all;
+use nexus_adapters_postgres::PgPool;
+use nexus_adapters_postgres::pool::{PoolSettings, build_pool};
+use nexus_adapters_postgres::repo::PgContactRepository;
+use nexus_adapters_postgres::shared_reader::{MAX_IN_FLIGHT, SharedReader};
+use nexus_adapters_postgres::testing::TestDatabase;
+use nexus_domain::{ContactId, OrgId};
+use nexus_ports::StoreError;
+use nexus_ports::contacts::{ContactFilter, ContactQuery, ContactRepository, Sort};
+use uuid::Uuid;
+
+const POOL: usize = 8;
+
+fn pool(db: &TestDatabase) -> PgPool {
+    build_pool(
+        db.url(),
+        &PoolSettings {
+            max_size: POOL,
+            ..PoolSettings::default()
+        },
+    )
+    .unwrap()
+}
+
+#[derive(QueryableByName)]
+struct Pid {
+    #[diesel(sql_type = Integer)]
+    pid: i32,
+}
+
+async fn backend_pid(conn: &AsyncPgConnection) -> Result<i32, diesel::result::Error> {
+    let row: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result(&mut &*conn)
+        .await?;
+    Ok(row.pid)
+}
+
+async fn terminate(db: &TestDatabase, pid: Option<i32>) {
+    let mut admin = AsyncPgConnection::establish(db.url()).await.unwrap();
+    let which = pid.map_or_else(
+        || "pid <> pg_backend_pid()".to_owned(),
+        |pid| format!("pid = {pid}"),
+    );
+    admin
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND {which}"
+        ))
+        .await
+        .unwrap();
+}
+
+/// Two organizations of `n` seeded contacts each; their ids.
+async fn seeded(db: &TestDatabase, n: i64) -> [(OrgId, Vec<Uuid>); 2] {
+    let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
+    let mut orgs = Vec::new();
+    for slug in ["acme", "other"] {
+        let org = nexus_adapters_postgres::seed::organization(&mut conn, slug)
+            .await
+            .unwrap();
+        nexus_adapters_postgres::seed::contacts(&mut conn, org, n, |_| {})
+            .await
+            .unwrap();
+        #[derive(QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            id: Uuid,
+        }
+        let ids: Vec<Id> = diesel::sql_query(format!(
+            "SELECT id FROM contacts WHERE organization_id = '{org}' ORDER BY id"
+        ))
+        .load(&mut conn)
+        .await
+        .unwrap();
+        orgs.push((
+            OrgId::from_uuid(org),
+            ids.into_iter().map(|r| r.id).collect(),
+        ));
+    }
+    orgs.try_into().ok().unwrap()
+}
+
+fn first_page() -> ContactQuery {
+    ContactQuery {
+        filter: ContactFilter::default(),
+        sort: Sort::DEFAULT,
+        limit: 10,
+        after: None,
+        include_total: false,
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_reads_shares_one_connection_and_each_gets_its_own_answer() {
+    let db = TestDatabase::create().await;
+    let [(org, ids), (other, other_ids)] = seeded(&db, 20).await;
+    let pool = pool(&db);
+    let repo = PgContactRepository::new(pool.clone(), Duration::from_secs(2));
+
+    // Gets of both tenants' contacts, each also asked of the other tenant, and first
+    // pages, all issued at once: fewer than `MAX_IN_FLIGHT`.
+    let gets = ids.iter().map(|id| (org, *id, true)).chain(
+        other_ids
+            .iter()
+            .take(5)
+            .map(|id| (org, *id, false))
+            .chain([(other, ids[0], false)]),
+    );
+    let gets: Vec<_> = gets.collect();
+    assert!(gets.len() + 2 < MAX_IN_FLIGHT);
+    let page = first_page();
+    let (found, pages) = tokio::join!(
+        join_all(
+            gets.iter()
+                .map(|(o, id, _)| repo.get(*o, ContactId::from_uuid(*id), false))
+        ),
+        join_all([repo.list(org, &page), repo.list(other, &page)]),
+    );
+    for ((_, id, visible), got) in gets.iter().zip(found) {
+        let got = got.unwrap();
+        assert_eq!(got.is_some(), *visible, "{id}");
+        if let Some(c) = got {
+            assert_eq!(c.id.as_uuid(), *id);
+        }
+    }
+    for ((o, o_ids), page) in [(org, &ids), (other, &other_ids)].into_iter().zip(pages) {
+        let page = page.unwrap();
+        assert_eq!(page.items.len(), 10);
+        assert!(
+            page.items.iter().all(|c| o_ids.contains(&c.id.as_uuid())),
+            "{o}"
+        );
+    }
+    // One connection was opened and it is still held for the next reads; a checkout
+    // per read would have opened the pool's eight.
+    let status = pool.status();
+    assert_eq!((status.size, status.available), (1, 0), "{status:?}");
+}
+
+#[tokio::test]
+async fn reads_beyond_the_limit_take_pooled_connections_and_the_next_shares_again() {
+    let db = TestDatabase::create().await;
+    let pool = pool(&db);
+    let reader = SharedReader::new(pool.clone(), Duration::from_secs(2));
+
+    let mut in_flight = Vec::new();
+    for _ in 0..MAX_IN_FLIGHT {
+        in_flight.push(reader.conn().await.unwrap());
+    }
+    assert!(in_flight.iter().all(|c| Arc::ptr_eq(c, &in_flight[0])));
+    let overflow = reader.conn().await.unwrap();
+    assert!(!Arc::ptr_eq(&overflow, &in_flight[0]));
+    assert_ne!(
+        backend_pid(&overflow).await.unwrap(),
+        backend_pid(&in_flight[0]).await.unwrap()
+    );
+    assert_eq!(pool.status().size, 2);
+
+    drop(overflow);
+    in_flight.pop();
+    let next = reader.conn().await.unwrap();
+    assert!(Arc::ptr_eq(&next, &in_flight[0]));
+    // The overflow connection went back to the pool.
+    assert_eq!(pool.status().available, 1);
+}
+
+#[tokio::test]
+async fn a_dead_shared_connection_fails_one_read_and_is_replaced() {
+    let db = TestDatabase::create().await;
+    let pool = pool(&db);
+    let reader = SharedReader::new(pool.clone(), Duration::from_secs(2));
+
+    let first = reader.conn().await.unwrap();
+    let pid = backend_pid(&first).await.unwrap();
+    terminate(&db, Some(pid)).await;
+    assert!(backend_pid(&first).await.is_err());
+    // Still shared until a reader reports the failure.
+    assert!(Arc::ptr_eq(&reader.conn().await.unwrap(), &first));
+    reader.forget(&first).await;
+    drop(first);
+
+    let next = reader.conn().await.unwrap();
+    assert_ne!(backend_pid(&next).await.unwrap(), pid);
+}
+
+#[tokio::test]
+async fn contact_reads_recover_after_the_database_drops_their_connection() {
+    let db = TestDatabase::create().await;
+    let [(org, ids), _] = seeded(&db, 3).await;
+    let repo = PgContactRepository::new(pool(&db), Duration::from_secs(2));
+    let id = ContactId::from_uuid(ids[0]);
+    assert!(repo.get(org, id, false).await.unwrap().is_some());
+
+    terminate(&db, None).await;
+    // The read on the dead connection fails as the database being away does (503)...
+    let failed = repo.get(org, id, false).await;
+    assert!(
+        matches!(failed, Err(StoreError::Unavailable(_))),
+        "{failed:?}"
+    );
+    // ...and the next reads, gets and pages alike, go through a new connection.
+    assert!(repo.get(org, id, false).await.unwrap().is_some());
+    assert_eq!(repo.list(org, &first_page()).await.unwrap().items.len(), 3);
+
+    // The same when a page is the first read to find the connection dead.
+    terminate(&db, None).await;
+    let failed = repo.list(org, &first_page()).await;
+    assert!(
+        matches!(failed, Err(StoreError::Unavailable(_))),
+        "{:?}",
+        failed.map(|p| p.items.len())
+    );
+    assert_eq!(repo.list(org, &first_page()).await.unwrap().items.len(), 3);
+    assert!(repo.get(org, id, false).await.unwrap().is_some());
+}

@@ -8,14 +8,16 @@
 //! Only statements that finish in well under a millisecond belong here; a slow one
 //! would hold up every read queued behind it. Transactions never run on it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use diesel::QueryResult;
+use futures_util::future::BoxFuture;
 use nexus_ports::StoreError;
 use tokio::sync::Mutex;
 
-use crate::error::from_pool;
-use crate::pool::{PgConn, PgPool};
+use crate::error::{from_diesel, from_pool};
+use crate::pool::{PgConn, PgPool, retire};
 
 /// Reads in flight on the shared connection before another takes a pooled one instead.
 pub const MAX_IN_FLIGHT: usize = 32;
@@ -73,12 +75,57 @@ impl SharedReader {
         Ok(Arc::new(conn))
     }
 
-    /// Stops sharing `conn` after a failed read: it returns to the pool when its
-    /// in-flight reads end, and the pool's recycling drops it if it is broken.
-    pub async fn forget(&self, conn: &Arc<PgConn>) {
+    /// Runs `read` on the shared connection. A read that fails drops the connection
+    /// and runs once more on a new one. The connection is held between requests, so
+    /// nothing checks it as a pooled one is checked at checkout; when the database has
+    /// restarted or ended the backend meanwhile, the failure is only seen here, as a
+    /// lost connection or as the backend's last words ("terminating connection due to
+    /// administrator command", which diesel reports without its SQLSTATE, so it cannot
+    /// be told from other failures). Reading twice is harmless.
+    ///
+    /// # Errors
+    /// The pool's, or the second attempt's.
+    pub async fn read<T>(
+        &self,
+        read: impl Fn(Arc<PgConn>) -> BoxFuture<'static, QueryResult<T>>,
+    ) -> Result<T, StoreError> {
+        let mut failed_once = false;
+        loop {
+            let conn = self.conn().await?;
+            // Weak: a second strong reference would count as another read in flight.
+            let shared = Arc::downgrade(&conn);
+            let result = read(conn).await;
+            let Err(e) = result else {
+                return result.map_err(from_diesel);
+            };
+            // Closed rather than put back in the pool, where the next checkout could get
+            // it again before its driver has seen the socket close. When other reads
+            // are still on it, the last one to end puts it back and the pool's recycling
+            // discards it if it is closed by then.
+            if let Some(conn) = self
+                .take(&shared)
+                .await
+                .and_then(|c| Arc::try_unwrap(c).ok())
+            {
+                retire(conn);
+            }
+            if failed_once {
+                return Err(from_diesel(e));
+            }
+            failed_once = true;
+        }
+    }
+
+    /// Takes `conn` out of the slot if it is still the one shared.
+    async fn take(&self, conn: &Weak<PgConn>) -> Option<Arc<PgConn>> {
         let mut held = self.slot.lock().await;
-        if held.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
-            *held = None;
+        if held
+            .as_ref()
+            .is_some_and(|c| std::ptr::eq(Arc::as_ptr(c), conn.as_ptr()))
+        {
+            held.take()
+        } else {
+            None
         }
     }
 }

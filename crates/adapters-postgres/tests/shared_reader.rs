@@ -1,6 +1,7 @@
 //! Reads that share one connection (`SharedReader`) against a real PostgreSQL: a burst of
 //! contact reads takes one connection, each read still gets its own rows and tenant, an
-//! overflow takes pooled connections, and a dead connection is replaced.
+//! overflow takes pooled connections, and a read that finds the connection dead runs
+//! again on a new one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -9,8 +10,10 @@ use std::time::Duration;
 use diesel::QueryableByName;
 use diesel::sql_types::Integer;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use futures_util::FutureExt;
 use futures_util::future::join_all;
 use nexus_adapters_postgres::PgPool;
+use nexus_adapters_postgres::admin::connect_maintenance;
 use nexus_adapters_postgres::pool::{PoolSettings, build_pool};
 use nexus_adapters_postgres::repo::PgContactRepository;
 use nexus_adapters_postgres::shared_reader::{MAX_IN_FLIGHT, SharedReader};
@@ -175,51 +178,77 @@ async fn reads_beyond_the_limit_take_pooled_connections_and_the_next_shares_agai
 }
 
 #[tokio::test]
-async fn a_dead_shared_connection_fails_one_read_and_is_replaced() {
+async fn a_dead_shared_connection_is_closed_and_the_read_runs_on_a_new_one() {
     let db = TestDatabase::create().await;
     let pool = pool(&db);
     let reader = SharedReader::new(pool.clone(), Duration::from_secs(2));
+    let pid = || async {
+        reader
+            .read(|conn| async move { backend_pid(&conn).await }.boxed())
+            .await
+            .unwrap()
+    };
 
-    let first = reader.conn().await.unwrap();
-    let pid = backend_pid(&first).await.unwrap();
-    terminate(&db, Some(pid)).await;
-    assert!(backend_pid(&first).await.is_err());
-    // Still shared until a reader reports the failure.
-    assert!(Arc::ptr_eq(&reader.conn().await.unwrap(), &first));
-    reader.forget(&first).await;
-    drop(first);
-
-    let next = reader.conn().await.unwrap();
-    assert_ne!(backend_pid(&next).await.unwrap(), pid);
+    let first = pid().await;
+    assert_eq!(pid().await, first, "shared between reads");
+    terminate(&db, Some(first)).await;
+    let second = pid().await;
+    assert_ne!(second, first);
+    // The dead one was closed, not put back in the pool.
+    assert_eq!(pool.status().size, 1);
+    assert_eq!(pid().await, second);
 }
 
 #[tokio::test]
-async fn contact_reads_recover_after_the_database_drops_their_connection() {
+async fn a_read_that_finds_its_connection_lost_runs_once_more_on_a_new_one() {
     let db = TestDatabase::create().await;
     let [(org, ids), _] = seeded(&db, 3).await;
     let repo = PgContactRepository::new(pool(&db), Duration::from_secs(2));
     let id = ContactId::from_uuid(ids[0]);
     assert!(repo.get(org, id, false).await.unwrap().is_some());
 
+    // The database ends the shared connection's backend (as a restart would): the next
+    // get and the next page still succeed, each on a new connection.
     terminate(&db, None).await;
-    // The read on the dead connection fails as the database being away does (503)...
+    assert!(repo.get(org, id, false).await.unwrap().is_some());
+    terminate(&db, None).await;
+    assert_eq!(repo.list(org, &first_page()).await.unwrap().items.len(), 3);
+
+    // With the database refusing connections too, a read fails as the database being
+    // away does (503), after one more try, not a loop; and recovers when it is back.
+    set_connections_allowed(&db, false).await;
     let failed = repo.get(org, id, false).await;
     assert!(
         matches!(failed, Err(StoreError::Unavailable(_))),
         "{failed:?}"
     );
-    // ...and the next reads, gets and pages alike, go through a new connection.
-    assert!(repo.get(org, id, false).await.unwrap().is_some());
-    assert_eq!(repo.list(org, &first_page()).await.unwrap().items.len(), 3);
-
-    // The same when a page is the first read to find the connection dead.
-    terminate(&db, None).await;
     let failed = repo.list(org, &first_page()).await;
     assert!(
         matches!(failed, Err(StoreError::Unavailable(_))),
         "{:?}",
         failed.map(|p| p.items.len())
     );
-    assert_eq!(repo.list(org, &first_page()).await.unwrap().items.len(), 3);
+    set_connections_allowed(&db, true).await;
     assert!(repo.get(org, id, false).await.unwrap().is_some());
+    assert_eq!(repo.list(org, &first_page()).await.unwrap().items.len(), 3);
+}
+
+async fn set_connections_allowed(db: &TestDatabase, allowed: bool) {
+    let mut admin = connect_maintenance(db.url()).await.unwrap();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {allowed}",
+            db.name()
+        ))
+        .await
+        .unwrap();
+    if !allowed {
+        admin
+            .batch_execute(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+                db.name()
+            ))
+            .await
+            .unwrap();
+    }
 }

@@ -19,6 +19,7 @@ use diesel::sql_types::{
     Array, BigInt, Int2, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::FutureExt;
 use nexus_domain::contact::{
     CompanyName, Contact, ContactFields, LeadScore, LifecycleStage, PersonName, Tags,
 };
@@ -550,23 +551,20 @@ impl ContactRepository for PgContactRepository {
         id: ContactId,
         include_deleted: bool,
     ) -> Result<Option<Contact>, StoreError> {
-        let conn = self.reader.conn().await?;
-        let mut lookup = Statement::default();
-        lookup
-            .push(&format!(
-                "SELECT {COLUMNS} FROM contacts WHERE organization_id = "
-            ))
-            .bind(Bind::Uuid(org.as_uuid()))
-            .push(" AND id = ")
-            .bind(Bind::Uuid(id.as_uuid()));
-        let row: Option<ContactRow> =
-            match lookup.prepared().get_result(&mut &**conn).await.optional() {
-                Ok(row) => row,
-                Err(e) => {
-                    self.reader.forget(&conn).await;
-                    return Err(from_diesel(e));
-                }
-            };
+        let row: Option<ContactRow> = self
+            .reader
+            .read(|conn| {
+                let mut lookup = Statement::default();
+                lookup
+                    .push(&format!(
+                        "SELECT {COLUMNS} FROM contacts WHERE organization_id = "
+                    ))
+                    .bind(Bind::Uuid(org.as_uuid()))
+                    .push(" AND id = ")
+                    .bind(Bind::Uuid(id.as_uuid()));
+                async move { lookup.prepared().get_result(&mut &**conn).await.optional() }.boxed()
+            })
+            .await?;
         row.filter(|r| include_deleted || r.deleted_at.is_none())
             .map(Contact::try_from)
             .transpose()
@@ -686,28 +684,29 @@ impl ContactRepository for PgContactRepository {
                     all.query().load(&mut *conn).await.map_err(from_diesel)?
                 }
             } else {
-                let mut page = filtered(org, query, &format!("SELECT {COLUMNS}"), true);
-                keyset(&mut page);
-                page.push(&order).bind(Bind::BigInt(limit + 1));
+                let page = || {
+                    let mut page = filtered(org, query, &format!("SELECT {COLUMNS}"), true);
+                    keyset(&mut page);
+                    page.push(&order).bind(Bind::BigInt(limit + 1));
+                    page
+                };
                 match conn.as_mut() {
+                    // A page in the order of an index, whatever the values: a generic
+                    // plan walks the same index a custom one would, so prepare it once.
                     None => {
-                        // A page in the order of an index, whatever the values: a generic
-                        // plan walks the same index a custom one would, so prepare it once.
-                        let shared = self.reader.conn().await?;
-                        match page.prepared().load(&mut &**shared).await {
-                            Ok(rows) => rows,
-                            Err(e) => {
-                                self.reader.forget(&shared).await;
-                                return Err(from_diesel(e));
-                            }
-                        }
+                        self.reader
+                            .read(|conn| {
+                                let page = page();
+                                async move { page.prepared().load(&mut &**conn).await }.boxed()
+                            })
+                            .await?
                     }
                     Some(conn) if unfiltered(query) => {
-                        page.prepared().load(conn).await.map_err(from_diesel)?
+                        page().prepared().load(conn).await.map_err(from_diesel)?
                     }
                     // A stage, owner or date filter's best plan depends on how common its
                     // value is: plan each with its value.
-                    Some(conn) => page.query().load(conn).await.map_err(from_diesel)?,
+                    Some(conn) => page().query().load(conn).await.map_err(from_diesel)?,
                 }
             };
         let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);

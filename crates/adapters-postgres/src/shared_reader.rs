@@ -22,8 +22,8 @@ use crate::pool::{PgConn, PgPool, retire};
 /// Reads in flight on the shared connection before another takes a pooled one instead.
 pub const MAX_IN_FLIGHT: usize = 32;
 
-/// The shared connection, taken from `pool` on first use and given back (and replaced
-/// on the next read) after a failure, so a broken one is not kept.
+/// The shared connection, taken from `pool` on first use; a read that fails on it
+/// closes it, and the next read takes a new one, so a broken one is not kept.
 pub struct SharedReader {
     pool: PgPool,
     acquire_timeout: Duration,

@@ -16,8 +16,8 @@ use futures_util::future::BoxFuture;
 use nexus_ports::StoreError;
 use tokio::sync::Mutex;
 
-use crate::error::{from_diesel, from_pool};
-use crate::pool::{PgConn, PgPool, retire};
+use crate::error::from_diesel;
+use crate::pool::{Db, PgConn, PgPool, retire};
 
 /// Reads in flight on the shared connection before another takes a pooled one instead.
 pub const MAX_IN_FLIGHT: usize = 32;
@@ -25,8 +25,7 @@ pub const MAX_IN_FLIGHT: usize = 32;
 /// The shared connection, taken from `pool` on first use; a read that fails on it
 /// closes it, and the next read takes a new one, so a broken one is not kept.
 pub struct SharedReader {
-    pool: PgPool,
-    acquire_timeout: Duration,
+    db: Db,
     slot: Mutex<Option<Arc<PgConn>>>,
 }
 
@@ -34,8 +33,7 @@ impl SharedReader {
     #[must_use]
     pub fn new(pool: PgPool, acquire_timeout: Duration) -> Self {
         Self {
-            pool,
-            acquire_timeout,
+            db: Db::new(pool, acquire_timeout),
             slot: Mutex::new(None),
         }
     }
@@ -67,12 +65,7 @@ impl SharedReader {
     }
 
     async fn checkout(&self) -> Result<Arc<PgConn>, StoreError> {
-        let conn = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| from_pool(e, self.acquire_timeout))?;
-        Ok(Arc::new(conn))
+        Ok(Arc::new(self.db.conn().await?))
     }
 
     /// Runs `read` on the shared connection. A read that fails drops the connection

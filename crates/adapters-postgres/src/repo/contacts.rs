@@ -709,8 +709,8 @@ impl ContactRepository for PgContactRepository {
                     Some(conn) => page().query().load(conn).await.map_err(from_diesel)?,
                 }
             };
-        let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let more = rows.len() > page_size;
+        rows.truncate(page_size);
         let items = rows
             .into_iter()
             .map(Contact::try_from)

@@ -58,6 +58,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub hsts: bool,
     pub workers: usize,
+    /// HTTP workers run under `SCHED_BATCH` (see `crate::scheduling`).
+    pub sched_batch: bool,
     /// bcrypt cost: 10–15 from the environment (tests may set lower in code).
     pub bcrypt_cost: u32,
     /// Failed logins per account (and per IP) within 15 minutes before 429.
@@ -241,6 +243,7 @@ impl Config {
                 "must be seconds from 0 to 3600",
             )?),
             hsts: parse_bool("NEXUS_HSTS", false)?,
+            sched_batch: parse_bool("NEXUS_SCHED_BATCH", true)?,
             bcrypt_cost: u32::try_from(parse_num(
                 "NEXUS_BCRYPT_COST",
                 12,
@@ -508,6 +511,13 @@ mod tests {
         .unwrap();
         assert!(!format!("{ok:?}").contains(&secret));
         assert!(from(&[("NEXUS_JWT_SECRET", "short")]).is_err());
+    }
+
+    #[test]
+    fn http_workers_run_batch_unless_turned_off() {
+        assert!(from(&[]).unwrap().sched_batch);
+        assert!(!from(&[("NEXUS_SCHED_BATCH", "false")]).unwrap().sched_batch);
+        assert!(from(&[("NEXUS_SCHED_BATCH", "sometimes")]).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod config;
 pub mod crypto;
 pub mod database;
 pub mod demo;
+pub mod scheduling;
 pub mod secrets_store;
 #[cfg(feature = "testing")]
 pub mod sse_client;

@@ -408,12 +408,16 @@ impl Application {
             config.db_acquire_timeout,
         )?;
         let started = Arc::new(AtomicUsize::new(0));
+        let sched_batch = config.sched_batch;
 
         let listener = TcpListener::bind(config.bind)?;
         let port = listener.local_addr()?.port();
         // actix calls this once on each worker's thread as it starts (again if a worker
         // is restarted), which is where that worker's contacts service is handed over.
         let server = HttpServer::new(move || {
+            if sched_batch && let Err(err) = crate::scheduling::batch_current_thread() {
+                tracing::warn!(error = ?err, "HTTP worker keeps the default scheduling policy");
+            }
             let mut state = state.clone();
             let worker = started.fetch_add(1, Ordering::Relaxed) % per_worker.len().max(1);
             if let Some(contacts) = per_worker.get(worker) {

@@ -9,6 +9,29 @@ use nexus_adapters_postgres::testing::TestDatabase;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nexus");
 
+/// Starts `cmd` (a server) with its stdout piped; returns it and the address its banner names.
+async fn start(mut cmd: Command) -> (std::process::Child, String) {
+    let mut child = cmd
+        .env("NEXUS_BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let banner = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("listening on"))
+    })
+    .await
+    .unwrap()
+    .expect("the banner names the address");
+    let address = banner.rsplit(' ').next().unwrap().to_owned();
+    (child, address)
+}
+
 #[test]
 fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
     let out = Command::new(BIN)
@@ -44,27 +67,11 @@ fn openapi_prints_the_committed_spec() {
 #[tokio::test]
 async fn sigterm_stops_the_server_cleanly_with_exit_code_zero() {
     let db = TestDatabase::create().await;
-    let mut child = Command::new(BIN)
-        .arg("serve")
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
         .env("DATABASE_URL", db.url())
-        .env("NEXUS_BIND", "127.0.0.1:0")
-        .env("NEXUS_WORKERS", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.contains("listening on"))
-    })
-    .await
-    .unwrap()
-    .expect("the banner names the address");
-    let address = line.rsplit(' ').next().unwrap().to_owned();
+        .env("NEXUS_WORKERS", "1");
+    let (mut child, address) = start(cmd).await;
     let res = reqwest::get(format!("{address}/health/ready"))
         .await
         .unwrap();
@@ -122,26 +129,10 @@ async fn seed_demo_creates_a_working_owner_login_once() {
     );
 
     // The printed login works against a server on the same database.
-    let mut child = Command::new(BIN)
-        .env("DATABASE_URL", db.url())
-        .env("NEXUS_DATA_DIR", &data_dir)
-        .env("NEXUS_BIND", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let banner = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.contains("listening on"))
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let address = banner.rsplit(' ').next().unwrap().to_owned();
+    let mut cmd = Command::new(BIN);
+    cmd.env("DATABASE_URL", db.url())
+        .env("NEXUS_DATA_DIR", &data_dir);
+    let (mut child, address) = start(cmd).await;
     let res = reqwest::Client::new()
         .post(format!("{address}/api/v1/auth/login"))
         .json(&serde_json::json!({"email": email, "password": password}))
@@ -172,4 +163,61 @@ async fn seed_demo_creates_a_working_owner_login_once() {
         8,
         "the demo pipeline is filled with deals"
     );
+}
+
+#[cfg(target_os = "linux")]
+/// The kernel scheduling policy of each of `pid`'s threads, by thread name: field 41 of
+/// `/proc/<pid>/task/<tid>/stat` (0 normal, 3 batch).
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|task| {
+            let dir = task.unwrap().path();
+            let name = std::fs::read_to_string(dir.join("comm")).unwrap();
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+            // The name, in parentheses, may hold spaces: count fields after its end.
+            let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+            let policy = after_name.split(' ').nth(41 - 3).unwrap().parse().unwrap();
+            (name.trim().to_owned(), policy)
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn http_workers_run_under_sched_batch_unless_turned_off() {
+    let db = TestDatabase::create().await;
+    for (setting, expected) in [(None, 3), (Some("false"), 0)] {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .env("DATABASE_URL", db.url())
+            .env("NEXUS_WORKERS", "2");
+        if let Some(value) = setting {
+            cmd.env("NEXUS_SCHED_BATCH", value);
+        }
+        let (mut child, address) = start(cmd).await;
+        let res = reqwest::get(format!("{address}/health/ready"))
+            .await
+            .unwrap();
+        let threads = thread_policies(child.id());
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        assert_eq!(res.status(), 200);
+        let workers: Vec<u32> = threads
+            .iter()
+            .filter(|(name, _)| name.starts_with("actix-server wo"))
+            .map(|(_, policy)| *policy)
+            .collect();
+        assert_eq!(workers, [expected; 2], "{setting:?}: {threads:?}");
+        // The rest (the main thread, the runtime's, the accept loop) keep the default.
+        assert!(
+            threads
+                .iter()
+                .filter(|(name, _)| !name.starts_with("actix-server wo"))
+                .all(|(_, policy)| *policy == 0),
+            "{threads:?}"
+        );
+    }
 }

@@ -34,9 +34,9 @@ use nexus_ports::contacts::{
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::error::{from_diesel, from_pool};
+use crate::error::from_diesel;
 use crate::numberer::CommitBell;
-use crate::pool::{PgConn, PgPool};
+use crate::pool::{Db, PgConn, PgPool};
 use crate::positional::column;
 use crate::repo::{Flag, foreign_key_violation, holds_generation, unique_violation};
 use crate::shared_reader::SharedReader;
@@ -259,8 +259,7 @@ impl TryFrom<ContactRow> for Contact {
 
 #[derive(Clone)]
 pub struct PgContactRepository {
-    pool: PgPool,
-    acquire_timeout: Duration,
+    db: Db,
     commits: CommitBell,
     /// Lookups by id and plain first pages, pipelined on one connection.
     reader: Arc<SharedReader>,
@@ -271,8 +270,7 @@ impl PgContactRepository {
     pub fn new(pool: PgPool, acquire_timeout: Duration) -> Self {
         Self {
             reader: Arc::new(SharedReader::new(pool.clone(), acquire_timeout)),
-            pool,
-            acquire_timeout,
+            db: Db::new(pool, acquire_timeout),
             commits: CommitBell::default(),
         }
     }
@@ -286,10 +284,7 @@ impl PgContactRepository {
     }
 
     async fn conn(&self) -> Result<PgConn, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| from_pool(e, self.acquire_timeout))
+        self.db.conn().await
     }
 }
 

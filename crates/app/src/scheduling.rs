@@ -9,22 +9,51 @@
 //! Measured with `just bench`: list pages +6 % at 8 connections and +18 % at 32,
 //! gets at 8 +8 %, creates and imports unchanged (docs/benchmarks.md, fourteenth pass).
 
-/// Puts the calling thread under `SCHED_BATCH`, at nice 0 (a nice value the process
-/// was started with is kept when lowering it would need privileges, as it does).
+/// Why a worker keeps the default policy.
+#[derive(Debug, thiserror::Error)]
+pub enum NotBatched {
+    /// The crate that sets the policy also sets the nice value, and can only set it to
+    /// 0: an operator's `nice` wins over this tuning.
+    #[error("the thread runs at nice {0}, which setting the policy would reset to 0")]
+    Niced(i32),
+    #[error("the thread's nice value is unknown: {0}")]
+    NiceUnknown(String),
+    #[cfg(target_os = "linux")]
+    #[error("the system refused: {0:?}")]
+    Refused(thread_priority::Error),
+}
+
+/// Puts the calling thread under `SCHED_BATCH` when it runs at nice 0 (the default).
 ///
 /// # Errors
-/// The operating system's refusal.
+/// [`NotBatched`]: the thread is left as it was.
 #[cfg(target_os = "linux")]
-pub fn batch_current_thread() -> Result<(), thread_priority::Error> {
+pub fn batch_current_thread() -> Result<(), NotBatched> {
     use thread_priority::{
         NormalThreadSchedulePolicy, ThreadPriority, ThreadPriorityOsValue, ThreadSchedulePolicy,
         set_thread_priority_and_policy, thread_native_id,
     };
-    set_thread_priority_and_policy(
-        thread_native_id(),
-        ThreadPriority::Os(ThreadPriorityOsValue::default()),
-        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch),
-    )
+    match current_nice()? {
+        0 => set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Os(ThreadPriorityOsValue::default()),
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch),
+        )
+        .map_err(NotBatched::Refused),
+        nice => Err(NotBatched::Niced(nice)),
+    }
+}
+
+/// Field 19 of `/proc/thread-self/stat` (nice values are per thread on Linux).
+#[cfg(target_os = "linux")]
+fn current_nice() -> Result<i32, NotBatched> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat")
+        .map_err(|e| NotBatched::NiceUnknown(e.to_string()))?;
+    // The thread's name, in parentheses, may hold spaces: count fields after its end.
+    stat.rfind(") ")
+        .and_then(|end| stat[end + 2..].split(' ').nth(19 - 3))
+        .and_then(|nice| nice.parse().ok())
+        .ok_or_else(|| NotBatched::NiceUnknown(stat.clone()))
 }
 
 /// Other systems have no such policy; their threads keep the default.
@@ -32,7 +61,7 @@ pub fn batch_current_thread() -> Result<(), thread_priority::Error> {
 /// # Errors
 /// None.
 #[cfg(not(target_os = "linux"))]
-pub fn batch_current_thread() -> Result<(), std::convert::Infallible> {
+pub fn batch_current_thread() -> Result<(), NotBatched> {
     Ok(())
 }
 
@@ -42,7 +71,7 @@ mod tests {
         NormalThreadSchedulePolicy, ThreadSchedulePolicy, thread_schedule_policy,
     };
 
-    use super::batch_current_thread;
+    use super::{NotBatched, batch_current_thread};
 
     #[test]
     fn only_the_calling_thread_changes_and_threads_it_starts_inherit() {
@@ -57,5 +86,26 @@ mod tests {
         assert_eq!(own, batch);
         assert_eq!(child, batch);
         assert_ne!(thread_schedule_policy().unwrap(), batch);
+    }
+
+    #[test]
+    fn a_niced_thread_keeps_its_nice_value_and_the_default_policy() {
+        use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
+        let (result, policy) = std::thread::spawn(|| {
+            // Raising one's own nice value needs no privilege.
+            let low = ThreadPriorityValue::try_from(10).unwrap();
+            set_current_thread_priority(ThreadPriority::Crossplatform(low)).unwrap();
+            (batch_current_thread(), thread_schedule_policy().unwrap())
+        })
+        .join()
+        .unwrap();
+        assert!(
+            matches!(result, Err(NotBatched::Niced(n)) if n > 0),
+            "{result:?}"
+        );
+        assert_eq!(
+            policy,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other)
+        );
     }
 }

@@ -416,7 +416,7 @@ impl Application {
         // is restarted), which is where that worker's contacts service is handed over.
         let server = HttpServer::new(move || {
             if sched_batch && let Err(err) = crate::scheduling::batch_current_thread() {
-                tracing::warn!(error = ?err, "HTTP worker keeps the default scheduling policy");
+                tracing::warn!(error = %err, "HTTP worker keeps the default scheduling policy");
             }
             let mut state = state.clone();
             let worker = started.fetch_add(1, Ordering::Relaxed) % per_worker.len().max(1);

@@ -9,7 +9,6 @@
 //! would hold up every read queued behind it. Transactions never run on it.
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use diesel::QueryResult;
 use futures_util::future::BoxFuture;
@@ -17,12 +16,12 @@ use nexus_ports::StoreError;
 use tokio::sync::Mutex;
 
 use crate::error::from_diesel;
-use crate::pool::{Db, PgConn, PgPool, retire};
+use crate::pool::{Db, PgConn, retire};
 
 /// Reads in flight on the shared connection before another takes a pooled one instead.
 pub const MAX_IN_FLIGHT: usize = 32;
 
-/// The shared connection, taken from `pool` on first use; a read that fails on it
+/// The shared connection, taken from `db`'s pool on first use; a read that fails on it
 /// closes it, and the next read takes a new one, so a broken one is not kept.
 pub struct SharedReader {
     db: Db,
@@ -31,9 +30,9 @@ pub struct SharedReader {
 
 impl SharedReader {
     #[must_use]
-    pub fn new(pool: PgPool, acquire_timeout: Duration) -> Self {
+    pub fn new(db: Db) -> Self {
         Self {
-            db: Db::new(pool, acquire_timeout),
+            db,
             slot: Mutex::new(None),
         }
     }

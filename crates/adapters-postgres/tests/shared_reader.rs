@@ -14,7 +14,7 @@ use futures_util::FutureExt;
 use futures_util::future::join_all;
 use nexus_adapters_postgres::PgPool;
 use nexus_adapters_postgres::admin::connect_maintenance;
-use nexus_adapters_postgres::pool::{PoolSettings, build_pool};
+use nexus_adapters_postgres::pool::{Db, PoolSettings, build_pool};
 use nexus_adapters_postgres::repo::PgContactRepository;
 use nexus_adapters_postgres::shared_reader::{MAX_IN_FLIGHT, SharedReader};
 use nexus_adapters_postgres::testing::TestDatabase;
@@ -154,7 +154,7 @@ async fn a_burst_of_reads_shares_one_connection_and_each_gets_its_own_answer() {
 async fn reads_beyond_the_limit_take_pooled_connections_and_the_next_shares_again() {
     let db = TestDatabase::create().await;
     let pool = pool(&db);
-    let reader = SharedReader::new(pool.clone(), Duration::from_secs(2));
+    let reader = SharedReader::new(Db::new(pool.clone(), Duration::from_secs(2)));
 
     let mut in_flight = Vec::new();
     for _ in 0..MAX_IN_FLIGHT {
@@ -181,7 +181,7 @@ async fn reads_beyond_the_limit_take_pooled_connections_and_the_next_shares_agai
 async fn a_dead_shared_connection_is_closed_and_the_read_runs_on_a_new_one() {
     let db = TestDatabase::create().await;
     let pool = pool(&db);
-    let reader = SharedReader::new(pool.clone(), Duration::from_secs(2));
+    let reader = SharedReader::new(Db::new(pool.clone(), Duration::from_secs(2)));
     let pid = || async {
         reader
             .read(|conn| async move { backend_pid(&conn).await }.boxed())

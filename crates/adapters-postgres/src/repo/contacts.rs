@@ -268,9 +268,10 @@ pub struct PgContactRepository {
 impl PgContactRepository {
     #[must_use]
     pub fn new(pool: PgPool, acquire_timeout: Duration) -> Self {
+        let db = Db::new(pool, acquire_timeout);
         Self {
-            reader: Arc::new(SharedReader::new(pool.clone(), acquire_timeout)),
-            db: Db::new(pool, acquire_timeout),
+            reader: Arc::new(SharedReader::new(db.clone())),
+            db,
             commits: CommitBell::default(),
         }
     }
@@ -645,8 +646,24 @@ impl ContactRepository for PgContactRepository {
         } else {
             Some(self.conn().await?)
         };
-        let mut rows: Vec<ContactRow> =
-            if let Some(conn) = conn.as_mut().filter(|_| has_gin_filters(query)) {
+        let page = || {
+            let mut page = filtered(org, query, &format!("SELECT {COLUMNS}"), true);
+            keyset(&mut page);
+            page.push(&order).bind(Bind::BigInt(limit + 1));
+            page
+        };
+        let mut rows: Vec<ContactRow> = match conn.as_mut() {
+            // A page in the order of an index, whatever the values: a generic plan walks
+            // the same index a custom one would, so prepare it once.
+            None => {
+                self.reader
+                    .read(|conn| {
+                        let page = page();
+                        async move { page.prepared().load(&mut &**conn).await }.boxed()
+                    })
+                    .await?
+            }
+            Some(conn) if has_gin_filters(query) => {
                 // Phase 1: the first rows in sort order, filtered (see SEARCH_SCAN_FIRST).
                 let mut recent = filtered(
                     org,
@@ -678,32 +695,15 @@ impl ContactRepository for PgContactRepository {
                     all.push(&order).bind(Bind::BigInt(limit + 1));
                     all.query().load(&mut *conn).await.map_err(from_diesel)?
                 }
-            } else {
-                let page = || {
-                    let mut page = filtered(org, query, &format!("SELECT {COLUMNS}"), true);
-                    keyset(&mut page);
-                    page.push(&order).bind(Bind::BigInt(limit + 1));
-                    page
-                };
-                match conn.as_mut() {
-                    // A page in the order of an index, whatever the values: a generic
-                    // plan walks the same index a custom one would, so prepare it once.
-                    None => {
-                        self.reader
-                            .read(|conn| {
-                                let page = page();
-                                async move { page.prepared().load(&mut &**conn).await }.boxed()
-                            })
-                            .await?
-                    }
-                    Some(conn) if unfiltered(query) => {
-                        page().prepared().load(conn).await.map_err(from_diesel)?
-                    }
-                    // A stage, owner or date filter's best plan depends on how common its
-                    // value is: plan each with its value.
-                    Some(conn) => page().query().load(conn).await.map_err(from_diesel)?,
-                }
-            };
+            }
+            // The same page with its total: prepared too, on the connection the count uses.
+            Some(conn) if unfiltered(query) => {
+                page().prepared().load(conn).await.map_err(from_diesel)?
+            }
+            // A stage, owner or date filter's best plan depends on how common its value
+            // is: plan each with its value.
+            Some(conn) => page().query().load(conn).await.map_err(from_diesel)?,
+        };
         let more = rows.len() > page_size;
         rows.truncate(page_size);
         let items = rows

@@ -49,11 +49,17 @@ pub fn batch_current_thread() -> Result<(), NotBatched> {
 fn current_nice() -> Result<i32, NotBatched> {
     let stat = std::fs::read_to_string("/proc/thread-self/stat")
         .map_err(|e| NotBatched::NiceUnknown(e.to_string()))?;
-    // The thread's name, in parentheses, may hold spaces: count fields after its end.
-    stat.rfind(") ")
-        .and_then(|end| stat[end + 2..].split(' ').nth(19 - 3))
+    stat_field(&stat, 19)
         .and_then(|nice| nice.parse().ok())
         .ok_or_else(|| NotBatched::NiceUnknown(stat.clone()))
+}
+
+/// Field `n` (1-based, as `man 5 proc` numbers them) of a `/proc/.../stat` line.
+#[must_use]
+pub fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    // The name, field 2, is in parentheses and may hold spaces: count from its end.
+    let end = stat.rfind(") ")?;
+    stat[end + 2..].split(' ').nth(n.checked_sub(3)?)
 }
 
 /// Other systems have no such policy; their threads keep the default.

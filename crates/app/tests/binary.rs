@@ -6,6 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nexus_adapters_postgres::testing::TestDatabase;
+#[cfg(target_os = "linux")]
+use nexus_app::scheduling::stat_field;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nexus");
 
@@ -175,9 +177,7 @@ fn thread_policies(pid: u32) -> Vec<(String, u32)> {
             let dir = task.unwrap().path();
             let name = std::fs::read_to_string(dir.join("comm")).unwrap();
             let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
-            // The name, in parentheses, may hold spaces: count fields after its end.
-            let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-            let policy = after_name.split(' ').nth(41 - 3).unwrap().parse().unwrap();
+            let policy = stat_field(&stat, 41).unwrap().parse().unwrap();
             (name.trim().to_owned(), policy)
         })
         .collect()

@@ -15,6 +15,7 @@ pub mod problem;
 pub mod responses;
 pub mod routes;
 pub mod session_cookies;
+pub mod upload;
 
 use std::sync::Arc;
 

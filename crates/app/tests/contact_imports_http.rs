@@ -284,12 +284,22 @@ async fn uploads_are_checked_before_any_job_exists() {
 /// response's status line. Raw, so that nothing more is sent once the server has refused:
 /// a client still writing would race the server's close.
 async fn raw_upload(app: &TestApp, user: &TestUser, head: &str, body: &[u8]) -> String {
+    raw_upload_as(app, user, "text/csv", head, body).await
+}
+
+async fn raw_upload_as(
+    app: &TestApp,
+    user: &TestUser,
+    content_type: &str,
+    head: &str,
+    body: &[u8],
+) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let host = app.address.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
     let request = format!(
         "POST /api/v1/contacts/imports HTTP/1.1\r\nHost: {host}\r\n\
-         Authorization: Bearer {}\r\nContent-Type: text/csv\r\n{head}\r\n",
+         Authorization: Bearer {}\r\nContent-Type: {content_type}\r\n{head}\r\n",
         user.access_token
     );
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -418,5 +428,197 @@ async fn large_files_go_through_in_chunks_and_unreadable_tails_fail_the_job_clea
             .as_str()
             .is_some_and(|f| f.contains("never closed")),
         "{job}"
+    );
+}
+
+const BOUNDARY: &str = "nexus-test-boundary";
+
+/// A `multipart/form-data` body of `parts` (name, file content), as browsers send it.
+fn form(parts: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, content) in parts {
+        body.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; \
+                 filename=\"contacts.csv\"\r\nContent-Type: text/csv\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+fn form_type() -> String {
+    format!("multipart/form-data; boundary={BOUNDARY}")
+}
+
+#[tokio::test]
+async fn a_form_upload_imports_its_file_part_and_bad_forms_write_nothing() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@form.io").await;
+    let csv = b"firstName,lastName,email\nAda,Lovelace,ada@form.io\nAlan,Turing,alan@form.io\n";
+
+    // Refused forms first, so that no job can come from any of them.
+    let refused = [
+        // A multipart body has at least one part (RFC 2046 §5.1.1).
+        (form(&[]), 400, "malformed_request"),
+        (form(&[("upload", csv)]), 422, "unknown_field"),
+        (
+            form(&[("file", csv), ("note", b"hi")]),
+            422,
+            "unknown_field",
+        ),
+        (form(&[("file", csv), ("file", csv)]), 422, "duplicate"),
+        (b"no boundary in sight".to_vec(), 400, "malformed_request"),
+    ];
+    for (body, status, code) in refused {
+        let res = upload(&app, &owner, "", &form_type(), body).await;
+        let got_status = res.status().as_u16();
+        let problem: Value = res.json().await.unwrap();
+        assert_eq!(got_status, status, "{code}: {problem}");
+        let got = if status == 422 {
+            &problem["errors"][0]["code"]
+        } else {
+            &problem["code"]
+        };
+        assert_eq!(got, code, "{problem}");
+    }
+    // A form without its boundary parameter cannot be read.
+    let res = upload(
+        &app,
+        &owner,
+        "",
+        "multipart/form-data",
+        form(&[("file", csv)]),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 400);
+    // A viewer may not import, whatever the body's form.
+    let viewer = app.add_member(&owner, "viewer@form.io", "VIEWER").await;
+    let res = upload(&app, &viewer, "", &form_type(), form(&[("file", csv)])).await;
+    assert_eq!(res.status().as_u16(), 403);
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM contact_imports").await,
+        0
+    );
+
+    // Declared larger than a file at the limit plus its envelope: refused unread.
+    let status = raw_upload_as(
+        &app,
+        &owner,
+        &form_type(),
+        &format!(
+            "Content-Length: {}\r\n",
+            nexus_adapters_http::upload::MAX_BODY + 1
+        ),
+        b"",
+    )
+    .await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+
+    // The file part is held to the file limit, not the body's (chunked, never ended).
+    let mut big = b"firstName,lastName\n".to_vec();
+    big.resize(nexus_application::imports::MAX_BYTES + 1, b'a');
+    let body = form(&[("file", &big)]);
+    let mut chunked = Vec::with_capacity(body.len() + 1024);
+    for piece in body.chunks(1 << 20) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    let status = raw_upload_as(
+        &app,
+        &owner,
+        &form_type(),
+        "Transfer-Encoding: chunked\r\n",
+        &chunked,
+    )
+    .await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM contact_imports").await,
+        0
+    );
+
+    // The file part of a well-formed form is imported like a CSV body.
+    let res = upload(&app, &owner, "", &form_type(), form(&[("file", csv)])).await;
+    assert_eq!(res.status().as_u16(), 202);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let job = finished(&app, &owner, &location).await;
+    assert_eq!(
+        (&job["status"], &job["created"], &job["failed"]),
+        (&json!("completed"), &json!(2), &json!(0)),
+        "{job}"
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM contacts WHERE email IN ('ada@form.io', 'alan@form.io')"
+        )
+        .await,
+        2
+    );
+}
+
+/// Uploads with an `Idempotency-Key`: read under the upload limit whatever the spelling
+/// of their media type or their form, and replayed on a retry.
+#[tokio::test]
+async fn uploads_with_an_idempotency_key_are_replayed_in_every_accepted_form() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@retry.io").await;
+    // Larger than a JSON body may be (1 MiB), far below the upload limit.
+    let mut csv = String::from("firstName,lastName\n");
+    while csv.len() < 3 << 19 {
+        csv.push_str("Retry,Person\n");
+    }
+    let send = |key: &'static str, content_type: String, body: Vec<u8>| {
+        let url = app.url("/api/v1/contacts/imports");
+        let token = owner.access_token.clone();
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", content_type)
+                .header("idempotency-key", key)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let cases = [
+        (
+            "key-application-csv",
+            "application/csv".to_owned(),
+            csv.clone().into_bytes(),
+        ),
+        (
+            "key-upper-case",
+            "TEXT/CSV; charset=utf-8".to_owned(),
+            csv.clone().into_bytes(),
+        ),
+        ("key-form", form_type(), form(&[("file", csv.as_bytes())])),
+    ];
+    let mut jobs = Vec::new();
+    for (key, content_type, body) in cases {
+        let first = send(key, content_type.clone(), body.clone()).await;
+        assert_eq!(first.status().as_u16(), 202, "{key}");
+        let first: Value = first.json().await.unwrap();
+        let again = send(key, content_type, body).await;
+        assert_eq!(again.status().as_u16(), 202, "{key}");
+        let again: Value = again.json().await.unwrap();
+        assert_eq!(
+            first["id"], again["id"],
+            "{key}: the retry replays the first job"
+        );
+        jobs.push(first["id"].clone());
+    }
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM contact_imports").await,
+        3,
+        "one job per key: {jobs:?}"
     );
 }

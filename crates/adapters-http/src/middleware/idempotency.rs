@@ -169,14 +169,9 @@ pub async fn middleware(
             .await
             .map(ServiceResponse::map_into_boxed_body);
     };
-    // CSV uploads may be larger than JSON bodies; the handler still enforces its own limit.
-    let is_csv = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/csv"));
-    let body = if is_csv {
-        match read_body(&mut req, crate::routes::contact_imports::MAX_UPLOAD).await {
+    // Uploads may be larger than JSON bodies; the handler still enforces its own limit.
+    let body = if crate::upload::kind(req.headers()).is_some() {
+        match read_body(&mut req, crate::upload::MAX_BODY).await {
             Ok(body) => body,
             Err(err) => return Ok(req.into_response(err.error_response())),
         }

@@ -1,10 +1,9 @@
 //! `/api/v1/contacts/imports`: CSV files accepted at once as jobs (202), worked through in
 //! the background; the job shows its progress and every row's problems.
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use nexus_application::ImportUseCases;
 use nexus_domain::ImportId;
 use nexus_ports::imports::{ImportJob, OnDuplicate};
@@ -13,16 +12,22 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Auth;
-use crate::problem::{ApiError, for_status};
+use crate::problem::ApiError;
 use crate::responses::{
     BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized,
     Unprocessable, UnsupportedMediaType,
 };
 
-/// Largest CSV accepted (50 MB).
-pub const MAX_UPLOAD: usize = nexus_application::imports::MAX_BYTES;
-
 type Imports = web::Data<dyn ImportUseCases>;
+
+/// A CSV import sent as a form.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the multipart body for the OpenAPI document only.
+pub struct ImportForm {
+    /// The CSV file, header first (at most 50 MB).
+    #[schema(value_type = String, format = Binary, content_media_type = "text/csv")]
+    file: Vec<u8>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -119,7 +124,10 @@ impl From<ImportJob> for ImportJobDto {
     }
 }
 
-/// Import contacts from a CSV file (`text/csv`, UTF-8, up to 50 MB).
+/// Import contacts from a CSV file (UTF-8, up to 50 MB).
+///
+/// Send the file as the body (`text/csv` or `application/csv`), or as the one part named
+/// `file` of a `multipart/form-data` body (any other part is refused with 422).
 ///
 /// The header maps columns to fields by name or a common alias, ignoring case and
 /// punctuation (`firstName`/`First Name`, `lastName`/`Surname`, `email`/`E-mail`,
@@ -135,7 +143,8 @@ impl From<ImportJob> for ImportJobDto {
         ImportParams,
         ("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and file within 24 h replays the first response."),
     ),
-    request_body(content = String, content_type = "text/csv", description = "The CSV file, header first."),
+    request_body(description = "The CSV file, header first: as the body, or as the `file` part of a form.",
+        content((String = "text/csv"), (String = "application/csv"), (inline(ImportForm) = "multipart/form-data"))),
     responses(
         (status = 202, description = "Accepted: the job runs in the background; poll `Location`.", body = ImportJobDto,
          headers(("Location" = String, description = "The job."))),
@@ -155,50 +164,10 @@ pub async fn import_contacts(
     auth: Auth,
     imports: Imports,
     params: web::Query<ImportParams>,
-    mut body: web::Payload,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    if essence != "text/csv" && essence != "application/csv" {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Send the file as text/csv.",
-        ));
-    }
-    let too_large = || {
-        let mut err = for_status(StatusCode::PAYLOAD_TOO_LARGE);
-        err.detail = "A CSV import is at most 50 MB.".into();
-        err
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    // A declared size over the limit is refused before a byte is read; a declared size
-    // within it sizes the buffer once, instead of growing it by copies to twice the file.
-    if declared.is_some_and(|n| n > MAX_UPLOAD) {
-        return Err(too_large());
-    }
-    let mut csv = Vec::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = body.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::malformed(format!("The body could not be read: {e}.")))?;
-        if csv.len() + chunk.len() > MAX_UPLOAD {
-            return Err(too_large());
-        }
-        csv.extend_from_slice(&chunk);
-    }
+    let kind = crate::upload::kind(req.headers()).ok_or_else(crate::upload::unsupported)?;
+    let csv = crate::upload::read_file(req.headers(), kind, body).await?;
     let on_duplicate = match params.on_duplicate {
         Some(OnDuplicateDto::Update) => OnDuplicate::Update,
         _ => OnDuplicate::Skip,

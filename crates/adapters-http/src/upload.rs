@@ -1,0 +1,178 @@
+//! File uploads: a CSV sent as the body itself (`text/csv`, `application/csv`) or as the
+//! `file` part of a `multipart/form-data` body (what browsers and most HTTP tools send).
+//! Both the import route and the idempotency middleware (which reads an upload under this
+//! limit, not the JSON one) decide by [`kind`].
+
+use actix_multipart::Multipart;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::web;
+use futures_util::{Stream, StreamExt};
+
+use crate::problem::{ApiError, FieldError, for_status};
+
+/// Largest file accepted (50 MB).
+pub const MAX_FILE: usize = nexus_application::imports::MAX_BYTES;
+
+/// Largest body read for an upload: the file plus room for the multipart framing (a
+/// boundary and a few headers per part), so a file just under the limit is not refused
+/// for its envelope.
+pub const MAX_BODY: usize = MAX_FILE + 64 * 1024;
+
+/// The name of the multipart part that holds the file.
+pub const FILE_PART: &str = "file";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The body is the CSV.
+    Csv,
+    /// The CSV is the body's `file` part.
+    Multipart,
+}
+
+/// What kind of upload a body is, from its `Content-Type` (media type names are
+/// case-insensitive, RFC 9110 §8.3.1); `None` for anything else.
+pub fn kind(headers: &HeaderMap) -> Option<Kind> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case("text/csv") || essence.eq_ignore_ascii_case("application/csv") {
+        Some(Kind::Csv)
+    } else if essence.eq_ignore_ascii_case("multipart/form-data") {
+        Some(Kind::Multipart)
+    } else {
+        None
+    }
+}
+
+pub fn unsupported() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "Send the file as the body (text/csv), or as the `file` part of a multipart/form-data body.",
+    )
+}
+
+fn too_large() -> ApiError {
+    let mut err = for_status(StatusCode::PAYLOAD_TOO_LARGE);
+    err.detail = "A CSV import is at most 50 MB.".into();
+    err
+}
+
+fn unreadable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::malformed(format!("The body could not be read: {e}."))
+}
+
+fn invalid_part(field: &str, code: &str, message: &str) -> ApiError {
+    ApiError::validation(vec![FieldError {
+        field: field.to_owned(),
+        code: code.to_owned(),
+        message: message.to_owned(),
+    }])
+}
+
+/// Reads the file out of an upload of `kind`, refusing more than [`MAX_FILE`] bytes of it
+/// (and a declared body over [`MAX_BODY`] before a byte is read).
+pub async fn read_file(
+    headers: &HeaderMap,
+    kind: Kind,
+    body: web::Payload,
+) -> Result<Vec<u8>, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let limit = match kind {
+        Kind::Csv => MAX_FILE,
+        Kind::Multipart => MAX_BODY,
+    };
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    match kind {
+        // A declared size within the limit sizes the buffer once, instead of growing it
+        // by copies to twice the file.
+        Kind::Csv => collect(body, Vec::with_capacity(declared.unwrap_or(0))).await,
+        Kind::Multipart => file_part(Multipart::new(headers, body)).await,
+    }
+}
+
+async fn collect<S, E>(mut chunks: S, mut into: Vec<u8>) -> Result<Vec<u8>, ApiError>
+where
+    S: Stream<Item = Result<web::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(unreadable)?;
+        if into.len() + chunk.len() > MAX_FILE {
+            return Err(too_large());
+        }
+        into.extend_from_slice(&chunk);
+    }
+    Ok(into)
+}
+
+/// The one `file` part of a form; any other part is refused, as an unknown JSON field is.
+async fn file_part(mut form: Multipart) -> Result<Vec<u8>, ApiError> {
+    let mut file = None;
+    while let Some(part) = form.next().await {
+        let part = part.map_err(unreadable)?;
+        match part.name() {
+            Some(FILE_PART) if file.is_none() => file = Some(collect(part, Vec::new()).await?),
+            Some(FILE_PART) => {
+                return Err(invalid_part(
+                    FILE_PART,
+                    "duplicate",
+                    "Send one file per import.",
+                ));
+            }
+            other => {
+                return Err(invalid_part(
+                    other.unwrap_or_default(),
+                    "unknown_field",
+                    "The form takes one part, `file`.",
+                ));
+            }
+        }
+    }
+    file.ok_or_else(|| {
+        invalid_part(
+            FILE_PART,
+            "required",
+            "The form has no `file` part holding the CSV.",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    use super::*;
+
+    fn headers(content_type: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(
+            HeaderName::from_static("content-type"),
+            HeaderValue::from_str(content_type).unwrap_or_else(|_| unreachable!()),
+        );
+        map
+    }
+
+    #[test]
+    fn media_types_are_matched_without_regard_to_case_or_parameters() {
+        assert_eq!(kind(&headers("text/csv")), Some(Kind::Csv));
+        assert_eq!(kind(&headers("TEXT/CSV; charset=utf-8")), Some(Kind::Csv));
+        assert_eq!(kind(&headers("Application/CSV")), Some(Kind::Csv));
+        assert_eq!(
+            kind(&headers("multipart/form-data; boundary=x")),
+            Some(Kind::Multipart)
+        );
+        assert_eq!(
+            kind(&headers("Multipart/Form-Data; boundary=x")),
+            Some(Kind::Multipart)
+        );
+        assert_eq!(kind(&headers("application/json")), None);
+        assert_eq!(kind(&headers("text/csvx")), None);
+        assert_eq!(kind(&HeaderMap::new()), None);
+    }
+}

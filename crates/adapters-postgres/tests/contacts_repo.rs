@@ -647,10 +647,23 @@ async fn custom_field_definitions_keys_versions_and_deletion_of_values() {
 
     let actor = EventActor::User { id: f.user };
     assert!(matches!(
-        f.fields.delete(f.other_org, seats.id, &actor, now).await,
+        f.fields
+            .delete(f.other_org, seats.id, None, &actor, now)
+            .await,
         Err(DefinitionWriteError::NotFound)
     ));
-    f.fields.delete(f.org, seats.id, &actor, now).await.unwrap();
+    // A stale version deletes nothing: the definition and the contact's value stay.
+    assert!(matches!(
+        f.fields.delete(f.org, seats.id, Some(1), &actor, now).await,
+        Err(DefinitionWriteError::VersionMismatch { current: 2 })
+    ));
+    let kept = f.contacts.get(f.org, c.id, false).await.unwrap().unwrap();
+    assert_eq!((kept.version, kept.fields.custom_fields.len()), (1, 1));
+    assert_eq!(f.fields.list(f.org).await.unwrap().len(), 1);
+    f.fields
+        .delete(f.org, seats.id, Some(2), &actor, now)
+        .await
+        .unwrap();
     let after = f.contacts.get(f.org, c.id, false).await.unwrap().unwrap();
     assert!(after.fields.custom_fields.is_empty());
     assert_eq!(after.version, 2);
@@ -718,7 +731,7 @@ async fn writes_validated_under_older_definitions_are_refused_and_write_nothing(
         )
         .unwrap();
     f.fields
-        .delete(f.org, plan.id, &EventActor::User { id: f.user }, now)
+        .delete(f.org, plan.id, None, &EventActor::User { id: f.user }, now)
         .await
         .unwrap();
     assert!(matches!(

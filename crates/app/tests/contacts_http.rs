@@ -812,8 +812,47 @@ async fn custom_field_definitions_lifecycle() {
         "version_mismatch",
     );
 
+    // MEMBERs and VIEWERs read definitions but neither change nor delete them.
+    let viewer = app.add_member(&owner, "viewer@fields.io", "VIEWER").await;
+    for who in [&member, &viewer] {
+        assert_problem(
+            &call(&app, who, "PATCH", &url, Some(json!({"label": "Mine"}))).await,
+            403,
+            "forbidden",
+        );
+        assert_problem(
+            &call(&app, who, "DELETE", &url, None).await,
+            403,
+            "forbidden",
+        );
+    }
+    // A stale If-Match deletes nothing (the contact's value and version stay: see below).
+    assert_problem(
+        &send(&app, &owner, "DELETE", &url, None, &[("If-Match", "\"1\"")]).await,
+        412,
+        "version_mismatch",
+    );
+    let kept = call(&app, &owner, "GET", &url, None).await;
+    assert_eq!(
+        (kept.status, kept.body["label"].as_str()),
+        (200, Some("Seat count"))
+    );
+
     // Deleting the definition removes every value.
-    assert_eq!(call(&app, &owner, "DELETE", &url, None).await.status, 204);
+    let current = kept.etag.unwrap();
+    assert_eq!(
+        send(
+            &app,
+            &owner,
+            "DELETE",
+            &url,
+            None,
+            &[("If-Match", current.as_str())]
+        )
+        .await
+        .status,
+        204
+    );
     let contact = call(
         &app,
         &member,

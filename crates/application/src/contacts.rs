@@ -118,7 +118,12 @@ pub trait ContactUseCases: Send + Sync + 'static {
         input: FieldInput,
         if_match: Option<i32>,
     ) -> Fut<'_, CustomFieldDefinition>;
-    fn delete_custom_field(&self, actor: Actor, id: CustomFieldId) -> Fut<'_, ()>;
+    fn delete_custom_field(
+        &self,
+        actor: Actor,
+        id: CustomFieldId,
+        if_match: Option<i32>,
+    ) -> Fut<'_, ()>;
     fn tags(&self, actor: Actor) -> Fut<'_, Vec<(String, i64)>>;
     /// The purge job: removes contacts deleted more than 30 days ago, in every organization.
     fn purge_expired(&self) -> Fut<'_, u64>;
@@ -606,11 +611,12 @@ where
         &self,
         actor: Actor,
         id: CustomFieldId,
+        if_match: Option<i32>,
     ) -> Result<(), AppError> {
         actor.authorize(Resource::Pipelines, Action::Delete)?;
         let written = self
             .fields
-            .delete(actor.org_id, id, &event_actor(&actor), self.now())
+            .delete(actor.org_id, id, if_match, &event_actor(&actor), self.now())
             .await;
         self.field_sets.forget(actor.org_id);
         written.map_err(definition_error)
@@ -760,8 +766,13 @@ where
     ) -> Fut<'_, CustomFieldDefinition> {
         Box::pin(Self::update_custom_field(self, actor, id, input, if_match))
     }
-    fn delete_custom_field(&self, actor: Actor, id: CustomFieldId) -> Fut<'_, ()> {
-        Box::pin(Self::delete_custom_field(self, actor, id))
+    fn delete_custom_field(
+        &self,
+        actor: Actor,
+        id: CustomFieldId,
+        if_match: Option<i32>,
+    ) -> Fut<'_, ()> {
+        Box::pin(Self::delete_custom_field(self, actor, id, if_match))
     }
     fn purge_expired(&self) -> Fut<'_, u64> {
         Box::pin(Self::purge_expired(self))
@@ -905,10 +916,43 @@ mod tests {
             required: false,
             options: vec![],
         };
-        // Custom field definitions are ADMIN+ (like pipelines): a MEMBER may not create them.
+        // Custom field definitions are ADMIN+ (like pipelines): a MEMBER or VIEWER may not
+        // create, change or delete them.
+        let field = CustomFieldId::from_uuid(Uuid::now_v7());
+        for role in [Role::Member, Role::Viewer] {
+            assert!(matches!(
+                s.create_custom_field(actor(role), input.clone()).await,
+                Err(AppError::Forbidden(_))
+            ));
+            assert!(matches!(
+                s.update_custom_field(actor(role), field, input.clone(), None)
+                    .await,
+                Err(AppError::Forbidden(_))
+            ));
+            assert!(matches!(
+                s.delete_custom_field(actor(role), field, None).await,
+                Err(AppError::Forbidden(_))
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn deleting_a_definition_passes_its_if_match_and_reports_a_stale_one() {
+        let admin = actor(Role::Admin);
+        let field = CustomFieldId::from_uuid(Uuid::now_v7());
+        let mut fields = MockCustomFieldRepository::new();
+        fields
+            .expect_delete()
+            .withf(move |org, id, expected, _, _| {
+                *org == admin.org_id && *id == field && *expected == Some(3)
+            })
+            .returning(|_, _, _, _, _| {
+                Box::pin(async { Err(DefinitionWriteError::VersionMismatch { current: 4 }) })
+            });
+        let s = service(MockContactRepository::new(), fields);
         assert!(matches!(
-            s.create_custom_field(actor(Role::Member), input).await,
-            Err(AppError::Forbidden(_))
+            s.delete_custom_field(admin, field, Some(3)).await,
+            Err(AppError::PreconditionFailed)
         ));
     }
 

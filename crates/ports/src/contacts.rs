@@ -378,15 +378,18 @@ pub trait CustomFieldRepository: Send + Sync + 'static {
         key: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Deletes the definition and removes its values from every contact (each changed
-    /// live contact gets a new version and a `contact.updated` event), atomically.
+    /// Deletes the definition, if its version is still `expected` when one is given, and
+    /// removes its values from every contact (each changed contact gets a new version;
+    /// each live one a `contact.updated` event), atomically.
     ///
     /// # Errors
-    /// [`DefinitionWriteError::NotFound`], storage.
+    /// [`DefinitionWriteError::VersionMismatch`], [`DefinitionWriteError::NotFound`],
+    /// storage.
     fn delete(
         &self,
         org: OrgId,
         id: CustomFieldId,
+        expected: Option<i32>,
         actor: &EventActor,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), DefinitionWriteError>> + Send;

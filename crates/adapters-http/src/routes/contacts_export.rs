@@ -1,5 +1,5 @@
 //! `GET /api/v1/contacts/export`: the filtered contact list as CSV, streamed page by page
-//! (keyset, 1,000 rows per query) so that memory stays flat whatever the size.
+//! (keyset, `EXPORT_PAGE` rows per query) so that memory stays flat whatever the size.
 
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::web::Bytes;

@@ -172,23 +172,34 @@ pub async fn update_custom_field(
 #[utoipa::path(
     operation_id = "deleteCustomField",
     tag = "custom-fields",
-    params(("id" = Uuid, Path, description = "Definition id.")),
+    params(
+        ("id" = Uuid, Path, description = "Definition id."),
+        ("If-Match" = Option<String>, Header, description = "The ETag you read; a stale one gives 412 and deletes nothing."),
+    ),
     responses(
         (status = 204, description = "Deleted, with its values."),
+        (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
+        (status = 412, response = PreconditionFailed),
         (status = 503, response = ServiceUnavailable),
     )
 )]
 #[delete("/{id}")]
 pub async fn delete_custom_field(
+    req: HttpRequest,
     auth: Auth,
     contacts: Contacts,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    let expected = if_match(&req)?;
     contacts
-        .delete_custom_field(auth.0, CustomFieldId::from_uuid(path.into_inner()))
+        .delete_custom_field(
+            auth.0,
+            CustomFieldId::from_uuid(path.into_inner()),
+            expected,
+        )
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -298,21 +298,37 @@ impl CustomFieldRepository for PgCustomFieldRepository {
         &self,
         org: OrgId,
         id: CustomFieldId,
+        expected: Option<i32>,
         actor: &EventActor,
         now: DateTime<Utc>,
     ) -> Result<(), DefinitionWriteError> {
         let mut conn = self.conn().await?;
         let actor = serde_json::to_value(actor).unwrap_or(serde_json::Value::Null);
         conn.transaction(async |conn| {
-            let key: Option<String> = diesel::delete(defs::table)
+            let mut delete = diesel::delete(defs::table)
                 .filter(defs::organization_id.eq(org.as_uuid()))
                 .filter(defs::id.eq(id.as_uuid()))
+                .into_boxed();
+            if let Some(expected) = expected {
+                delete = delete.filter(defs::version.eq(expected));
+            }
+            let key: Option<String> = delete
                 .returning(defs::key)
                 .get_result(conn)
                 .await
                 .optional()?;
             let Some(key) = key else {
-                return Err(TxError::Write(DefinitionWriteError::NotFound));
+                let current: Option<i32> = defs::table
+                    .filter(defs::organization_id.eq(org.as_uuid()))
+                    .filter(defs::id.eq(id.as_uuid()))
+                    .select(defs::version)
+                    .first(conn)
+                    .await
+                    .optional()?;
+                return Err(TxError::Write(match current {
+                    Some(current) => DefinitionWriteError::VersionMismatch { current },
+                    None => DefinitionWriteError::NotFound,
+                }));
             };
             let change = AuditChange::new(
                 "custom_field.deleted",

@@ -261,7 +261,8 @@ export async function importCsv(client: NexusClient, csv: string): Promise<strin
   const accepted = await client.POST("/api/v1/contacts/imports", {
     params: { query: { onDuplicate: "update" } },
     body: csv,
-    bodySerializer: (b: string) => b,
+    // The body's type covers every accepted form (CSV text or a form's `file` part).
+    bodySerializer: (b) => (typeof b === "string" ? b : b.file),
     headers: { "Content-Type": "text/csv" },
   });
   if (accepted.error !== undefined) throw new Error(describeProblem(accepted.error));
@@ -274,6 +275,20 @@ export async function importCsv(client: NexusClient, csv: string): Promise<strin
       return `${data.created} created, ${data.updated} updated, ${data.failed} failed${rows.length ? ": " + rows.join("; ") : ""}`;
     }
   }
+}
+
+/** POST /api/v1/contacts/imports as multipart/form-data (a browser's file input): the job id. */
+export async function importCsvForm(client: NexusClient, csv: string): Promise<string> {
+  const { data, error } = await client.POST("/api/v1/contacts/imports", {
+    body: { file: csv },
+    bodySerializer: (b) => {
+      const form = new FormData();
+      form.append("file", new Blob([typeof b === "string" ? b : b.file], { type: "text/csv" }), "contacts.csv");
+      return form;
+    },
+  });
+  if (error !== undefined) throw new Error(describeProblem(error));
+  return data.id;
 }
 
 /** GET /api/v1/contacts/export — the filtered list as CSV text. */

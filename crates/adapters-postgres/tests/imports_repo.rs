@@ -105,8 +105,13 @@ async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
 
     let (claimed, csv) = repo.claim_next(at(1), stale(at(1))).await.unwrap().unwrap();
     assert_eq!(
-        (claimed.id, claimed.status, csv.as_slice()),
-        (job.id, ImportStatus::Running, &b"firstName,lastName\n"[..])
+        (claimed.id, claimed.status, claimed.starts, csv.as_slice()),
+        (
+            job.id,
+            ImportStatus::Running,
+            1,
+            &b"firstName,lastName\n"[..]
+        )
     );
     assert!(
         repo.claim_next(at(1), stale(at(1)))
@@ -199,13 +204,22 @@ async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
             .unwrap()
             .is_none()
     );
+    // Its chunks committed, so this start is the first since its checkpoint.
     let (resumed, _) = repo.claim_next(at(6), stale(at(6))).await.unwrap().unwrap();
     assert_eq!(
-        (resumed.id, resumed.next_row, resumed.created),
-        (job.id, 4, 2)
+        (
+            resumed.id,
+            resumed.next_row,
+            resumed.created,
+            resumed.starts
+        ),
+        (job.id, 4, 2, 1)
     );
+    // Taken over again without a chunk in between: the starts add up.
+    let (again, _) = repo.claim_next(at(9), stale(at(9))).await.unwrap().unwrap();
+    assert_eq!((again.next_row, again.starts), (4, 2));
 
-    repo.finish(org, job.id, ImportStatus::Completed, None, at(7))
+    repo.finish(org, job.id, ImportStatus::Completed, None, at(10))
         .await
         .unwrap();
     assert!(

@@ -35,6 +35,11 @@ pub const CHUNK_ROWS: usize = 1000;
 /// A running job whose worker has not checkpointed for this long is taken over.
 pub const STALE_AFTER: Duration = Duration::from_secs(120);
 
+/// Starts without progress after which a job fails instead of being taken up again: it
+/// stopped that many times at the same row (a storage error that does not go away, or a
+/// worker that died on it).
+pub const MAX_STARTS: i64 = 3;
+
 pub trait ImportUseCases: Send + Sync + 'static {
     /// # Errors
     /// 403, 413 over 50 MB, 422 for a file that is not UTF-8 or lacks name columns.
@@ -266,6 +271,16 @@ where
             return Ok(false);
         };
         let org = job.organization_id;
+        if job.starts > MAX_STARTS {
+            let message = format!(
+                "the import stopped {MAX_STARTS} times at row {} without getting further; rows from {} on were not imported",
+                job.next_row, job.next_row
+            );
+            self.imports
+                .finish(org, job.id, ImportStatus::Failed, Some(message), self.now())
+                .await?;
+            return Ok(true);
+        }
         let (mut job, mut changed) = (job, 0);
         let outcome = loop {
             match self.process(&job, &csv).await {
@@ -949,6 +964,49 @@ mod tests {
         // The second chunk had started, was told its turn never comes, and was waited
         // for; the third never started.
         assert_eq!(*outcomes.lock().unwrap(), [(1, false), (2, false)]);
+    }
+
+    #[tokio::test]
+    async fn a_job_that_keeps_stopping_at_the_same_row_fails_instead_of_running_again() {
+        use nexus_domain::{ImportId, OrgId};
+        use uuid::Uuid;
+
+        for (starts, fails) in [(MAX_STARTS, false), (MAX_STARTS + 1, true)] {
+            let job = ImportJob {
+                status: ImportStatus::Running,
+                next_row: 2001,
+                starts,
+                ..ImportJob::pending(
+                    ImportId::from_uuid(Uuid::now_v7()),
+                    OrgId::from_uuid(Uuid::now_v7()),
+                    None,
+                    OnDuplicate::Skip,
+                    Utc::now(),
+                )
+            };
+            let claimed = (job, b"firstName,lastName\n".to_vec());
+            let mut imports = nexus_ports::imports::MockImportRepository::new();
+            imports.expect_claim_next().times(1).returning(move |_, _| {
+                let claimed = claimed.clone();
+                Box::pin(async move { Ok(Some(claimed)) })
+            });
+            imports
+                .expect_finish()
+                .withf(move |_, _, status, failure, _| {
+                    if fails {
+                        *status == ImportStatus::Failed
+                            && failure.as_deref().is_some_and(|f| {
+                                f.contains("stopped 3 times at row 2001")
+                                    && f.contains("rows from 2001 on were not imported")
+                            })
+                    } else {
+                        *status == ImportStatus::Completed
+                    }
+                })
+                .times(1)
+                .returning(|_, _, _, _, _| Box::pin(async { Ok(()) }));
+            assert!(service(imports).run_next().await.unwrap(), "{starts}");
+        }
     }
 
     #[test]

@@ -90,6 +90,9 @@ pub struct ImportJob {
     pub failure: Option<String>,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// How many times a worker took the job up since its last checkpoint (a claim
+    /// counts one; a committed chunk resets it).
+    pub starts: i64,
 }
 
 impl ImportJob {
@@ -119,6 +122,7 @@ impl ImportJob {
             failure: None,
             created_at: now,
             finished_at: None,
+            starts: 0,
         }
     }
 }
@@ -186,7 +190,7 @@ pub trait ImportRepository: Send + Sync + 'static {
 
     /// Takes the oldest pending job, or a running one whose worker stopped beating
     /// before `stale_before` (it crashed: the job resumes from its checkpoint), with its
-    /// file. The import queue is the one place that looks across organizations: the
+    /// file, counting one more start. The import queue is the one place that looks across organizations: the
     /// job it returns names its organization, and every later call is scoped by it.
     ///
     /// # Errors

@@ -28,7 +28,7 @@ use crate::repo::{holds_generation, import_chunk};
 use nexus_domain::audit::AuditChange;
 
 const JOB_COLUMNS: &str = "organization_id, id, created_by, status, on_duplicate, total_rows, next_row, processed, \
-     created, updated, skipped, failed, errors, failure, created_at, finished_at";
+     created, updated, skipped, failed, errors, failure, created_at, finished_at, starts";
 
 #[derive(QueryableByName)]
 struct JobRow {
@@ -64,6 +64,8 @@ struct JobRow {
     created_at: DateTime<Utc>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     finished_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Integer)]
+    starts: i32,
 }
 
 #[derive(QueryableByName)]
@@ -96,6 +98,7 @@ impl TryFrom<JobRow> for ImportJob {
             failure: r.failure,
             created_at: r.created_at,
             finished_at: r.finished_at,
+            starts: i64::from(r.starts),
         })
     }
 }
@@ -230,7 +233,7 @@ impl ImportRepository for PgImportRepository {
     ) -> Result<Option<(ImportJob, Vec<u8>)>, StoreError> {
         let mut conn = self.conn().await?;
         let row: Option<ClaimedRow> = diesel::sql_query(format!(
-            "UPDATE contact_imports SET status = 'running', heartbeat_at = $1
+            "UPDATE contact_imports SET status = 'running', heartbeat_at = $1, starts = starts + 1
              WHERE (organization_id, id) = (
                  SELECT organization_id, id FROM contact_imports
                  WHERE status = 'pending' OR (status = 'running' AND heartbeat_at < $2)
@@ -368,7 +371,7 @@ impl ImportRepository for PgImportRepository {
             diesel::sql_query(
                 "UPDATE contact_imports SET
                      next_row = $3, total_rows = $4, processed = processed + $5, created = created + $6,
-                     updated = updated + $7, skipped = skipped + $8, failed = failed + $9, heartbeat_at = $10,
+                     updated = updated + $7, skipped = skipped + $8, failed = failed + $9, heartbeat_at = $10, starts = 0,
                      errors = (SELECT coalesce(jsonb_agg(e ORDER BY n), '[]'::jsonb)
                                FROM jsonb_array_elements(errors || $11) WITH ORDINALITY AS x(e, n) WHERE n <= $12)
                  WHERE organization_id = $1 AND id = $2",

@@ -99,6 +99,63 @@ async fn sigterm_stops_the_server_cleanly_with_exit_code_zero() {
 }
 
 #[tokio::test]
+async fn seed_contacts_fills_the_named_organization_and_needs_one() {
+    use diesel::QueryableByName;
+    use diesel::sql_types::BigInt;
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+    #[derive(QueryableByName)]
+    struct Counts {
+        #[diesel(sql_type = BigInt)]
+        contacts: i64,
+        #[diesel(sql_type = BigInt)]
+        emails: i64,
+    }
+    let db = TestDatabase::create().await;
+    let data_dir = std::env::temp_dir().join(format!("nexus-seed-n-{}", std::process::id()));
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("DATABASE_URL", db.url())
+            .env("NEXUS_DATA_DIR", &data_dir)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let refused = run(&["seed", "--contacts", "10"]);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "--contacts needs --organization"
+    );
+
+    let out = run(&["seed", "--contacts", "300", "--organization", "acme-seed"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("seeded 300 contacts into acme-seed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
+    let counts: Counts = diesel::sql_query(
+        "SELECT count(*) AS contacts, count(DISTINCT lower(c.email)) AS emails
+         FROM contacts c JOIN organizations o ON o.id = c.organization_id
+         WHERE o.slug = 'acme-seed' AND c.deleted_at IS NULL",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    // Most seeded contacts have an email, each unique (some have none, like real ones).
+    assert_eq!(counts.contacts, 300);
+    assert!((150..=300).contains(&counts.emails), "{}", counts.emails);
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test]
 async fn seed_demo_creates_a_working_owner_login_once() {
     let db = TestDatabase::create().await;
     let data_dir = std::env::temp_dir().join(format!("nexus-seed-{}", std::process::id()));

@@ -246,10 +246,14 @@ async fn another_organizations_contact_is_not_found_on_every_verb() {
         &bob,
         "POST",
         "/api/v1/contacts/batch",
-        Some(json!({"items": [{"op": "delete", "id": theirs["id"]}]})),
+        Some(json!({"items": [
+            {"op": "delete", "id": theirs["id"]},
+            {"op": "update", "id": theirs["id"], "data": {"firstName": "Mine"}}
+        ]})),
     )
     .await;
-    assert_eq!(batch.body["results"][0]["status"], 404);
+    assert_eq!(batch.body["results"][0]["status"], 404, "{}", batch.body);
+    assert_eq!(batch.body["results"][1]["status"], 404, "{}", batch.body);
     assert_eq!(
         call(&app, &bob, "GET", "/api/v1/contacts?q=secret", None)
             .await

@@ -361,7 +361,9 @@ where
         }
     }
 
-    /// Soft-deletes (restorable for 30 days).
+    /// Soft-deletes (restorable for 30 days). With `if_match`, a stale version is 412;
+    /// without it, a change that lands between the read and the write is read again
+    /// (a few times at most), as for [`Self::update`]: the caller set no precondition.
     ///
     /// # Errors
     /// 403, 404, 412.
@@ -372,19 +374,30 @@ where
         if_match: Option<i32>,
     ) -> Result<(), AppError> {
         actor.authorize(Resource::Contacts, Action::Delete)?;
-        let current = self
-            .contacts
-            .get(actor.org_id, id, false)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        if if_match.is_some_and(|v| v != current.version) {
-            return Err(AppError::PreconditionFailed);
+        let mut raced = 0;
+        loop {
+            let current = self
+                .contacts
+                .get(actor.org_id, id, false)
+                .await?
+                .ok_or(AppError::NotFound)?;
+            if if_match.is_some_and(|v| v != current.version) {
+                return Err(AppError::PreconditionFailed);
+            }
+            let (deleted, event) = current.delete(&self.ctx(&actor));
+            match self
+                .contacts
+                .save(actor.org_id, &deleted, current.version, &event, None)
+                .await
+            {
+                Err(ContactWriteError::VersionMismatch { .. })
+                    if if_match.is_none() && raced + 1 < RACE_RETRIES =>
+                {
+                    raced += 1;
+                }
+                written => return written.map_err(write_error),
+            }
         }
-        let (deleted, event) = current.delete(&self.ctx(&actor));
-        self.contacts
-            .save(actor.org_id, &deleted, current.version, &event, None)
-            .await
-            .map_err(write_error)
     }
 
     /// # Errors
@@ -1180,6 +1193,46 @@ mod tests {
             .unwrap();
         assert_eq!(updated.fields.company.unwrap().as_str(), "X");
         assert_eq!(saves.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn deletes_retry_a_lost_race_only_without_if_match() {
+        for (if_match, saves_expected, outcome_ok) in [(None, 2, true), (Some(1), 1, false)] {
+            let a = actor(Role::Member);
+            let mut contacts = MockContactRepository::new();
+            contacts
+                .expect_get()
+                .times(saves_expected)
+                .returning(returning_contact(stored(a.org_id, 1)));
+            let saves = Arc::new(AtomicUsize::new(0));
+            let counter = saves.clone();
+            contacts
+                .expect_save()
+                .times(saves_expected)
+                .returning(move |_, _, _, _, _| {
+                    let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
+                    Box::pin(async move {
+                        if first {
+                            Err(ContactWriteError::VersionMismatch { current: 2 })
+                        } else {
+                            Ok(())
+                        }
+                    })
+                });
+            let s = service(contacts, no_fields());
+            let outcome = s
+                .delete(a, ContactId::from_uuid(Uuid::now_v7()), if_match)
+                .await;
+            if outcome_ok {
+                assert!(outcome.is_ok(), "{outcome:?}");
+            } else {
+                assert!(
+                    matches!(outcome, Err(AppError::PreconditionFailed)),
+                    "{outcome:?}"
+                );
+            }
+            assert_eq!(saves.load(Ordering::SeqCst), saves_expected);
+        }
     }
 
     #[tokio::test]

@@ -3,7 +3,11 @@
 -- repository sends searches, GIN filters and stage, owner and date filters unprepared,
 -- so PostgreSQL plans them with their actual values, as here. Unfiltered pages and the
 -- lookup by id are prepared once per connection and run with a generic plan: sections
--- 18-22 show those plans (forced generic, as after a connection's fifth execution). Regenerate docs/perf/contacts-explain.txt with `just explain` (the dev
+-- 18-22 show those plans (forced generic, as after a connection's fifth execution).
+-- A test (`the_documented_explain_statements_are_the_ones_sent`, in
+-- crates/adapters-postgres/tests/contacts_repo.rs) runs each shape through the
+-- repository and fails when it sends a statement whose structure is not shown here.
+-- Regenerate docs/perf/contacts-explain.txt with `just explain` (the dev
 -- database's `nexus-demo` organization; seed it with `nexus seed --contacts 1000000
 -- --organization nexus-demo`).
 \set cols 'organization_id, id, first_name, last_name, email, phone, phone_e164, company, lifecycle_stage, lead_score, owner_id, tags, custom_fields, version, created_at, updated_at, deleted_at'

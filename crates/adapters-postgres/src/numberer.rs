@@ -41,12 +41,15 @@ impl CommitBell {
         self.0.notified().await;
     }
 
-    /// Diesel instrumentation for one connection that rings this bell on its commits.
+    /// Diesel instrumentation for one connection that rings this bell on its commits,
+    /// and passes every event on to the process's default instrumentation, if one was
+    /// set (`diesel::connection::set_default_instrumentation`), which it replaces.
     #[must_use]
     pub fn watch(&self) -> CommitWatch {
         CommitWatch {
             bell: self.clone(),
             committing: false,
+            next: diesel::connection::get_default_instrumentation(),
         }
     }
 }
@@ -56,14 +59,15 @@ impl CommitBell {
 pub struct CommitWatch {
     bell: CommitBell,
     committing: bool,
+    next: Option<Box<dyn Instrumentation>>,
 }
 
 impl Instrumentation for CommitWatch {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        match event {
+        match &event {
             InstrumentationEvent::CommitTransaction { depth, .. } => {
                 // A deeper level is a savepoint release, not a commit.
-                self.committing = depth == NonZeroU32::MIN;
+                self.committing = *depth == NonZeroU32::MIN;
             }
             InstrumentationEvent::FinishQuery { error, .. } if self.committing => {
                 self.committing = false;
@@ -72,6 +76,9 @@ impl Instrumentation for CommitWatch {
                 }
             }
             _ => {}
+        }
+        if let Some(next) = self.next.as_mut() {
+            next.on_connection_event(event);
         }
     }
 }

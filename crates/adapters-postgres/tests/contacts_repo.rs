@@ -1040,3 +1040,251 @@ async fn a_create_writes_its_event_and_audit_entry_and_rings_the_commit_bell() {
         1
     );
 }
+
+/// Statements sent by connections established after [`capture_statements`], as diesel's
+/// instrumentation prints them (`<sql> -- binds: [...]`).
+static CAPTURED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+struct Capture;
+
+impl diesel::connection::Instrumentation for Capture {
+    fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+        if let diesel::connection::InstrumentationEvent::StartQuery { query, .. } = event {
+            CAPTURED.lock().unwrap().push(query.to_string());
+        }
+    }
+}
+
+fn capture_statements() {
+    diesel::connection::set_default_instrumentation(|| Some(Box::new(Capture))).unwrap();
+}
+
+/// A statement's shape: its tokens, lower-cased, with every value (a literal, a
+/// parameter, a psql variable, an array or a `now() - interval` expression) as `?` and
+/// casts dropped, so the documented SQL (values inlined) and the sent SQL (values bound)
+/// compare equal when they have the same structure.
+fn shape(sql: &str) -> String {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut tokens: Vec<String> = Vec::new();
+    let mut i = 0;
+    let quoted_end = |mut j: usize| {
+        // `j` is just after the opening quote; `''` is an escaped quote.
+        while j < chars.len() {
+            if chars[j] == '\'' {
+                if chars.get(j + 1) == Some(&'\'') {
+                    j += 2;
+                    continue;
+                }
+                return j + 1;
+            }
+            j += 1;
+        }
+        j
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        let word = |j: usize| {
+            let mut k = j;
+            while k < chars.len() && (chars[k].is_alphanumeric() || chars[k] == '_') {
+                k += 1;
+            }
+            k
+        };
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '\'' {
+            i = quoted_end(i + 1);
+            tokens.push("?".into());
+        } else if c == ':' && chars.get(i + 1) == Some(&'\'') {
+            i = quoted_end(i + 2);
+            tokens.push("?".into());
+        } else if c == ':' && chars.get(i + 1) == Some(&':') {
+            i = word(i + 2);
+            if chars.get(i) == Some(&'[') && chars.get(i + 1) == Some(&']') {
+                i += 2;
+            }
+        } else if c == '$' || c.is_ascii_digit() {
+            i = word(i + 1);
+            tokens.push("?".into());
+        } else if c.is_alphabetic() || c == '_' {
+            let end = word(i);
+            let w: String = chars[i..end].iter().collect::<String>().to_lowercase();
+            if w == "array" && chars.get(end) == Some(&'[') {
+                i = end;
+                while i < chars.len() && chars[i] != ']' {
+                    i += 1;
+                }
+                i += 1;
+                tokens.push("?".into());
+            } else {
+                i = end;
+                tokens.push(w);
+            }
+        } else {
+            let two: String = chars[i..(i + 2).min(chars.len())].iter().collect();
+            if ["&&", "@>", "<=", ">=", "<>", "!=", "||"].contains(&two.as_str()) {
+                tokens.push(two);
+                i += 2;
+            } else {
+                tokens.push(c.to_string());
+                i += 1;
+            }
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    for t in tokens {
+        out.push(t);
+        if out.ends_with(&["now", "(", ")", "-", "interval", "?"].map(String::from)) {
+            out.truncate(out.len() - 6);
+            out.push("?".into());
+        }
+    }
+    out.join(" ")
+}
+
+/// The statements of docs/perf/contacts-explain.sql: each `EXPLAIN`ed one and each
+/// `PREPARE`d one, with the psql variable `:cols` expanded.
+fn documented_shapes() -> Vec<String> {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/perf/contacts-explain.sql"
+    ))
+    .unwrap();
+    let cols = doc
+        .lines()
+        .find_map(|l| l.strip_prefix("\\set cols '"))
+        .and_then(|l| l.strip_suffix('\''))
+        .unwrap();
+    let doc = doc.replace(":cols", cols);
+    let mut shapes = Vec::new();
+    let mut rest = doc.as_str();
+    while let Some(at) = rest.find("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)") {
+        rest = &rest[at + "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)".len()..];
+        let end = rest.find(';').unwrap();
+        if !rest[..end].trim_start().starts_with("EXECUTE") {
+            shapes.push(shape(&rest[..end]));
+        }
+        rest = &rest[end..];
+    }
+    for statement in doc.split(';') {
+        if let Some(at) = statement.find("PREPARE ") {
+            let body = &statement[at..];
+            shapes.push(shape(&body[body.find(" AS").unwrap() + 3..]));
+        }
+    }
+    shapes
+}
+
+#[test]
+fn statement_shapes_ignore_values_casts_and_layout() {
+    assert_eq!(
+        shape("SELECT a FROM t WHERE x = :'org' AND tags && ARRAY['a', 'b']\n  LIMIT 51"),
+        shape("select a from t where x = $1 and tags && $2::text[] limit $3")
+    );
+    assert_eq!(
+        shape("created_at >= now() - interval '60 days'"),
+        shape("created_at >= $2")
+    );
+    assert_ne!(shape("ORDER BY a DESC"), shape("ORDER BY a ASC"));
+    assert_ne!(shape("x = 'it''s' AND y"), shape("x = ?"));
+}
+
+/// docs/perf/contacts-explain.{sql,txt} show the plans of the SQL that `list` and `get`
+/// send: every statement they send for each documented query shape must be there.
+#[tokio::test]
+async fn the_documented_explain_statements_are_the_ones_sent() {
+    capture_statements();
+    let f = fixture().await;
+    let ada = f
+        .create(
+            f.org,
+            json!({"firstName": "Ada", "lastName": "Lovelace", "tags": ["vip"]}),
+        )
+        .await;
+    let base = |filter: ContactFilter| ContactQuery {
+        limit: 50,
+        ..query(filter)
+    };
+    let q = |s: &str| ContactFilter {
+        q: Some(s.into()),
+        ..ContactFilter::default()
+    };
+    let tags = |t: &[&str], tag_mode: TagMode| ContactFilter {
+        tags: t.iter().map(|s| (*s).to_owned()).collect(),
+        tag_mode,
+        ..ContactFilter::default()
+    };
+    let sorted = |field, descending| ContactQuery {
+        sort: Sort { field, descending },
+        ..base(ContactFilter::default())
+    };
+    let now = Utc::now();
+    let shapes = [
+        base(ContactFilter::default()),
+        ContactQuery {
+            after: Some(nexus_ports::contacts::Keyset::after(
+                &ada,
+                SortField::CreatedAt,
+            )),
+            ..base(ContactFilter::default())
+        },
+        base(q("smi")),
+        base(tags(&["vip"], TagMode::Any)),
+        base(tags(&["vip", "trial"], TagMode::All)),
+        base(ContactFilter {
+            custom_fields: vec![("industry".into(), json!("saas"))],
+            ..ContactFilter::default()
+        }),
+        ContactQuery {
+            sort: Sort {
+                field: SortField::UpdatedAt,
+                descending: true,
+            },
+            ..base(ContactFilter {
+                tags: vec!["vip".into()],
+                ..q("smi")
+            })
+        },
+        base(ContactFilter {
+            lifecycle_stage: Some(LifecycleStage::ALL[6]),
+            ..ContactFilter::default()
+        }),
+        base(ContactFilter {
+            owner_id: Some(f.user),
+            ..ContactFilter::default()
+        }),
+        base(ContactFilter {
+            created_after: Some(now - chrono::Duration::days(60)),
+            created_before: Some(now - chrono::Duration::days(30)),
+            ..ContactFilter::default()
+        }),
+        sorted(SortField::LastName, false),
+        sorted(SortField::LeadScore, true),
+        ContactQuery {
+            include_total: true,
+            ..base(q("smi"))
+        },
+    ];
+    for query in &shapes {
+        f.contacts.list(f.org, query).await.unwrap();
+    }
+    f.contacts.get(f.org, ada.id, false).await.unwrap().unwrap();
+
+    let org = f.org.as_uuid().to_string();
+    let sent: Vec<String> = CAPTURED
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.contains(&org) && s.contains("FROM contacts") && s.starts_with("SELECT"))
+        .map(|s| shape(s.split(" -- binds:").next().unwrap()))
+        .collect();
+    // First page, next page, two phases for each of 5 GIN filtered ones, stage, owner,
+    // dates, last name, lead score, two phases and a count for the total, the get.
+    assert!(sent.len() >= 20, "{sent:#?}");
+    let documented = documented_shapes();
+    let missing: Vec<&String> = sent.iter().filter(|s| !documented.contains(s)).collect();
+    assert!(
+        missing.is_empty(),
+        "sent but not in docs/perf/contacts-explain.sql (update it and run `just explain`):\n{missing:#?}"
+    );
+}

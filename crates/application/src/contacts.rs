@@ -299,6 +299,24 @@ where
             .ok_or(AppError::NotFound)
     }
 
+    /// The live contact, refused with 412 when `if_match` names another version.
+    async fn live(
+        &self,
+        actor: &Actor,
+        id: ContactId,
+        if_match: Option<i32>,
+    ) -> Result<Contact, AppError> {
+        let current = self
+            .contacts
+            .get(actor.org_id, id, false)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        if if_match.is_some_and(|v| v != current.version) {
+            return Err(AppError::PreconditionFailed);
+        }
+        Ok(current)
+    }
+
     /// Applies a JSON Merge Patch. With `if_match`, a stale version is 412; without it,
     /// a concurrent change is merged again on the fresh state (a few times at most).
     ///
@@ -316,14 +334,7 @@ where
         loop {
             let set;
             (set, fresh) = self.field_set(&actor, fresh).await?;
-            let current = self
-                .contacts
-                .get(actor.org_id, id, false)
-                .await?
-                .ok_or(AppError::NotFound)?;
-            if if_match.is_some_and(|v| v != current.version) {
-                return Err(AppError::PreconditionFailed);
-            }
+            let current = self.live(&actor, id, if_match).await?;
             let fields = match current.apply_merge_patch(&patch, &set.specs) {
                 Ok(fields) => fields,
                 Err(_) if !fresh => {
@@ -376,14 +387,7 @@ where
         actor.authorize(Resource::Contacts, Action::Delete)?;
         let mut raced = 0;
         loop {
-            let current = self
-                .contacts
-                .get(actor.org_id, id, false)
-                .await?
-                .ok_or(AppError::NotFound)?;
-            if if_match.is_some_and(|v| v != current.version) {
-                return Err(AppError::PreconditionFailed);
-            }
+            let current = self.live(&actor, id, if_match).await?;
             let (deleted, event) = current.delete(&self.ctx(&actor));
             match self
                 .contacts
@@ -1158,19 +1162,17 @@ mod tests {
         ));
     }
 
-    #[tokio::test]
-    async fn updates_without_if_match_retry_a_lost_race_on_fresh_state() {
-        let a = actor(Role::Member);
-        let mut contacts = MockContactRepository::new();
-        contacts
-            .expect_get()
-            .times(2)
-            .returning(returning_contact(stored(a.org_id, 1)));
+    /// Expects `times` saves, the first of which loses a race (another write moved the
+    /// version); returns the count of saves made.
+    fn saves_after_a_lost_race(
+        contacts: &mut MockContactRepository,
+        times: usize,
+    ) -> Arc<AtomicUsize> {
         let saves = Arc::new(AtomicUsize::new(0));
         let counter = saves.clone();
         contacts
             .expect_save()
-            .times(2)
+            .times(times)
             .returning(move |_, _, _, _, _| {
                 let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
                 Box::pin(async move {
@@ -1181,6 +1183,18 @@ mod tests {
                     }
                 })
             });
+        saves
+    }
+
+    #[tokio::test]
+    async fn updates_without_if_match_retry_a_lost_race_on_fresh_state() {
+        let a = actor(Role::Member);
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_get()
+            .times(2)
+            .returning(returning_contact(stored(a.org_id, 1)));
+        let saves = saves_after_a_lost_race(&mut contacts, 2);
         let s = service(contacts, no_fields());
         let updated = s
             .update(
@@ -1204,21 +1218,7 @@ mod tests {
                 .expect_get()
                 .times(saves_expected)
                 .returning(returning_contact(stored(a.org_id, 1)));
-            let saves = Arc::new(AtomicUsize::new(0));
-            let counter = saves.clone();
-            contacts
-                .expect_save()
-                .times(saves_expected)
-                .returning(move |_, _, _, _, _| {
-                    let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
-                    Box::pin(async move {
-                        if first {
-                            Err(ContactWriteError::VersionMismatch { current: 2 })
-                        } else {
-                            Ok(())
-                        }
-                    })
-                });
+            let saves = saves_after_a_lost_race(&mut contacts, saves_expected);
             let s = service(contacts, no_fields());
             let outcome = s
                 .delete(a, ContactId::from_uuid(Uuid::now_v7()), if_match)

@@ -754,10 +754,15 @@ mod tests {
 
     /// A job over `csv` as a mock queue hands it out, under no custom fields.
     fn claims(imports: &mut nexus_ports::imports::MockImportRepository, csv: String) -> ImportJob {
+        claims_as(imports, running(), csv)
+    }
+
+    /// A running job, nothing committed yet.
+    fn running() -> ImportJob {
         use nexus_domain::{ImportId, OrgId};
         use uuid::Uuid;
 
-        let job = ImportJob {
+        ImportJob {
             status: ImportStatus::Running,
             ..ImportJob::pending(
                 ImportId::from_uuid(Uuid::now_v7()),
@@ -766,7 +771,15 @@ mod tests {
                 OnDuplicate::Skip,
                 Utc::now(),
             )
-        };
+        }
+    }
+
+    /// `job` over `csv`, as a mock queue hands it out.
+    fn claims_as(
+        imports: &mut nexus_ports::imports::MockImportRepository,
+        job: ImportJob,
+        csv: String,
+    ) -> ImportJob {
         let claimed = (job.clone(), csv.into_bytes());
         imports.expect_claim_next().times(1).returning(move |_, _| {
             let claimed = claimed.clone();
@@ -968,28 +981,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_job_that_keeps_stopping_at_the_same_row_fails_instead_of_running_again() {
-        use nexus_domain::{ImportId, OrgId};
-        use uuid::Uuid;
-
         for (starts, fails) in [(MAX_STARTS, false), (MAX_STARTS + 1, true)] {
             let job = ImportJob {
-                status: ImportStatus::Running,
                 next_row: 2001,
                 starts,
-                ..ImportJob::pending(
-                    ImportId::from_uuid(Uuid::now_v7()),
-                    OrgId::from_uuid(Uuid::now_v7()),
-                    None,
-                    OnDuplicate::Skip,
-                    Utc::now(),
-                )
+                ..running()
             };
-            let claimed = (job, b"firstName,lastName\n".to_vec());
             let mut imports = nexus_ports::imports::MockImportRepository::new();
-            imports.expect_claim_next().times(1).returning(move |_, _| {
-                let claimed = claimed.clone();
-                Box::pin(async move { Ok(Some(claimed)) })
-            });
+            claims_as(&mut imports, job, "firstName,lastName\n".into());
             imports
                 .expect_finish()
                 .withf(move |_, _, status, failure, _| {

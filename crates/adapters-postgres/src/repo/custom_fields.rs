@@ -121,6 +121,25 @@ async fn values_exist(
     Ok(found.flag)
 }
 
+/// Why a write guarded by the definition's version touched no row: another version
+/// (412), or no such definition in the organization (404).
+async fn missed(
+    conn: &mut PgConn,
+    org: OrgId,
+    id: Uuid,
+) -> Result<DefinitionWriteError, diesel::result::Error> {
+    let current: Option<i32> = defs::table
+        .filter(defs::organization_id.eq(org.as_uuid()))
+        .filter(defs::id.eq(id))
+        .select(defs::version)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(current.map_or(DefinitionWriteError::NotFound, |current| {
+        DefinitionWriteError::VersionMismatch { current }
+    }))
+}
+
 #[derive(Debug)]
 enum TxError {
     Write(DefinitionWriteError),
@@ -253,17 +272,7 @@ impl CustomFieldRepository for PgCustomFieldRepository {
                 .execute(conn)
                 .await?;
             if updated == 0 {
-                let current: Option<i32> = defs::table
-                    .filter(defs::organization_id.eq(org.as_uuid()))
-                    .filter(defs::id.eq(id))
-                    .select(defs::version)
-                    .first(conn)
-                    .await
-                    .optional()?;
-                return Err(TxError::Write(match current {
-                    Some(current) => DefinitionWriteError::VersionMismatch { current },
-                    None => DefinitionWriteError::NotFound,
-                }));
+                return Err(TxError::Write(missed(conn, org, id).await?));
             }
             // The caller checked too, but only now, after the update moved the
             // generation (migration 000014), is every contact write validated under the
@@ -318,17 +327,7 @@ impl CustomFieldRepository for PgCustomFieldRepository {
                 .await
                 .optional()?;
             let Some(key) = key else {
-                let current: Option<i32> = defs::table
-                    .filter(defs::organization_id.eq(org.as_uuid()))
-                    .filter(defs::id.eq(id.as_uuid()))
-                    .select(defs::version)
-                    .first(conn)
-                    .await
-                    .optional()?;
-                return Err(TxError::Write(match current {
-                    Some(current) => DefinitionWriteError::VersionMismatch { current },
-                    None => DefinitionWriteError::NotFound,
-                }));
+                return Err(TxError::Write(missed(conn, org, id.as_uuid()).await?));
             };
             let change = AuditChange::new(
                 "custom_field.deleted",

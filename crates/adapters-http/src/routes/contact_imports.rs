@@ -22,7 +22,10 @@ type Imports = web::Data<dyn ImportUseCases>;
 
 /// A CSV import sent as a form.
 #[derive(ToSchema)]
-#[allow(dead_code)] // Describes the multipart body for the OpenAPI document only.
+#[expect(
+    dead_code,
+    reason = "describes the multipart body for the OpenAPI document only"
+)]
 pub struct ImportForm {
     /// The CSV file, header first (at most 50 MB).
     #[schema(value_type = String, format = Binary, content_media_type = "text/csv")]

@@ -1081,15 +1081,16 @@ fn shape(sql: &str) -> String {
         }
         j
     };
+    // The end of the word (letters, digits, `_`) that starts at `j`.
+    let word = |j: usize| {
+        let mut k = j;
+        while k < chars.len() && (chars[k].is_alphanumeric() || chars[k] == '_') {
+            k += 1;
+        }
+        k
+    };
     while i < chars.len() {
         let c = chars[i];
-        let word = |j: usize| {
-            let mut k = j;
-            while k < chars.len() && (chars[k].is_alphanumeric() || chars[k] == '_') {
-                k += 1;
-            }
-            k
-        };
         if c.is_whitespace() {
             i += 1;
         } else if c == '\'' {

@@ -26,6 +26,20 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
         .n
 }
 
+fn upload_request(
+    app: &TestApp,
+    user: &TestUser,
+    query: &str,
+    content_type: &str,
+    csv: impl Into<reqwest::Body>,
+) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .post(app.url(&format!("/api/v1/contacts/imports{query}")))
+        .bearer_auth(&user.access_token)
+        .header("content-type", content_type)
+        .body(csv)
+}
+
 async fn upload(
     app: &TestApp,
     user: &TestUser,
@@ -33,14 +47,21 @@ async fn upload(
     content_type: &str,
     csv: impl Into<reqwest::Body>,
 ) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(app.url(&format!("/api/v1/contacts/imports{query}")))
-        .bearer_auth(&user.access_token)
-        .header("content-type", content_type)
-        .body(csv)
+    upload_request(app, user, query, content_type, csv)
         .send()
         .await
         .unwrap()
+}
+
+/// `body` in HTTP/1.1 chunks of 1 MiB, without the terminating chunk.
+fn chunked(body: &[u8]) -> Vec<u8> {
+    let mut chunked = Vec::with_capacity(body.len() + 1024);
+    for piece in body.chunks(1 << 20) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked
 }
 
 /// Uploads and waits for the worker to finish the job.
@@ -339,13 +360,13 @@ async fn uploads_over_50_mb_are_refused_with_413_and_leave_nothing() {
     // chunk is never sent, so the server has read all that was sent when it refuses.
     let mut body = b"firstName,lastName\n".to_vec();
     body.resize(limit + 1, b'a');
-    let mut chunked = Vec::with_capacity(body.len() + 1024);
-    for piece in body.chunks(1 << 20) {
-        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
-        chunked.extend_from_slice(piece);
-        chunked.extend_from_slice(b"\r\n");
-    }
-    let status = raw_upload(&app, &owner, "Transfer-Encoding: chunked\r\n", &chunked).await;
+    let status = raw_upload(
+        &app,
+        &owner,
+        "Transfer-Encoding: chunked\r\n",
+        &chunked(&body),
+    )
+    .await;
     assert!(status.starts_with("HTTP/1.1 413"), "{status}");
 
     // Exactly at the limit is not refused for its size (it is one long malformed row).
@@ -522,19 +543,13 @@ async fn a_form_upload_imports_its_file_part_and_bad_forms_write_nothing() {
     // The file part is held to the file limit, not the body's (chunked, never ended).
     let mut big = b"firstName,lastName\n".to_vec();
     big.resize(nexus_application::imports::MAX_BYTES + 1, b'a');
-    let body = form(&[("file", &big)]);
-    let mut chunked = Vec::with_capacity(body.len() + 1024);
-    for piece in body.chunks(1 << 20) {
-        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
-        chunked.extend_from_slice(piece);
-        chunked.extend_from_slice(b"\r\n");
-    }
+    let body = chunked(&form(&[("file", &big)]));
     let status = raw_upload_as(
         &app,
         &owner,
         &form_type(),
         "Transfer-Encoding: chunked\r\n",
-        &chunked,
+        &body,
     )
     .await;
     assert!(status.starts_with("HTTP/1.1 413"), "{status}");
@@ -575,19 +590,9 @@ async fn uploads_with_an_idempotency_key_are_replayed_in_every_accepted_form() {
         csv.push_str("Retry,Person\n");
     }
     let send = |key: &'static str, content_type: String, body: Vec<u8>| {
-        let url = app.url("/api/v1/contacts/imports");
-        let token = owner.access_token.clone();
-        async move {
-            reqwest::Client::new()
-                .post(url)
-                .bearer_auth(token)
-                .header("content-type", content_type)
-                .header("idempotency-key", key)
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-        }
+        upload_request(&app, &owner, "", &content_type, body)
+            .header("idempotency-key", key)
+            .send()
     };
     let cases = [
         (
@@ -604,10 +609,10 @@ async fn uploads_with_an_idempotency_key_are_replayed_in_every_accepted_form() {
     ];
     let mut jobs = Vec::new();
     for (key, content_type, body) in cases {
-        let first = send(key, content_type.clone(), body.clone()).await;
+        let first = send(key, content_type.clone(), body.clone()).await.unwrap();
         assert_eq!(first.status().as_u16(), 202, "{key}");
         let first: Value = first.json().await.unwrap();
-        let again = send(key, content_type, body).await;
+        let again = send(key, content_type, body).await.unwrap();
         assert_eq!(again.status().as_u16(), 202, "{key}");
         let again: Value = again.json().await.unwrap();
         assert_eq!(

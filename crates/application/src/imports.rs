@@ -273,8 +273,8 @@ where
         let org = job.organization_id;
         if job.starts > MAX_STARTS {
             let message = format!(
-                "the import stopped {MAX_STARTS} times at row {} without getting further; rows from {} on were not imported",
-                job.next_row, job.next_row
+                "the import stopped {MAX_STARTS} times at row {row} without getting further; rows from {row} on were not imported",
+                row = job.next_row
             );
             self.imports
                 .finish(org, job.id, ImportStatus::Failed, Some(message), self.now())

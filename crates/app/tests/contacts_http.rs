@@ -830,11 +830,17 @@ async fn custom_field_definitions_lifecycle() {
             "forbidden",
         );
     }
-    // A stale If-Match deletes nothing (the contact's value and version stay: see below).
+    // A stale or malformed If-Match deletes nothing (the contact's value and version
+    // stay: see below).
     assert_problem(
         &send(&app, &owner, "DELETE", &url, None, &[("If-Match", "\"1\"")]).await,
         412,
         "version_mismatch",
+    );
+    assert_problem(
+        &send(&app, &owner, "DELETE", &url, None, &[("If-Match", "one")]).await,
+        400,
+        "invalid_if_match",
     );
     let kept = call(&app, &owner, "GET", &url, None).await;
     assert_eq!(

@@ -99,8 +99,61 @@ pub fn spec() -> OpenApiDoc {
         .openapi(ApiDoc::openapi())
         .configure(crate::api_routes)
         .split_for_parts();
+    let mut spec = spec;
+    document_idempotency(&mut spec);
     spec
 }
+
+/// The idempotency middleware serves every authenticated POST, present and future, so
+/// the document says so on each: the header, and the 400, 409 and 422 it can answer. A route
+/// may declare the header itself to describe it better (secrets shown once).
+fn document_idempotency(spec: &mut OpenApiDoc) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{Object, Ref, RefOr, Required, Type};
+
+    for item in spec.paths.paths.values_mut() {
+        let Some(post) = item.post.as_mut() else {
+            continue;
+        };
+        // `security(())`: a public route, where a key has no caller to belong to.
+        let public = post
+            .security
+            .as_ref()
+            .is_some_and(|s| s.iter().all(|r| r == &Default::default()));
+        if public {
+            continue;
+        }
+        let params = post.parameters.get_or_insert_with(Vec::new);
+        let declared = params
+            .iter()
+            .any(|p| matches!(p, RefOr::T(p) if p.name == IDEMPOTENCY_HEADER));
+        if !declared {
+            params.push(RefOr::T(
+                ParameterBuilder::new()
+                    .name(IDEMPOTENCY_HEADER)
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .schema(Some(Object::with_type(Type::String)))
+                    .description(Some(
+                        "Retry safely: the same key and request within 24 h replay the first response.",
+                    ))
+                    .build(),
+            ));
+        }
+        for (status, response) in [
+            ("400", "BadRequest"),
+            ("409", "Conflict"),
+            ("422", "Unprocessable"),
+        ] {
+            post.responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name(response)));
+        }
+    }
+}
+
+const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
 /// The document as committed: pretty JSON with a trailing newline.
 ///
@@ -110,4 +163,73 @@ pub fn spec_json() -> Result<String, serde_json::Error> {
     let mut json = serde_json::to_string_pretty(&spec())?;
     json.push('\n');
     Ok(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    fn posts() -> Vec<(String, Value)> {
+        let spec = serde_json::to_value(super::spec()).unwrap_or_default();
+        let mut posts = Vec::new();
+        for (path, item) in spec["paths"].as_object().into_iter().flatten() {
+            if let Some(post) = item.get("post") {
+                posts.push((path.clone(), post.clone()));
+            }
+        }
+        posts
+    }
+
+    fn idempotency_header(op: &Value) -> Option<Value> {
+        op["parameters"]
+            .as_array()?
+            .iter()
+            .find(|p| p["name"] == "Idempotency-Key")
+            .cloned()
+    }
+
+    #[test]
+    fn every_authenticated_post_declares_the_idempotency_key_and_its_errors() {
+        let posts = posts();
+        assert!(posts.len() > 20, "{}", posts.len());
+        for (path, op) in &posts {
+            let public = op["security"] == serde_json::json!([{}]);
+            let header = idempotency_header(op);
+            if public {
+                assert!(
+                    header.is_none(),
+                    "{path}: a public route has no caller to key"
+                );
+                continue;
+            }
+            let header = header.unwrap_or_else(|| panic!("{path}: no Idempotency-Key"));
+            assert_eq!(header["in"], "header", "{path}");
+            assert_eq!(header["required"], false, "{path}");
+            for status in ["400", "409", "422"] {
+                assert!(op["responses"].get(status).is_some(), "{path}: no {status}");
+            }
+        }
+    }
+
+    #[test]
+    fn routes_that_show_a_secret_once_say_a_retry_does_not_get_it() {
+        let posts = posts();
+        for id in [
+            "createApiKey",
+            "createWebhook",
+            "rotateWebhookSecret",
+            "switchOrganization",
+        ] {
+            let (_, op) = posts
+                .iter()
+                .find(|(_, op)| op["operationId"] == id)
+                .unwrap_or_else(|| panic!("no {id}"));
+            let header = idempotency_header(op).unwrap_or_default();
+            let text = header["description"].as_str().unwrap_or_default();
+            assert!(
+                text.contains("idempotency_secret_not_replayed"),
+                "{id}: {text}"
+            );
+        }
+    }
 }

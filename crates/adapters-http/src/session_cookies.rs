@@ -8,6 +8,7 @@ use nexus_application::IssuedTokens;
 use crate::HttpSettings;
 use crate::auth::{ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE};
 use crate::dto::auth::TokenResponse;
+use crate::middleware::idempotency::shown_once;
 
 const REFRESH_PATH: &str = "/api/v1/auth";
 
@@ -56,14 +57,14 @@ pub fn grant(
             secure,
         ));
     }
-    builder.json(TokenResponse {
+    shown_once(builder.json(TokenResponse {
         access_token: tokens.access_token,
         refresh_token: tokens.refresh_token,
         token_type: "Bearer",
         expires_in: tokens.expires_in.as_secs(),
         organization_id: tokens.org_id.as_uuid(),
         role: tokens.role.into(),
-    })
+    }))
 }
 
 /// Expires every session cookie.

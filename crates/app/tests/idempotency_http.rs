@@ -199,3 +199,108 @@ async fn a_concurrent_duplicate_gets_409_and_server_errors_release_the_key() {
     assert!(second.headers().get("idempotent-replayed").is_none());
     assert_eq!(AtomicUsize::load(&FLAKY_CALLS, Ordering::SeqCst), 2);
 }
+
+/// Responses that show a secret once are not kept for replay: a retry is refused with
+/// the first response's `Location`, and nothing runs twice.
+#[tokio::test]
+async fn a_secret_shown_once_is_never_stored_and_its_retry_is_not_run_again() {
+    let app = TestApp::spawn_with(
+        |c| {
+            c.webhooks.allowlist = nexus_domain::webhook::Allowlist::parse("127.0.0.0/8").unwrap();
+        },
+        None,
+    )
+    .await;
+    let owner = app.signup("owner@secrets.io").await;
+    let hook = json!({"url": "http://127.0.0.1:9/hook", "eventTypes": ["contact.created"]});
+    let first = post(&app, &owner, "/api/v1/webhooks", "hook", &hook).await;
+    assert_eq!(first.status().as_u16(), 201);
+    let hook_location = first.headers()["location"].to_str().unwrap().to_owned();
+    let created: Value = first.json().await.unwrap();
+    let hook_id = created["webhook"]["id"].as_str().unwrap().to_owned();
+    let rotate = format!("/api/v1/webhooks/{hook_id}/rotate-secret");
+    let cases = [
+        (
+            "/api/v1/api-keys",
+            json!({"name": "Zapier", "role": "MEMBER"}),
+            "/secret",
+        ),
+        (rotate.as_str(), json!({}), "/secret"),
+        (
+            "/api/v1/auth/switch-organization",
+            json!({"organizationId": owner.org_id}),
+            "/accessToken",
+        ),
+    ];
+    let mut secrets = vec![(
+        "/api/v1/webhooks".to_owned(),
+        created["secret"].as_str().unwrap().to_owned(),
+        Some(hook_location),
+        hook,
+    )];
+    for (path, body, pointer) in cases {
+        let res = post(&app, &owner, path, path, &body).await;
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        let location = res
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let json: Value = res.json().await.unwrap();
+        let secret = json.pointer(pointer).and_then(Value::as_str).unwrap();
+        secrets.push((path.to_owned(), secret.to_owned(), location, body));
+    }
+    for (path, secret, location, body) in &secrets {
+        assert!(secret.len() > 20, "{path}: {secret}");
+        let stored = format!(
+            "SELECT count(*) AS n FROM idempotency_keys \
+             WHERE position(convert_to('{secret}', 'UTF8') IN response_body) > 0"
+        );
+        assert_eq!(count(&app, &stored).await, 0, "{path} kept its secret");
+        let key = if path == "/api/v1/webhooks" {
+            "hook"
+        } else {
+            path
+        };
+        let retry = post(&app, &owner, path, key, body).await;
+        assert_eq!(retry.status().as_u16(), 409, "{path}");
+        assert_eq!(retry.headers()["idempotent-replayed"], "true");
+        assert_eq!(
+            retry
+                .headers()
+                .get("location")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            *location,
+            "{path}"
+        );
+        let problem: Value = retry.json().await.unwrap();
+        assert_eq!(problem["code"], "idempotency_secret_not_replayed", "{path}");
+        assert!(!problem.to_string().contains(secret.as_str()));
+    }
+    // Nothing ran twice: one key, one subscription, and the secret rotated once.
+    let org = owner.org_id;
+    assert_eq!(
+        count(
+            &app,
+            &format!("SELECT count(*) AS n FROM api_keys WHERE organization_id = '{org}'")
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            &format!("SELECT count(*) AS n FROM webhooks WHERE organization_id = '{org}'")
+        )
+        .await,
+        1
+    );
+    let rotated = &secrets[2].1;
+    assert_eq!(
+        count(
+            &app,
+            &format!("SELECT count(*) AS n FROM webhooks WHERE secret = '{rotated}'")
+        )
+        .await,
+        1
+    );
+}

@@ -6,6 +6,11 @@
 //! request (`Idempotent-Replayed: true`). The same key with another request is 422
 //! `idempotency_key_reused`; while the first request runs, a duplicate gets 409
 //! `idempotency_key_in_flight`. A 5xx releases the key so that a retry runs again.
+//!
+//! A response that shows a secret once (tokens, an API key, a signing secret) is marked
+//! [`ShownOnce`] by its handler and is not kept: storing it would hold a live credential
+//! at rest for a day. A retry with its key is not run again either; it gets a 409
+//! `idempotency_secret_not_replayed`, with the first response's `Location`.
 
 use actix_web::body::{BoxBody, MessageBody, to_bytes};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -26,6 +31,36 @@ pub const REPLAYED: &str = "idempotent-replayed";
 /// Response headers worth replaying with the body.
 const KEPT_HEADERS: [header::HeaderName; 3] =
     [header::CONTENT_TYPE, header::LOCATION, header::ETAG];
+
+/// Marks a response that shows a secret once; see the module's documentation.
+#[derive(Debug, Clone, Copy)]
+pub struct ShownOnce;
+
+/// `res`, marked [`ShownOnce`].
+#[must_use]
+pub fn shown_once(mut res: HttpResponse) -> HttpResponse {
+    res.extensions_mut().insert(ShownOnce);
+    res
+}
+
+/// What a retry of a [`ShownOnce`] response gets instead of the secret.
+fn not_replayed(location: Option<(String, String)>) -> StoredResponse {
+    let err = ApiError::new(
+        StatusCode::CONFLICT,
+        "idempotency_secret_not_replayed",
+        "The request with this Idempotency-Key already succeeded. Its response showed a secret once, which is not kept for replay; `Location`, when present, names what it created.",
+    );
+    let mut headers = vec![(
+        header::CONTENT_TYPE.as_str().to_owned(),
+        crate::problem::PROBLEM_JSON.to_owned(),
+    )];
+    headers.extend(location);
+    StoredResponse {
+        status: err.status.as_u16(),
+        headers,
+        body: serde_json::to_vec(&err.problem()).unwrap_or_default(),
+    }
+}
 
 fn begin_error(err: AppError) -> ApiError {
     match err {
@@ -89,6 +124,17 @@ async fn finish(
         }
         return Ok(res.map_into_boxed_body());
     }
+    if res.response().extensions().contains::<ShownOnce>() {
+        let location = res
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| (header::LOCATION.as_str().to_owned(), v.to_owned()));
+        if let Err(e) = service.finish(actor, key, not_replayed(location)).await {
+            tracing::warn!(error = %e, "storing an idempotent response failed");
+        }
+        return Ok(res.map_into_boxed_body());
+    }
     let (req, res) = res.into_parts();
     let (res, body) = res.into_parts();
     let Ok(bytes) = to_bytes(body).await else {
@@ -125,7 +171,14 @@ async fn finish(
 async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<web::Bytes, ApiError> {
     use futures_util::StreamExt;
     let mut payload = actix_web::HttpMessage::take_payload(req);
-    let mut body = web::BytesMut::new();
+    // Sized once from a declared length, so a large upload is not grown by copies.
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n <= limit);
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = payload.next().await {
         let chunk =
             chunk.map_err(|e| ApiError::malformed(format!("The body could not be read: {e}.")))?;

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::auth::Auth;
 use crate::dto::common::Page;
 use crate::dto::team::{ApiKeyDto, CreateApiKeyRequest, CreatedApiKeyResponse};
+use crate::middleware::idempotency::shown_once;
 use crate::problem::ApiError;
 use crate::responses::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized,
@@ -21,6 +22,7 @@ type Team = web::Data<dyn TeamUseCases>;
     operation_id = "createApiKey",
     tag = "api-keys",
     request_body = CreateApiKeyRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and request within 24 h are not run twice. The response shows a secret once and is not kept, so a retry gets 409 `idempotency_secret_not_replayed` (with the first response's `Location`) instead of the secret.")),
     responses(
         (status = 201, description = "Created; copy `secret` now.", body = CreatedApiKeyResponse),
         (status = 400, response = BadRequest),
@@ -42,15 +44,17 @@ pub async fn create_api_key(
     let created = team
         .create_api_key(auth.0, body.name, body.role.into(), body.expires_at)
         .await?;
-    Ok(HttpResponse::Created()
-        .insert_header((
-            "Location",
-            format!("/api/v1/api-keys/{}", created.record.id),
-        ))
-        .json(CreatedApiKeyResponse {
-            api_key: created.record.into(),
-            secret: created.secret,
-        }))
+    Ok(shown_once(
+        HttpResponse::Created()
+            .insert_header((
+                "Location",
+                format!("/api/v1/api-keys/{}", created.record.id),
+            ))
+            .json(CreatedApiKeyResponse {
+                api_key: created.record.into(),
+                secret: created.secret,
+            }),
+    ))
 }
 
 /// Every key of the organization, newest first (never the secrets).

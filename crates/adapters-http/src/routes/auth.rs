@@ -180,6 +180,7 @@ pub async fn me(auth: Auth, service: Service) -> Result<web::Json<MeResponse>, A
     operation_id = "switchOrganization",
     tag = "auth",
     request_body = SwitchOrganizationRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and request within 24 h are not run twice. The response shows a secret once and is not kept, so a retry gets 409 `idempotency_secret_not_replayed` (with the first response's `Location`) instead of the secret.")),
     responses(
         (status = 200, description = "Switched.", body = TokenResponse),
         (status = 400, response = BadRequest),

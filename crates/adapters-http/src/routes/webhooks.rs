@@ -20,6 +20,7 @@ use crate::dto::webhooks::{
     CreateWebhookRequest, DeliveryDetailDto, DeliveryDto, DeliveryStatusDto, RotateSecretRequest,
     UpdateWebhookRequest, WebhookDto, WebhookWithSecretDto,
 };
+use crate::middleware::idempotency::shown_once;
 use crate::problem::ApiError;
 use crate::responses::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, ServiceUnavailable,
@@ -68,7 +69,7 @@ fn scope(auth: &Auth, list: &'static str, filters: String) -> CursorScope {
     operation_id = "createWebhook",
     tag = "webhooks",
     request_body = CreateWebhookRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and body within 24 h replays the first response.")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and request within 24 h are not run twice. The response shows a secret once and is not kept, so a retry gets 409 `idempotency_secret_not_replayed` (with the first response's `Location`) instead of the secret.")),
     responses(
         (status = 201, description = "Created; copy `secret` now.", body = WebhookWithSecretDto,
          headers(("Location" = String, description = "The subscription."), ("ETag" = String, description = "Its version."))),
@@ -99,13 +100,15 @@ pub async fn create_webhook(
             },
         )
         .await?;
-    Ok(HttpResponse::Created()
-        .insert_header((
-            header::LOCATION,
-            format!("/api/v1/webhooks/{}", created.webhook.id),
-        ))
-        .insert_header(etag(created.webhook.version))
-        .json(WebhookWithSecretDto::from(created)))
+    Ok(shown_once(
+        HttpResponse::Created()
+            .insert_header((
+                header::LOCATION,
+                format!("/api/v1/webhooks/{}", created.webhook.id),
+            ))
+            .insert_header(etag(created.webhook.version))
+            .json(WebhookWithSecretDto::from(created)),
+    ))
 }
 
 /// The organization's subscriptions, oldest first (OWNER, ADMIN).
@@ -264,7 +267,10 @@ pub async fn delete_webhook(
     operation_id = "rotateWebhookSecret",
     tag = "webhooks",
     request_body = RotateSecretRequest,
-    params(("id" = Uuid, Path, description = "Subscription id.")),
+    params(
+        ("id" = Uuid, Path, description = "Subscription id."),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and request within 24 h are not run twice. The response shows a secret once and is not kept, so a retry gets 409 `idempotency_secret_not_replayed` (with the first response's `Location`) instead of the secret."),
+    ),
     responses(
         (status = 200, description = "Rotated; copy `secret` now.", body = WebhookWithSecretDto),
         (status = 400, response = BadRequest),
@@ -283,12 +289,14 @@ pub async fn rotate_webhook_secret(
     webhooks: Webhooks,
     path: web::Path<Uuid>,
     body: web::Json<RotateSecretRequest>,
-) -> Result<web::Json<WebhookWithSecretDto>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let overlap = body.into_inner().overlap_seconds.map(Duration::from_secs);
     let rotated = webhooks
         .rotate_secret(auth.0, WebhookId::from_uuid(path.into_inner()), overlap)
         .await?;
-    Ok(web::Json(rotated.into()))
+    Ok(shown_once(
+        HttpResponse::Ok().json(WebhookWithSecretDto::from(rotated)),
+    ))
 }
 
 /// The subscription's deliveries, newest first (OWNER, ADMIN). Kept 30 days.

@@ -73,7 +73,7 @@ pub fn invalid_cursor() -> ApiError {
     ApiError::new(
         actix_web::http::StatusCode::BAD_REQUEST,
         "invalid_cursor",
-        "The cursor is malformed, altered, expired or belongs to another query; list again without it.",
+        "The cursor is malformed, altered, signed under another server secret, or belongs to another query; list again without it.",
     )
 }
 

@@ -13,8 +13,8 @@ use nexus_ports::contacts::{CustomFieldRepository, DefinitionWriteError, FieldSe
 use uuid::Uuid;
 
 use crate::audit;
-use crate::error::{from_diesel, from_pool};
-use crate::pool::{PgConn, PgPool};
+use crate::error::from_diesel;
+use crate::pool::{Db, PgConn, PgPool};
 use crate::repo::{Flag, unique_violation};
 use crate::schema::custom_field_definitions as defs;
 use crate::schema::organizations;
@@ -85,24 +85,19 @@ impl TryFrom<DefinitionRow> for CustomFieldDefinition {
 
 #[derive(Clone)]
 pub struct PgCustomFieldRepository {
-    pool: PgPool,
-    acquire_timeout: Duration,
+    db: Db,
 }
 
 impl PgCustomFieldRepository {
     #[must_use]
     pub const fn new(pool: PgPool, acquire_timeout: Duration) -> Self {
         Self {
-            pool,
-            acquire_timeout,
+            db: Db::new(pool, acquire_timeout),
         }
     }
 
     async fn conn(&self) -> Result<PgConn, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| from_pool(e, self.acquire_timeout))
+        self.db.conn().await
     }
 }
 

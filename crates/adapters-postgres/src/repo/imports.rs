@@ -21,8 +21,8 @@ use nexus_ports::imports::{
 use uuid::Uuid;
 
 use crate::audit;
-use crate::error::{from_diesel, from_pool};
-use crate::pool::{LARGE_MESSAGE, PgConn, PgPool, retire};
+use crate::error::from_diesel;
+use crate::pool::{Db, LARGE_MESSAGE, PgConn, PgPool, retire};
 use crate::repo::contacts::{COLUMNS, ContactRow};
 use crate::repo::{holds_generation, import_chunk};
 use nexus_domain::audit::AuditChange;
@@ -105,8 +105,7 @@ impl TryFrom<JobRow> for ImportJob {
 
 #[derive(Clone)]
 pub struct PgImportRepository {
-    pool: PgPool,
-    acquire_timeout: Duration,
+    db: Db,
     /// Set while a chunk refreshes the contacts' statistics, so that the chunks beside
     /// it do not queue behind the same `ANALYZE`.
     analyzing: Arc<AtomicBool>,
@@ -139,8 +138,7 @@ impl PgImportRepository {
     #[must_use]
     pub fn new(pool: PgPool, acquire_timeout: Duration) -> Self {
         Self {
-            pool,
-            acquire_timeout,
+            db: Db::new(pool, acquire_timeout),
             analyzing: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -166,10 +164,7 @@ impl PgImportRepository {
     }
 
     async fn conn(&self) -> Result<PgConn, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| from_pool(e, self.acquire_timeout))
+        self.db.conn().await
     }
 }
 

@@ -63,7 +63,28 @@ async fn connect(authority: &str) -> http1::SendRequest<Full<Bytes>> {
 }
 
 /// Runs `connections` clients for [`PHASE`]; `make(client, i)` builds each request.
+///
+/// The clients share one thread with a runtime of its own, as each of pgbench's threads
+/// serves its clients: on the bench's multi-threaded runtime every response woke a task
+/// on the other thread, and that hand-over is CPU the server and PostgreSQL lose on two
+/// cores.
 async fn load<F>(authority: &str, connections: usize, make: F) -> (f64, Vec<Duration>)
+where
+    F: Fn(usize, u64) -> hyper::Request<Full<Bytes>> + Send + Sync + 'static,
+{
+    let authority = authority.to_owned();
+    tokio::task::spawn_blocking(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(clients(&authority, connections, make))
+    })
+    .await
+    .unwrap()
+}
+
+async fn clients<F>(authority: &str, connections: usize, make: F) -> (f64, Vec<Duration>)
 where
     F: Fn(usize, u64) -> hyper::Request<Full<Bytes>> + Send + Sync + 'static,
 {

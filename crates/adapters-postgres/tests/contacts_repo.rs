@@ -452,6 +452,9 @@ async fn filters_search_and_totals() {
     assert_eq!(run(q("navy.m")).await, ["Grace"], "email");
     assert_eq!(run(q("analytical")).await, ["Ada"], "company");
     assert_eq!(run(q("7946")).await, ["Ada"], "phone");
+    assert_eq!(run(q("20 7946 09")).await, ["Ada"], "phone as given");
+    assert_eq!(run(q("2079460958")).await, ["Ada"], "phone by its digits");
+    assert_eq!(run(q("+442079")).await, ["Ada"], "phone in E.164");
     assert_eq!(
         run(q("100%_")).await,
         ["Alan"],

@@ -94,12 +94,11 @@ impl Modify for SecuritySchemes {
 /// The full document, as generated from the code.
 #[must_use]
 pub fn spec() -> OpenApiDoc {
-    let (_, spec) = actix_web::App::new()
+    let (_, mut spec) = actix_web::App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(crate::api_routes)
         .split_for_parts();
-    let mut spec = spec;
     document_idempotency(&mut spec);
     spec
 }

@@ -23,8 +23,8 @@
 //! Run with `just bench` (or `cargo bench -p nexus-app --bench contacts`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss)]
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
@@ -64,61 +64,102 @@ async fn connect(authority: &str) -> http1::SendRequest<Full<Bytes>> {
 
 /// Runs `connections` clients for [`PHASE`]; `make(client, i)` builds each request.
 ///
-/// The clients share one thread with a runtime of its own, as each of pgbench's threads
-/// serves its clients: on the bench's multi-threaded runtime every response woke a task
-/// on the other thread, and that hand-over is CPU the server and PostgreSQL lose on two
-/// cores.
+/// The clients are spread over threads that each run a runtime of their own, as
+/// pgbench's threads (`-j`) serve theirs: on the bench's multi-threaded runtime every
+/// response could wake a task on the other thread, and that hand-over is CPU the server
+/// and PostgreSQL lose on two cores. `NEXUS_BENCH_LOAD_THREADS` sets how many (default 2,
+/// pgbench's `-j 2`).
 async fn load<F>(authority: &str, connections: usize, make: F) -> (f64, Vec<Duration>)
 where
     F: Fn(usize, u64) -> hyper::Request<Full<Bytes>> + Send + Sync + 'static,
 {
-    let authority = authority.to_owned();
-    tokio::task::spawn_blocking(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(clients(&authority, connections, make))
-    })
-    .await
-    .unwrap()
-}
-
-async fn clients<F>(authority: &str, connections: usize, make: F) -> (f64, Vec<Duration>)
-where
-    F: Fn(usize, u64) -> hyper::Request<Full<Bytes>> + Send + Sync + 'static,
-{
+    let threads = std::env::var("NEXUS_BENCH_LOAD_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(2_usize)
+        .clamp(1, connections);
     let make = Arc::new(make);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for worker in 0..connections {
-        let (make, stop) = (make.clone(), stop.clone());
-        let mut sender = connect(authority).await;
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut i = 0u64;
-            while !AtomicBool::load(&stop, Ordering::Relaxed) {
-                let t = Instant::now();
-                let res = sender.send_request(make(worker, i)).await.unwrap();
-                let status = res.status();
-                let body = res.into_body().collect().await.unwrap().to_bytes();
-                assert!(status.is_success(), "request failed: {status} {body:?}");
-                lat.push(t.elapsed());
-                i += 1;
-            }
-            lat
-        }));
-    }
+    // Every client connects before the clock starts.
+    let ready = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let clients: Vec<usize> = (t..connections).step_by(threads).collect();
+            let (authority, make, stop, ready) = (
+                authority.to_owned(),
+                make.clone(),
+                stop.clone(),
+                ready.clone(),
+            );
+            std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(clients_of_thread(&authority, clients, make, &stop, &ready))
+            })
+        })
+        .collect();
+    tokio::task::spawn_blocking(move || ready.wait())
+        .await
+        .unwrap();
     let started = Instant::now();
     tokio::time::sleep(PHASE).await;
     stop.store(true, Ordering::Relaxed);
+    let mut all: Vec<Duration> = tokio::task::spawn_blocking(move || {
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+    .await
+    .unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    (all.len() as f64 / elapsed, all)
+}
+
+/// One thread's clients, until `stop`; their latencies.
+async fn clients_of_thread<F>(
+    authority: &str,
+    clients: Vec<usize>,
+    make: Arc<F>,
+    stop: &Arc<AtomicBool>,
+    ready: &Barrier,
+) -> Vec<Duration>
+where
+    F: Fn(usize, u64) -> hyper::Request<Full<Bytes>> + Send + Sync + 'static,
+{
+    let mut senders = Vec::new();
+    for worker in clients {
+        senders.push((worker, connect(authority).await));
+    }
+    ready.wait();
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .map(|(worker, mut sender)| {
+            let (make, stop) = (make.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut i = 0u64;
+                while !AtomicBool::load(&stop, Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let res = sender.send_request(make(worker, i)).await.unwrap();
+                    let status = res.status();
+                    let body = res.into_body().collect().await.unwrap().to_bytes();
+                    assert!(status.is_success(), "request failed: {status} {body:?}");
+                    lat.push(t.elapsed());
+                    i += 1;
+                }
+                lat
+            })
+        })
+        .collect();
     let mut all = Vec::new();
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    (all.len() as f64 / elapsed, all)
+    all
 }
 
 /// `mode` is pgbench's query protocol: `prepared` (each statement parsed once per

@@ -9,7 +9,8 @@
 //! picks what runs after the seed. With `NEXUS_BENCH_SERVER=<path of a nexus binary>`
 //! the requests go to that binary, started as its own process on the bench's database,
 //! and its RSS (current and peak, from /proc) is reported: the server alone, without the
-//! load generator (`NEXUS_BENCH_SERVER_WORKERS` sets its HTTP workers).
+//! load generator (`NEXUS_BENCH_SERVER_WORKERS` sets its HTTP workers;
+//! `NEXUS_BENCH_LOAD_THREADS` the load generator's threads, 2 by default as pgbench's).
 //! The import phase also writes the same rows with SQL alone (the import's ceiling, as
 //! pgbench is the other phases'). `NEXUS_BENCH_PGBENCH=off` leaves out the pgbench runs
 //! and that ceiling. With an external server, a

@@ -24,8 +24,8 @@
 //! Run with `just bench` (or `cargo bench -p nexus-app --bench contacts`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss)]
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
@@ -81,8 +81,9 @@ where
         .clamp(1, connections);
     let make = Arc::new(make);
     let stop = Arc::new(AtomicBool::new(false));
-    // Every client connects before the clock starts.
-    let ready = Arc::new(Barrier::new(threads + 1));
+    // Every client connects before the clock starts. An async barrier, so that a thread
+    // that fails to connect ends the bench after a timeout instead of hanging it.
+    let ready = Arc::new(tokio::sync::Barrier::new(threads + 1));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let clients: Vec<usize> = (t..connections).step_by(threads).collect();
@@ -101,9 +102,9 @@ where
             })
         })
         .collect();
-    tokio::task::spawn_blocking(move || ready.wait())
+    tokio::time::timeout(Duration::from_secs(30), ready.wait())
         .await
-        .unwrap();
+        .expect("every client connects within 30 s");
     let started = Instant::now();
     tokio::time::sleep(PHASE).await;
     stop.store(true, Ordering::Relaxed);
@@ -126,7 +127,7 @@ async fn clients_of_thread<F>(
     clients: Vec<usize>,
     make: Arc<F>,
     stop: &Arc<AtomicBool>,
-    ready: &Barrier,
+    ready: &tokio::sync::Barrier,
 ) -> Vec<Duration>
 where
     F: Fn(usize, u64) -> hyper::Request<Full<Bytes>> + Send + Sync + 'static,
@@ -135,7 +136,7 @@ where
     for worker in clients {
         senders.push((worker, connect(authority).await));
     }
-    ready.wait();
+    ready.wait().await;
     let tasks: Vec<_> = senders
         .into_iter()
         .map(|(worker, mut sender)| {

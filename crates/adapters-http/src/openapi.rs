@@ -105,10 +105,13 @@ pub fn spec() -> OpenApiDoc {
 
 /// The idempotency middleware serves every authenticated POST, present and future, so
 /// the document says so on each: the header, and the 400, 409 and 422 it can answer. A route
-/// may declare the header itself to describe it better (secrets shown once).
+/// may declare the header itself to describe it better (secrets shown once); its schema
+/// is made the same as everywhere else.
 fn document_idempotency(spec: &mut OpenApiDoc) {
     use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
     use utoipa::openapi::{Object, Ref, RefOr, Required, Type};
+
+    use crate::middleware::idempotency;
 
     for item in spec.paths.paths.values_mut() {
         let Some(post) = item.post.as_mut() else {
@@ -123,22 +126,26 @@ fn document_idempotency(spec: &mut OpenApiDoc) {
             continue;
         }
         let params = post.parameters.get_or_insert_with(Vec::new);
-        let declared = params
-            .iter()
-            .any(|p| matches!(p, RefOr::T(p) if p.name == IDEMPOTENCY_HEADER));
-        if !declared {
-            params.push(RefOr::T(
-                ParameterBuilder::new()
-                    .name(IDEMPOTENCY_HEADER)
-                    .parameter_in(ParameterIn::Header)
-                    .required(Required::False)
-                    .schema(Some(Object::with_type(Type::String)))
-                    .description(Some(
-                        "Retry safely: the same key and request within 24 h replay the first response.",
-                    ))
-                    .build(),
-            ));
-        }
+        // A route's own declaration keeps its description; the rest is the same on all.
+        let mut description = idempotency::RETRY_DOC.to_owned();
+        params.retain(|p| match p {
+            RefOr::T(p) if p.name == idempotency::HEADER_DOC_NAME => {
+                if let Some(own) = &p.description {
+                    description.clone_from(own);
+                }
+                false
+            }
+            _ => true,
+        });
+        params.push(RefOr::T(
+            ParameterBuilder::new()
+                .name(idempotency::HEADER_DOC_NAME)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .schema(Some(Object::with_type(Type::String)))
+                .description(Some(description))
+                .build(),
+        ));
         for (status, response) in [
             ("400", "BadRequest"),
             ("409", "Conflict"),
@@ -151,8 +158,6 @@ fn document_idempotency(spec: &mut OpenApiDoc) {
         }
     }
 }
-
-const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
 /// The document as committed: pretty JSON with a trailing newline.
 ///
@@ -204,6 +209,7 @@ mod tests {
             let header = header.unwrap_or_else(|| panic!("{path}: no Idempotency-Key"));
             assert_eq!(header["in"], "header", "{path}");
             assert_eq!(header["required"], false, "{path}");
+            assert_eq!(header["schema"]["type"], "string", "{path}");
             for status in ["400", "409", "422"] {
                 assert!(op["responses"].get(status).is_some(), "{path}: no {status}");
             }

@@ -26,6 +26,13 @@ use crate::auth::Auth;
 use crate::problem::ApiError;
 
 pub const HEADER: &str = "idempotency-key";
+/// The header as the OpenAPI document spells it.
+pub const HEADER_DOC_NAME: &str = "Idempotency-Key";
+/// What the OpenAPI document says of the header on an authenticated POST.
+pub const RETRY_DOC: &str =
+    "Retry safely: the same key and request within 24 h replay the first response.";
+/// ... and on one whose response shows a secret once ([`ShownOnce`]).
+pub const SHOWN_ONCE_RETRY: &str = "Retry safely: the same key and request within 24 h are not run twice. The response shows a secret once and is not kept, so a retry gets 409 `idempotency_secret_not_replayed` (with the first response's `Location`) instead of the secret.";
 pub const REPLAYED: &str = "idempotent-replayed";
 
 /// Response headers worth replaying with the body.

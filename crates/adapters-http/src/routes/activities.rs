@@ -171,7 +171,6 @@ pub async fn list_activities(
     operation_id = "createActivity",
     tag = "activities",
     request_body = CreateActivityRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for 24 h.")),
     responses(
         (status = 201, description = "Created.", body = ActivityDto),
         (status = 400, response = BadRequest),

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::auth::Auth;
 use crate::dto::common::Page;
 use crate::dto::team::{ApiKeyDto, CreateApiKeyRequest, CreatedApiKeyResponse};
-use crate::middleware::idempotency::shown_once;
+use crate::middleware::idempotency::{self, shown_once};
 use crate::problem::ApiError;
 use crate::responses::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized,
@@ -22,7 +22,7 @@ type Team = web::Data<dyn TeamUseCases>;
     operation_id = "createApiKey",
     tag = "api-keys",
     request_body = CreateApiKeyRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and request within 24 h are not run twice. The response shows a secret once and is not kept, so a retry gets 409 `idempotency_secret_not_replayed` (with the first response's `Location`) instead of the secret.")),
+    params(("Idempotency-Key" = Option<String>, Header, description = idempotency::SHOWN_ONCE_RETRY)),
     responses(
         (status = 201, description = "Created; copy `secret` now.", body = CreatedApiKeyResponse),
         (status = 400, response = BadRequest),

@@ -11,6 +11,7 @@ use crate::dto::auth::{
     ChangePasswordRequest, ForgotPasswordRequest, LoginRequest, MeResponse, RefreshRequest,
     RegisterRequest, ResetPasswordRequest, SwitchOrganizationRequest, TokenResponse,
 };
+use crate::middleware::idempotency;
 use crate::problem::ApiError;
 use crate::responses::{
     BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable,
@@ -180,7 +181,7 @@ pub async fn me(auth: Auth, service: Service) -> Result<web::Json<MeResponse>, A
     operation_id = "switchOrganization",
     tag = "auth",
     request_body = SwitchOrganizationRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and request within 24 h are not run twice. The response shows a secret once and is not kept, so a retry gets 409 `idempotency_secret_not_replayed` (with the first response's `Location`) instead of the secret.")),
+    params(("Idempotency-Key" = Option<String>, Header, description = idempotency::SHOWN_ONCE_RETRY)),
     responses(
         (status = 200, description = "Switched.", body = TokenResponse),
         (status = 400, response = BadRequest),

@@ -142,10 +142,7 @@ impl From<ImportJob> for ImportJobDto {
 #[utoipa::path(
     operation_id = "importContacts",
     tag = "contacts",
-    params(
-        ImportParams,
-        ("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and file within 24 h replays the first response."),
-    ),
+    params(ImportParams),
     request_body(description = "The CSV file, header first: as the body, or as the `file` part of a form.",
         content((String = "text/csv"), (String = "application/csv"), (inline(ImportForm) = "multipart/form-data"))),
     responses(

@@ -77,7 +77,6 @@ fn contact_response(status: StatusCode, contact: nexus_domain::contact::Contact)
     operation_id = "createContact",
     tag = "contacts",
     request_body = ContactCreateRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and body within 24 h replays the first response.")),
     responses(
         (status = 201, description = "Created.", body = ContactDto,
          headers(("Location" = String, description = "The new contact."), ("ETag" = String, description = "Its version."))),
@@ -249,10 +248,7 @@ pub async fn delete_contact(
 #[utoipa::path(
     operation_id = "restoreContact",
     tag = "contacts",
-    params(
-        ("id" = Uuid, Path, description = "Contact id."),
-        ("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and body within 24 h replays the first response."),
-    ),
+    params(("id" = Uuid, Path, description = "Contact id.")),
     responses(
         (status = 200, description = "Restored.", body = ContactDto,
          headers(("ETag" = String, description = "The new version."))),
@@ -559,7 +555,6 @@ pub async fn contact_timeline(
     operation_id = "batchContacts",
     tag = "contacts",
     request_body = BatchRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and body within 24 h replays the first response.")),
     responses(
         (status = 200, description = "Per-item results, in request order.", body = BatchResponse),
         (status = 400, response = BadRequest),

@@ -49,7 +49,6 @@ pub async fn list_custom_fields(
     operation_id = "createCustomField",
     tag = "custom-fields",
     request_body = CustomFieldCreateRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and body within 24 h replays the first response.")),
     responses(
         (status = 201, description = "Created.", body = CustomFieldDto,
          headers(("Location" = String, description = "The definition."), ("ETag" = String, description = "Its version."))),

@@ -146,7 +146,6 @@ pub async fn list_deals(
     operation_id = "createDeal",
     tag = "deals",
     request_body = CreateDealRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for 24 h.")),
     responses(
         (status = 201, description = "Created.", body = DealDto),
         (status = 400, response = BadRequest),

@@ -20,7 +20,7 @@ use crate::dto::webhooks::{
     CreateWebhookRequest, DeliveryDetailDto, DeliveryDto, DeliveryStatusDto, RotateSecretRequest,
     UpdateWebhookRequest, WebhookDto, WebhookWithSecretDto,
 };
-use crate::middleware::idempotency::shown_once;
+use crate::middleware::idempotency::{self, shown_once};
 use crate::problem::ApiError;
 use crate::responses::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, ServiceUnavailable,
@@ -69,7 +69,7 @@ fn scope(auth: &Auth, list: &'static str, filters: String) -> CursorScope {
     operation_id = "createWebhook",
     tag = "webhooks",
     request_body = CreateWebhookRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and request within 24 h are not run twice. The response shows a secret once and is not kept, so a retry gets 409 `idempotency_secret_not_replayed` (with the first response's `Location`) instead of the secret.")),
+    params(("Idempotency-Key" = Option<String>, Header, description = idempotency::SHOWN_ONCE_RETRY)),
     responses(
         (status = 201, description = "Created; copy `secret` now.", body = WebhookWithSecretDto,
          headers(("Location" = String, description = "The subscription."), ("ETag" = String, description = "Its version."))),
@@ -269,7 +269,7 @@ pub async fn delete_webhook(
     request_body = RotateSecretRequest,
     params(
         ("id" = Uuid, Path, description = "Subscription id."),
-        ("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and request within 24 h are not run twice. The response shows a secret once and is not kept, so a retry gets 409 `idempotency_secret_not_replayed` (with the first response's `Location`) instead of the secret."),
+        ("Idempotency-Key" = Option<String>, Header, description = idempotency::SHOWN_ONCE_RETRY),
     ),
     responses(
         (status = 200, description = "Rotated; copy `secret` now.", body = WebhookWithSecretDto),

@@ -70,6 +70,14 @@ fn invalid_part(field: &str, code: &str, message: &str) -> ApiError {
     }])
 }
 
+/// The body's declared length, when it declares one.
+pub fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
 /// Reads the file out of an upload of `kind`, refusing more than [`MAX_FILE`] bytes of it
 /// (and a declared body over [`MAX_BODY`] before a byte is read).
 pub async fn read_file(
@@ -77,10 +85,7 @@ pub async fn read_file(
     kind: Kind,
     body: web::Payload,
 ) -> Result<Vec<u8>, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared = declared_length(headers);
     let limit = match kind {
         Kind::Csv => MAX_FILE,
         Kind::Multipart => MAX_BODY,

@@ -179,12 +179,7 @@ async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<web::Bytes,
     use futures_util::StreamExt;
     let mut payload = actix_web::HttpMessage::take_payload(req);
     // Sized once from a declared length, so a large upload is not grown by copies.
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n <= limit);
+    let declared = crate::upload::declared_length(req.headers()).filter(|n| *n <= limit);
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = payload.next().await {
         let chunk =

@@ -456,11 +456,15 @@ const BOUNDARY: &str = "nexus-test-boundary";
 
 /// A `multipart/form-data` body of `parts` (name, file content), as browsers send it.
 fn form(parts: &[(&str, &[u8])]) -> Vec<u8> {
+    form_with(BOUNDARY, parts)
+}
+
+fn form_with(boundary: &str, parts: &[(&str, &[u8])]) -> Vec<u8> {
     let mut body = Vec::new();
     for (name, content) in parts {
         body.extend_from_slice(
             format!(
-                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; \
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; \
                  filename=\"contacts.csv\"\r\nContent-Type: text/csv\r\n\r\n"
             )
             .as_bytes(),
@@ -468,7 +472,7 @@ fn form(parts: &[(&str, &[u8])]) -> Vec<u8> {
         body.extend_from_slice(content);
         body.extend_from_slice(b"\r\n");
     }
-    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     body
 }
 
@@ -625,5 +629,40 @@ async fn uploads_with_an_idempotency_key_are_replayed_in_every_accepted_form() {
         count(&app, "SELECT count(*) AS n FROM contact_imports").await,
         3,
         "one job per key: {jobs:?}"
+    );
+}
+
+/// Browsers and curl draw a new boundary for every send of a form, so a retry of the same
+/// file is the same request under its key; another file under the key is not.
+#[tokio::test]
+async fn a_form_retried_with_a_fresh_boundary_replays_the_first_import() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@boundary.io").await;
+    let csv = b"firstName,lastName\nAda,Lovelace\n";
+    let send = async |boundary: &str, file: &[u8]| {
+        upload_request(
+            &app,
+            &owner,
+            "",
+            &format!("multipart/form-data; boundary={boundary}"),
+            form_with(boundary, &[("file", file)]),
+        )
+        .header("Idempotency-Key", "form-retry")
+        .send()
+        .await
+        .unwrap()
+    };
+    let first = send("first-7f3a", csv).await;
+    assert_eq!(first.status().as_u16(), 202);
+    let location = first.headers()["location"].clone();
+    let retry = send("retry-0b91c2", csv).await;
+    assert_eq!(retry.status().as_u16(), 202);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(retry.headers()["location"], location);
+    let other = send("other-55", b"firstName,lastName\nAlan,Turing\n").await;
+    assert_eq!(other.status().as_u16(), 422);
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM contact_imports").await,
+        1
     );
 }

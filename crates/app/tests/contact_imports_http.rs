@@ -666,3 +666,70 @@ async fn a_form_retried_with_a_fresh_boundary_replays_the_first_import() {
         1
     );
 }
+
+#[tokio::test]
+async fn rows_naming_an_outside_owner_or_holding_a_nul_fail_alone() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@owners.io").await;
+    let member = app.add_member(&owner, "rep@owners.io", "MEMBER").await;
+    let outsider = app.signup("outsider@elsewhere.io").await;
+    let stranger = uuid::Uuid::now_v7();
+    let res = reqwest::Client::new()
+        .post(app.url("/api/v1/contacts"))
+        .bearer_auth(&owner.access_token)
+        .json(&json!({"firstName": "Kept", "lastName": "Owner", "email": "kept@owners.io", "ownerId": member.user_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+
+    let csv = format!(
+        "firstName,lastName,email,ownerId\r\n\
+         Ada,Lovelace,,{member}\r\n\
+         Bob,Outside,,{outsider}\r\n\
+         Cy,Nobody,,{stranger}\r\n\
+         D\0an,Nul,,\r\n\
+         Eve,Good,,\r\n",
+        member = member.user_id,
+        outsider = outsider.user_id,
+    );
+    let job = import(&app, &owner, "", csv).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        (&job["created"], &job["failed"]),
+        (&json!(2), &json!(3)),
+        "{job}"
+    );
+    let errors: Vec<(i64, &str)> = job["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["row"].as_i64().unwrap(), e["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(errors, [(2, "ownerId"), (3, "ownerId"), (4, "firstName")]);
+    let owned_by =
+        |user: uuid::Uuid| format!("SELECT count(*) AS n FROM contacts WHERE owner_id = '{user}'");
+    assert_eq!(count(&app, &owned_by(member.user_id)).await, 2);
+    assert_eq!(count(&app, &owned_by(outsider.user_id)).await, 0);
+
+    // Updating an existing contact by email is held to the same rule.
+    let update = format!(
+        "firstName,lastName,email,company,ownerId\r\nKept,Owner,kept@owners.io,Moved,{}\r\n",
+        outsider.user_id
+    );
+    let job = import(&app, &owner, "?onDuplicate=update", update).await;
+    assert_eq!(
+        (&job["updated"], &job["failed"]),
+        (&json!(0), &json!(1)),
+        "{job}"
+    );
+    assert_eq!(job["errors"][0]["field"], "ownerId");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM contacts WHERE email = 'kept@owners.io' AND company IS NULL"
+        )
+        .await,
+        1
+    );
+}

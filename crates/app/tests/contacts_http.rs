@@ -3,91 +3,11 @@
 //! optimistic concurrency, keyset cursors that cannot be forged.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use diesel::QueryableByName;
-use diesel::sql_types::BigInt;
-use diesel_async::RunQueryDsl;
+mod contact_api;
+
+use contact_api::{assert_problem, call, count, create, send};
 use nexus_app::testing::{TestApp, TestUser};
 use serde_json::{Value, json};
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    let mut conn = app.pool.get().await.unwrap();
-    diesel::sql_query(sql)
-        .get_result::<Count>(&mut conn)
-        .await
-        .unwrap()
-        .n
-}
-
-struct Res {
-    status: u16,
-    etag: Option<String>,
-    location: Option<String>,
-    content_type: String,
-    body: Value,
-}
-
-async fn send(
-    app: &TestApp,
-    user: &TestUser,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-    headers: &[(&str, &str)],
-) -> Res {
-    let mut req = reqwest::Client::new()
-        .request(method.parse().unwrap(), app.url(path))
-        .bearer_auth(&user.access_token);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = req.send().await.unwrap();
-    let header = |name: &str| {
-        res.headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-    };
-    let (etag, location) = (header("etag"), header("location"));
-    let content_type = header("content-type").unwrap_or_default();
-    let status = res.status().as_u16();
-    Res {
-        status,
-        etag,
-        location,
-        content_type,
-        body: res.json().await.unwrap_or(Value::Null),
-    }
-}
-
-async fn call(
-    app: &TestApp,
-    user: &TestUser,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> Res {
-    send(app, user, method, path, body, &[]).await
-}
-
-fn assert_problem(res: &Res, status: u16, code: &str) {
-    assert_eq!(res.status, status, "{}", res.body);
-    assert_eq!(res.content_type, "application/problem+json");
-    assert_eq!(res.body["code"], code, "{}", res.body);
-}
-
-async fn create(app: &TestApp, user: &TestUser, body: Value) -> Value {
-    let res = call(app, user, "POST", "/api/v1/contacts", Some(body)).await;
-    assert_eq!(res.status, 201, "{}", res.body);
-    res.body
-}
 
 #[tokio::test]
 async fn crud_with_etags_merge_patch_soft_delete_restore_and_events() {

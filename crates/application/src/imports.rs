@@ -2,7 +2,7 @@
 //! a background worker. Each chunk (rows, events, checkpoint) commits atomically, so a
 //! crash resumes at the last checkpoint; a bad row is reported and never stops the rest.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -10,7 +10,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use nexus_domain::contact::{Contact, ContactFields, EventContext};
 use nexus_domain::custom_field::{FieldSpec, FieldType};
-use nexus_domain::{Action, Actor, ContactId, EventActor, EventId, ImportId, Principal, Resource};
+use nexus_domain::{
+    Action, Actor, ContactId, EventActor, EventId, ImportId, Principal, Resource, UserId,
+};
 use nexus_ports::contacts::{CustomFieldRepository, FieldSet};
 use nexus_ports::imports::{
     ChunkWrite, ChunkWriteError, ImportJob, ImportRepository, ImportStatus, OnDuplicate, RowError,
@@ -433,6 +435,22 @@ where
                 })
                 .collect()
         };
+        let owners: Vec<UserId> = parsed
+            .iter()
+            .filter_map(|(_, _, f)| f.owner_id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let members: HashSet<UserId> = if owners.is_empty() {
+            HashSet::new()
+        } else {
+            self.imports
+                .members_among(org, &owners)
+                .await
+                .map_err(|e| Failure::App(e.into()))?
+                .into_iter()
+                .collect()
+        };
         let mut first_row_of: BTreeMap<String, i64> = BTreeMap::new();
         let mut updated_ids: HashSet<ContactId> = HashSet::new();
         let actor = event_actor(job.created_by);
@@ -442,6 +460,18 @@ where
                 actor: actor.clone(),
                 now: self.now(),
             };
+            if fields
+                .owner_id
+                .is_some_and(|owner| !members.contains(&owner))
+            {
+                write.failed += 1;
+                write.errors.push(RowError {
+                    row,
+                    field: "ownerId".into(),
+                    message: "the owner must be a member of the organization".into(),
+                });
+                continue;
+            }
             let email = fields.email.as_ref().map(|e| e.as_str().to_owned());
             if let Some(email) = &email {
                 if let Some(first) = first_row_of.get(email) {
@@ -482,6 +512,8 @@ where
                 Contact::create(ContactId::from_uuid(self.ids.new_id()), org, fields, &ctx);
             write.inserts.push((row, contact, event));
         }
+        // Rows refused here follow those refused while parsing: reported in file order.
+        write.errors.sort_by_key(|e| e.row);
         let turn = if write.updates.is_empty() {
             slot.turn
         } else {

@@ -24,7 +24,7 @@ impl PersonName {
     pub const MAX_CHARS: usize = 100;
 
     /// # Errors
-    /// `required` when blank, `too_long` over 100 characters.
+    /// `required` when blank, `too_long` over 100 characters, `invalid_format` with NUL.
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         bounded(raw, Self::MAX_CHARS).map(Self)
     }
@@ -57,7 +57,7 @@ impl CompanyName {
     pub const MAX_CHARS: usize = 200;
 
     /// # Errors
-    /// `required` when blank, `too_long` over 200 characters.
+    /// `required` when blank, `too_long` over 200 characters, `invalid_format` with NUL.
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         bounded(raw, Self::MAX_CHARS).map(Self)
     }
@@ -81,6 +81,18 @@ impl CompanyName {
     }
 }
 
+/// The message for a [`bounded`] refusal: `length` unless the text held a NUL.
+fn text_rule(code: &str, length: &'static str) -> &'static str {
+    if code == "invalid_format" {
+        NUL_REFUSED
+    } else {
+        length
+    }
+}
+
+/// Why a text with a NUL character is refused.
+pub const NUL_REFUSED: &str = "text cannot contain a NUL character";
+
 /// [`bounded`] for a value the caller owns: no copy when it is already trimmed.
 fn bounded_owned(raw: String, max: usize) -> Result<String, &'static str> {
     // At most `max` bytes is at most `max` characters: most names skip the count.
@@ -96,6 +108,9 @@ fn bounded(raw: &str, max: usize) -> Result<String, &'static str> {
         Err("required")
     } else if s.chars().count() > max {
         Err("too_long")
+    } else if s.contains('\0') {
+        // PostgreSQL cannot store NUL in text: refused here, not by a failed write.
+        Err("invalid_format")
     } else {
         Ok(s.to_owned())
     }
@@ -113,11 +128,13 @@ impl Tag {
     /// `required` when blank, `too_long` over 50 characters, `invalid_format` with
     /// control characters.
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        let s = bounded(raw, Self::MAX_CHARS)?;
+        // Lower-cased before the length check: lower-casing can lengthen a tag (`İ`
+        // becomes two characters), and what is stored must pass this check when read.
+        let s = bounded(&raw.to_lowercase(), Self::MAX_CHARS)?;
         if s.chars().any(char::is_control) {
             return Err("invalid_format");
         }
-        Ok(Self(s.to_lowercase()))
+        Ok(Self(s))
     }
 
     #[must_use]
@@ -378,7 +395,11 @@ impl ContactFields {
         let mut name = |key: &str| match input.get(key) {
             Some(Value::String(s)) => PersonName::parse(s)
                 .map_err(|code| {
-                    issues.push(FieldIssue::new(key, code, "a name has 1 to 100 characters"))
+                    issues.push(FieldIssue::new(
+                        key,
+                        code,
+                        text_rule(code, "a name has 1 to 100 characters"),
+                    ))
                 })
                 .ok(),
             None | Some(Value::Null) => {
@@ -399,8 +420,12 @@ impl ContactFields {
             PhoneNumber::parse(s).map_err(|e| (e.code(), e.to_string()))
         });
         let company = optional_text(input, "company", &mut issues, |s| {
-            CompanyName::parse(s)
-                .map_err(|code| (code, "a company name has at most 200 characters".to_owned()))
+            CompanyName::parse(s).map_err(|code| {
+                (
+                    code,
+                    text_rule(code, "a company name has at most 200 characters").to_owned(),
+                )
+            })
         });
         let lifecycle_stage = match input.get("lifecycleStage") {
             None | Some(Value::Null) => LifecycleStage::default(),
@@ -809,6 +834,8 @@ mod tests {
             100
         );
         assert_eq!(PersonName::parse(&"é".repeat(101)), Err("too_long"));
+        assert_eq!(PersonName::parse("A\0da"), Err("invalid_format"));
+        assert_eq!(CompanyName::parse("Acme\0"), Err("invalid_format"));
     }
 
     #[test]
@@ -874,6 +901,21 @@ mod tests {
                 ("tags[2]", "too_long"),
                 ("tags[3]", "invalid_format")
             ]
+        );
+    }
+
+    #[test]
+    fn a_tag_is_checked_as_it_is_stored() {
+        // `İ` lower-cases to two characters: 26 of them are 52 once stored.
+        let long = "İ".repeat(26);
+        assert_eq!(Tag::parse(&long), Err("too_long"));
+        let fits = "İ".repeat(25);
+        let tag = Tag::parse(&fits).unwrap();
+        assert_eq!(tag.as_str().chars().count(), 50);
+        let stored = Tags::parse(&[fits]).unwrap().to_strings();
+        assert_eq!(
+            Tags::from_stored(stored.clone()).unwrap().to_strings(),
+            stored
         );
     }
 

@@ -323,6 +323,8 @@ fn normalize_value(
                 Ok(None)
             } else if s.chars().count() > MAX_TEXT_CHARS {
                 Err(("too_long", format!("at most {MAX_TEXT_CHARS} characters")))
+            } else if s.contains('\0') {
+                Err(("invalid_format", crate::contact::NUL_REFUSED.to_owned()))
             } else {
                 Ok(Some(Value::String(s.clone())))
             }
@@ -527,6 +529,12 @@ mod tests {
         assert_eq!(got["customFields.channels"], "invalid_option");
         assert_eq!(got["customFields.colour"], UNKNOWN_FIELD);
         assert_eq!(got.len(), 7);
+
+        let nul = validate_values(&obj(json!({"notes": "a\u{0}b"})), &defs(), None).unwrap_err();
+        assert_eq!(
+            (nul[0].field.as_str(), nul[0].code),
+            ("customFields.notes", "invalid_format")
+        );
     }
 
     #[test]

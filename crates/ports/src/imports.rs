@@ -211,6 +211,17 @@ pub trait ImportRepository: Send + Sync + 'static {
         emails: &[String],
     ) -> impl Future<Output = Result<Vec<Contact>, StoreError>> + Send;
 
+    /// Which of `users` are members of `org`: a row naming anyone else as its owner is
+    /// refused, as `POST /contacts` refuses it.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn members_among(
+        &self,
+        org: OrgId,
+        users: &[UserId],
+    ) -> impl Future<Output = Result<Vec<UserId>, StoreError>> + Send;
+
     /// Writes the chunk (multi-row inserts, their events, the updates) and advances the
     /// job's checkpoint and counters, atomically; refreshes the heartbeat. The rows may
     /// be written while an earlier chunk is still open; the events and the checkpoint

@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use nexus_application::contacts::{BatchOp, BatchOutcome, ListContacts};
 use nexus_application::{AppError, ContactUseCases, SalesUseCases};
-use nexus_domain::contact::LifecycleStage;
+use nexus_domain::contact::{LifecycleStage, NUL_REFUSED};
 use nexus_domain::{ContactId, UserId};
 use nexus_ports::contacts::{ContactFilter, Sort, TagMode};
 use nexus_ports::sales::ActivityFilter;
@@ -379,6 +379,10 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
             .ok()
     };
     for (key, value) in &pairs {
+        if value.contains('\0') {
+            errors.push(query_issue(key, "invalid_format", NUL_REFUSED));
+            continue;
+        }
         match key.as_str() {
             "q" => filter.q = Some(value.clone()),
             "tag" => filter.tags.push(value.clone()),
@@ -435,13 +439,16 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
             },
         }
         if !matches!(key.as_str(), "sort" | "limit" | "cursor" | "includeTotal") {
-            canonical.push(format!("{key}={value}"));
+            canonical.push((key.as_str(), value.as_str()));
         }
     }
     if !errors.is_empty() {
         return Err(bad_query(errors));
     }
-    canonical.sort();
+    canonical.sort_unstable();
+    // Encoded again so that no two filter sets share a scope (`q=a%26tag%3Db` is not
+    // `q=a&tag=b`); serializing pairs of strings cannot fail.
+    let filters = serde_urlencoded::to_string(&canonical).unwrap_or_default();
     Ok(ListRequest {
         request: ListContacts {
             filter,
@@ -452,7 +459,7 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
             include_total,
         },
         cursor,
-        filters: canonical.join("&"),
+        filters,
     })
 }
 

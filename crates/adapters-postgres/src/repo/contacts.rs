@@ -315,18 +315,24 @@ impl From<TxError> for ContactWriteError {
     }
 }
 
-/// The owner must be a member of the organization (a user elsewhere is not a valid owner).
+/// A new owner must be a member of the organization (a user elsewhere is not a valid
+/// owner). The contact's current owner is kept even when they have left it since: a
+/// change to another field, a delete or a restore must not depend on them.
 async fn check_owner(
     conn: &mut AsyncPgConnection,
     org: OrgId,
+    contact: ContactId,
     owner: Option<UserId>,
 ) -> Result<(), TxError> {
     let Some(owner) = owner else { return Ok(()) };
     let member: Flag = diesel::sql_query(
-        "SELECT EXISTS (SELECT 1 FROM memberships WHERE organization_id = $1 AND user_id = $2) AS flag",
+        "SELECT EXISTS (SELECT 1 FROM memberships WHERE organization_id = $1 AND user_id = $2)
+             OR EXISTS (SELECT 1 FROM contacts
+                        WHERE organization_id = $1 AND id = $3 AND owner_id = $2) AS flag",
     )
     .bind::<SqlUuid, _>(org.as_uuid())
     .bind::<SqlUuid, _>(owner.as_uuid())
+    .bind::<SqlUuid, _>(contact.as_uuid())
     .get_result(conn)
     .await?;
     if member.flag {
@@ -588,7 +594,7 @@ impl ContactRepository for PgContactRepository {
             {
                 return Err(TxError::Write(ContactWriteError::DefinitionsChanged));
             }
-            check_owner(conn, org, owner).await?;
+            check_owner(conn, org, contact.id, owner).await?;
             let updated = row
                 .bind_all(UPDATE)
                 .bind::<Integer, _>(expected_version)

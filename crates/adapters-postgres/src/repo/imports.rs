@@ -290,6 +290,28 @@ impl ImportRepository for PgImportRepository {
         rows.into_iter().map(Contact::try_from).collect()
     }
 
+    async fn members_among(&self, org: OrgId, users: &[UserId]) -> Result<Vec<UserId>, StoreError> {
+        #[derive(QueryableByName)]
+        struct Member {
+            #[diesel(sql_type = SqlUuid)]
+            user_id: Uuid,
+        }
+        let ids: Vec<Uuid> = users.iter().map(|u| u.as_uuid()).collect();
+        let mut conn = self.conn().await?;
+        let members: Vec<Member> = diesel::sql_query(
+            "SELECT user_id FROM memberships WHERE organization_id = $1 AND user_id = ANY($2)",
+        )
+        .bind::<SqlUuid, _>(org.as_uuid())
+        .bind::<Array<SqlUuid>, _>(ids)
+        .load(&mut conn)
+        .await
+        .map_err(from_diesel)?;
+        Ok(members
+            .into_iter()
+            .map(|m| UserId::from_uuid(m.user_id))
+            .collect())
+    }
+
     async fn commit_chunk(
         &self,
         org: OrgId,

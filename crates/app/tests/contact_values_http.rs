@@ -1,0 +1,235 @@
+//! Values at the edges of what a contact can hold, over HTTP against the real database:
+//! whatever is accepted reads back (lower-casing must not turn an accepted value into
+//! one the server refuses to read), text PostgreSQL cannot store is refused up front,
+//! an owner who left the organization does not freeze their contacts, and a cursor
+//! belongs to exactly one set of filters.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod contact_api;
+
+use contact_api::{assert_problem, call, count, create};
+use nexus_app::testing::TestApp;
+use serde_json::json;
+
+const CONTACTS: &str = "SELECT count(*) AS n FROM contacts";
+
+#[tokio::test]
+async fn what_lower_casing_lengthens_is_checked_as_stored_and_reads_back() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@casing.io").await;
+
+    // `İ` lower-cases to two characters: 25 make a 50-character tag, 26 are too many.
+    let fits = "İ".repeat(25);
+    let created = create(
+        &app,
+        &owner,
+        json!({"firstName": "Ilk", "lastName": "Yılmaz", "tags": [fits, "vip"]}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    let one = call(&app, &owner, "GET", &format!("/api/v1/contacts/{id}"), None).await;
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert_eq!(one.body["tags"][0].as_str().unwrap().chars().count(), 50);
+    let page = call(&app, &owner, "GET", "/api/v1/contacts", None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+
+    let long = "İ".repeat(26);
+    let res = call(
+        &app,
+        &owner,
+        "POST",
+        "/api/v1/contacts",
+        Some(json!({"firstName": "A", "lastName": "B", "tags": [long]})),
+    )
+    .await;
+    assert_problem(&res, 422, "validation_failed");
+    assert_eq!(res.body["errors"][0]["code"], "too_long", "{}", res.body);
+    for email in ["İ@example.com", &format!("{}@example.com", "İ".repeat(32))] {
+        let res = call(
+            &app,
+            &owner,
+            "POST",
+            "/api/v1/contacts",
+            Some(json!({"firstName": "A", "lastName": "B", "email": email})),
+        )
+        .await;
+        assert_problem(&res, 422, "validation_failed");
+    }
+    // A rename is held to the same rule, or it would break every contact with the tag.
+    let res = call(
+        &app,
+        &owner,
+        "PATCH",
+        "/api/v1/tags/vip",
+        Some(json!({"name": "İ".repeat(26)})),
+    )
+    .await;
+    assert_eq!(res.status, 422, "{}", res.body);
+    assert_eq!(count(&app, CONTACTS).await, 1);
+    let page = call(&app, &owner, "GET", "/api/v1/contacts", None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body["data"][0]["tags"][1], "vip");
+}
+
+#[tokio::test]
+async fn text_with_a_nul_is_refused_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@nul.io").await;
+    let res = call(
+        &app,
+        &owner,
+        "POST",
+        "/api/v1/custom-fields",
+        Some(json!({"key": "notes", "label": "Notes", "type": "text"})),
+    )
+    .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    let ada = create(
+        &app,
+        &owner,
+        json!({"firstName": "Ada", "lastName": "Lovelace"}),
+    )
+    .await;
+
+    for (body, field) in [
+        (
+            json!({"firstName": "A\u{0}da", "lastName": "L"}),
+            "firstName",
+        ),
+        (
+            json!({"firstName": "Ada", "lastName": "L", "company": "Acme\u{0}"}),
+            "company",
+        ),
+        (
+            json!({"firstName": "Ada", "lastName": "L", "customFields": {"notes": "a\u{0}b"}}),
+            "customFields.notes",
+        ),
+    ] {
+        let res = call(&app, &owner, "POST", "/api/v1/contacts", Some(body)).await;
+        assert_problem(&res, 422, "validation_failed");
+        assert_eq!(res.body["errors"][0]["field"], field, "{}", res.body);
+        assert_eq!(res.body["errors"][0]["code"], "invalid_format");
+    }
+    let url = format!("/api/v1/contacts/{}", ada["id"].as_str().unwrap());
+    let res = call(
+        &app,
+        &owner,
+        "PATCH",
+        &url,
+        Some(json!({"lastName": "Love\u{0}lace"})),
+    )
+    .await;
+    assert_problem(&res, 422, "validation_failed");
+    assert_eq!(count(&app, CONTACTS).await, 1);
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM contacts WHERE version = 1").await,
+        1
+    );
+
+    for query in ["q=a%00", "customFields.notes=a%00b", "tag=a%00"] {
+        let res = call(
+            &app,
+            &owner,
+            "GET",
+            &format!("/api/v1/contacts?{query}"),
+            None,
+        )
+        .await;
+        assert_problem(&res, 400, "invalid_query");
+    }
+}
+
+#[tokio::test]
+async fn an_owner_who_left_does_not_freeze_their_contacts() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@leavers.io").await;
+    let rep = app.add_member(&owner, "rep@leavers.io", "MEMBER").await;
+    let contact = create(
+        &app,
+        &owner,
+        json!({"firstName": "Ada", "lastName": "Lovelace", "ownerId": rep.user_id}),
+    )
+    .await;
+    let url = format!("/api/v1/contacts/{}", contact["id"].as_str().unwrap());
+    let res = call(
+        &app,
+        &owner,
+        "DELETE",
+        &format!("/api/v1/members/{}", rep.user_id),
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 204, "{}", res.body);
+
+    let res = call(
+        &app,
+        &owner,
+        "PATCH",
+        &url,
+        Some(json!({"company": "Engines"})),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.body["ownerId"], json!(rep.user_id));
+    // Naming the one who left as a new owner is still refused.
+    let other = create(&app, &owner, json!({"firstName": "Bo", "lastName": "B"})).await;
+    let other_url = format!("/api/v1/contacts/{}", other["id"].as_str().unwrap());
+    let res = call(
+        &app,
+        &owner,
+        "PATCH",
+        &other_url,
+        Some(json!({"ownerId": rep.user_id})),
+    )
+    .await;
+    assert_problem(&res, 422, "validation_failed");
+    assert_eq!(res.body["errors"][0]["code"], "not_a_member");
+
+    let res = call(&app, &owner, "DELETE", &url, None).await;
+    assert_eq!(res.status, 204, "{}", res.body);
+    let res = call(&app, &owner, "POST", &format!("{url}/restore"), None).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+}
+
+#[tokio::test]
+async fn a_cursor_belongs_to_one_set_of_filters_whatever_their_characters() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@cursors.io").await;
+    for name in ["One", "Two"] {
+        create(
+            &app,
+            &owner,
+            json!({"firstName": name, "lastName": "X", "company": "a&tag=b", "tags": ["b"]}),
+        )
+        .await;
+    }
+    let first = call(
+        &app,
+        &owner,
+        "GET",
+        "/api/v1/contacts?q=a%26tag%3Db&limit=1",
+        None,
+    )
+    .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let cursor = first.body["nextCursor"].as_str().unwrap().to_owned();
+    let next = call(
+        &app,
+        &owner,
+        "GET",
+        &format!("/api/v1/contacts?q=a%26tag%3Db&limit=1&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(next.status, 200, "{}", next.body);
+    // `q=a&tag=b` once joined into one string looked the same as the query above.
+    let other = call(
+        &app,
+        &owner,
+        "GET",
+        &format!("/api/v1/contacts?q=a&tag=b&limit=1&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_problem(&other, 400, "invalid_cursor");
+}

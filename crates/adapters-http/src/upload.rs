@@ -19,6 +19,10 @@ pub const MAX_FILE: usize = nexus_application::imports::MAX_BYTES;
 /// for its envelope.
 pub const MAX_BODY: usize = MAX_FILE + 64 * 1024;
 
+/// The one route that takes uploads: elsewhere a CSV body is read under the JSON limit
+/// (and refused by the handler), not buffered up to 50 MB.
+pub const ROUTE: &str = "/api/v1/contacts/imports";
+
 /// The name of the multipart part that holds the file.
 pub const FILE_PART: &str = "file";
 

@@ -630,6 +630,35 @@ async fn uploads_with_an_idempotency_key_are_replayed_in_every_accepted_form() {
         3,
         "one job per key: {jobs:?}"
     );
+
+    // Elsewhere a keyed CSV body is read under the JSON limit, not the upload's.
+    let res = reqwest::Client::new()
+        .post(app.url("/api/v1/contacts"))
+        .bearer_auth(&owner.access_token)
+        .header("content-type", "text/csv")
+        .header("idempotency-key", "key-not-an-upload")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 413);
+}
+
+/// A reader's upload is refused from its headers: the server does not wait for a body
+/// it will not take (this one never arrives in full).
+#[tokio::test]
+async fn a_reader_is_refused_before_the_upload_is_read() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@early.io").await;
+    let viewer = app.add_member(&owner, "viewer@early.io", "VIEWER").await;
+    let status = raw_upload(
+        &app,
+        &viewer,
+        "Content-Length: 40000000\r\n",
+        b"firstName,lastName\n",
+    )
+    .await;
+    assert!(status.starts_with("HTTP/1.1 403"), "{status}");
 }
 
 /// Browsers and curl draw a new boundary for every send of a form, so a retry of the same

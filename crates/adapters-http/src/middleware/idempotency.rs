@@ -258,7 +258,9 @@ pub async fn middleware(
             .map(ServiceResponse::map_into_boxed_body);
     };
     // Uploads may be larger than JSON bodies; the handler still enforces its own limit.
-    let body = if crate::upload::kind(req.headers()).is_some() {
+    let upload = crate::upload::kind(req.headers()).is_some()
+        && req.match_pattern().as_deref() == Some(crate::upload::ROUTE);
+    let body = if upload {
         match read_body(&mut req, crate::upload::MAX_BODY).await {
             Ok(body) => body,
             Err(err) => return Ok(req.into_response(err.error_response())),

@@ -4,8 +4,8 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
-use nexus_application::ImportUseCases;
-use nexus_domain::ImportId;
+use nexus_application::{AppError, ImportUseCases};
+use nexus_domain::{Action, ImportId, Resource};
 use nexus_ports::imports::{ImportJob, OnDuplicate};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -167,6 +167,10 @@ pub async fn import_contacts(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let kind = crate::upload::kind(req.headers()).ok_or_else(crate::upload::unsupported)?;
+    // Refused before the body is read: a reader must not make the server hold 50 MB.
+    auth.0
+        .authorize(Resource::Contacts, Action::Create)
+        .map_err(AppError::from)?;
     let csv = crate::upload::read_file(req.headers(), kind, body).await?;
     let on_duplicate = match params.on_duplicate {
         Some(OnDuplicateDto::Update) => OnDuplicate::Update,

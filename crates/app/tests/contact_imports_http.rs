@@ -281,6 +281,24 @@ async fn uploads_are_checked_before_any_job_exists() {
         res.json::<Value>().await.unwrap()["errors"][0]["code"],
         "missing_column"
     );
+    let res = upload(
+        &app,
+        &owner,
+        "",
+        "text/csv",
+        "firstName,lastName,E-mail,Email\nA,B,a@b.co,c@d.co\n",
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 422);
+    let problem = res.json::<Value>().await.unwrap();
+    assert_eq!(
+        (
+            &problem["errors"][0]["field"],
+            &problem["errors"][0]["code"]
+        ),
+        (&json!("email"), &json!("duplicate_column")),
+        "{problem}"
+    );
     assert_eq!(
         upload(&app, &owner, "", "text/csv", vec![0xff_u8, 0xfe, b'a'])
             .await
@@ -394,11 +412,13 @@ async fn large_files_go_through_in_chunks_and_unreadable_tails_fail_the_job_clea
             i % 3
         ));
     }
-    // Rows of the last chunk repeat emails of the first: the first chunk has committed
-    // by the time they are looked up, so they are duplicates of existing contacts.
+    // Rows of the last chunk repeat emails of the first: reported as repeats within
+    // the file, as they would be within one chunk, not taken for existing contacts.
     for i in 0..10 {
         csv.push_str(&format!("Again{i},Last{i},PERSON{i}@bulk.io,,,\n"));
     }
+    // A blank line and a row of empty cells hold no contact: skipped, not reported.
+    csv.push_str("\n,,,,,\n");
     let started = Instant::now();
     let job = import(&app, &owner, "", csv).await;
     let elapsed = started.elapsed();
@@ -409,8 +429,16 @@ async fn large_files_go_through_in_chunks_and_unreadable_tails_fail_the_job_clea
             &job["failed"],
             &job["totalRows"]
         ),
-        (&json!(rows), &json!(10), &json!(0), &json!(rows + 10)),
+        (&json!(rows), &json!(2), &json!(10), &json!(rows + 12)),
         "{job}"
+    );
+    let errors = job["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 10, "{job}");
+    assert_eq!(errors[0]["row"], json!(rows + 1));
+    assert_eq!(errors[0]["field"], "email");
+    assert_eq!(
+        errors[9]["message"],
+        "the same email as row 10 of this file"
     );
     assert_eq!(
         count(

@@ -93,17 +93,55 @@ fn map_header(header: &[String], specs: &[FieldSpec]) -> Vec<Column> {
             if let Some(field) = field {
                 return Column::Field(field);
             }
-            let key = h.trim().strip_prefix("customFields.").unwrap_or(h.trim());
+            let h = h.trim();
+            let key = h
+                .get(..PREFIX.len())
+                .filter(|p| p.eq_ignore_ascii_case(PREFIX))
+                .map_or(h, |_| &h[PREFIX.len()..]);
+            let nk = normalize(key);
             specs
                 .iter()
-                .find(|s| {
-                    s.key.as_str() == key
-                        || normalize(s.key.as_str()) == n
-                        || normalize(&s.label) == n
+                .find(|s| s.key.as_str() == key)
+                .or_else(|| {
+                    specs
+                        .iter()
+                        .find(|s| normalize(s.key.as_str()) == nk || normalize(&s.label) == nk)
                 })
                 .map_or(Column::Ignored, |s| Column::Custom(s.clone()))
         })
         .collect()
+}
+
+const PREFIX: &str = "customFields.";
+
+/// Two columns feeding one field would leave which cell wins to the order of the
+/// columns: refused at upload, naming both.
+fn check_distinct(header: &[String], columns: &[Column]) -> Result<(), AppError> {
+    let target = |c: &Column| match c {
+        Column::Field(name) => Some((*name).to_owned()),
+        Column::Custom(spec) => Some(format!("{PREFIX}{}", spec.key.as_str())),
+        Column::Ignored => None,
+    };
+    for (i, column) in columns.iter().enumerate() {
+        let Some(field) = target(column) else {
+            continue;
+        };
+        if let Some(j) = columns[..i]
+            .iter()
+            .position(|c| target(c).as_ref() == Some(&field))
+        {
+            return Err(AppError::invalid(
+                &field,
+                "duplicate_column",
+                format!(
+                    "the columns \"{}\" and \"{}\" both map to {field}",
+                    header[j].trim(),
+                    header[i].trim()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn cell_value(spec: &FieldSpec, raw: &str) -> Value {
@@ -230,6 +268,7 @@ where
             .map(|d| d.spec)
             .collect();
         let columns = map_header(&header, &specs);
+        check_distinct(&header, &columns)?;
         for needed in ["firstName", "lastName"] {
             if !columns.contains(&Column::Field(needed)) {
                 return Err(AppError::invalid(
@@ -348,6 +387,7 @@ where
         // Each chunk is validated while the ones before it are written, so the worker's
         // CPU work and the database's overlap.
         let mut writes = Writes::new();
+        let mut earlier = EarlierEmails::default();
         for record in records {
             row += 1;
             if row < job.next_row {
@@ -360,9 +400,10 @@ where
                     // is reported, and the job fails with the reason.
                     chunk.push((row, Err(e.to_string())));
                     let rows = std::mem::take(&mut chunk);
-                    let last = writes
+                    let mut last = writes
                         .alongside(validate(job, &columns, specs, rows, total))
                         .await?;
+                    earlier.report_repeats(&mut last);
                     self.enqueue(&mut writes, job, &set, last).await?;
                     writes.finish().await?;
                     return Err(Failure::File(format!(
@@ -372,16 +413,18 @@ where
             }
             if chunk.len() == CHUNK_ROWS {
                 let rows = std::mem::take(&mut chunk);
-                let next = writes
+                let mut next = writes
                     .alongside(validate(job, &columns, specs, rows, total))
                     .await?;
+                earlier.report_repeats(&mut next);
                 self.enqueue(&mut writes, job, &set, next).await?;
             }
         }
         if !chunk.is_empty() || job.next_row == 1 {
-            let last = writes
+            let mut last = writes
                 .alongside(validate(job, &columns, specs, chunk, total))
                 .await?;
+            earlier.report_repeats(&mut last);
             self.enqueue(&mut writes, job, &set, last).await?;
         }
         writes.finish().await
@@ -395,17 +438,13 @@ where
         set: &'a FieldSet,
         validated: Validated,
     ) -> Result<(), Failure> {
-        let emails: HashSet<String> = validated.emails().collect();
-        writes.room_for(&emails).await?;
-        writes.start(emails, |slot| {
-            Box::pin(self.write_chunk(job, set, validated, slot))
-        });
+        writes.room().await?;
+        writes.start(|slot| Box::pin(self.write_chunk(job, set, validated, slot)));
         Ok(())
     }
 
-    /// Looks up the chunk's emails (after any earlier chunk sharing one committed, so
-    /// duplicates across chunks are seen), builds the rows and events, and commits them
-    /// with the checkpoint in the chunk's turn.
+    /// Looks up the chunk's emails, builds the rows and events, and commits them with
+    /// the checkpoint in the chunk's turn.
     async fn write_chunk(
         &self,
         job: &ImportJob,
@@ -546,6 +585,42 @@ struct Validated {
     parsed: Vec<(i64, Map<String, Value>, ContactFields)>,
 }
 
+/// The first row of each email in the chunks before, so that a repeat is reported
+/// whichever chunk it falls in (within a chunk, `write_chunk` reports it). A job resumed
+/// after a crash knows only the rows it read since.
+#[derive(Default)]
+struct EarlierEmails {
+    first_row: HashMap<Box<str>, i64>,
+}
+
+impl EarlierEmails {
+    /// Fails the chunk's rows whose email an earlier chunk had, then remembers the rest.
+    fn report_repeats(&mut self, chunk: &mut Validated) {
+        let write = &mut chunk.write;
+        let first_row = &self.first_row;
+        chunk.parsed.retain(|(row, _, fields)| {
+            let first = fields
+                .email
+                .as_ref()
+                .and_then(|e| first_row.get(e.as_str()));
+            if let Some(first) = first {
+                write.failed += 1;
+                write.errors.push(RowError {
+                    row: *row,
+                    field: "email".into(),
+                    message: format!("the same email as row {first} of this file"),
+                });
+            }
+            first.is_none()
+        });
+        for (row, _, fields) in &chunk.parsed {
+            if let Some(email) = &fields.email {
+                self.first_row.entry(email.as_str().into()).or_insert(*row);
+            }
+        }
+    }
+}
+
 /// Rows between two yields of [`validate`]: small enough that the write it
 /// runs beside is resumed within a fraction of a millisecond of its answer.
 const VALIDATE_SLICE: usize = 50;
@@ -616,6 +691,12 @@ fn validate_row(
             return;
         }
     };
+    // A blank line, or a row of empty cells (spreadsheets export them), holds no
+    // contact: it keeps its row number and is skipped, not reported.
+    if cells.iter().all(|c| c.trim().is_empty()) {
+        v.write.skipped += 1;
+        return;
+    }
     let object = row_object(columns, &cells);
     match ContactFields::parse(&object, specs, None) {
         Ok(fields) => v.parsed.push((row, object, fields)),
@@ -908,7 +989,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn chunks_are_written_side_by_side_commit_in_file_order_and_wait_for_shared_emails() {
+    async fn chunks_are_written_side_by_side_commit_in_file_order_and_report_earlier_emails() {
         use std::sync::{Arc, Mutex};
 
         use nexus_ports::imports::MockImportRepository;
@@ -936,7 +1017,20 @@ mod tests {
             .returning(move |_, _, chunk, _, turn| {
                 let n = chunk_of(chunk.inserts[0].0);
                 let commits = commits.clone();
+                let reported: Vec<(i64, String)> = chunk
+                    .errors
+                    .iter()
+                    .map(|e| (e.row, e.message.clone()))
+                    .collect();
                 Box::pin(async move {
+                    if n == 3 {
+                        assert_eq!(
+                            reported,
+                            [(2001, "the same email as row 1500 of this file".to_owned())]
+                        );
+                    } else {
+                        assert!(reported.is_empty(), "{reported:?}");
+                    }
                     // The first chunk's rows take long to write, the second one's
                     // events and checkpoint.
                     pause(if n == 1 { 200 } else { 1 }).await;
@@ -958,10 +1052,10 @@ mod tests {
         assert_eq!(
             *log.lock().unwrap(),
             [
-                "lookup 1", "lookup 2", // the second chunk goes in while the first is open
-                "commit 1", "commit 2", // but commits after it
-                "lookup 3", // and the third, sharing an email with the second, waits for it
-                "commit 3",
+                // Each chunk goes in while the ones before are open (the third without
+                // the row repeating the second's email)...
+                "lookup 1", "lookup 2", "lookup 3", // ...and commits after them.
+                "commit 1", "commit 2", "commit 3",
             ]
         );
     }
@@ -981,7 +1075,7 @@ mod tests {
         let seen = outcomes.clone();
         imports
             .expect_commit_chunk()
-            .times(2)
+            .times(3)
             .returning(move |_, _, chunk, _, turn| {
                 let n = chunk_of(chunk.inserts[0].0);
                 let seen = seen.clone();
@@ -1006,9 +1100,12 @@ mod tests {
 
         let failed = service(imports).run_next().await.unwrap_err();
         assert!(failed.to_string().contains("disk full"), "{failed}");
-        // The second chunk had started, was told its turn never comes, and was waited
-        // for; the third never started.
-        assert_eq!(*outcomes.lock().unwrap(), [(1, false), (2, false)]);
+        // The chunks behind it had started, were told their turn never comes, and were
+        // waited for.
+        assert_eq!(
+            *outcomes.lock().unwrap(),
+            [(1, false), (2, false), (3, false)]
+        );
     }
 
     #[tokio::test]
@@ -1050,7 +1147,7 @@ mod tests {
             "Company Name",
             "Stage",
             "Tags",
-            "customFields.seats",
+            "CUSTOMFIELDS.Seats",
             "Preferred Channels",
             "churned",
             "Shoe size",
@@ -1100,5 +1197,47 @@ mod tests {
                    "customFields": {"seats": 12, "channels": ["sms", "email"], "churned": false}})
         );
         assert!(ContactFields::parse(&object, &specs(), None).is_ok());
+    }
+
+    #[test]
+    fn two_columns_for_one_field_are_refused_naming_both() {
+        let header =
+            |cells: &[&str]| -> Vec<String> { cells.iter().map(|s| (*s).to_owned()).collect() };
+        let check = |cells: &[&str]| {
+            let h = header(cells);
+            check_distinct(&h, &map_header(&h, &specs()))
+        };
+        assert!(
+            check(&[
+                "First Name",
+                "Last Name",
+                "Email",
+                "Seats",
+                "Shoe size",
+                "Hat size"
+            ])
+            .is_ok()
+        );
+        for (cells, field, named) in [
+            (
+                &["first", "last", "Phone", "Mobile"][..],
+                "phone",
+                "\"Phone\" and \"Mobile\"",
+            ),
+            (
+                &["first", "last", "seats", "customFields.seats"][..],
+                "customFields.seats",
+                "\"seats\" and \"customFields.seats\"",
+            ),
+        ] {
+            let Err(AppError::Validation(issues)) = check(cells) else {
+                panic!("{cells:?} was accepted");
+            };
+            assert_eq!(
+                (issues[0].field.as_str(), issues[0].code.as_str()),
+                (field, "duplicate_column")
+            );
+            assert!(issues[0].message.contains(named), "{}", issues[0].message);
+        }
     }
 }

@@ -36,11 +36,23 @@ const FIXED_COLUMNS: [&str; 13] = [
     "updatedAt",
 ];
 
-/// One CSV field (RFC 4180): quoted when it holds a comma, quote or line break. A cell a
-/// spreadsheet would run as a formula (`=`, `@`, tab, CR first) gets a leading `'`; `+`
-/// and `-` are left alone, as phone numbers and negative numbers start with them.
+/// Whether a spreadsheet could run the cell as a formula. `+` and `-` start phone numbers
+/// and negative numbers too: followed only by digits, spaces and `()./+-x`, they cannot
+/// name a function or a cell (`-2+3+cmd|' /C calc'!A0` can).
+fn runs_as_formula(raw: &str) -> bool {
+    match raw.as_bytes().first() {
+        Some(b'=' | b'@' | b'\t' | b'\r') => true,
+        Some(b'+' | b'-') => !raw
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b" ()./+-xX".contains(&b)),
+        _ => false,
+    }
+}
+
+/// One CSV field (RFC 4180): quoted when it holds a comma, quote or line break, and
+/// with a leading `'` when a spreadsheet would run it as a formula.
 fn field(out: &mut String, raw: &str) {
-    let guarded = raw.starts_with(['=', '@', '\t', '\r']);
+    let guarded = runs_as_formula(raw);
     let needs_quotes = guarded || raw.contains([',', '"', '\n', '\r']);
     if needs_quotes {
         out.push('"');
@@ -251,11 +263,16 @@ mod tests {
                 "=SUM(A1)".into(),
                 "+44 20".into(),
                 String::new(),
+                "-2+3+cmd|' /C calc'!A0".into(),
+                "-12.5".into(),
+                "+1 (555) 010-0199 x12".into(),
+                "+A1".into(),
             ],
         );
         assert_eq!(
             out,
-            "plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",\"'=SUM(A1)\",+44 20,\r\n"
+            "plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",\"'=SUM(A1)\",+44 20,,\
+             \"'-2+3+cmd|' /C calc'!A0\",-12.5,+1 (555) 010-0199 x12,\"'+A1\"\r\n"
         );
     }
 }

@@ -2,7 +2,6 @@
 //! database works on the next chunk's rows while the one before commits, but
 //! committing in file order, so that a checkpoint never passes a chunk that did not land.
 
-use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::task::Poll;
@@ -32,8 +31,6 @@ pub(super) type Write<'a> = Pin<Box<dyn Future<Output = Result<(), Failure>> + S
 
 pub(super) struct Writes<'a> {
     pending: FuturesOrdered<Write<'a>>,
-    /// The emails of each pending chunk, oldest first.
-    emails: VecDeque<HashSet<String>>,
     /// Resolves once the newest chunk committed; fails if it will not.
     newest: Option<oneshot::Receiver<()>>,
 }
@@ -42,22 +39,15 @@ impl<'a> Writes<'a> {
     pub(super) fn new() -> Self {
         Self {
             pending: FuturesOrdered::new(),
-            emails: VecDeque::new(),
             newest: None,
         }
     }
 
-    /// Waits until a chunk with these emails may start: fewer than [`IN_FLIGHT`] are
-    /// pending and none of them shares an email with it. A chunk looks up its emails
-    /// before it writes, and that lookup must see an earlier chunk's contact with the
-    /// same email, so it must wait for that chunk's commit.
-    pub(super) async fn room_for(&mut self, emails: &HashSet<String>) -> Result<(), Failure> {
-        while self.pending.len() >= IN_FLIGHT
-            || self
-                .emails
-                .iter()
-                .any(|pending| !pending.is_disjoint(emails))
-        {
+    /// Waits until fewer than [`IN_FLIGHT`] chunks are pending. Chunks in flight never
+    /// share an email (a repeat of an earlier chunk's is reported before its chunk is
+    /// written), so no chunk's lookup needs another's commit.
+    pub(super) async fn room(&mut self) -> Result<(), Failure> {
+        while self.pending.len() >= IN_FLIGHT {
             self.oldest_done().await?;
         }
         Ok(())
@@ -65,14 +55,13 @@ impl<'a> Writes<'a> {
 
     /// Starts the next chunk's write, made by `write` from the chunk's place after
     /// every chunk started so far.
-    pub(super) fn start(&mut self, emails: HashSet<String>, write: impl FnOnce(Slot) -> Write<'a>) {
+    pub(super) fn start(&mut self, write: impl FnOnce(Slot) -> Write<'a>) {
         let (committed, signal) = oneshot::channel();
         let turn: Turn = match self.newest.replace(signal) {
             Some(before) => Box::pin(before.map(|signal| signal.is_ok())),
             None => Box::pin(std::future::ready(true)),
         };
         self.pending.push_back(write(Slot { turn, committed }));
-        self.emails.push_back(emails);
     }
 
     /// Runs `work` to its end while the pending writes go on beside it.
@@ -86,7 +75,6 @@ impl<'a> Writes<'a> {
         let mut work = pin!(work);
         let outcome = std::future::poll_fn(|cx| {
             while let Poll::Ready(Some(written)) = self.pending.poll_next_unpin(cx) {
-                self.emails.pop_front();
                 written?;
             }
             work.as_mut().poll(cx).map(Ok)
@@ -113,7 +101,6 @@ impl<'a> Writes<'a> {
         let Some(written) = self.pending.next().await else {
             return Ok(());
         };
-        self.emails.pop_front();
         if written.is_err() {
             self.drain().await;
         }
@@ -124,6 +111,5 @@ impl<'a> Writes<'a> {
     /// are awaited, not dropped, so that no transaction is cut off halfway.
     async fn drain(&mut self) {
         while self.pending.next().await.is_some() {}
-        self.emails.clear();
     }
 }

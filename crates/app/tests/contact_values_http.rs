@@ -233,3 +233,45 @@ async fn a_cursor_belongs_to_one_set_of_filters_whatever_their_characters() {
     .await;
     assert_problem(&other, 400, "invalid_cursor");
 }
+
+#[tokio::test]
+async fn a_select_field_becomes_text_without_its_options_being_named() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@retype.io").await;
+    let res = call(
+        &app,
+        &owner,
+        "POST",
+        "/api/v1/custom-fields",
+        Some(json!({"key": "tier", "label": "Tier", "type": "select", "options": ["gold", "silver"]})),
+    )
+    .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    let url = res.location.unwrap();
+
+    let res = call(&app, &owner, "PATCH", &url, Some(json!({"type": "text"}))).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(
+        (&res.body["type"], &res.body["options"]),
+        (&json!("text"), &json!([]))
+    );
+    // Back to select, options must be named again: the old ones are gone.
+    let res = call(&app, &owner, "PATCH", &url, Some(json!({"type": "select"}))).await;
+    assert_problem(&res, 422, "validation_failed");
+    assert_eq!(res.body["errors"][0]["field"], "options");
+
+    for body in [
+        json!({"label": "Ti\u{0}er"}),
+        json!({"type": "select", "options": ["go\u{0}ld"]}),
+    ] {
+        let res = call(&app, &owner, "PATCH", &url, Some(body)).await;
+        assert_problem(&res, 422, "validation_failed");
+    }
+    let res = call(&app, &owner, "GET", &url, None).await;
+    assert_eq!(
+        (&res.body["label"], &res.body["version"]),
+        (&json!("Tier"), &json!(2)),
+        "{}",
+        res.body
+    );
+}

@@ -133,6 +133,12 @@ impl FieldSpec {
                 "too_long",
                 "a label is at most 100 characters",
             ));
+        } else if label.contains('\0') {
+            issues.push(FieldIssue::new(
+                "label",
+                "invalid_format",
+                crate::contact::NUL_REFUSED,
+            ));
         }
         let mut clean = Vec::with_capacity(options.len());
         if field_type.has_options() {
@@ -164,6 +170,12 @@ impl FieldSpec {
                         field,
                         "too_long",
                         "an option is at most 100 characters",
+                    ));
+                } else if option.contains('\0') {
+                    issues.push(FieldIssue::new(
+                        field,
+                        "invalid_format",
+                        crate::contact::NUL_REFUSED,
                     ));
                 } else if !seen.insert(option.to_owned()) {
                     issues.push(FieldIssue::new(field, "duplicate", "options are unique"));

@@ -151,12 +151,22 @@ pub async fn update_custom_field(
     let id = CustomFieldId::from_uuid(path.into_inner());
     let current = contacts.custom_field(auth.0, id).await?;
     let b = body.into_inner();
+    let field_type = b.field_type.map_or(current.spec.field_type, Into::into);
+    // Options are kept only for a type that has them: `{"type": "text"}` on a select
+    // must not be refused for options the client did not send.
+    let options = b.options.unwrap_or_else(|| {
+        if field_type.has_options() {
+            current.spec.options
+        } else {
+            Vec::new()
+        }
+    });
     let input = FieldInput {
         key: current.spec.key.as_str().to_owned(),
         label: b.label.unwrap_or(current.spec.label),
-        field_type: b.field_type.map_or(current.spec.field_type, Into::into),
+        field_type,
         required: b.required.unwrap_or(current.spec.required),
-        options: b.options.unwrap_or(current.spec.options),
+        options,
     };
     // Without If-Match, the version just read guards against a concurrent change.
     let def = contacts

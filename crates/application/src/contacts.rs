@@ -147,6 +147,29 @@ fn issues(list: Vec<nexus_domain::FieldIssue>) -> AppError {
     )
 }
 
+/// Runs `attempt` (a read, a decision, a write) again when its write lost a race to
+/// another change, a few times at most, unless the caller named the version it expects:
+/// then the lost race is theirs to see (412).
+async fn rerun_lost_races<T, A>(
+    if_match: Option<i32>,
+    mut attempt: impl FnMut() -> A,
+) -> Result<T, AppError>
+where
+    A: Future<Output = Result<Result<T, ContactWriteError>, AppError>>,
+{
+    let mut raced = 0;
+    loop {
+        match attempt().await? {
+            Err(ContactWriteError::VersionMismatch { .. })
+                if if_match.is_none() && raced + 1 < RACE_RETRIES =>
+            {
+                raced += 1;
+            }
+            written => return written.map_err(write_error),
+        }
+    }
+}
+
 fn write_error(e: ContactWriteError) -> AppError {
     match e {
         ContactWriteError::DuplicateEmail => AppError::conflict(
@@ -385,48 +408,47 @@ where
         if_match: Option<i32>,
     ) -> Result<(), AppError> {
         actor.authorize(Resource::Contacts, Action::Delete)?;
-        let mut raced = 0;
-        loop {
+        rerun_lost_races(if_match, move || async move {
             let current = self.live(&actor, id, if_match).await?;
             let (deleted, event) = current.delete(&self.ctx(&actor));
-            match self
+            Ok(self
                 .contacts
                 .save(actor.org_id, &deleted, current.version, &event, None)
-                .await
-            {
-                Err(ContactWriteError::VersionMismatch { .. })
-                    if if_match.is_none() && raced + 1 < RACE_RETRIES =>
-                {
-                    raced += 1;
-                }
-                written => return written.map_err(write_error),
-            }
-        }
+                .await)
+        })
+        .await
     }
 
+    /// Restores a contact deleted within 30 days. It takes no precondition, so a change
+    /// that lands between the read and the write (a tag rename) is read again, as for
+    /// [`Self::delete`] without one.
+    ///
     /// # Errors
     /// 403, 404, 409 when not deleted or past the window (or its email was taken meanwhile).
     pub async fn restore(&self, actor: Actor, id: ContactId) -> Result<Contact, AppError> {
         actor.authorize(Resource::Contacts, Action::Update)?;
-        let current = self
-            .contacts
-            .get(actor.org_id, id, true)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        let (restored, event) = current.restore(&self.ctx(&actor)).map_err(|e| match e {
-            RestoreError::NotDeleted => {
-                AppError::conflict("not_deleted", "The contact is not deleted.")
-            }
-            RestoreError::Expired => AppError::conflict(
-                "restore_window_expired",
-                "Deleted contacts can be restored for 30 days only.",
-            ),
-        })?;
-        self.contacts
-            .save(actor.org_id, &restored, current.version, &event, None)
-            .await
-            .map_err(write_error)?;
-        Ok(restored)
+        rerun_lost_races(None, move || async move {
+            let current = self
+                .contacts
+                .get(actor.org_id, id, true)
+                .await?
+                .ok_or(AppError::NotFound)?;
+            let (restored, event) = current.restore(&self.ctx(&actor)).map_err(|e| match e {
+                RestoreError::NotDeleted => {
+                    AppError::conflict("not_deleted", "The contact is not deleted.")
+                }
+                RestoreError::Expired => AppError::conflict(
+                    "restore_window_expired",
+                    "Deleted contacts can be restored for 30 days only.",
+                ),
+            })?;
+            Ok(self
+                .contacts
+                .save(actor.org_id, &restored, current.version, &event, None)
+                .await
+                .map(|()| restored))
+        })
+        .await
     }
 
     /// # Errors
@@ -1233,6 +1255,26 @@ mod tests {
             }
             assert_eq!(saves.load(Ordering::SeqCst), saves_expected);
         }
+    }
+
+    #[tokio::test]
+    async fn restores_retry_a_lost_race_on_fresh_state() {
+        let a = actor(Role::Member);
+        let mut deleted = stored(a.org_id, 2);
+        deleted.deleted_at = Some(Utc::now());
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_get()
+            .times(2)
+            .returning(returning_contact(deleted));
+        let saves = saves_after_a_lost_race(&mut contacts, 2);
+        let s = service(contacts, no_fields());
+        let restored = s
+            .restore(a, ContactId::from_uuid(Uuid::now_v7()))
+            .await
+            .unwrap();
+        assert_eq!((restored.deleted_at, restored.version), (None, 3));
+        assert_eq!(saves.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -411,6 +411,19 @@ pub fn filter_value(definitions: &[FieldSpec], key: &str, raw: &str) -> Result<V
             format!("expected a {} value", def.field_type.as_str()),
         ));
     }
+    // Any option may be looked for, removed ones too: contacts keep a value after its
+    // option is dropped, and finding them is how they get a current one.
+    if def.field_type.has_options() {
+        let as_text = FieldSpec {
+            field_type: FieldType::Text,
+            options: Vec::new(),
+            ..def.clone()
+        };
+        normalize_value(&as_text, &Value::String(raw.to_owned()))
+            .map_err(|(code, message)| FieldIssue::new(field.clone(), code, message))?
+            .ok_or_else(|| FieldIssue::new(field, "required", "a filter value is required"))?;
+        return Ok(candidate);
+    }
     normalize_value(def, &candidate)
         .map_err(|(code, message)| FieldIssue::new(field.clone(), code, message))?
         .ok_or_else(|| FieldIssue::new(field, "required", "a filter value is required"))
@@ -618,9 +631,15 @@ mod tests {
             filter_value(&d, "seats", "many").unwrap_err().code,
             "invalid_type"
         );
+        // A removed option still finds the contacts that hold it.
+        assert_eq!(filter_value(&d, "industry", "mining").unwrap(), json!("mining"));
         assert_eq!(
-            filter_value(&d, "industry", "mining").unwrap_err().code,
-            "invalid_option"
+            filter_value(&d, "channels", "fax").unwrap(),
+            json!(["fax"])
+        );
+        assert_eq!(
+            filter_value(&d, "industry", "a\0").unwrap_err().code,
+            "invalid_format"
         );
         assert_eq!(
             filter_value(&d, "nope", "x").unwrap_err().code,

@@ -74,6 +74,9 @@ impl From<AppError> for ApiError {
             }
             AppError::NotFound => Self::not_found(),
             AppError::Conflict { code, message } => Self::new(StatusCode::CONFLICT, code, message),
+            AppError::Contended { code, message } => {
+                Self::new(StatusCode::CONFLICT, code, message).with_retry_after(1)
+            }
             AppError::PreconditionFailed => Self::new(
                 StatusCode::PRECONDITION_FAILED,
                 "version_mismatch",

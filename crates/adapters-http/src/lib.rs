@@ -283,9 +283,11 @@ pub fn build_app(
         .app_data(web::Data::from(state.metrics.clone()))
         .app_data(web::Data::from(state.routes.clone()))
         .configure(|cfg| extract::configure(cfg, settings.body_limit))
+        // Inside the idempotency middleware, so a panic is a 500 it sees and releases
+        // the key for (outside, the key stayed "in flight" until it went stale).
+        .wrap(from_fn(middleware::panic::middleware))
         .wrap(from_fn(middleware::idempotency::middleware))
         .wrap(from_fn(middleware::request_context::middleware))
-        .wrap(from_fn(middleware::panic::middleware))
         .wrap(from_fn(middleware::problem_fallback::middleware))
         .wrap(middleware::security_headers::default_headers(settings.hsts))
         .wrap(from_fn(middleware::request_id::middleware))

@@ -27,9 +27,13 @@ pub struct Forbidden(pub Problem);
 #[response(content_type = "application/problem+json")]
 pub struct NotFound(pub Problem);
 
-/// The request conflicts with the current state (duplicate, rule violation).
+/// The request conflicts with the current state (duplicate, rule violation). With
+/// `Retry-After`, it lost a race to concurrent writes and the same request may succeed.
 #[derive(ToResponse)]
-#[response(content_type = "application/problem+json")]
+#[response(
+    content_type = "application/problem+json",
+    headers(("Retry-After" = u64, description = "Sent when the write lost a race a retry may win (`custom_fields_changed`, `concurrent_moves`): seconds to wait."))
+)]
 pub struct Conflict(pub Problem);
 
 /// `If-Match` names a version that is no longer current.

@@ -4,11 +4,15 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use actix_web::{HttpResponse, web};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use nexus_adapters_http::problem::ApiError;
 use nexus_adapters_postgres::admin::{connect_maintenance, with_database};
 use nexus_adapters_postgres::testing::server_url;
 use nexus_app::testing::TestApp;
+use nexus_application::AppError;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -19,8 +23,24 @@ struct Echo {
     name: String,
 }
 
+static CONTENDED_CALLS: AtomicUsize = AtomicUsize::new(0);
+
 fn test_routes(cfg: &mut web::ServiceConfig) {
     cfg.route(
+        "/__test/contended",
+        // Loses its race the first time, as a write that kept meeting concurrent ones.
+        web::post().to(|| async {
+            if CONTENDED_CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(ApiError::from(AppError::contended(
+                    "concurrent_moves",
+                    "The deal kept changing; retry.",
+                )))
+            } else {
+                Ok(HttpResponse::Created().body("written"))
+            }
+        }),
+    )
+    .route(
         "/__test/echo",
         web::post()
             .to(|body: web::Json<Echo>| async move { HttpResponse::Ok().body(body.name.clone()) }),
@@ -30,6 +50,15 @@ fn test_routes(cfg: &mut web::ServiceConfig) {
         web::get().to(|| async {
             if std::hint::black_box(true) {
                 panic!("boom: secret internals");
+            }
+            HttpResponse::Ok().finish()
+        }),
+    )
+    .route(
+        "/__test/panic-post",
+        web::post().to(|| async {
+            if std::hint::black_box(true) {
+                panic!("boom: a keyed write");
             }
             HttpResponse::Ok().finish()
         }),
@@ -156,6 +185,49 @@ async fn a_panicking_handler_answers_500_without_internals_and_the_server_lives_
         let res = c.get(app.url("/health/live")).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
     }
+}
+
+/// A panic is a 500 like any other: the key it ran under is released, so the retry
+/// runs instead of finding the key "in flight" for minutes.
+#[tokio::test]
+async fn a_panicking_keyed_post_releases_its_idempotency_key() {
+    let app = spawn().await;
+    let user = app.signup("panic@keys.io").await;
+    for _ in 0..2 {
+        let res = client()
+            .post(app.url("/__test/panic-post"))
+            .bearer_auth(&user.access_token)
+            .header("idempotency-key", "panic-key-1")
+            .send()
+            .await
+            .unwrap();
+        problem(res, 500, "internal_error").await;
+    }
+}
+
+/// A 409 that says to retry (`Retry-After`) is not stored under the key: the retry runs
+/// and gets the write's own answer, not the first attempt's 409 for a day.
+#[tokio::test]
+async fn a_contended_write_is_not_replayed_to_its_retry() {
+    let app = spawn().await;
+    let user = app.signup("contended@keys.io").await;
+    let send = || {
+        client()
+            .post(app.url("/__test/contended"))
+            .bearer_auth(&user.access_token)
+            .header("idempotency-key", "contended-key-1")
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.headers()["retry-after"], "1");
+    problem(first, 409, "concurrent_moves").await;
+    let retry = send().await.unwrap();
+    assert_eq!(retry.status().as_u16(), 201);
+    assert_eq!(retry.text().await.unwrap(), "written");
+    // The write's answer is the one kept for the key.
+    let replay = send().await.unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(CONTENDED_CALLS.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

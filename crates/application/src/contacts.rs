@@ -183,7 +183,7 @@ fn write_error(e: ContactWriteError) -> AppError {
         ),
         ContactWriteError::VersionMismatch { .. } => AppError::PreconditionFailed,
         ContactWriteError::NotFound => AppError::NotFound,
-        ContactWriteError::DefinitionsChanged => AppError::conflict(
+        ContactWriteError::DefinitionsChanged => AppError::contended(
             "custom_fields_changed",
             "The organization's custom fields kept changing during the request; retry it.",
         ),
@@ -1157,7 +1157,7 @@ mod tests {
         assert!(matches!(
             s.create(a, body(json!({"firstName": "A", "lastName": "B"})))
                 .await,
-            Err(AppError::Conflict {
+            Err(AppError::Contended {
                 code: "custom_fields_changed",
                 ..
             })

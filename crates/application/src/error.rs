@@ -44,6 +44,10 @@ pub enum AppError {
     NotFound,
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// A write kept losing races that a retry may win (409 with `Retry-After`): unlike
+    /// a conflict, the same request may succeed a moment later.
+    #[error("{message}")]
+    Contended { code: &'static str, message: String },
     #[error("the resource changed since the version you have")]
     PreconditionFailed,
     #[error("too many attempts")]
@@ -58,6 +62,13 @@ pub enum AppError {
 impl AppError {
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn contended(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Contended {
             code,
             message: message.into(),
         }

@@ -764,7 +764,7 @@ impl<S: SalesStore, C: Clock, G: IdGenerator> SalesService<S, C, G> {
                 other => return other.map_err(deal_write_error),
             }
         }
-        Err(AppError::conflict(
+        Err(AppError::contended(
             "concurrent_moves",
             "The deal kept changing; retry.",
         ))

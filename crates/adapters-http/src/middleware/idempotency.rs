@@ -158,7 +158,9 @@ async fn finish(
     key: String,
     res: ServiceResponse<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    if res.status().is_server_error() {
+    // A response that says to retry later (a 5xx, a 429, a 409 with `Retry-After`) is
+    // not the request's outcome: the key is released, so the retry runs.
+    if res.status().is_server_error() || res.headers().contains_key(header::RETRY_AFTER) {
         if let Err(e) = service.abandon(actor, key).await {
             tracing::warn!(error = %e, "releasing an idempotency key failed");
         }

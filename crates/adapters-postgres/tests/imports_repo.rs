@@ -159,6 +159,25 @@ async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
         (4, 3, 2, 1)
     );
     assert_eq!(progress.errors[0].row, 3);
+
+    // A worker that lost the job commits the same rows again: refused, nothing written.
+    let (d, d_event) = contact(org, "d@x.io");
+    let again = ChunkWrite {
+        inserts: vec![(2, d, d_event)],
+        ..second.clone()
+    };
+    assert!(matches!(
+        repo.commit_chunk(org, job.id, &again, at(3), now()).await,
+        Err(ChunkWriteError::Abandoned)
+    ));
+    let unchanged = repo.get(org, job.id).await.unwrap().unwrap();
+    assert_eq!((unchanged.next_row, unchanged.processed), (4, 3));
+    assert!(
+        repo.existing_by_email(org, &["d@x.io".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         repo.existing_by_email(org, &["a@x.io".into(), "taken@x.io".into()])
             .await

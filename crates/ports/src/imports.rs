@@ -150,6 +150,15 @@ pub struct ChunkWrite {
     pub fields_generation: i64,
 }
 
+impl ChunkWrite {
+    /// The first row the chunk covers: its rows are consecutive and end before
+    /// `next_row`. The job's checkpoint must stand there for the chunk to commit.
+    #[must_use]
+    pub fn first_row(&self) -> i64 {
+        self.next_row - self.processed
+    }
+}
+
 /// A chunk's turn to commit: resolves to `true` once the chunk before it committed, to
 /// `false` when that one will not (then this one must not either). Chunks are written
 /// side by side but commit in file order, so a checkpoint never passes a chunk that

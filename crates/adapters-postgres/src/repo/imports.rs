@@ -384,14 +384,17 @@ impl ImportRepository for PgImportRepository {
             }
             let created = i64::try_from(inserted.len()).unwrap_or(0);
             let updated = i64::try_from(written.len()).unwrap_or(0);
+            errors.sort_by_key(|e| e.row);
             errors.truncate(MAX_ROW_ERRORS);
-            diesel::sql_query(
+            // Only from the checkpoint the chunk starts at: a worker that lost the job
+            // (its commit stalled past the takeover) must not write its rows again.
+            let moved = diesel::sql_query(
                 "UPDATE contact_imports SET
                      next_row = $3, total_rows = $4, processed = processed + $5, created = created + $6,
                      updated = updated + $7, skipped = skipped + $8, failed = failed + $9, heartbeat_at = $10, starts = 0,
                      errors = (SELECT coalesce(jsonb_agg(e ORDER BY n), '[]'::jsonb)
                                FROM jsonb_array_elements(errors || $11) WITH ORDINALITY AS x(e, n) WHERE n <= $12)
-                 WHERE organization_id = $1 AND id = $2",
+                 WHERE organization_id = $1 AND id = $2 AND next_row = $13",
             )
             .bind::<SqlUuid, _>(org.as_uuid())
             .bind::<SqlUuid, _>(id.as_uuid())
@@ -405,8 +408,13 @@ impl ImportRepository for PgImportRepository {
             .bind::<Timestamptz, _>(now)
             .bind::<Jsonb, _>(serde_json::to_value(&errors).unwrap_or_default())
             .bind::<BigInt, _>(i64::try_from(MAX_ROW_ERRORS).unwrap_or(1000))
+            .bind::<Integer, _>(count(chunk.first_row()))
             .execute(conn)
             .await?;
+            if moved == 0 {
+                abandoned = true;
+                return Err(diesel::result::Error::RollbackTransaction);
+            }
             Ok::<_, diesel::result::Error>(true)
         })
         .await;

@@ -786,3 +786,47 @@ async fn the_lookup_by_email_probes_the_email_index_for_an_organization_new_to_t
         "not grown past twice its pages: not analyzed again"
     );
 }
+
+#[tokio::test]
+async fn organizations_take_turns_in_the_queue() {
+    let Setup {
+        db: _db,
+        repo,
+        pool: _,
+        org: busy,
+        mut conn,
+        job: first,
+    } = setup(OnDuplicate::Skip, b"firstName,lastName\n").await;
+    let queue = |org: OrgId, minute: i64| {
+        ImportJob::pending(
+            ImportId::from_uuid(Uuid::now_v7()),
+            org,
+            None,
+            OnDuplicate::Skip,
+            at(minute),
+        )
+    };
+    let second = queue(busy, 1);
+    repo.create(busy, &second, b"firstName,lastName\n")
+        .await
+        .unwrap();
+    let other = OrgId::from_uuid(Uuid::now_v7());
+    conn.batch_execute(&format!(
+        "INSERT INTO organizations (id, name, slug) VALUES ('{other}', 'Other', 'other')"
+    ))
+    .await
+    .unwrap();
+    // Queued after both of the busy organization's jobs.
+    let theirs = queue(other, 2);
+    repo.create(other, &theirs, b"firstName,lastName\n")
+        .await
+        .unwrap();
+
+    let stale = at(0) - chrono::Duration::minutes(2);
+    let mut order = Vec::new();
+    for minute in 3..6 {
+        let (job, _) = repo.claim_next(at(minute), stale).await.unwrap().unwrap();
+        order.push(job.id);
+    }
+    assert_eq!(order, [first.id, theirs.id, second.id]);
+}

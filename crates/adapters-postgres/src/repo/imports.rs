@@ -227,12 +227,18 @@ impl ImportRepository for PgImportRepository {
         stale_before: DateTime<Utc>,
     ) -> Result<Option<(ImportJob, Vec<u8>)>, StoreError> {
         let mut conn = self.conn().await?;
+        // Organizations take turns: the job taken is that of the organization served
+        // longest ago (never first), so one organization's queue of large files does
+        // not hold up another's import; within an organization, oldest first.
         let row: Option<ClaimedRow> = diesel::sql_query(format!(
             "UPDATE contact_imports SET status = 'running', heartbeat_at = $1, starts = starts + 1
              WHERE (organization_id, id) = (
-                 SELECT organization_id, id FROM contact_imports
-                 WHERE status = 'pending' OR (status = 'running' AND heartbeat_at < $2)
-                 ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 SELECT c.organization_id, c.id FROM contact_imports c
+                 WHERE c.status = 'pending' OR (c.status = 'running' AND c.heartbeat_at < $2)
+                 ORDER BY (SELECT max(s.heartbeat_at) FROM contact_imports s
+                           WHERE s.organization_id = c.organization_id) NULLS FIRST,
+                          c.created_at
+                 LIMIT 1 FOR UPDATE OF c SKIP LOCKED)
              RETURNING {JOB_COLUMNS}, csv"
         ))
         .bind::<Timestamptz, _>(now)

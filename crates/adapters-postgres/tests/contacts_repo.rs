@@ -325,6 +325,72 @@ async fn saves_are_guarded_by_the_version() {
 }
 
 #[tokio::test]
+async fn an_export_reads_one_snapshot_whatever_changes_meanwhile() {
+    let f = fixture().await;
+    let mut made = Vec::new();
+    for name in ["A", "B", "C", "D", "E"] {
+        made.push(
+            f.create(f.org, json!({"firstName": name, "lastName": "X"}))
+                .await,
+        );
+    }
+    f.create(f.other_org, json!({"firstName": "Theirs", "lastName": "X"}))
+        .await;
+    let by_update = ContactQuery {
+        sort: Sort {
+            field: SortField::UpdatedAt,
+            descending: false,
+        },
+        limit: 2,
+        ..query(ContactFilter::default())
+    };
+    let mut pages = f.contacts.export(f.org, by_update.clone()).await.unwrap();
+    let mut seen = names(&pages.next_page().await.unwrap());
+    assert_eq!(seen, ["A", "B"]);
+    // A (read already) and D (not yet) change: by `updatedAt` both move to the end, so
+    // pages read each from the database as it is then would give A twice.
+    for c in [&made[0], &made[3]] {
+        let patched = c
+            .apply_merge_patch(json!({"company": "Moved"}).as_object().unwrap(), &[])
+            .unwrap();
+        let (v2, event) = c.update(patched, &ctx(f.user)).unwrap();
+        f.contacts.save(f.org, &v2, 1, &event, None).await.unwrap();
+    }
+    loop {
+        let page = pages.next_page().await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(
+            page.iter().all(|c| c.fields.company.is_none()),
+            "as of the snapshot"
+        );
+        seen.extend(names(&page));
+    }
+    assert_eq!(seen, ["A", "B", "C", "D", "E"]);
+    assert!(pages.next_page().await.unwrap().is_empty());
+
+    // Left before its last page, the snapshot's connection is closed, not pooled while
+    // still in its transaction.
+    let mut pages = f.contacts.export(f.org, by_update).await.unwrap();
+    assert_eq!(pages.next_page().await.unwrap().len(), 2);
+    let in_transaction = "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = current_database() AND state LIKE 'idle in transaction%'";
+    assert_eq!(f.count(in_transaction).await, 1);
+    drop(pages);
+    let started = std::time::Instant::now();
+    while f.count(in_transaction).await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the snapshot's connection stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f.create(f.org, json!({"firstName": "After", "lastName": "X"}))
+        .await;
+}
+
+#[tokio::test]
 async fn keyset_pages_walk_every_sort_exactly_once_in_order() {
     let f = fixture().await;
     let last_names = ["Zed", "Adams", "Moss", "adams", "Brown", "Moss", "Young"];

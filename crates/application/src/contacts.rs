@@ -17,8 +17,8 @@ use nexus_domain::{
     Action, Actor, ContactId, CustomFieldId, EventActor, EventId, Principal, Resource,
 };
 use nexus_ports::contacts::{
-    ContactFilter, ContactPage, ContactQuery, ContactRepository, ContactWriteError,
-    CustomFieldRepository, DefinitionWriteError, FieldSet, Keyset, Sort,
+    ContactFilter, ContactPage, ContactQuery, ContactRepository, ContactSnapshot,
+    ContactWriteError, CustomFieldRepository, DefinitionWriteError, FieldSet, Keyset, Sort,
 };
 use nexus_ports::{Clock, IdGenerator};
 use serde_json::{Map, Value};
@@ -99,6 +99,7 @@ pub trait ContactUseCases: Send + Sync + 'static {
     fn delete(&self, actor: Actor, id: ContactId, if_match: Option<i32>) -> Fut<'_, ()>;
     fn restore(&self, actor: Actor, id: ContactId) -> Fut<'_, Contact>;
     fn list(&self, actor: Actor, request: ListContacts) -> Fut<'_, ContactPage>;
+    fn export(&self, actor: Actor, request: ListContacts) -> Fut<'_, Box<dyn ContactSnapshot>>;
     fn batch(
         &self,
         actor: Actor,
@@ -454,6 +455,30 @@ where
     /// # Errors
     /// 403; 422 for a custom field filter on an unknown key or with a value of the wrong type.
     pub async fn list(&self, actor: Actor, request: ListContacts) -> Result<ContactPage, AppError> {
+        let query = self.query_of(&actor, request).await?;
+        Ok(self.contacts.list(actor.org_id, &query).await?)
+    }
+
+    /// Every contact the filters match, page by page from one snapshot, for an export.
+    ///
+    /// # Errors
+    /// As [`Self::list`].
+    pub async fn export(
+        &self,
+        actor: Actor,
+        request: ListContacts,
+    ) -> Result<Box<dyn ContactSnapshot>, AppError> {
+        let query = self.query_of(&actor, request).await?;
+        Ok(self.contacts.export(actor.org_id, query).await?)
+    }
+
+    /// The repository's query for a list request: the role checked, tags normalized,
+    /// custom field filters typed by their definitions.
+    async fn query_of(
+        &self,
+        actor: &Actor,
+        request: ListContacts,
+    ) -> Result<ContactQuery, AppError> {
         actor.authorize(Resource::Contacts, Action::Read)?;
         let mut filter = request.filter;
         let mut problems = Vec::new();
@@ -467,7 +492,7 @@ where
         }
         filter.tags = tags;
         if !request.custom_fields.is_empty() {
-            let specs = self.specs(&actor).await?;
+            let specs = self.specs(actor).await?;
             for (key, raw) in &request.custom_fields {
                 match filter_value(&specs, key, raw) {
                     Ok(value) => filter.custom_fields.push((key.clone(), value)),
@@ -478,14 +503,13 @@ where
         if !problems.is_empty() {
             return Err(AppError::Validation(problems));
         }
-        let query = ContactQuery {
+        Ok(ContactQuery {
             filter,
             sort: request.sort,
             limit: request.limit.clamp(1, 200),
             after: request.after,
             include_total: request.include_total,
-        };
-        Ok(self.contacts.list(actor.org_id, &query).await?)
+        })
     }
 
     /// Runs each operation on its own (each atomic), reporting each outcome.
@@ -775,6 +799,9 @@ where
     }
     fn list(&self, actor: Actor, request: ListContacts) -> Fut<'_, ContactPage> {
         Box::pin(Self::list(self, actor, request))
+    }
+    fn export(&self, actor: Actor, request: ListContacts) -> Fut<'_, Box<dyn ContactSnapshot>> {
+        Box::pin(Self::export(self, actor, request))
     }
     fn batch(
         &self,

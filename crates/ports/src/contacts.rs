@@ -154,6 +154,18 @@ pub struct ContactQuery {
     pub include_total: bool,
 }
 
+/// The pages of an export, read in one snapshot (see [`ContactRepository::export`]).
+/// Dropped before its last page, it lets its snapshot go.
+pub trait ContactSnapshot: Send {
+    /// The next page; empty once every contact has been read.
+    ///
+    /// # Errors
+    /// Storage failures (the snapshot is gone after one).
+    fn next_page(
+        &mut self,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<Contact>, StoreError>> + Send + '_>>;
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContactPage {
     pub items: Vec<Contact>,
@@ -244,6 +256,19 @@ pub trait ContactRepository: Send + Sync + 'static {
         org: OrgId,
         query: &ContactQuery,
     ) -> impl Future<Output = Result<ContactPage, StoreError>> + Send;
+
+    /// Every live contact matching `query` (its `after`, `limit` as the page size and
+    /// `include_total` aside), page by page from one snapshot of the database: a contact
+    /// changed while the pages are read is neither skipped nor read twice, whatever the
+    /// sort.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn export(
+        &self,
+        org: OrgId,
+        query: ContactQuery,
+    ) -> impl Future<Output = Result<Box<dyn ContactSnapshot>, StoreError>> + Send;
 
     /// Organizations holding contacts soft-deleted before `before` (for the purge job).
     ///

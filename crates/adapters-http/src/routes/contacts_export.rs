@@ -1,15 +1,14 @@
 //! `GET /api/v1/contacts/export`: the filtered contact list as CSV, streamed page by page
-//! (keyset, `EXPORT_PAGE` rows per query) so that memory stays flat whatever the size.
+//! (keyset, `EXPORT_PAGE` rows per query, all from one snapshot of the database) so that
+//! memory stays flat whatever the size and no contact edited meanwhile is lost or doubled.
 
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use nexus_application::ContactUseCases;
-use nexus_application::contacts::ListContacts;
-use nexus_domain::Actor;
 use nexus_domain::contact::Contact;
 use nexus_domain::values::PhoneNumber;
-use nexus_ports::contacts::Keyset;
+use nexus_ports::contacts::ContactSnapshot;
 use serde_json::Value;
 
 use crate::auth::Auth;
@@ -131,12 +130,9 @@ fn row(c: &Contact, keys: &[String]) -> Vec<String> {
 }
 
 struct Export {
-    contacts: web::Data<dyn ContactUseCases>,
-    actor: Actor,
-    request: ListContacts,
+    pages: Box<dyn ContactSnapshot>,
     keys: Vec<String>,
     header: Option<String>,
-    after: Option<Keyset>,
     done: bool,
 }
 
@@ -147,18 +143,13 @@ async fn next_chunk(mut state: Export) -> Option<(Result<Bytes, actix_web::Error
     if state.done {
         return None;
     }
-    let request = ListContacts {
-        after: state.after.take(),
-        ..state.request.clone()
-    };
-    match state.contacts.list(state.actor, request).await {
+    match state.pages.next_page().await {
+        Ok(page) if page.is_empty() => None,
         Ok(page) => {
-            let mut out = String::with_capacity(page.items.len() * 160);
-            for c in &page.items {
+            let mut out = String::with_capacity(page.len() * 160);
+            for c in &page {
                 line(&mut out, &row(c, &state.keys));
             }
-            state.done = page.next.is_none();
-            state.after = page.next;
             Some((Ok(Bytes::from(out)), state))
         }
         Err(e) => {
@@ -166,12 +157,15 @@ async fn next_chunk(mut state: Export) -> Option<(Result<Bytes, actix_web::Error
             // as an incomplete download rather than a truncated file that looks whole.
             tracing::error!(error = %e, "contact export failed mid-stream");
             state.done = true;
-            Some((Err(ApiError::from(e).into()), state))
+            Some((Err(ApiError::from_store(&e).into()), state))
         }
     }
 }
 
 /// Export the contacts matching the list filters as CSV (UTF-8, CRLF, RFC 4180), streamed.
+///
+/// Every row comes from one snapshot of the database, taken when the export begins: a
+/// contact edited while the file streams is neither missing nor repeated.
 ///
 /// Takes the filters and `sort` of `listContacts` (`q`, `tag`, `tagMode`, `lifecycleStage`,
 /// `ownerId`, `createdAfter`, `createdBefore`, `customFields.<key>`); `limit`, `cursor` and
@@ -206,17 +200,10 @@ pub async fn export_contacts(
     request.limit = EXPORT_PAGE;
     request.include_total = false;
     // Checks the role and the filters before the first byte is sent.
-    let first = contacts
-        .list(
-            auth.0,
-            ListContacts {
-                limit: 1,
-                ..request.clone()
-            },
-        )
+    let pages = contacts
+        .export(auth.0, request)
         .await
         .map_err(crate::routes::contacts::list_error)?;
-    drop(first);
     let keys: Vec<String> = contacts
         .custom_fields(auth.0)
         .await?
@@ -228,12 +215,9 @@ pub async fn export_contacts(
     names.extend(keys.iter().map(|k| format!("customFields.{k}")));
     line(&mut header, &names);
     let state = Export {
-        contacts,
-        actor: auth.0,
-        request,
+        pages,
         keys,
         header: Some(header),
-        after: None,
         done: false,
     };
     Ok(HttpResponse::Ok()

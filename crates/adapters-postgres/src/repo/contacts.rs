@@ -28,11 +28,13 @@ use nexus_domain::values::{EmailAddress, PhoneNumber};
 use nexus_domain::{ContactId, DomainEvent, EventActor, OrgId, UserId};
 use nexus_ports::StoreError;
 use nexus_ports::contacts::{
-    ContactPage, ContactQuery, ContactRepository, ContactWriteError, Keyset, SortField, SortValue,
-    TagMode,
+    ContactPage, ContactQuery, ContactRepository, ContactSnapshot, ContactWriteError, Keyset,
+    SortField, SortValue, TagMode,
 };
 use serde_json::json;
 use uuid::Uuid;
+
+mod snapshot;
 
 use crate::error::from_diesel;
 use crate::numberer::CommitBell;
@@ -518,6 +520,102 @@ async fn rewrite_tags(
     Ok(u64::try_from(count.n).unwrap_or(0))
 }
 
+/// `AND (sort, id) < (…)` (or `>`) after the keyset, when the query has one for its sort.
+fn push_keyset(page: &mut Statement, query: &ContactQuery) {
+    let Some(after) = query.after.as_ref().filter(|k| k.fits(query.sort.field)) else {
+        return;
+    };
+    let value = match &after.value {
+        SortValue::Time(t) => Bind::Time(*t),
+        SortValue::Text(s) => Bind::Text(s.clone()),
+        SortValue::Int(n) => Bind::SmallInt(i16::try_from(*n).unwrap_or(i16::MAX)),
+    };
+    let cmp = if query.sort.descending { "<" } else { ">" };
+    page.push(&format!(
+        " AND ({}, id) {cmp} (",
+        sort_column(query.sort.field)
+    ))
+    .bind(value)
+    .push(", ")
+    .bind(Bind::Uuid(after.id.as_uuid()))
+    .push(")");
+}
+
+/// ` ORDER BY … LIMIT ` with the page's limit plus one (to tell whether more follow).
+fn push_order(page: &mut Statement, query: &ContactQuery) {
+    let dir = if query.sort.descending { "DESC" } else { "ASC" };
+    let column = sort_column(query.sort.field);
+    page.push(&format!(" ORDER BY {column} {dir}, id {dir} LIMIT "))
+        .bind(Bind::BigInt(i64::from(query.limit.clamp(1, 200)) + 1));
+}
+
+/// One page, filters and keyset included, in one statement.
+fn page_statement(org: OrgId, query: &ContactQuery) -> Statement {
+    let mut page = filtered(org, query, &format!("SELECT {COLUMNS}"), true);
+    push_keyset(&mut page, query);
+    push_order(&mut page, query);
+    page
+}
+
+/// One page's rows (one more than its limit when more follow) on `conn`.
+async fn rows_on(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    query: &ContactQuery,
+) -> Result<Vec<ContactRow>, StoreError> {
+    let page_size = usize::try_from(query.limit.clamp(1, 200)).unwrap_or(usize::MAX);
+    if has_gin_filters(query) {
+        // Phase 1: the first rows in sort order, filtered (see SEARCH_SCAN_FIRST).
+        let mut recent = filtered(
+            org,
+            query,
+            &format!("SELECT {COLUMNS} FROM (SELECT {COLUMNS}, search"),
+            false,
+        );
+        push_keyset(&mut recent, query);
+        let dir = if query.sort.descending { "DESC" } else { "ASC" };
+        let column = sort_column(query.sort.field);
+        recent
+            .push(&format!(" ORDER BY {column} {dir}, id {dir} LIMIT "))
+            .bind(Bind::BigInt(SEARCH_SCAN_FIRST));
+        recent.push(") AS contacts WHERE true");
+        gin_conditions(&mut recent, query);
+        push_order(&mut recent, query);
+        let rows: Vec<ContactRow> = recent.query().load(conn).await.map_err(from_diesel)?;
+        if rows.len() > page_size {
+            return Ok(rows);
+        }
+        // Phase 2: the matches are sparse; collect them all through the GIN indexes
+        // (`OFFSET 0` keeps the planner from walking the sort index instead, which it
+        // picks when it misjudges how rare the matches are).
+        let mut all = filtered(
+            org,
+            query,
+            &format!("SELECT {COLUMNS} FROM (SELECT {COLUMNS}"),
+            true,
+        );
+        push_keyset(&mut all, query);
+        all.push(" OFFSET 0) AS matches");
+        push_order(&mut all, query);
+        all.query().load(conn).await.map_err(from_diesel)
+    } else if unfiltered(query) {
+        // In the order of an index, whatever the values: prepared once per connection.
+        page_statement(org, query)
+            .prepared()
+            .load(conn)
+            .await
+            .map_err(from_diesel)
+    } else {
+        // A stage, owner or date filter's best plan depends on how common its value
+        // is: plan each with its value.
+        page_statement(org, query)
+            .query()
+            .load(conn)
+            .await
+            .map_err(from_diesel)
+    }
+}
+
 impl ContactRepository for PgContactRepository {
     async fn insert(
         &self,
@@ -623,40 +721,12 @@ impl ContactRepository for PgContactRepository {
     }
 
     async fn list(&self, org: OrgId, query: &ContactQuery) -> Result<ContactPage, StoreError> {
-        let column = sort_column(query.sort.field);
-        let (cmp, dir) = if query.sort.descending {
-            ("<", "DESC")
-        } else {
-            (">", "ASC")
-        };
-        let limit = i64::from(query.limit.clamp(1, 200));
-        let keyset = |page: &mut Statement| {
-            if let Some(after) = query.after.as_ref().filter(|k| k.fits(query.sort.field)) {
-                let value = match &after.value {
-                    SortValue::Time(t) => Bind::Time(*t),
-                    SortValue::Text(s) => Bind::Text(s.clone()),
-                    SortValue::Int(n) => Bind::SmallInt(i16::try_from(*n).unwrap_or(i16::MAX)),
-                };
-                page.push(&format!(" AND ({column}, id) {cmp} ("))
-                    .bind(value)
-                    .push(", ")
-                    .bind(Bind::Uuid(after.id.as_uuid()))
-                    .push(")");
-            }
-        };
-        let order = format!(" ORDER BY {column} {dir}, id {dir} LIMIT ");
-        let page_size = usize::try_from(limit).unwrap_or(usize::MAX);
+        let page_size = usize::try_from(query.limit.clamp(1, 200)).unwrap_or(usize::MAX);
         // The count needs its own connection; a plain page alone goes to the shared one.
         let mut conn = if unfiltered(query) && !query.include_total {
             None
         } else {
             Some(self.conn().await?)
-        };
-        let page = || {
-            let mut page = filtered(org, query, &format!("SELECT {COLUMNS}"), true);
-            keyset(&mut page);
-            page.push(&order).bind(Bind::BigInt(limit + 1));
-            page
         };
         let mut rows: Vec<ContactRow> = match conn.as_mut() {
             // A page in the order of an index, whatever the values: a generic plan walks
@@ -664,51 +734,12 @@ impl ContactRepository for PgContactRepository {
             None => {
                 self.reader
                     .read(|conn| {
-                        let page = page();
+                        let page = page_statement(org, query);
                         async move { page.prepared().load(&mut &**conn).await }.boxed()
                     })
                     .await?
             }
-            Some(conn) if has_gin_filters(query) => {
-                // Phase 1: the first rows in sort order, filtered (see SEARCH_SCAN_FIRST).
-                let mut recent = filtered(
-                    org,
-                    query,
-                    &format!("SELECT {COLUMNS} FROM (SELECT {COLUMNS}, search"),
-                    false,
-                );
-                keyset(&mut recent);
-                recent.push(&order).bind(Bind::BigInt(SEARCH_SCAN_FIRST));
-                recent.push(") AS contacts WHERE true");
-                gin_conditions(&mut recent, query);
-                recent.push(&order).bind(Bind::BigInt(limit + 1));
-                let rows: Vec<ContactRow> =
-                    recent.query().load(&mut *conn).await.map_err(from_diesel)?;
-                if rows.len() > page_size {
-                    rows
-                } else {
-                    // Phase 2: the matches are sparse; collect them all through the GIN
-                    // indexes (`OFFSET 0` keeps the planner from walking the sort index
-                    // instead, which it picks when it misjudges how rare the matches are).
-                    let mut all = filtered(
-                        org,
-                        query,
-                        &format!("SELECT {COLUMNS} FROM (SELECT {COLUMNS}"),
-                        true,
-                    );
-                    keyset(&mut all);
-                    all.push(" OFFSET 0) AS matches");
-                    all.push(&order).bind(Bind::BigInt(limit + 1));
-                    all.query().load(&mut *conn).await.map_err(from_diesel)?
-                }
-            }
-            // The same page with its total: prepared too, on the connection the count uses.
-            Some(conn) if unfiltered(query) => {
-                page().prepared().load(conn).await.map_err(from_diesel)?
-            }
-            // A stage, owner or date filter's best plan depends on how common its value
-            // is: plan each with its value.
-            Some(conn) => page().query().load(conn).await.map_err(from_diesel)?,
+            Some(conn) => rows_on(conn, org, query).await?,
         };
         let more = rows.len() > page_size;
         rows.truncate(page_size);
@@ -732,6 +763,20 @@ impl ContactRepository for PgContactRepository {
             None
         };
         Ok(ContactPage { items, next, total })
+    }
+
+    async fn export(
+        &self,
+        org: OrgId,
+        query: ContactQuery,
+    ) -> Result<Box<dyn ContactSnapshot>, StoreError> {
+        let query = ContactQuery {
+            after: None,
+            include_total: false,
+            ..query
+        };
+        let snapshot = snapshot::Snapshot::begin(self.conn().await?, org, query).await?;
+        Ok(Box::new(snapshot))
     }
 
     async fn organizations_to_purge(

@@ -557,6 +557,27 @@ fn page_statement(org: OrgId, query: &ContactQuery) -> Statement {
     page
 }
 
+/// The contacts of a page read by [`rows_on`] or [`page_statement`], and the keyset
+/// after its last one when more follow.
+fn page_of(
+    mut rows: Vec<ContactRow>,
+    query: &ContactQuery,
+) -> Result<(Vec<Contact>, Option<Keyset>), StoreError> {
+    let page_size = usize::try_from(query.limit.clamp(1, 200)).unwrap_or(usize::MAX);
+    let more = rows.len() > page_size;
+    rows.truncate(page_size);
+    let items = rows
+        .into_iter()
+        .map(Contact::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = if more {
+        items.last().map(|c| Keyset::after(c, query.sort.field))
+    } else {
+        None
+    };
+    Ok((items, next))
+}
+
 /// One page's rows (one more than its limit when more follow) on `conn`.
 async fn rows_on(
     conn: &mut AsyncPgConnection,
@@ -721,14 +742,13 @@ impl ContactRepository for PgContactRepository {
     }
 
     async fn list(&self, org: OrgId, query: &ContactQuery) -> Result<ContactPage, StoreError> {
-        let page_size = usize::try_from(query.limit.clamp(1, 200)).unwrap_or(usize::MAX);
         // The count needs its own connection; a plain page alone goes to the shared one.
         let mut conn = if unfiltered(query) && !query.include_total {
             None
         } else {
             Some(self.conn().await?)
         };
-        let mut rows: Vec<ContactRow> = match conn.as_mut() {
+        let rows: Vec<ContactRow> = match conn.as_mut() {
             // A page in the order of an index, whatever the values: a generic plan walks
             // the same index a custom one would, so prepare it once.
             None => {
@@ -741,17 +761,7 @@ impl ContactRepository for PgContactRepository {
             }
             Some(conn) => rows_on(conn, org, query).await?,
         };
-        let more = rows.len() > page_size;
-        rows.truncate(page_size);
-        let items = rows
-            .into_iter()
-            .map(Contact::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = if more {
-            items.last().map(|c| Keyset::after(c, query.sort.field))
-        } else {
-            None
-        };
+        let (items, next) = page_of(rows, query)?;
         let total = if let Some(conn) = conn.as_mut().filter(|_| query.include_total) {
             let count: Count = filtered(org, query, "SELECT count(*) AS n", true)
                 .query()

@@ -10,9 +10,9 @@ use diesel_async::SimpleAsyncConnection;
 use nexus_domain::OrgId;
 use nexus_domain::contact::Contact;
 use nexus_ports::StoreError;
-use nexus_ports::contacts::{ContactQuery, ContactSnapshot, Keyset};
+use nexus_ports::contacts::{ContactQuery, ContactSnapshot};
 
-use super::rows_on;
+use super::{page_of, rows_on};
 use crate::error::from_diesel;
 use crate::pool::{PgConn, retire};
 
@@ -55,18 +55,10 @@ impl Snapshot {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(Vec::new());
         };
-        let mut rows = rows_on(conn, self.org, &self.query).await?;
-        let page_size = usize::try_from(self.query.limit.clamp(1, 200)).unwrap_or(usize::MAX);
-        let more = rows.len() > page_size;
-        rows.truncate(page_size);
-        let items = rows
-            .into_iter()
-            .map(Contact::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        if more {
-            self.query.after = items
-                .last()
-                .map(|c| Keyset::after(c, self.query.sort.field));
+        let rows = rows_on(conn, self.org, &self.query).await?;
+        let (items, next) = page_of(rows, &self.query)?;
+        if next.is_some() {
+            self.query.after = next;
         } else {
             conn.batch_execute("COMMIT").await.map_err(from_diesel)?;
             // Dropped out of its transaction: back to the pool.

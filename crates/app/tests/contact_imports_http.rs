@@ -790,3 +790,29 @@ async fn rows_naming_an_outside_owner_or_holding_a_nul_fail_alone() {
         1
     );
 }
+
+/// A file whose rows fill its last chunk exactly ends there: its checkpoint stays past
+/// the last row (an empty chunk after it once set it back to the first).
+#[tokio::test]
+async fn a_file_that_fills_its_last_chunk_exactly_completes_at_its_end() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@exact.io").await;
+    let mut csv = String::from("firstName,lastName\n");
+    for i in 0..CHUNK_ROWS * 2 {
+        csv.push_str(&format!("Exact{i},Fit\n"));
+    }
+    let job = import(&app, &owner, "", csv).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["created"], json!(CHUNK_ROWS * 2));
+    assert_eq!(
+        count(&app, "SELECT next_row::bigint AS n FROM contact_imports").await,
+        i64::try_from(CHUNK_ROWS * 2 + 1).unwrap()
+    );
+    // A header and no rows: completed, with its total of none.
+    let job = import(&app, &owner, "", "firstName,lastName\n".to_owned()).await;
+    assert_eq!(
+        (&job["status"], &job["totalRows"], &job["created"]),
+        (&json!("completed"), &json!(0), &json!(0)),
+        "{job}"
+    );
+}

@@ -420,7 +420,10 @@ where
                 self.enqueue(&mut writes, job, &set, next).await?;
             }
         }
-        if !chunk.is_empty() || job.next_row == 1 {
+        // A new job on a file without rows still commits one (empty) chunk, to record
+        // its total; a file whose rows filled its last chunk exactly has nothing left to
+        // write (an empty chunk's checkpoint would be the job's first row, not its end).
+        if !chunk.is_empty() || (row == 0 && job.next_row == 1) {
             let mut last = writes
                 .alongside(validate(job, &columns, specs, chunk, total))
                 .await?;

@@ -9,6 +9,9 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::web;
 use futures_util::{Stream, StreamExt};
 
+use nexus_application::AppError;
+use nexus_domain::{Action, Actor, Resource};
+
 use crate::problem::{ApiError, FieldError, for_status};
 
 /// Largest file accepted (50 MB).
@@ -46,6 +49,17 @@ pub fn kind(headers: &HeaderMap) -> Option<Kind> {
     } else {
         None
     }
+}
+
+/// Who may upload to [`ROUTE`]: checked from the headers, before a byte of a body of
+/// up to 50 MB is read, by the route and by the idempotency middleware alike.
+///
+/// # Errors
+/// 403 for a role that may not create contacts.
+pub fn authorize(actor: &Actor) -> Result<(), ApiError> {
+    actor
+        .authorize(Resource::Contacts, Action::Create)
+        .map_err(|e| AppError::from(e).into())
 }
 
 pub fn unsupported() -> ApiError {

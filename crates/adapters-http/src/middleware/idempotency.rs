@@ -262,6 +262,14 @@ pub async fn middleware(
     // Uploads may be larger than JSON bodies; the handler still enforces its own limit.
     let upload = crate::upload::kind(req.headers()).is_some()
         && req.match_pattern().as_deref() == Some(crate::upload::ROUTE);
+    // A caller who may not upload is refused by the route from the headers; reading
+    // (and keying) their body first would hold up to 50 MB for a 403.
+    if upload && crate::upload::authorize(&actor).is_err() {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    }
     let body = if upload {
         match read_body(&mut req, crate::upload::MAX_BODY).await {
             Ok(body) => body,

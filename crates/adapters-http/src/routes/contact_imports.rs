@@ -4,8 +4,8 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
-use nexus_application::{AppError, ImportUseCases};
-use nexus_domain::{Action, ImportId, Resource};
+use nexus_application::ImportUseCases;
+use nexus_domain::ImportId;
 use nexus_ports::imports::{ImportJob, OnDuplicate};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -168,9 +168,7 @@ pub async fn import_contacts(
 ) -> Result<HttpResponse, ApiError> {
     let kind = crate::upload::kind(req.headers()).ok_or_else(crate::upload::unsupported)?;
     // Refused before the body is read: a reader must not make the server hold 50 MB.
-    auth.0
-        .authorize(Resource::Contacts, Action::Create)
-        .map_err(AppError::from)?;
+    crate::upload::authorize(&auth.0)?;
     let csv = crate::upload::read_file(req.headers(), kind, body).await?;
     let on_duplicate = match params.on_duplicate {
         Some(OnDuplicateDto::Update) => OnDuplicate::Update,

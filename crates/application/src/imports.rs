@@ -2,7 +2,8 @@
 //! a background worker. Each chunk (rows, events, checkpoint) commits atomically, so a
 //! crash resumes at the last checkpoint; a bad row is reported and never stops the rest.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -493,8 +494,6 @@ where
                 .into_iter()
                 .collect()
         };
-        let mut first_row_of: BTreeMap<String, i64> = BTreeMap::new();
-        let mut updated_ids: HashSet<ContactId> = HashSet::new();
         let actor = event_actor(job.created_by);
         for (row, object, fields) in parsed {
             let ctx = EventContext {
@@ -514,48 +513,39 @@ where
                 });
                 continue;
             }
-            let email = fields.email.as_ref().map(|e| e.as_str().to_owned());
-            if let Some(email) = &email {
-                if let Some(first) = first_row_of.get(email) {
-                    write.failed += 1;
-                    write.errors.push(RowError {
-                        row,
-                        field: "email".into(),
-                        message: format!("the same email as row {first} of this file"),
-                    });
+            // Each email occurs once among a chunk's rows (`EarlierEmails`), so each
+            // existing contact is matched by one row at most.
+            if let Some(current) = fields
+                .email
+                .as_ref()
+                .and_then(|email| existing.get(email.as_str()))
+            {
+                if job.on_duplicate == OnDuplicate::Skip {
+                    write.skipped += 1;
                     continue;
                 }
-                first_row_of.insert(email.clone(), row);
-                if let Some(current) = existing.get(email) {
-                    if job.on_duplicate == OnDuplicate::Skip || !updated_ids.insert(current.id) {
-                        write.skipped += 1;
-                        continue;
-                    }
-                    match current.apply_merge_patch(&object, specs) {
-                        Ok(patched) => match current.update(patched, &ctx) {
-                            Some((updated, event)) => {
-                                write.updates.push((row, updated, current.version, event))
-                            }
-                            None => write.skipped += 1,
-                        },
-                        Err(issues) => {
-                            write.failed += 1;
-                            write.errors.extend(issues.into_iter().map(|i| RowError {
-                                row,
-                                field: i.field,
-                                message: i.message,
-                            }));
+                match current.apply_merge_patch(&object, specs) {
+                    Ok(patched) => match current.update(patched, &ctx) {
+                        Some((updated, event)) => {
+                            write.updates.push((row, updated, current.version, event))
                         }
+                        None => write.skipped += 1,
+                    },
+                    Err(issues) => {
+                        write.failed += 1;
+                        write.errors.extend(issues.into_iter().map(|i| RowError {
+                            row,
+                            field: i.field,
+                            message: i.message,
+                        }));
                     }
-                    continue;
                 }
+                continue;
             }
             let (contact, event) =
                 Contact::create(ContactId::from_uuid(self.ids.new_id()), org, fields, &ctx);
             write.inserts.push((row, contact, event));
         }
-        // Rows refused here follow those refused while parsing: reported in file order.
-        write.errors.sort_by_key(|e| e.row);
         let turn = if write.updates.is_empty() {
             slot.turn
         } else {
@@ -588,39 +578,38 @@ struct Validated {
     parsed: Vec<(i64, Map<String, Value>, ContactFields)>,
 }
 
-/// The first row of each email in the chunks before, so that a repeat is reported
-/// whichever chunk it falls in (within a chunk, `write_chunk` reports it). A job resumed
-/// after a crash knows only the rows it read since.
+/// The first row of each email read so far, so that a repeat is reported wherever it
+/// falls, in the same chunk or a later one. A job resumed after a crash knows only the
+/// rows it read since.
 #[derive(Default)]
 struct EarlierEmails {
     first_row: HashMap<Box<str>, i64>,
 }
 
 impl EarlierEmails {
-    /// Fails the chunk's rows whose email an earlier chunk had, then remembers the rest.
+    /// Fails the chunk's rows whose email a row before had, remembering the others'.
     fn report_repeats(&mut self, chunk: &mut Validated) {
-        let write = &mut chunk.write;
-        let first_row = &self.first_row;
+        let (write, first_row) = (&mut chunk.write, &mut self.first_row);
         chunk.parsed.retain(|(row, _, fields)| {
-            let first = fields
-                .email
-                .as_ref()
-                .and_then(|e| first_row.get(e.as_str()));
-            if let Some(first) = first {
-                write.failed += 1;
-                write.errors.push(RowError {
-                    row: *row,
-                    field: "email".into(),
-                    message: format!("the same email as row {first} of this file"),
-                });
+            let Some(email) = &fields.email else {
+                return true;
+            };
+            match first_row.entry(email.as_str().into()) {
+                Entry::Vacant(entry) => {
+                    entry.insert(*row);
+                    true
+                }
+                Entry::Occupied(first) => {
+                    write.failed += 1;
+                    write.errors.push(RowError {
+                        row: *row,
+                        field: "email".into(),
+                        message: format!("the same email as row {} of this file", first.get()),
+                    });
+                    false
+                }
             }
-            first.is_none()
         });
-        for (row, _, fields) in &chunk.parsed {
-            if let Some(email) = &fields.email {
-                self.first_row.entry(email.as_str().into()).or_insert(*row);
-            }
-        }
     }
 }
 

@@ -139,7 +139,8 @@ pub struct ChunkWrite {
     /// Rows this chunk covers (all of them, whatever became of them).
     pub processed: i64,
     pub skipped: i64,
-    /// Rows that failed validation, with their errors.
+    /// Rows that failed validation, with their errors (in any order: the repository
+    /// stores a chunk's errors, its own among them, in row order).
     pub failed: i64,
     pub errors: Vec<RowError>,
     /// The checkpoint: the next row to read once this commits.

@@ -129,15 +129,10 @@ fn fingerprint(req: &ServiceRequest, body: &[u8]) -> Vec<u8> {
 /// Hashes `body` with every occurrence of `cut` left out (a form's boundary cannot occur
 /// inside its parts).
 fn hash_without(hash: &mut Sha256, body: &[u8], cut: &[u8]) {
-    let (mut start, mut at) = (0, 0);
-    while at + cut.len() <= body.len() {
-        if body[at..].starts_with(cut) {
-            hash.update(&body[start..at]);
-            at += cut.len();
-            start = at;
-        } else {
-            at += 1;
-        }
+    let mut start = 0;
+    for at in memchr::memmem::find_iter(body, cut) {
+        hash.update(&body[start..at]);
+        start = at + cut.len();
     }
     hash.update(&body[start..]);
 }

@@ -8,10 +8,40 @@ use chrono::{DateTime, Utc};
 use nexus_adapters_postgres::pool::{PoolSettings, build_pool};
 use nexus_adapters_postgres::repo::PgIdempotencyStore;
 use nexus_adapters_postgres::testing::TestDatabase;
-use nexus_ports::idempotency::{Claim, IdempotencyStore, StoredResponse};
+use nexus_ports::idempotency::{Claim, ClaimToken, IdempotencyStore, StoredResponse};
 
 fn at(minutes: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap() + chrono::Duration::minutes(minutes)
+}
+
+fn store(db: &TestDatabase, max_size: usize) -> PgIdempotencyStore {
+    let pool = build_pool(
+        db.url(),
+        &PoolSettings {
+            max_size,
+            ..PoolSettings::default()
+        },
+    )
+    .unwrap();
+    PgIdempotencyStore::new(pool, Duration::from_secs(5))
+}
+
+fn response() -> StoredResponse {
+    StoredResponse {
+        status: 201,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("location".into(), "/x/1".into()),
+        ],
+        body: br#"{"id":1}"#.to_vec(),
+    }
+}
+
+fn fresh(claim: Claim) -> ClaimToken {
+    match claim {
+        Claim::Fresh(token) => token,
+        other => panic!("expected a fresh claim, got {other:?}"),
+    }
 }
 
 /// Claims as the service does at `now`: 24 h of memory, 5 min before an unfinished claim is abandoned.
@@ -38,28 +68,10 @@ async fn claim(
 #[tokio::test]
 async fn claim_complete_replay_mismatch_expire_and_release() {
     let db = TestDatabase::create().await;
-    let pool = build_pool(
-        db.url(),
-        &PoolSettings {
-            max_size: 4,
-            ..PoolSettings::default()
-        },
-    )
-    .unwrap();
-    let store = PgIdempotencyStore::new(pool, Duration::from_secs(2));
-    let response = StoredResponse {
-        status: 201,
-        headers: vec![
-            ("content-type".into(), "application/json".into()),
-            ("location".into(), "/x/1".into()),
-        ],
-        body: br#"{"id":1}"#.to_vec(),
-    };
+    let store = store(&db, 4);
+    let response = response();
 
-    assert_eq!(
-        claim(&store, "org:user", "k", b"h1", at(0)).await,
-        Claim::Fresh
-    );
+    let first = fresh(claim(&store, "org:user", "k", b"h1", at(0)).await);
     assert_eq!(
         claim(&store, "org:user", "k", b"h1", at(1)).await,
         Claim::InFlight
@@ -69,12 +81,14 @@ async fn claim_complete_replay_mismatch_expire_and_release() {
         Claim::Mismatch
     );
     // Another caller's identical key is independent.
-    assert_eq!(
-        claim(&store, "org:other", "k", b"h1", at(1)).await,
-        Claim::Fresh
-    );
+    let other = fresh(claim(&store, "org:other", "k", b"h1", at(1)).await);
 
-    store.complete("org:user", "k", &response).await.unwrap();
+    assert!(
+        store
+            .complete("org:user", "k", first, &response)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         claim(&store, "org:user", "k", b"h1", at(2)).await,
         Claim::Replay(response.clone())
@@ -88,52 +102,71 @@ async fn claim_complete_replay_mismatch_expire_and_release() {
         Claim::Mismatch
     );
     // After 24 hours the key is new again, whatever the request.
-    assert_eq!(
-        claim(&store, "org:user", "k", b"h2", at(24 * 60 + 1)).await,
-        Claim::Fresh
-    );
+    fresh(claim(&store, "org:user", "k", b"h2", at(24 * 60 + 1)).await);
 
     // An unfinished claim is taken over once abandoned (its process died)...
     assert_eq!(
         claim(&store, "org:other", "k", b"h1", at(3)).await,
         Claim::InFlight
     );
-    assert_eq!(
-        claim(&store, "org:other", "k", b"h1", at(7)).await,
-        Claim::Fresh
-    );
+    let taken_over = fresh(claim(&store, "org:other", "k", b"h1", at(7)).await);
+    assert_ne!(taken_over, other);
     // ...and a released one (the request failed with a 5xx) is free at once.
-    store.release("org:other", "k").await.unwrap();
-    assert_eq!(
-        claim(&store, "org:other", "k", b"h1", at(8)).await,
-        Claim::Fresh
-    );
+    store.release("org:other", "k", taken_over).await.unwrap();
+    let last = fresh(claim(&store, "org:other", "k", b"h1", at(8)).await);
     // Releasing never forgets a completed response.
-    store.complete("org:other", "k", &response).await.unwrap();
-    store.release("org:other", "k").await.unwrap();
+    assert!(
+        store
+            .complete("org:other", "k", last, &response)
+            .await
+            .unwrap()
+    );
+    store.release("org:other", "k", last).await.unwrap();
     assert_eq!(
         claim(&store, "org:other", "k", b"h1", at(9)).await,
         Claim::Replay(response)
     );
 }
 
+/// A request that ran past the abandonment delay was taken over: whatever it reports
+/// afterwards (its response, or a release after a 5xx) leaves its successor's claim alone.
+#[tokio::test]
+async fn a_request_that_outlived_its_claim_cannot_touch_its_successors() {
+    let db = TestDatabase::create().await;
+    let store = store(&db, 4);
+    let late = fresh(claim(&store, "s", "k", b"h", at(0)).await);
+    let current = fresh(claim(&store, "s", "k", b"h", at(6)).await);
+
+    assert!(!store.complete("s", "k", late, &response()).await.unwrap());
+    store.release("s", "k", late).await.unwrap();
+    assert_eq!(
+        claim(&store, "s", "k", b"h", at(7)).await,
+        Claim::InFlight,
+        "the successor still holds the key"
+    );
+
+    let mut own = response();
+    own.body = br#"{"id":2}"#.to_vec();
+    assert!(store.complete("s", "k", current, &own).await.unwrap());
+    store.release("s", "k", late).await.unwrap();
+    assert_eq!(
+        claim(&store, "s", "k", b"h", at(8)).await,
+        Claim::Replay(own)
+    );
+}
+
 #[tokio::test]
 async fn concurrent_claims_have_exactly_one_winner() {
     let db = TestDatabase::create().await;
-    let pool = build_pool(
-        db.url(),
-        &PoolSettings {
-            max_size: 8,
-            ..PoolSettings::default()
-        },
-    )
-    .unwrap();
-    let store = PgIdempotencyStore::new(pool, Duration::from_secs(5));
+    let store = store(&db, 8);
     let claims =
         futures_util::future::join_all((0..8).map(|_| claim(&store, "s", "race", b"h", at(0))))
             .await;
     assert_eq!(
-        claims.iter().filter(|c| **c == Claim::Fresh).count(),
+        claims
+            .iter()
+            .filter(|c| matches!(c, Claim::Fresh(_)))
+            .count(),
         1,
         "{claims:?}"
     );

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nexus_domain::{Actor, Principal};
 use nexus_ports::Clock;
-use nexus_ports::idempotency::{Claim, IdempotencyStore, StoredResponse};
+use nexus_ports::idempotency::{Claim, ClaimToken, IdempotencyStore, StoredResponse};
 
 use crate::error::AppError;
 
@@ -23,17 +23,28 @@ pub const ABANDON_AFTER: Duration = Duration::from_secs(5 * 60);
 /// Longest accepted key.
 pub const MAX_KEY_LEN: usize = 255;
 
+/// What a keyed request does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begun {
+    /// Run it, then [`IdempotencyUseCases::finish`] or [`IdempotencyUseCases::abandon`]
+    /// with this token.
+    Run(ClaimToken),
+    /// Answer with the first response.
+    Replay(StoredResponse),
+}
+
 pub trait IdempotencyUseCases: Send + Sync + 'static {
     /// # Errors
     /// 400 for a malformed key, 422 `idempotency_key_reused`, 409 `idempotency_key_in_flight`.
-    fn begin(
+    fn begin(&self, actor: Actor, key: String, request_hash: Vec<u8>) -> Fut<'_, Begun>;
+    fn finish(
         &self,
         actor: Actor,
         key: String,
-        request_hash: Vec<u8>,
-    ) -> Fut<'_, Option<StoredResponse>>;
-    fn finish(&self, actor: Actor, key: String, response: StoredResponse) -> Fut<'_, ()>;
-    fn abandon(&self, actor: Actor, key: String) -> Fut<'_, ()>;
+        token: ClaimToken,
+        response: StoredResponse,
+    ) -> Fut<'_, ()>;
+    fn abandon(&self, actor: Actor, key: String, token: ClaimToken) -> Fut<'_, ()>;
 }
 
 pub struct IdempotencyService<S, C> {
@@ -69,8 +80,6 @@ impl<S: IdempotencyStore, C: Clock> IdempotencyService<S, C> {
         Self { store, clock }
     }
 
-    /// `None`: go ahead (and call [`Self::finish`] or [`Self::abandon`]); `Some`: replay it.
-    ///
     /// # Errors
     /// See [`IdempotencyUseCases::begin`].
     pub async fn begin(
@@ -78,7 +87,7 @@ impl<S: IdempotencyStore, C: Clock> IdempotencyService<S, C> {
         actor: Actor,
         key: String,
         request_hash: Vec<u8>,
-    ) -> Result<Option<StoredResponse>, AppError> {
+    ) -> Result<Begun, AppError> {
         check_key(&key)?;
         let now = self.clock.now();
         let claim = self
@@ -93,8 +102,8 @@ impl<S: IdempotencyStore, C: Clock> IdempotencyService<S, C> {
             )
             .await?;
         match claim {
-            Claim::Fresh => Ok(None),
-            Claim::Replay(response) => Ok(Some(response)),
+            Claim::Fresh(token) => Ok(Begun::Run(token)),
+            Claim::Replay(response) => Ok(Begun::Replay(response)),
             Claim::Mismatch => Err(AppError::Validation(vec![crate::error::FieldIssue::new(
                 "Idempotency-Key",
                 "idempotency_key_reused",
@@ -113,32 +122,48 @@ impl<S: IdempotencyStore, C: Clock> IdempotencyService<S, C> {
         &self,
         actor: Actor,
         key: String,
+        token: ClaimToken,
         response: StoredResponse,
     ) -> Result<(), AppError> {
-        Ok(self.store.complete(&scope(&actor), &key, &response).await?)
+        let kept = self
+            .store
+            .complete(&scope(&actor), &key, token, &response)
+            .await?;
+        if !kept {
+            // The request outlived its claim and another took the key over: that one's
+            // response is what the key replays.
+            tracing::warn!(key = %key, "an idempotency key was taken over before its request finished");
+        }
+        Ok(())
     }
 
     /// # Errors
     /// Storage failures.
-    pub async fn abandon(&self, actor: Actor, key: String) -> Result<(), AppError> {
-        Ok(self.store.release(&scope(&actor), &key).await?)
+    pub async fn abandon(
+        &self,
+        actor: Actor,
+        key: String,
+        token: ClaimToken,
+    ) -> Result<(), AppError> {
+        Ok(self.store.release(&scope(&actor), &key, token).await?)
     }
 }
 
 impl<S: IdempotencyStore, C: Clock> IdempotencyUseCases for IdempotencyService<S, C> {
-    fn begin(
+    fn begin(&self, actor: Actor, key: String, request_hash: Vec<u8>) -> Fut<'_, Begun> {
+        Box::pin(Self::begin(self, actor, key, request_hash))
+    }
+    fn finish(
         &self,
         actor: Actor,
         key: String,
-        request_hash: Vec<u8>,
-    ) -> Fut<'_, Option<StoredResponse>> {
-        Box::pin(Self::begin(self, actor, key, request_hash))
+        token: ClaimToken,
+        response: StoredResponse,
+    ) -> Fut<'_, ()> {
+        Box::pin(Self::finish(self, actor, key, token, response))
     }
-    fn finish(&self, actor: Actor, key: String, response: StoredResponse) -> Fut<'_, ()> {
-        Box::pin(Self::finish(self, actor, key, response))
-    }
-    fn abandon(&self, actor: Actor, key: String) -> Fut<'_, ()> {
-        Box::pin(Self::abandon(self, actor, key))
+    fn abandon(&self, actor: Actor, key: String, token: ClaimToken) -> Fut<'_, ()> {
+        Box::pin(Self::abandon(self, actor, key, token))
     }
 }
 
@@ -182,7 +207,7 @@ mod tests {
                 headers: vec![],
                 body: b"{}".to_vec(),
             }),
-            Claim::Fresh,
+            Claim::Fresh(ClaimToken(Uuid::nil())),
         ];
         store
             .expect_claim()
@@ -195,13 +220,16 @@ mod tests {
             })
             .times(4)
             .returning(move |_, _, _, _, _, _| {
-                let answer = answers.pop().unwrap_or(Claim::Fresh);
+                let answer = answers.pop().unwrap_or(Claim::Mismatch);
                 Box::pin(async move { Ok(answer) })
             });
         let s = service(store);
         let begin = || s.begin(a, "k-1".into(), b"h".to_vec());
-        assert_eq!(begin().await.unwrap(), None);
-        assert_eq!(begin().await.unwrap().unwrap().status, 201);
+        assert_eq!(begin().await.unwrap(), Begun::Run(ClaimToken(Uuid::nil())));
+        let Begun::Replay(replayed) = begin().await.unwrap() else {
+            panic!("a stored response is replayed")
+        };
+        assert_eq!(replayed.status, 201);
         let Err(AppError::Validation(issues)) = begin().await else {
             panic!("mismatch is a 422")
         };
@@ -213,6 +241,39 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[tokio::test]
+    async fn the_claims_token_goes_with_its_response_and_its_release() {
+        let a = actor();
+        let token = ClaimToken(Uuid::now_v7());
+        let mut store = MockIdempotencyStore::new();
+        store
+            .expect_claim()
+            .times(1)
+            .returning(move |_, _, _, _, _, _| Box::pin(async move { Ok(Claim::Fresh(token)) }));
+        store
+            .expect_complete()
+            .withf(move |_, key, t, response| key == "k" && *t == token && response.status == 201)
+            .times(1)
+            .returning(|_, _, _, _| Box::pin(async { Ok(false) }));
+        store
+            .expect_release()
+            .withf(move |_, key, t| key == "k" && *t == token)
+            .times(1)
+            .returning(|_, _, _| Box::pin(async { Ok(()) }));
+        let s = service(store);
+        let Begun::Run(run) = s.begin(a, "k".into(), b"h".to_vec()).await.unwrap() else {
+            panic!("a fresh claim runs")
+        };
+        let response = StoredResponse {
+            status: 201,
+            headers: vec![],
+            body: vec![],
+        };
+        // A claim lost to a takeover is not the caller's error: the client has its answer.
+        s.finish(a, "k".into(), run, response).await.unwrap();
+        s.abandon(a, "k".into(), run).await.unwrap();
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@ pub use contacts::{ContactService, ContactUseCases};
 pub use error::{AppError, FieldIssue};
 pub use events::{EventService, EventUseCases, LiveEvents};
 pub use health::{HealthService, HealthUseCases, Readiness};
-pub use idempotency::{IdempotencyService, IdempotencyUseCases};
+pub use idempotency::{Begun, IdempotencyService, IdempotencyUseCases};
 pub use imports::{ImportService, ImportUseCases};
 pub use sales::{SalesService, SalesUseCases};
 pub use team::{TeamService, TeamUseCases};

@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use crate::error::StoreError;
 
@@ -16,11 +17,17 @@ pub struct StoredResponse {
     pub body: Vec<u8>,
 }
 
+/// Names one claim of a key. A request that outlived its claim (taken over after the
+/// abandonment delay) holds a stale token, and the store ignores what it then reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimToken(pub Uuid);
+
 /// What the store says about a key being claimed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// First use (or the previous use expired or was abandoned): go ahead, then complete.
-    Fresh,
+    /// First use (or the previous use expired or was abandoned): go ahead, then complete
+    /// or release with this token.
+    Fresh(ClaimToken),
     /// Used before with the same request: here is the response.
     Replay(StoredResponse),
     /// Used before with a different request.
@@ -47,7 +54,8 @@ pub trait IdempotencyStore: Send + Sync + 'static {
         abandoned_before: DateTime<Utc>,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
 
-    /// Records the response of a claimed key.
+    /// Records the response of a claimed key; `false` when `token` no longer holds the
+    /// claim (it was taken over), and nothing is recorded.
     ///
     /// # Errors
     /// Storage failures.
@@ -55,10 +63,12 @@ pub trait IdempotencyStore: Send + Sync + 'static {
         &self,
         scope: &str,
         key: &str,
+        token: ClaimToken,
         response: &StoredResponse,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Forgets a claim whose request failed in a way worth retrying (a 5xx).
+    /// Forgets a claim whose request failed in a way worth retrying (a 5xx), unless
+    /// `token` no longer holds it.
     ///
     /// # Errors
     /// Storage failures.
@@ -66,5 +76,6 @@ pub trait IdempotencyStore: Send + Sync + 'static {
         &self,
         scope: &str,
         key: &str,
+        token: ClaimToken,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

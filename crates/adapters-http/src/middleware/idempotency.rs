@@ -17,9 +17,9 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode, header};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpResponse, ResponseError, web};
-use nexus_application::{AppError, IdempotencyUseCases};
+use nexus_application::{AppError, Begun, IdempotencyUseCases};
 use nexus_domain::Actor;
-use nexus_ports::idempotency::StoredResponse;
+use nexus_ports::idempotency::{ClaimToken, StoredResponse};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Auth;
@@ -151,12 +151,13 @@ async fn finish(
     service: &web::Data<dyn IdempotencyUseCases>,
     actor: Actor,
     key: String,
+    token: ClaimToken,
     res: ServiceResponse<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     // A response that says to retry later (a 5xx, a 429, a 409 with `Retry-After`) is
     // not the request's outcome: the key is released, so the retry runs.
     if res.status().is_server_error() || res.headers().contains_key(header::RETRY_AFTER) {
-        if let Err(e) = service.abandon(actor, key).await {
+        if let Err(e) = service.abandon(actor, key, token).await {
             tracing::warn!(error = %e, "releasing an idempotency key failed");
         }
         return Ok(res.map_into_boxed_body());
@@ -167,7 +168,10 @@ async fn finish(
             .get(header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(|v| (header::LOCATION.as_str().to_owned(), v.to_owned()));
-        if let Err(e) = service.finish(actor, key, not_replayed(location)).await {
+        if let Err(e) = service
+            .finish(actor, key, token, not_replayed(location))
+            .await
+        {
             tracing::warn!(error = %e, "storing an idempotent response failed");
         }
         return Ok(res.map_into_boxed_body());
@@ -175,7 +179,7 @@ async fn finish(
     let (req, res) = res.into_parts();
     let (res, body) = res.into_parts();
     let Ok(bytes) = to_bytes(body).await else {
-        if let Err(e) = service.abandon(actor, key).await {
+        if let Err(e) = service.abandon(actor, key, token).await {
             tracing::warn!(error = %e, "releasing an idempotency key failed");
         }
         return Err(ApiError::internal().into());
@@ -194,7 +198,7 @@ async fn finish(
         headers,
         body: bytes.to_vec(),
     };
-    if let Err(e) = service.finish(actor, key, stored).await {
+    if let Err(e) = service.finish(actor, key, token, stored).await {
         // The effect happened and the client gets its answer; only the replay is lost.
         tracing::warn!(error = %e, "storing an idempotent response failed");
     }
@@ -277,11 +281,11 @@ pub async fn middleware(
     req.set_payload(Payload::from(body));
     match service.begin(actor, key.clone(), hash).await {
         Err(err) => Ok(req.into_response(begin_error(err).error_response())),
-        Ok(Some(stored)) => Ok(replay(req, stored)),
-        Ok(None) => match next.call(req).await {
-            Ok(res) => finish(&service, actor, key, res).await,
+        Ok(Begun::Replay(stored)) => Ok(replay(req, stored)),
+        Ok(Begun::Run(token)) => match next.call(req).await {
+            Ok(res) => finish(&service, actor, key, token, res).await,
             Err(err) => {
-                if let Err(e) = service.abandon(actor, key).await {
+                if let Err(e) = service.abandon(actor, key, token).await {
                     tracing::warn!(error = %e, "releasing an idempotency key failed");
                 }
                 Err(err)

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Binary, Jsonb, Nullable, SmallInt, Text, Timestamptz};
+use diesel::sql_types::{Binary, Jsonb, Nullable, SmallInt, Text, Timestamptz, Uuid};
 use diesel_async::RunQueryDsl;
 use nexus_ports::StoreError;
-use nexus_ports::idempotency::{Claim, IdempotencyStore, StoredResponse};
+use nexus_ports::idempotency::{Claim, ClaimToken, IdempotencyStore, StoredResponse};
 
 use crate::error::{from_diesel, from_pool};
 use crate::pool::{PgConn, PgPool};
@@ -41,6 +41,8 @@ struct Row {
     /// Whether this statement took the key (new, expired or abandoned before).
     #[diesel(sql_type = diesel::sql_types::Bool)]
     taken: bool,
+    #[diesel(sql_type = Uuid)]
+    claim_token: uuid::Uuid,
     #[diesel(sql_type = Binary)]
     request_hash: Vec<u8>,
     #[diesel(sql_type = Nullable<SmallInt>)]
@@ -69,9 +71,9 @@ impl IdempotencyStore for PgIdempotencyStore {
              VALUES ($1, $2, $3, $4)
              ON CONFLICT (scope, key) DO UPDATE
                  SET request_hash = EXCLUDED.request_hash, created_at = EXCLUDED.created_at,
-                     status = NULL, response_headers = NULL, response_body = NULL, completed_at = NULL
+                     claim_token = gen_random_uuid(), status = NULL, response_headers = NULL, response_body = NULL, completed_at = NULL
                  WHERE k.created_at < $5 OR (k.status IS NULL AND k.created_at < $6)
-             RETURNING true AS taken, request_hash, status, response_headers, response_body",
+             RETURNING true AS taken, claim_token, request_hash, status, response_headers, response_body",
         )
         .bind::<Text, _>(scope)
         .bind::<Text, _>(key)
@@ -83,11 +85,11 @@ impl IdempotencyStore for PgIdempotencyStore {
         .await
         .optional()
         .map_err(from_diesel)?;
-        if row.as_ref().is_some_and(|r| r.taken) {
-            return Ok(Claim::Fresh);
+        if let Some(row) = row.filter(|r| r.taken) {
+            return Ok(Claim::Fresh(ClaimToken(row.claim_token)));
         }
         let existing: Option<Row> = diesel::sql_query(
-            "SELECT false AS taken, request_hash, status, response_headers, response_body
+            "SELECT false AS taken, claim_token, request_hash, status, response_headers, response_body
              FROM idempotency_keys WHERE scope = $1 AND key = $2",
         )
         .bind::<Text, _>(scope)
@@ -121,31 +123,35 @@ impl IdempotencyStore for PgIdempotencyStore {
         &self,
         scope: &str,
         key: &str,
+        token: ClaimToken,
         response: &StoredResponse,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
-        diesel::sql_query(
-            "UPDATE idempotency_keys SET status = $3, response_headers = $4, response_body = $5, completed_at = now()
-             WHERE scope = $1 AND key = $2",
+        let stored = diesel::sql_query(
+            "UPDATE idempotency_keys SET status = $4, response_headers = $5, response_body = $6, completed_at = now()
+             WHERE scope = $1 AND key = $2 AND claim_token = $3 AND status IS NULL",
         )
         .bind::<Text, _>(scope)
         .bind::<Text, _>(key)
+        .bind::<Uuid, _>(token.0)
         .bind::<SmallInt, _>(i16::try_from(response.status).unwrap_or(500))
         .bind::<Jsonb, _>(serde_json::to_value(&response.headers).unwrap_or_default())
         .bind::<Binary, _>(response.body.as_slice())
         .execute(&mut conn)
         .await
         .map_err(from_diesel)?;
-        Ok(())
+        Ok(stored == 1)
     }
 
-    async fn release(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+    async fn release(&self, scope: &str, key: &str, token: ClaimToken) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         diesel::sql_query(
-            "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status IS NULL",
+            "DELETE FROM idempotency_keys
+             WHERE scope = $1 AND key = $2 AND claim_token = $3 AND status IS NULL",
         )
         .bind::<Text, _>(scope)
         .bind::<Text, _>(key)
+        .bind::<Uuid, _>(token.0)
         .execute(&mut conn)
         .await
         .map_err(from_diesel)?;

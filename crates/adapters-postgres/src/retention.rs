@@ -10,6 +10,10 @@ use crate::pool::Db;
 
 /// Retention: removes events older than `days`, in batches; returns how many.
 ///
+/// The newest numbered event always stays: positions continue from the highest one
+/// stored, and an emptied outbox would start them again at 1, below the `Last-Event-ID`
+/// and cursors that clients hold.
+///
 /// # Errors
 /// Infrastructure failures.
 pub async fn purge_events(db: &Db, days: u32, batch: i64) -> Result<u64, StoreError> {
@@ -19,7 +23,8 @@ pub async fn purge_events(db: &Db, days: u32, batch: i64) -> Result<u64, StoreEr
     loop {
         let n = diesel::sql_query(
             "DELETE FROM events WHERE (organization_id, id) IN \
-             (SELECT organization_id, id FROM events WHERE occurred_at < $1 AND seq IS NOT NULL LIMIT $2)",
+             (SELECT organization_id, id FROM events WHERE occurred_at < $1 AND seq IS NOT NULL \
+                AND seq < (SELECT max(seq) FROM events) LIMIT $2)",
         )
         .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
         .bind::<diesel::sql_types::BigInt, _>(batch)

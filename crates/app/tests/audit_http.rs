@@ -390,7 +390,6 @@ async fn retention_removes_only_events_and_entries_past_their_days() {
 
     let app = TestApp::spawn().await;
     let owner = app.signup("retention@audit.io").await;
-    contact(&app, &owner.access_token, "Recent").await;
     let org = owner.org_id;
     let mut conn = app.pool.get().await.unwrap();
     for sql in [
@@ -407,6 +406,8 @@ async fn retention_removes_only_events_and_entries_past_their_days() {
     ] {
         diesel::sql_query(sql).execute(&mut conn).await.unwrap();
     }
+    // Written after the old ones, so it is numbered last (retention always keeps the last).
+    contact(&app, &owner.access_token, "Recent").await;
     let db = Db::new(app.pool.clone(), std::time::Duration::from_secs(2));
     // Retention leaves events alone until they are numbered (the app's numberer would
     // get there within its sweep; the test does not wait for it).
@@ -433,4 +434,50 @@ async fn retention_removes_only_events_and_entries_past_their_days() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(page["data"].as_array().unwrap().len(), 1);
+}
+
+/// Positions never go back: retention that finds every event old keeps the newest, so
+/// the next event is numbered after the last one clients saw.
+#[tokio::test]
+async fn retention_of_every_event_keeps_positions_going_forward() {
+    use nexus_adapters_postgres::numberer::number_all;
+    use nexus_adapters_postgres::pool::Db;
+    use nexus_adapters_postgres::retention::purge_events;
+
+    #[derive(diesel::QueryableByName)]
+    struct Head {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+        seq: Option<i64>,
+    }
+    async fn head(conn: &mut nexus_adapters_postgres::pool::PgConn) -> Option<i64> {
+        diesel::sql_query("SELECT max(seq) AS seq FROM events")
+            .get_result::<Head>(conn)
+            .await
+            .unwrap()
+            .seq
+    }
+
+    let app = TestApp::spawn().await;
+    let owner = app.signup("positions@audit.io").await;
+    contact(&app, &owner.access_token, "First").await;
+    contact(&app, &owner.access_token, "Second").await;
+    let db = Db::new(app.pool.clone(), std::time::Duration::from_secs(2));
+    number_all(&db).await.unwrap();
+    let mut conn = app.pool.get().await.unwrap();
+    diesel::sql_query("UPDATE events SET occurred_at = now() - interval '40 days'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let last_seen = head(&mut conn).await.unwrap();
+
+    assert!(purge_events(&db, 30, 2).await.unwrap() >= 1);
+    assert_eq!(
+        head(&mut conn).await,
+        Some(last_seen),
+        "the newest event stays"
+    );
+
+    contact(&app, &owner.access_token, "Third").await;
+    number_all(&db).await.unwrap();
+    assert_eq!(head(&mut conn).await, Some(last_seen + 1));
 }

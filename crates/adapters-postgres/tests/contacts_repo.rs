@@ -490,7 +490,7 @@ async fn filters_search_and_totals() {
         created_at: now,
         updated_at: now,
     };
-    f.fields.insert(f.org, &def).await.unwrap();
+    f.fields.insert(f.org, &def, 200).await.unwrap();
     let ada = f.create(f.org, json!({"firstName": "Ada", "lastName": "Lovelace", "email": "ada@engines.io", "company": "Analytical Engines", "phone": "+44 20 7946 0958", "tags": ["vip", "math"], "lifecycleStage": "customer", "ownerId": f.user.to_string(), "customFields": {"industry": "saas"}})).await;
     let grace = f.create(f.org, json!({"firstName": "Grace", "lastName": "Hopper", "email": "grace@navy.mil", "company": "US Navy", "tags": ["vip"], "customFields": {"industry": "retail"}})).await;
     let _alan = f.create(f.org, json!({"firstName": "Alan", "lastName": "Turing", "company": "Bletchley 100%_Park", "tags": ["math"]})).await;
@@ -688,9 +688,11 @@ async fn custom_field_definitions_keys_versions_and_deletion_of_values() {
         updated_at: now,
     };
     let seats = def("seats");
-    f.fields.insert(f.org, &seats).await.unwrap();
+    f.fields.insert(f.org, &seats, 200).await.unwrap();
+    // A second field, whose value stays when `seats` goes.
+    f.fields.insert(f.org, &def("desks"), 200).await.unwrap();
     assert!(matches!(
-        f.fields.insert(f.org, &def("seats")).await,
+        f.fields.insert(f.org, &def("seats"), 200).await,
         Err(DefinitionWriteError::DuplicateKey)
     ));
     assert_eq!(f.fields.list(f.other_org).await.unwrap(), []);
@@ -700,7 +702,7 @@ async fn custom_field_definitions_keys_versions_and_deletion_of_values() {
     let c = f
         .create(
             f.org,
-            json!({"firstName": "A", "lastName": "B", "customFields": {"seats": 12}}),
+            json!({"firstName": "A", "lastName": "B", "customFields": {"seats": 12, "desks": 3}}),
         )
         .await;
     assert!(f.fields.values_exist(f.org, "seats").await.unwrap());
@@ -751,23 +753,76 @@ async fn custom_field_definitions_keys_versions_and_deletion_of_values() {
         Err(DefinitionWriteError::VersionMismatch { current: 2 })
     ));
     let kept = f.contacts.get(f.org, c.id, false).await.unwrap().unwrap();
-    assert_eq!((kept.version, kept.fields.custom_fields.len()), (1, 1));
-    assert_eq!(f.fields.list(f.org).await.unwrap().len(), 1);
+    assert_eq!((kept.version, kept.fields.custom_fields.len()), (1, 2));
+    assert_eq!(f.fields.list(f.org).await.unwrap().len(), 2);
     f.fields
         .delete(f.org, seats.id, Some(2), &actor, now)
         .await
         .unwrap();
     let after = f.contacts.get(f.org, c.id, false).await.unwrap().unwrap();
-    assert!(after.fields.custom_fields.is_empty());
+    assert_eq!(
+        after.fields.custom_fields.keys().collect::<Vec<_>>(),
+        ["desks"]
+    );
     assert_eq!(after.version, 2);
     let changes = f
         .json("SELECT payload -> 'changes' AS j FROM events WHERE type = 'contact.updated'")
         .await;
+    // The whole `customFields` before and after, as a PATCH's event reports it.
     assert_eq!(
         changes,
-        [json!({"customFields": {"from": {"seats": 12}, "to": {}}})]
+        [json!({"customFields": {"from": {"seats": 12, "desks": 3}, "to": {"desks": 3}}})]
     );
-    assert!(f.fields.list(f.org).await.unwrap().is_empty());
+    assert_eq!(f.fields.list(f.org).await.unwrap().len(), 1);
+}
+
+/// The cap on definitions holds against concurrent creates: each insert counts after the
+/// organization's other inserts have committed.
+#[tokio::test]
+async fn concurrent_definitions_never_pass_the_organizations_limit() {
+    let f = fixture().await;
+    let pool = build_pool(
+        f.db.url(),
+        &PoolSettings {
+            max_size: 6,
+            ..PoolSettings::default()
+        },
+    )
+    .unwrap();
+    let repo = PgCustomFieldRepository::new(pool, Duration::from_secs(5));
+    let now = Utc::now();
+    let def = |org: OrgId, key: String| CustomFieldDefinition {
+        id: CustomFieldId::from_uuid(Uuid::now_v7()),
+        organization_id: org,
+        spec: FieldSpec::new(&key, "Field", FieldType::Text, false, &[]).unwrap(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    repo.insert(f.org, &def(f.org, "first".into()), 3)
+        .await
+        .unwrap();
+    // Another organization's definitions do not count against this one's.
+    for i in 0..3 {
+        repo.insert(f.other_org, &def(f.other_org, format!("o{i}")), 3)
+            .await
+            .unwrap();
+    }
+    let defs: Vec<_> = (0..6).map(|i| def(f.org, format!("k{i}"))).collect();
+    let results =
+        futures_util::future::join_all(defs.iter().map(|d| repo.insert(f.org, d, 3))).await;
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(DefinitionWriteError::TooMany)))
+        .count();
+    assert_eq!((results.len() - refused, refused), (2, 4), "{results:?}");
+    assert_eq!(repo.list(f.org).await.unwrap().len(), 3);
+    assert_eq!(
+        f.count("SELECT count(*) AS n FROM audit_log WHERE action = 'custom_field.created'")
+            .await,
+        6,
+        "a refused definition leaves no audit entry"
+    );
 }
 
 #[tokio::test]
@@ -784,7 +839,7 @@ async fn writes_validated_under_older_definitions_are_refused_and_write_nothing(
         created_at: now,
         updated_at: now,
     };
-    f.fields.insert(f.org, &plan).await.unwrap();
+    f.fields.insert(f.org, &plan, 200).await.unwrap();
     let set = f.fields.field_set(f.org).await.unwrap();
     assert_eq!(set.generation, 1);
     assert_eq!(set.specs, std::slice::from_ref(&plan.spec));

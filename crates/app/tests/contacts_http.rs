@@ -254,7 +254,7 @@ async fn viewers_read_and_every_write_is_forbidden() {
         Some(json!({"items": [{"op": "create", "data": {"firstName": "V", "lastName": "V"}}]})),
     )
     .await;
-    assert_eq!(batch.body["results"][0]["status"], 403);
+    assert_problem(&batch, 403, "forbidden");
     assert_eq!(count(&app, "SELECT count(*) AS n FROM contacts").await, 1);
     assert_eq!(
         count(
@@ -887,6 +887,28 @@ async fn tags_counts_rename_merge_and_delete() {
         404,
         "not_found",
     );
+    // Renaming to the same name changes nothing, and still needs the tag to exist.
+    assert_problem(
+        &call(
+            &app,
+            &owner,
+            "PATCH",
+            "/api/v1/tags/nope",
+            Some(json!({"name": "NOPE"})),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    let same = call(
+        &app,
+        &owner,
+        "PATCH",
+        "/api/v1/tags/vip",
+        Some(json!({"name": "Vip"})),
+    )
+    .await;
+    assert_eq!(same.body, json!({"name": "vip", "contactsUpdated": 0}));
     assert_problem(
         &call(
             &app,

@@ -207,6 +207,11 @@ fn definition_error(e: DefinitionWriteError) -> AppError {
         DefinitionWriteError::VersionMismatch { .. } => AppError::PreconditionFailed,
         DefinitionWriteError::NotFound => AppError::NotFound,
         DefinitionWriteError::ValuesExist => type_in_use(),
+        DefinitionWriteError::TooMany => AppError::invalid(
+            "key",
+            "too_many",
+            "an organization has at most 200 custom fields",
+        ),
         DefinitionWriteError::Store(s) => s.into(),
     }
 }
@@ -515,12 +520,21 @@ where
     /// Runs each operation on its own (each atomic), reporting each outcome.
     ///
     /// # Errors
-    /// 422 when the batch is empty or holds more than [`MAX_BATCH`] items.
+    /// 403 when the caller may not do one of the batch's kinds of operation (nothing
+    /// runs); 422 when the batch is empty or holds more than [`MAX_BATCH`] items.
     pub async fn batch(
         &self,
         actor: Actor,
         ops: Vec<BatchOp>,
     ) -> Result<Vec<Result<BatchOutcome, AppError>>, AppError> {
+        for op in &ops {
+            let action = match op {
+                BatchOp::Create { .. } => Action::Create,
+                BatchOp::Update { .. } => Action::Update,
+                BatchOp::Delete { .. } => Action::Delete,
+            };
+            actor.authorize(Resource::Contacts, action)?;
+        }
         if ops.is_empty() || ops.len() > MAX_BATCH {
             return Err(AppError::invalid(
                 "items",
@@ -591,13 +605,6 @@ where
             &input.options,
         )
         .map_err(issues)?;
-        if self.fields.list(actor.org_id).await?.len() >= MAX_DEFINITIONS {
-            return Err(AppError::invalid(
-                "key",
-                "too_many",
-                "an organization has at most 200 custom fields",
-            ));
-        }
         let now = self.now();
         let definition = CustomFieldDefinition {
             id: CustomFieldId::from_uuid(self.ids.new_id()),
@@ -607,7 +614,10 @@ where
             created_at: now,
             updated_at: now,
         };
-        let written = self.fields.insert(actor.org_id, &definition).await;
+        let written = self
+            .fields
+            .insert(actor.org_id, &definition, MAX_DEFINITIONS)
+            .await;
         // Writes here would find out anyway (the generation moved); this spares them a
         // refused attempt.
         self.field_sets.forget(actor.org_id);
@@ -728,7 +738,23 @@ where
         let from = tag("tag", &from)?;
         let to = tag("name", &to)?;
         if from == to {
-            return Ok(0);
+            // Nothing to rename, but a tag no contact carries is still a 404.
+            let carriers = ContactQuery {
+                filter: ContactFilter {
+                    tags: vec![from],
+                    ..ContactFilter::default()
+                },
+                sort: Sort::DEFAULT,
+                limit: 1,
+                after: None,
+                include_total: false,
+            };
+            let page = self.contacts.list(actor.org_id, &carriers).await?;
+            return if page.items.is_empty() {
+                Err(AppError::NotFound)
+            } else {
+                Ok(0)
+            };
         }
         let changed = self
             .contacts
@@ -969,6 +995,11 @@ mod tests {
         ));
         assert!(matches!(
             s.rename_tag(viewer, "a".into(), "b".into()).await,
+            Err(AppError::Forbidden(_))
+        ));
+        assert!(matches!(
+            s.batch(viewer, vec![BatchOp::Delete { id, if_match: None }])
+                .await,
             Err(AppError::Forbidden(_))
         ));
         assert!(matches!(
@@ -1524,9 +1555,30 @@ mod tests {
             .expect_rename_tag()
             .withf(|_, from, to, _, _| from == "old" && to == "new")
             .returning(|_, _, _, _, _| Box::pin(async { Ok(0) }));
+        // A rename to the same name only looks for a carrier: none, then one.
+        let org = a.org_id;
+        let mut carriers = vec![vec![stored(org, 1)], vec![]];
+        contacts
+            .expect_list()
+            .withf(|_, q| q.filter.tags == ["same"] && q.limit == 1)
+            .times(2)
+            .returning(move |_, _| {
+                let items = carriers.pop().unwrap_or_default();
+                Box::pin(async move {
+                    Ok(ContactPage {
+                        items,
+                        next: None,
+                        total: None,
+                    })
+                })
+            });
         let s = service(contacts, no_fields());
         assert!(matches!(
             s.rename_tag(a, " OLD ".into(), "New".into()).await,
+            Err(AppError::NotFound)
+        ));
+        assert!(matches!(
+            s.rename_tag(a, "same".into(), "SAME".into()).await,
             Err(AppError::NotFound)
         ));
         assert_eq!(

@@ -341,6 +341,9 @@ pub enum DefinitionWriteError {
     /// A type change found values of the field (checked inside the change's transaction).
     #[error("contacts hold values of this field")]
     ValuesExist,
+    /// The organization already has as many definitions as it may.
+    #[error("the organization has its most custom fields")]
+    TooMany,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -372,12 +375,16 @@ pub trait CustomFieldRepository: Send + Sync + 'static {
         id: CustomFieldId,
     ) -> impl Future<Output = Result<Option<CustomFieldDefinition>, StoreError>> + Send;
 
+    /// Stores a new definition unless the organization already has `limit` of them;
+    /// the count is taken after concurrent inserts of the organization have committed.
+    ///
     /// # Errors
-    /// [`DefinitionWriteError::DuplicateKey`], storage.
+    /// [`DefinitionWriteError::DuplicateKey`], [`DefinitionWriteError::TooMany`], storage.
     fn insert(
         &self,
         org: OrgId,
         definition: &CustomFieldDefinition,
+        limit: usize,
     ) -> impl Future<Output = Result<(), DefinitionWriteError>> + Send;
 
     /// Stores a changed definition if the stored version is still `expected_version`;

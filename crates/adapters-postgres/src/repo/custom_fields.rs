@@ -216,6 +216,7 @@ impl CustomFieldRepository for PgCustomFieldRepository {
         &self,
         org: OrgId,
         definition: &CustomFieldDefinition,
+        limit: usize,
     ) -> Result<(), DefinitionWriteError> {
         let mut conn = self.conn().await?;
         let row = DefinitionRow {
@@ -234,10 +235,21 @@ impl CustomFieldRepository for PgCustomFieldRepository {
                 .values(row)
                 .execute(conn)
                 .await?;
-            audit::record(conn, org, change).await
+            // The insert's trigger has bumped the organization's generation, so concurrent
+            // inserts of the organization queue up here and each counts the others'.
+            let count: i64 = defs::table
+                .filter(defs::organization_id.eq(org.as_uuid()))
+                .count()
+                .get_result(conn)
+                .await?;
+            if usize::try_from(count).unwrap_or(usize::MAX) > limit {
+                return Err(TxError::Write(DefinitionWriteError::TooMany));
+            }
+            audit::record(conn, org, change).await?;
+            Ok(())
         })
         .await
-        .map_err(|e| DefinitionWriteError::from(TxError::Db(e)))?;
+        .map_err(DefinitionWriteError::from)?;
         Ok(())
     }
 
@@ -333,17 +345,17 @@ impl CustomFieldRepository for PgCustomFieldRepository {
             audit::record(conn, org, change).await?;
             diesel::sql_query(
                 "WITH old AS (
-                     SELECT id, custom_fields -> $2 AS value FROM contacts
+                     SELECT id, custom_fields AS before FROM contacts
                      WHERE organization_id = $1 AND custom_fields ? $2 FOR UPDATE
                  ), changed AS (
                      UPDATE contacts c SET custom_fields = c.custom_fields - $2, version = c.version + 1, updated_at = $3
                      FROM old WHERE c.organization_id = $1 AND c.id = old.id
-                     RETURNING c.organization_id, c.deleted_at, contact_event_json(c) AS doc, old.value
+                     RETURNING c.organization_id, c.deleted_at, contact_event_json(c) AS doc, old.before, c.custom_fields AS after
                  )
                  INSERT INTO events (id, organization_id, type, occurred_at, actor, payload)
                  SELECT gen_random_uuid(), organization_id, 'contact.updated', $3, $4,
                         jsonb_build_object('contact', doc, 'changes', jsonb_build_object('customFields',
-                            jsonb_build_object('from', jsonb_build_object($2, value), 'to', '{}'::jsonb)))
+                            jsonb_build_object('from', before, 'to', after)))
                  FROM changed WHERE deleted_at IS NULL",
             )
             .bind::<SqlUuid, _>(org.as_uuid())

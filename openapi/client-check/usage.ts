@@ -25,6 +25,21 @@ export function makeClient(baseUrl: string) {
 
 export type NexusClient = ReturnType<typeof makeClient>;
 
+// openapi-fetch infers each call's options as a generic type that need only *extend* the
+// operation's, so a parameter the spec does not declare (`tag_mode` for `tagMode`), passed
+// inline, is no excess property and compiles. Every query and header object below is
+// therefore checked on its own with `satisfies Query<...>` / `Header<...>`, where an
+// undeclared parameter is an excess property, hence a type error.
+type Params<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] extends { parameters: infer X } ? X : never;
+/** The query parameters `M P` declares. */
+export type Query<P extends keyof paths, M extends keyof paths[P]> = NonNullable<
+  Params<P, M> extends { query?: infer Q } ? Q : never
+>;
+/** The header parameters `M P` declares. */
+export type Header<P extends keyof paths, M extends keyof paths[P]> = NonNullable<
+  Params<P, M> extends { header?: infer H } ? H : never
+>;
+
 /** Renders a problem document the way a UI would, using every field of `Problem`. */
 export function describeProblem(problem: Problem): string {
   const fields: readonly FieldError[] = problem.errors ?? [];
@@ -115,15 +130,15 @@ export async function team(baseUrl: string, accessToken: string): Promise<string
   const me = await client.GET("/api/v1/auth/me");
   const org = await client.GET("/api/v1/organizations/current");
   const renamed = await client.PATCH("/api/v1/organizations/current", {
-    params: { header: { "If-Match": `"${org.data?.version ?? 1}"` } },
+    params: { header: { "If-Match": `"${org.data?.version ?? 1}"` } satisfies Header<"/api/v1/organizations/current", "patch"> },
     body: { name: "Renamed" },
   });
   if (renamed.error !== undefined && renamed.response.status === 412) {
     return [renamed.error.code];
   }
-  const members = await client.GET("/api/v1/members", { params: { query: { limit: 50 } } });
+  const members = await client.GET("/api/v1/members", { params: { query: { limit: 50 } satisfies Query<"/api/v1/members", "get"> } });
   const key = await client.POST("/api/v1/api-keys", {
-    params: { header: { "Idempotency-Key": "sync-key-1" } },
+    params: { header: { "Idempotency-Key": "sync-key-1" } satisfies Header<"/api/v1/api-keys", "post"> },
     body: { name: "sync", role: "VIEWER" },
   });
   // A retry of a response that showed its secret gets the secret's absence, as a 409.
@@ -151,11 +166,11 @@ export async function webhooks(client: NexusClient): Promise<string[]> {
   });
   const id = created.data?.webhook.id ?? "";
   const secret: string = created.data?.secret ?? "";
-  const list = await client.GET("/api/v1/webhooks", { params: { query: { limit: 20 } } });
+  const list = await client.GET("/api/v1/webhooks", { params: { query: { limit: 20 } satisfies Query<"/api/v1/webhooks", "get"> } });
   const one = await client.GET("/api/v1/webhooks/{id}", { params: { path: { id } } });
   const ping = await client.POST("/api/v1/webhooks/{id}/test", { params: { path: { id } } });
   const log = await client.GET("/api/v1/webhooks/{id}/deliveries", {
-    params: { path: { id }, query: { status: "failed", limit: 50 } },
+    params: { path: { id }, query: { status: "failed", limit: 50 } satisfies Query<"/api/v1/webhooks/{id}/deliveries", "get"> },
   });
   const deliveryId = ping.data?.id ?? "";
   const detail = await client.GET("/api/v1/webhooks/{id}/deliveries/{deliveryId}", {
@@ -170,7 +185,7 @@ export async function webhooks(client: NexusClient): Promise<string[]> {
     body: { overlapSeconds: 3600 },
   });
   await client.PATCH("/api/v1/webhooks/{id}", {
-    params: { path: { id }, header: { "If-Match": `"${one.data?.version ?? 1}"` } },
+    params: { path: { id }, header: { "If-Match": `"${one.data?.version ?? 1}"` } satisfies Header<"/api/v1/webhooks/{id}", "patch"> },
     body: { active: false, description: null },
   });
   await client.DELETE("/api/v1/webhooks/{id}", { params: { path: { id } } });
@@ -216,7 +231,7 @@ export async function renameCompany(
   company: string | null,
 ): Promise<Outcome<Contact>> {
   const { data, error, response } = await client.PATCH("/api/v1/contacts/{id}", {
-    params: { path: { id }, header: { "If-Match": etag } },
+    params: { path: { id }, header: { "If-Match": etag } satisfies Header<"/api/v1/contacts/{id}", "patch"> },
     body: { company, lifecycleStage: "customer" },
   });
   if (error !== undefined) return { ok: false, problem: error };
@@ -238,7 +253,17 @@ export async function searchAll(client: NexusClient, q: string, tag: string[]): 
   let cursor: string | undefined;
   for (;;) {
     const { data, error } = await client.GET("/api/v1/contacts", {
-      params: { query: { q, tag, tagMode: "all", sort: "-createdAt", limit: 200, cursor, includeTotal: false } },
+      params: {
+        query: {
+          q,
+          tag,
+          tagMode: "all",
+          sort: "-createdAt",
+          limit: 200,
+          cursor,
+          includeTotal: false,
+        } satisfies Query<"/api/v1/contacts", "get">,
+      },
     });
     if (error !== undefined) throw new Error(describeProblem(error));
     all.push(...data.data);
@@ -249,7 +274,9 @@ export async function searchAll(client: NexusClient, q: string, tag: string[]): 
 
 /** GET /api/v1/contacts/{id}/timeline. */
 export async function timelineKinds(client: NexusClient, id: string): Promise<string[]> {
-  const { data, error } = await client.GET("/api/v1/contacts/{id}/timeline", { params: { path: { id }, query: { limit: 20 } } });
+  const { data, error } = await client.GET("/api/v1/contacts/{id}/timeline", {
+    params: { path: { id }, query: { limit: 20 } satisfies Query<"/api/v1/contacts/{id}/timeline", "get"> },
+  });
   if (error !== undefined) throw new Error(error.code);
   return data.data.map((e) => `${e.type}: ${e.subject} at ${e.occurredAt}`);
 }
@@ -266,7 +293,7 @@ export async function batch(client: NexusClient, create: ContactCreate, deleteId
 /** POST /api/v1/contacts/imports (text/csv, 202) then GET the job until it ends. */
 export async function importCsv(client: NexusClient, csv: string): Promise<string> {
   const accepted = await client.POST("/api/v1/contacts/imports", {
-    params: { query: { onDuplicate: "update" } },
+    params: { query: { onDuplicate: "update" } satisfies Query<"/api/v1/contacts/imports", "post"> },
     body: csv,
     // The body's type covers every accepted form (CSV text or a form's `file` part).
     bodySerializer: (b) => (typeof b === "string" ? b : b.file),
@@ -301,7 +328,7 @@ export async function importCsvForm(client: NexusClient, csv: string): Promise<s
 /** GET /api/v1/contacts/export — the filtered list as CSV text. */
 export async function exportCsv(client: NexusClient, q: string): Promise<string> {
   const { data, error } = await client.GET("/api/v1/contacts/export", {
-    params: { query: { q, tag: ["vip"], sort: "lastName" } },
+    params: { query: { q, tag: ["vip"], tagMode: "any", sort: "lastName" } satisfies Query<"/api/v1/contacts/export", "get"> },
     parseAs: "text",
   });
   if (error !== undefined) throw new Error(error.code);
@@ -349,7 +376,7 @@ export async function sales(baseUrl: string, accessToken: string, contactId: str
   if (pipeline === undefined) return [];
   const won = pipeline.stages.find((s) => s.kind === "won");
   const created = await client.POST("/api/v1/deals", {
-    params: { header: { "Idempotency-Key": "deal-1" } },
+    params: { header: { "Idempotency-Key": "deal-1" } satisfies Header<"/api/v1/deals", "post"> },
     body: { title: "Annual plan", value: { amount: "1250.00", currency: "USD" }, contactId },
   });
   if (created.error !== undefined) return [created.error.code];
@@ -364,7 +391,7 @@ export async function sales(baseUrl: string, accessToken: string, contactId: str
     body: { stageId: won?.id ?? deal.stageId, wonReason: "price" },
   });
   const board = await client.GET("/api/v1/pipelines/{id}/board", {
-    params: { path: { id: pipeline.id }, query: { limit: 20 } },
+    params: { path: { id: pipeline.id }, query: { limit: 20 } satisfies Query<"/api/v1/pipelines/{id}/board", "get"> },
   });
   const b: Board | undefined = board.data;
   const totals = (b?.stages ?? []).map((s) => `${s.stage.name}: ${s.count} (${s.totals.map((t) => `${t.weightedValue} ${t.currency}`).join(", ")})`);
@@ -373,7 +400,11 @@ export async function sales(baseUrl: string, accessToken: string, contactId: str
   });
   const timeline = await client.GET("/api/v1/deals/{id}/timeline", { params: { path: { id: deal.id } } });
   const kinds = (timeline.data?.data ?? []).map((a) => a.type);
-  return [moved.data?.status ?? "", ...totals, ...kinds];
+  const openTasks = await client.GET("/api/v1/activities", {
+    params: { query: { contactId, type: ["TASK"], open: true, limit: 20 } satisfies Query<"/api/v1/activities", "get"> },
+  });
+  const subjects = (openTasks.data?.data ?? []).map((a) => a.subject);
+  return [moved.data?.status ?? "", ...totals, ...kinds, ...subjects];
 }
 
 // ---------------------------------------------------------------------------
@@ -386,7 +417,7 @@ export type AuditEntry = components["schemas"]["AuditEntryDto"];
 /** Poll the change feed from `after` for deal outcomes; returns the types seen and where to resume. */
 export async function pollEvents(client: NexusClient, after: string | undefined): Promise<{ types: string[]; resume: string }> {
   const { data, error } = await client.GET("/api/v1/events", {
-    params: { query: { after, types: "deal.won,deal.lost", limit: 100 } },
+    params: { query: { after, types: "deal.won,deal.lost", limit: 100 } satisfies Query<"/api/v1/events", "get"> },
   });
   if (error !== undefined) return { types: [describeProblem(error)], resume: after ?? "" };
   const page: EventPage = data;
@@ -397,7 +428,10 @@ export async function pollEvents(client: NexusClient, after: string | undefined)
 /** Open the SSE stream (its body is `text/event-stream`, read by an EventSource in a browser). */
 export async function streamStatus(client: NexusClient, lastEventId: string): Promise<number> {
   const { response, error } = await client.GET("/api/v1/events/stream", {
-    params: { query: { types: "contact.created" }, header: { "Last-Event-ID": lastEventId } },
+    params: {
+      query: { types: "contact.created" } satisfies Query<"/api/v1/events/stream", "get">,
+      header: { "Last-Event-ID": lastEventId } satisfies Header<"/api/v1/events/stream", "get">,
+    },
     parseAs: "stream",
   });
   if (error !== undefined) return error.status;
@@ -407,7 +441,7 @@ export async function streamStatus(client: NexusClient, lastEventId: string): Pr
 /** Who changed a contact, newest first. */
 export async function contactAudit(client: NexusClient, contactId: string): Promise<string[]> {
   const { data, error } = await client.GET("/api/v1/audit-log", {
-    params: { query: { entityType: "contact", entityId: contactId, limit: 20 } },
+    params: { query: { entityType: "contact", entityId: contactId, limit: 20 } satisfies Query<"/api/v1/audit-log", "get"> },
   });
   if (error !== undefined) return [error.code];
   return data.data.map((e: AuditEntry) => {
@@ -441,6 +475,17 @@ export async function probes(client: NexusClient): Promise<void> {
   }
   // @ts-expect-error -- lifecycle stages are a closed set
   await client.POST("/api/v1/contacts", { body: { firstName: "A", lastName: "B", lifecycleStage: "prospect" } });
+
+  // Query parameters are named as the parsers read them (camelCase).
+  // @ts-expect-error -- `tagMode`, not `tag_mode`
+  void ({ tag_mode: "all" } satisfies Query<"/api/v1/contacts", "get">);
+  // @ts-expect-error -- `includeTotal`, not `include_total`
+  void ({ include_total: true } satisfies Query<"/api/v1/contacts", "get">);
+  // @ts-expect-error -- `contactId`, not `contact_id`
+  void ({ contact_id: "x" } satisfies Query<"/api/v1/activities", "get">);
+  // Inline (generically inferred) options still get the excess-property check through `satisfies`.
+  // @ts-expect-error -- `tag_mode` is no parameter of listContacts
+  await client.GET("/api/v1/contacts", { params: { query: { tag_mode: "all" } satisfies Query<"/api/v1/contacts", "get"> } });
 
   // @ts-expect-error -- event types are a closed set
   const wrongType: NexusEvent["type"] = "contact.exploded";

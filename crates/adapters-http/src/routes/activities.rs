@@ -68,7 +68,7 @@ pub(crate) async fn page_of(
 
 /// Query of `GET /activities`; `type` may repeat.
 #[derive(Debug, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
 #[allow(dead_code)]
 pub struct ActivityQuery {
     contact_id: Option<Uuid>,

@@ -274,7 +274,7 @@ pub async fn restore_contact(
 /// Query parameters of `listContacts` (documentation; parsed by [`parse_list`], which
 /// also reads `customFields.<key>`).
 #[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
 #[allow(dead_code)]
 pub struct ListContactsParams {
     /// Case-insensitive substring of first name, last name, full name, email, company, or

@@ -476,13 +476,18 @@ export async function probes(client: NexusClient): Promise<void> {
   // @ts-expect-error -- lifecycle stages are a closed set
   await client.POST("/api/v1/contacts", { body: { firstName: "A", lastName: "B", lifecycleStage: "prospect" } });
 
-  // Query parameters are named as the parsers read them (camelCase).
+  // Query parameters are named as the parsers read them (camelCase); the list's
+  // paging parameters are no parameters of the export.
   // @ts-expect-error -- `tagMode`, not `tag_mode`
   void ({ tag_mode: "all" } satisfies Query<"/api/v1/contacts", "get">);
   // @ts-expect-error -- `includeTotal`, not `include_total`
   void ({ include_total: true } satisfies Query<"/api/v1/contacts", "get">);
   // @ts-expect-error -- `contactId`, not `contact_id`
   void ({ contact_id: "x" } satisfies Query<"/api/v1/activities", "get">);
+  // @ts-expect-error -- an export streams everything: no cursor
+  void ({ cursor: "x" } satisfies Query<"/api/v1/contacts/export", "get">);
+  // @ts-expect-error -- nor a page size
+  void ({ limit: 10 } satisfies Query<"/api/v1/contacts/export", "get">);
   // Inline (generically inferred) options still get the excess-property check through `satisfies`.
   // @ts-expect-error -- `tag_mode` is no parameter of listContacts
   await client.GET("/api/v1/contacts", { params: { query: { tag_mode: "all" } satisfies Query<"/api/v1/contacts", "get"> } });

@@ -271,12 +271,12 @@ pub async fn restore_contact(
     Ok(contact_response(StatusCode::OK, contact))
 }
 
-/// Query parameters of `listContacts` (documentation; parsed by [`parse_list`], which
-/// also reads `customFields.<key>`).
+/// The filters and sort of `listContacts` and `exportContacts` (documentation; parsed by
+/// [`parse_list`], which also reads `customFields.<key>`).
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query, rename_all = "camelCase")]
 #[allow(dead_code)]
-pub struct ListContactsParams {
+pub struct ContactFilterParams {
     /// Case-insensitive substring of first name, last name, full name, email, company, or
     /// phone as typed or in E.164 (`2079460958` finds "+44 20 7946 0958").
     q: Option<String>,
@@ -295,6 +295,14 @@ pub struct ListContactsParams {
     /// Default `-createdAt`. Ties are broken by id.
     #[param(pattern = "^-?(createdAt|updatedAt|lastName|leadScore)$")]
     sort: Option<String>,
+}
+
+/// The paging parameters of `listContacts`, which an export does not take (documentation;
+/// parsed by [`parse_list`]).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct ContactPageParams {
     /// 1–200, default 50.
     #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
@@ -471,7 +479,7 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
 #[utoipa::path(
     operation_id = "listContacts",
     tag = "contacts",
-    params(ListContactsParams),
+    params(ContactFilterParams, ContactPageParams),
     responses(
         (status = 200, description = "One page.", body = Page<ContactDto>),
         (status = 400, response = BadRequest),

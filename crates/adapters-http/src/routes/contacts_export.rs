@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::auth::Auth;
 use crate::problem::ApiError;
 use crate::responses::{BadRequest, Forbidden, ServiceUnavailable, Unauthorized};
-use crate::routes::contacts::{ListContactsParams, parse_list_request};
+use crate::routes::contacts::{ContactFilterParams, parse_list_request};
 
 /// Rows fetched per query while streaming.
 pub const EXPORT_PAGE: u32 = 200;
@@ -174,9 +174,10 @@ async fn next_chunk(mut state: Export) -> Option<(Result<Bytes, actix_web::Error
 #[utoipa::path(
     operation_id = "exportContacts",
     tag = "contacts",
-    params(ListContactsParams),
+    params(ContactFilterParams),
     responses(
-        (status = 200, description = "CSV of every matching contact.", body = String, content_type = "text/csv"),
+        (status = 200, description = "CSV of every matching contact.", body = String, content_type = "text/csv",
+         headers(("Content-Disposition" = String, description = "`attachment; filename=\"contacts.csv\"`: browsers save the file."))),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),

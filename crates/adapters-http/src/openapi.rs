@@ -100,7 +100,29 @@ pub fn spec() -> OpenApiDoc {
         .configure(crate::api_routes)
         .split_for_parts();
     document_idempotency(&mut spec);
+    close_variants(&mut spec, "BatchItem");
     spec
+}
+
+/// An internally tagged enum with `#[serde(deny_unknown_fields)]` refuses unknown fields in
+/// every variant, but utoipa says so only for structs: each variant of the named schema
+/// gets `additionalProperties: false`.
+fn close_variants(spec: &mut OpenApiDoc, name: &str) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{AdditionalProperties, Schema};
+
+    let schema = spec
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut(name));
+    if let Some(RefOr::T(Schema::OneOf(one_of))) = schema {
+        for item in &mut one_of.items {
+            if let RefOr::T(Schema::Object(object)) = item {
+                object.additional_properties =
+                    Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+        }
+    }
 }
 
 /// The idempotency middleware serves every authenticated POST, present and future, so
@@ -213,6 +235,30 @@ mod tests {
             for status in ["400", "409", "422"] {
                 assert!(op["responses"].get(status).is_some(), "{path}: no {status}");
             }
+        }
+    }
+
+    #[test]
+    fn every_batch_item_variant_is_closed_as_serde_closes_it() {
+        use crate::dto::contacts::BatchItem;
+
+        let spec = serde_json::to_value(super::spec()).unwrap_or_default();
+        let variants = spec["components"]["schemas"]["BatchItem"]["oneOf"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(variants.len(), 3);
+        let id = "00000000-0000-0000-0000-000000000001";
+        for (variant, extra) in variants.iter().zip([
+            serde_json::json!({"op": "create", "data": {}, "extra": 1}),
+            serde_json::json!({"op": "update", "id": id, "data": {}, "extra": 1}),
+            serde_json::json!({"op": "delete", "id": id, "extra": 1}),
+        ]) {
+            assert_eq!(variant["additionalProperties"], false, "{variant}");
+            assert!(
+                serde_json::from_value::<BatchItem>(extra.clone()).is_err(),
+                "{extra}"
+            );
         }
     }
 

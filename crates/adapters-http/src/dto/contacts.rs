@@ -164,6 +164,8 @@ pub struct ContactPatchRequest {
     pub custom_fields: Option<BTreeMap<String, serde_json::Value>>,
 }
 
+// Its schema's variants are closed (`additionalProperties: false`, as serde closes them)
+// by `crate::openapi`: utoipa does it for structs only.
 /// One operation of a batch.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "op", rename_all = "camelCase", deny_unknown_fields)]
@@ -190,6 +192,8 @@ pub enum BatchItem {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
+    /// 1 to 100 items (422 otherwise).
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<BatchItem>,
 }
 

@@ -574,6 +574,7 @@ pub async fn contact_timeline(
         (status = 200, description = "Per-item results, in request order.", body = BatchResponse),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 409, response = Conflict),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),

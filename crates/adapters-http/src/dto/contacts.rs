@@ -150,9 +150,11 @@ pub struct ContactCreateRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContactPatchRequest {
-    #[schema(min_length = 1, max_length = 100)]
+    /// Absent = unchanged; a contact always has one, so `null` is refused (422 `required`).
+    #[schema(min_length = 1, max_length = 100, nullable = false)]
     pub first_name: Option<String>,
-    #[schema(min_length = 1, max_length = 100)]
+    /// Absent = unchanged; `null` is refused (422 `required`).
+    #[schema(min_length = 1, max_length = 100, nullable = false)]
     pub last_name: Option<String>,
     pub email: Option<String>,
     pub phone: Option<String>,

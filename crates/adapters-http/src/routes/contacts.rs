@@ -140,7 +140,7 @@ pub async fn get_contact(
     )),
     params(
         ("id" = Uuid, Path, description = "Contact id."),
-        ("If-Match" = Option<String>, Header, description = "The ETag you read; a stale one gives 412 and changes nothing."),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The ETag you read; a stale one gives 412 and changes nothing."),
     ),
     responses(
         (status = 200, description = "Updated (or unchanged when the patch changes nothing).", body = ContactDto,
@@ -218,7 +218,7 @@ fn merge_patch_body(req: &HttpRequest, body: &[u8]) -> Result<Map<String, Value>
     tag = "contacts",
     params(
         ("id" = Uuid, Path, description = "Contact id."),
-        ("If-Match" = Option<String>, Header, description = "The ETag you read; a stale one gives 412 and deletes nothing."),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The ETag you read; a stale one gives 412 and deletes nothing."),
     ),
     responses(
         (status = 204, description = "Deleted."),

@@ -122,7 +122,7 @@ pub async fn get_custom_field(
     request_body = CustomFieldUpdateRequest,
     params(
         ("id" = Uuid, Path, description = "Definition id."),
-        ("If-Match" = Option<String>, Header, description = "The ETag you read; a stale one gives 412."),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The ETag you read; a stale one gives 412."),
     ),
     responses(
         (status = 200, description = "Updated.", body = CustomFieldDto,
@@ -183,7 +183,7 @@ pub async fn update_custom_field(
     tag = "custom-fields",
     params(
         ("id" = Uuid, Path, description = "Definition id."),
-        ("If-Match" = Option<String>, Header, description = "The ETag you read; a stale one gives 412 and deletes nothing."),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The ETag you read; a stale one gives 412 and deletes nothing."),
     ),
     responses(
         (status = 204, description = "Deleted, with its values."),

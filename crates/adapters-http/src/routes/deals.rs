@@ -211,7 +211,7 @@ pub async fn get_deal(
 #[utoipa::path(
     operation_id = "updateDeal",
     tag = "deals",
-    params(("id" = Uuid, Path, description = "Deal id."), ("If-Match" = Option<String>, Header, description = "The ETag you read.")),
+    params(("id" = Uuid, Path, description = "Deal id."), ("If-Match" = Option<String>, Header, nullable = false, description = "The ETag you read.")),
     request_body = UpdateDealRequest,
     responses(
         (status = 200, description = "Updated.", body = DealDto),
@@ -261,7 +261,7 @@ pub async fn update_deal(
 #[utoipa::path(
     operation_id = "deleteDeal",
     tag = "deals",
-    params(("id" = Uuid, Path, description = "Deal id."), ("If-Match" = Option<String>, Header, description = "The ETag you read.")),
+    params(("id" = Uuid, Path, description = "Deal id."), ("If-Match" = Option<String>, Header, nullable = false, description = "The ETag you read.")),
     responses(
         (status = 204, description = "Deleted."),
         (status = 400, response = BadRequest),
@@ -293,7 +293,7 @@ pub async fn delete_deal(
 #[utoipa::path(
     operation_id = "moveDeal",
     tag = "deals",
-    params(("id" = Uuid, Path, description = "Deal id."), ("If-Match" = Option<String>, Header, description = "The ETag you read.")),
+    params(("id" = Uuid, Path, description = "Deal id."), ("If-Match" = Option<String>, Header, nullable = false, description = "The ETag you read.")),
     request_body = MoveDealRequest,
     responses(
         (status = 200, description = "Moved (or already there).", body = DealDto),

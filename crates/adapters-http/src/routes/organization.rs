@@ -41,7 +41,7 @@ pub async fn get_current(
     operation_id = "updateCurrentOrganization",
     tag = "organizations",
     request_body = UpdateOrganizationRequest,
-    params(("If-Match" = Option<String>, Header, description = "The ETag you read; a stale one gives 412.")),
+    params(("If-Match" = Option<String>, Header, nullable = false, description = "The ETag you read; a stale one gives 412.")),
     responses(
         (status = 200, description = "Updated.", body = OrganizationDto,
          headers(("ETag" = String, description = "The new version."))),

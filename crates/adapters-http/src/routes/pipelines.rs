@@ -128,7 +128,7 @@ pub async fn get_pipeline(
     tag = "pipelines",
     params(
         ("id" = Uuid, Path, description = "Pipeline id."),
-        ("If-Match" = Option<String>, Header, description = "The ETag you read."),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The ETag you read."),
     ),
     request_body = UpdatePipelineRequest,
     responses(

@@ -186,7 +186,7 @@ pub async fn get_webhook(
     request_body = UpdateWebhookRequest,
     params(
         ("id" = Uuid, Path, description = "Subscription id."),
-        ("If-Match" = Option<String>, Header, description = "The ETag you read; a stale one gives 412."),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The ETag you read; a stale one gives 412."),
     ),
     responses(
         (status = 200, description = "Updated.", body = WebhookDto,
@@ -236,7 +236,7 @@ pub async fn update_webhook(
     tag = "webhooks",
     params(
         ("id" = Uuid, Path, description = "Subscription id."),
-        ("If-Match" = Option<String>, Header, description = "The ETag you read; a stale one gives 412."),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The ETag you read; a stale one gives 412."),
     ),
     responses(
         (status = 204, description = "Deleted."),

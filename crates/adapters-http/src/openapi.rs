@@ -125,11 +125,17 @@ fn close_variants(spec: &mut OpenApiDoc, name: &str) {
     }
 }
 
+/// How the document names the header the idempotency middleware sets on a replayed response
+/// (`idempotency::REPLAYED`, which is lower-case for the wire).
+const REPLAYED_DOC_NAME: &str = "Idempotent-Replayed";
+
 /// The idempotency middleware serves every authenticated POST, present and future, so
-/// the document says so on each: the header, and the 400, 409 and 422 it can answer. A route
+/// the document says so on each: the header, the 400, 409 and 422 it can answer, and the
+/// `Idempotent-Replayed` header of a success it replays. A route
 /// may declare the header itself to describe it better (secrets shown once); its schema
 /// is made the same as everywhere else.
 fn document_idempotency(spec: &mut OpenApiDoc) {
+    use utoipa::openapi::header::HeaderBuilder;
     use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
     use utoipa::openapi::{Object, Ref, RefOr, Required, Type};
 
@@ -168,6 +174,20 @@ fn document_idempotency(spec: &mut OpenApiDoc) {
                 .description(Some(description))
                 .build(),
         ));
+        for (status, response) in &mut post.responses.responses {
+            if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+                response.headers.insert(
+                    REPLAYED_DOC_NAME.to_owned(),
+                    RefOr::T(HeaderBuilder::new()
+                        .schema(Some(Object::builder().schema_type(Type::String).enum_values(Some(["true"]))))
+                        .description(Some(
+                            "`true` when this is the stored response of an earlier request with the same `Idempotency-Key` \
+                             (nothing was run again); absent otherwise.",
+                        ))
+                        .build()),
+                );
+            }
+        }
         for (status, response) in [
             ("400", "BadRequest"),
             ("409", "Conflict"),
@@ -235,7 +255,25 @@ mod tests {
             for status in ["400", "409", "422"] {
                 assert!(op["responses"].get(status).is_some(), "{path}: no {status}");
             }
+            let successes: Vec<_> = op["responses"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(status, _)| status.starts_with('2'))
+                .collect();
+            assert!(!successes.is_empty(), "{path}: no success");
+            for (status, response) in successes {
+                let replayed = &response["headers"][super::REPLAYED_DOC_NAME];
+                assert_eq!(replayed["schema"]["type"], "string", "{path} {status}");
+            }
         }
+    }
+
+    #[test]
+    fn the_replayed_header_is_the_one_the_middleware_sets() {
+        assert!(
+            super::REPLAYED_DOC_NAME.eq_ignore_ascii_case(crate::middleware::idempotency::REPLAYED)
+        );
     }
 
     #[test]

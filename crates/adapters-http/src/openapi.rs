@@ -269,6 +269,175 @@ mod tests {
         }
     }
 
+    /// Every object schema a response body can hold, with where it was found.
+    fn response_objects(spec: &Value) -> Vec<(String, Value)> {
+        fn walk(
+            spec: &Value,
+            at: String,
+            schema: &Value,
+            seen: &mut Vec<String>,
+            out: &mut Vec<(String, Value)>,
+        ) {
+            if let Some(target) = schema["$ref"].as_str() {
+                if seen.iter().any(|s| s == target) {
+                    return;
+                }
+                seen.push(target.to_owned());
+                let name = target.rsplit('/').next().unwrap_or_default();
+                walk(
+                    spec,
+                    name.to_owned(),
+                    &spec["components"]["schemas"][name],
+                    seen,
+                    out,
+                );
+                return;
+            }
+            if let Some(props) = schema["properties"].as_object() {
+                out.push((at.clone(), schema.clone()));
+                for (name, prop) in props {
+                    walk(spec, format!("{at}.{name}"), prop, seen, out);
+                }
+            }
+            for key in ["items", "additionalProperties"] {
+                if schema[key].is_object() {
+                    walk(spec, format!("{at}[]"), &schema[key], seen, out);
+                }
+            }
+            for key in ["oneOf", "anyOf", "allOf"] {
+                for (i, item) in schema[key].as_array().into_iter().flatten().enumerate() {
+                    walk(spec, format!("{at}/{key}{i}"), item, seen, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        let mut responses: Vec<Value> = spec["components"]["responses"]
+            .as_object()
+            .into_iter()
+            .flat_map(|r| r.values().cloned())
+            .collect();
+        for item in spec["paths"]
+            .as_object()
+            .into_iter()
+            .flat_map(|p| p.values())
+        {
+            for op in item.as_object().into_iter().flat_map(|o| o.values()) {
+                responses.extend(
+                    op["responses"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|r| r.values().cloned()),
+                );
+            }
+        }
+        for response in &responses {
+            for media in response["content"]
+                .as_object()
+                .into_iter()
+                .flat_map(|c| c.values())
+            {
+                walk(
+                    spec,
+                    "response".into(),
+                    &media["schema"],
+                    &mut seen,
+                    &mut out,
+                );
+            }
+        }
+        out
+    }
+
+    fn nullable(schema: &Value) -> bool {
+        schema["type"]
+            .as_array()
+            .is_some_and(|t| t.contains(&Value::from("null")))
+            || schema["oneOf"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|s| s["type"] == "null"))
+    }
+
+    /// serde writes an `Option` field either always (`null` when `None`: required and
+    /// nullable) or only when `Some` (`skip_serializing_if`: optional, never null). An
+    /// optional nullable property of a response says neither.
+    #[test]
+    fn no_response_property_is_both_optional_and_nullable() {
+        let spec = serde_json::to_value(super::spec()).unwrap_or_default();
+        let objects = response_objects(&spec);
+        assert!(objects.len() > 30, "{}", objects.len());
+        let mut wrong = Vec::new();
+        for (at, object) in &objects {
+            let required: Vec<&str> = object["required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            for (name, prop) in object["properties"].as_object().into_iter().flatten() {
+                if nullable(prop) && !required.contains(&name.as_str()) {
+                    wrong.push(format!("{at}.{name}"));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "optional and nullable: {wrong:?}");
+    }
+
+    /// What serde writes for `None` fields, against the schema of the same type.
+    fn assert_schema_says_what_serde_writes(name: &str, written: &Value) {
+        let spec = serde_json::to_value(super::spec()).unwrap_or_default();
+        let schema = &spec["components"]["schemas"][name];
+        let required = schema["required"].as_array().cloned().unwrap_or_default();
+        for (field, prop) in schema["properties"].as_object().into_iter().flatten() {
+            let is_required = required.contains(&Value::from(field.as_str()));
+            match written.get(field) {
+                Some(Value::Null) => assert!(is_required && nullable(prop), "{name}.{field}: null"),
+                Some(_) => assert!(is_required, "{name}.{field}: always written"),
+                None => assert!(!is_required && !nullable(prop), "{name}.{field}: absent"),
+            }
+        }
+    }
+
+    #[test]
+    fn option_fields_are_documented_as_serde_writes_them() {
+        use crate::dto::common::Page;
+        use crate::dto::contacts::BatchItemResult;
+        use crate::problem::Problem;
+
+        let page: Page<crate::dto::contacts::TagDto> = Page {
+            data: Vec::new(),
+            next_cursor: None,
+            total: None,
+        };
+        assert_schema_says_what_serde_writes(
+            "Page_TagDto",
+            &serde_json::to_value(page).unwrap_or_default(),
+        );
+        let result = BatchItemResult {
+            index: 0,
+            status: 204,
+            data: None,
+            error: None,
+        };
+        assert_schema_says_what_serde_writes(
+            "BatchItemResult",
+            &serde_json::to_value(result).unwrap_or_default(),
+        );
+        let problem = Problem {
+            problem_type: "urn:nexus:problem:not_found".into(),
+            title: "Not Found".into(),
+            status: 404,
+            detail: "gone".into(),
+            code: "not_found".into(),
+            errors: None,
+            request_id: None,
+        };
+        assert_schema_says_what_serde_writes(
+            "Problem",
+            &serde_json::to_value(problem).unwrap_or_default(),
+        );
+    }
+
     #[test]
     fn the_replayed_header_is_the_one_the_middleware_sets() {
         assert!(

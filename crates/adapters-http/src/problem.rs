@@ -41,9 +41,11 @@ pub struct Problem {
     pub code: String,
     /// Field-level errors, for validation failures.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub errors: Option<Vec<FieldError>>,
     /// Correlation id of the request, also sent as `X-Request-Id` and logged.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub request_id: Option<String>,
 }
 

@@ -42,6 +42,7 @@ pub struct TokenResponse {
     pub access_token: String,
     /// Opaque, single-use: each refresh returns a new one. Absent when unchanged.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub refresh_token: Option<String>,
     #[schema(example = "Bearer")]
     pub token_type: &'static str,
@@ -109,6 +110,7 @@ pub struct MeResponse {
     pub memberships: Vec<MembershipDto>,
     /// Set when the caller is an API key (acting for `user`, its creator).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub api_key_id: Option<Uuid>,
 }
 

@@ -9,9 +9,11 @@ use utoipa::ToSchema;
 pub struct Page<T> {
     pub data: Vec<T>,
     /// Opaque cursor for the next page; `null` on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
     /// Exact count of matching items, only with `includeTotal=true`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub total: Option<i64>,
 }
 

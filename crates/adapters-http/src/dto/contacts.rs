@@ -64,18 +64,23 @@ pub struct ContactDto {
     pub last_name: String,
     /// Lower-cased; unique among the organization's contacts.
     #[schema(example = "ada@example.com")]
+    #[schema(required = true)]
     pub email: Option<String>,
     /// As entered.
     #[schema(example = "+44 20 7946 0958")]
+    #[schema(required = true)]
     pub phone: Option<String>,
     /// The phone in E.164 when it was entered with its country code.
     #[schema(example = "+442079460958")]
+    #[schema(required = true)]
     pub phone_e164: Option<String>,
+    #[schema(required = true)]
     pub company: Option<String>,
     pub lifecycle_stage: LifecycleStageDto,
     /// 0–100, computed by the server from completeness and funnel position.
     #[schema(minimum = 0, maximum = 100)]
     pub lead_score: u8,
+    #[schema(required = true)]
     pub owner_id: Option<Uuid>,
     /// Lower-cased, unique, at most 50.
     pub tags: Vec<String>,
@@ -209,9 +214,11 @@ pub struct BatchItemResult {
     #[schema(example = 201)]
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub data: Option<ContactDto>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Problem>)]
+    #[schema(nullable = false)]
     pub error: Option<serde_json::Value>,
 }
 

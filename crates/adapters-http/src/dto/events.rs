@@ -117,6 +117,7 @@ pub enum AuditActorDto {
         #[serde(rename = "apiKeyId")]
         api_key_id: Uuid,
         #[serde(rename = "onBehalfOf")]
+        #[schema(required = true)]
         on_behalf_of: Option<Uuid>,
     },
     System,
@@ -148,13 +149,16 @@ pub struct AuditEntryDto {
     pub occurred_at: DateTime<Utc>,
     pub actor: AuditActorDto,
     /// The client address the request came from (`null` for background jobs).
+    #[schema(required = true)]
     pub ip: Option<String>,
+    #[schema(required = true)]
     pub user_agent: Option<String>,
     /// e.g. `contact.updated`, `api_key.created`.
     #[schema(example = "contact.updated")]
     pub action: String,
     #[schema(example = "contact")]
     pub entity_type: String,
+    #[schema(required = true)]
     pub entity_id: Option<String>,
     /// For updates `{ field: { from, to } }`; otherwise the state created or removed.
     /// Secrets, password hashes and token digests are never recorded.

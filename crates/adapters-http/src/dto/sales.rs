@@ -143,15 +143,20 @@ pub struct DealDto {
     pub pipeline_id: Uuid,
     pub stage_id: Uuid,
     pub contact_id: Uuid,
+    #[schema(required = true)]
     pub owner_id: Option<Uuid>,
     #[schema(example = "OPEN")]
     pub status: String,
     pub probability: u8,
     /// value × probability / 100.
     pub weighted_value: Money,
+    #[schema(required = true)]
     pub expected_close_date: Option<NaiveDate>,
+    #[schema(required = true)]
     pub closed_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub lost_reason: Option<String>,
+    #[schema(required = true)]
     pub won_reason: Option<String>,
     pub stage_entered_at: DateTime<Utc>,
     /// Order within the stage on the board.
@@ -262,6 +267,7 @@ pub struct BoardStageDto {
     /// The first deals of the stage, in board order.
     pub deals: Vec<DealDto>,
     /// More deals of this stage: `GET /pipelines/{id}/stages/{stageId}/deals?cursor=`.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -282,13 +288,20 @@ pub struct ActivityDto {
     #[schema(example = "CALL")]
     pub activity_type: String,
     pub subject: String,
+    #[schema(required = true)]
     pub description: Option<String>,
     pub metadata: serde_json::Value,
+    #[schema(required = true)]
     pub contact_id: Option<Uuid>,
+    #[schema(required = true)]
     pub deal_id: Option<Uuid>,
+    #[schema(required = true)]
     pub due_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub assignee_id: Option<Uuid>,
+    #[schema(required = true)]
     pub completed_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub created_by: Option<Uuid>,
     pub occurred_at: DateTime<Utc>,
     pub version: i32,

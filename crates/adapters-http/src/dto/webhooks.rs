@@ -13,6 +13,7 @@ pub struct WebhookDto {
     pub id: Uuid,
     #[schema(example = "https://hooks.example.com/nexus")]
     pub url: String,
+    #[schema(required = true)]
     pub description: Option<String>,
     /// Event names, or `["*"]` for every event.
     #[schema(example = json!(["contact.created", "deal.won"]))]
@@ -20,10 +21,13 @@ pub struct WebhookDto {
     /// Inactive subscriptions receive nothing; NEXUS deactivates one on 410 Gone or after
     /// 5 days of failures (see `disabledReason`).
     pub active: bool,
+    #[schema(required = true)]
     pub disabled_reason: Option<String>,
     /// Start of the current run of failed attempts.
+    #[schema(required = true)]
     pub failing_since: Option<DateTime<Utc>>,
     /// While set, the previous secret also signs (after a rotation).
+    #[schema(required = true)]
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub version: i32,
     pub created_at: DateTime<Utc>,
@@ -144,20 +148,27 @@ pub struct DeliveryDto {
     /// The `webhook-id` header: the same on every retry and redelivery.
     pub message_id: Uuid,
     /// The event delivered (`null` for a ping).
+    #[schema(required = true)]
     pub event_id: Option<Uuid>,
     #[schema(example = "contact.created")]
     pub event_type: String,
     pub status: DeliveryStatusDto,
     pub attempts: i32,
     /// When the next attempt is due (pending deliveries).
+    #[schema(required = true)]
     pub next_attempt_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub last_attempt_at: Option<DateTime<Utc>>,
     /// The receiver's last HTTP status, if it answered.
+    #[schema(required = true)]
     pub last_status_code: Option<i32>,
     /// Why the last attempt failed without an answer (timeout, refused destination...).
+    #[schema(required = true)]
     pub last_error: Option<String>,
+    #[schema(required = true)]
     pub last_duration_ms: Option<i32>,
     pub created_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub completed_at: Option<DateTime<Utc>>,
 }
 
@@ -188,9 +199,12 @@ pub struct AttemptDto {
     /// 1 for the first attempt.
     pub attempt: i32,
     pub attempted_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub status_code: Option<i32>,
+    #[schema(required = true)]
     pub error: Option<String>,
     /// The first 4 KiB of the receiver's answer.
+    #[schema(required = true)]
     pub response_body: Option<String>,
     pub duration_ms: i32,
 }

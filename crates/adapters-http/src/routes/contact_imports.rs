@@ -75,6 +75,7 @@ pub struct ImportJobDto {
     pub status: ImportStatusDto,
     pub on_duplicate: OnDuplicateDto,
     /// Data rows in the file, once the worker has read it.
+    #[schema(required = true)]
     pub total_rows: Option<i64>,
     pub rows_processed: i64,
     pub created: i64,
@@ -85,8 +86,10 @@ pub struct ImportJobDto {
     /// The first 1,000 row errors (the counters are exact).
     pub errors: Vec<ImportRowError>,
     /// Why a failed job stopped (e.g. an unreadable file).
+    #[schema(required = true)]
     pub failure: Option<String>,
     pub created_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub finished_at: Option<DateTime<Utc>>,
 }
 

@@ -10,7 +10,7 @@ use utoipa_actix_web::AppExt;
 use crate::dto::common::Money;
 use crate::problem::{FieldError, Problem};
 use crate::responses::{
-    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
+    BadRequest, Conflict, Forbidden, InternalError, NotFound, PayloadTooLarge, PreconditionFailed,
     ServiceUnavailable, TooManyRequests, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 
@@ -19,7 +19,8 @@ use crate::responses::{
     info(
         title = "NEXUS API",
         description = "Multi-tenant CRM API. Errors are RFC 9457 problem documents with a stable `code`; \
-                       lists use keyset pagination (`limit`, `cursor` → `nextCursor`).",
+                       lists use keyset pagination (`limit`, `cursor` → `nextCursor`). Every response carries \
+                       `X-Request-Id` (the caller's own when it sent a valid one), also in problem documents as `requestId`.",
         license(name = "Proprietary", identifier = "LicenseRef-Proprietary"),
         contact(name = "NEXUS API team")
     ),
@@ -28,7 +29,7 @@ use crate::responses::{
         schemas(Problem, FieldError, Money),
         responses(
             BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
-            UnsupportedMediaType, Unprocessable, TooManyRequests, ServiceUnavailable
+            UnsupportedMediaType, Unprocessable, TooManyRequests, InternalError, ServiceUnavailable
         )
     ),
     modifiers(&SecuritySchemes),
@@ -100,6 +101,7 @@ pub fn spec() -> OpenApiDoc {
         .configure(crate::api_routes)
         .split_for_parts();
     document_idempotency(&mut spec);
+    document_internal_errors(&mut spec);
     close_variants(&mut spec, "BatchItem");
     spec
 }
@@ -121,6 +123,30 @@ fn close_variants(spec: &mut OpenApiDoc, name: &str) {
                 object.additional_properties =
                     Some(Box::new(AdditionalProperties::FreeForm(false)));
             }
+        }
+    }
+}
+
+/// Any handler can fail unexpectedly (the panic middleware and every unmapped error
+/// answer 500 `internal_error`), so every operation lists it.
+fn document_internal_errors(spec: &mut OpenApiDoc) {
+    use utoipa::openapi::{Ref, RefOr};
+
+    for item in spec.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            op.responses
+                .responses
+                .entry("500".to_owned())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name("InternalError")));
         }
     }
 }
@@ -436,6 +462,22 @@ mod tests {
             "Problem",
             &serde_json::to_value(problem).unwrap_or_default(),
         );
+    }
+
+    #[test]
+    fn every_operation_documents_the_internal_error() {
+        let spec = serde_json::to_value(super::spec()).unwrap_or_default();
+        let mut operations = 0;
+        for (path, item) in spec["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                operations += 1;
+                assert_eq!(
+                    op["responses"]["500"]["$ref"], "#/components/responses/InternalError",
+                    "{method} {path}"
+                );
+            }
+        }
+        assert!(operations > 70, "{operations}");
     }
 
     #[test]

@@ -71,3 +71,9 @@ pub struct TooManyRequests(pub Problem);
     headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))
 )]
 pub struct ServiceUnavailable(pub Problem);
+
+/// An unexpected failure on the server; nothing is promised about the request's effect
+/// unless it was sent with an `Idempotency-Key` (then a retry with it is safe).
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct InternalError(pub Problem);

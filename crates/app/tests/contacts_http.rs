@@ -1155,7 +1155,15 @@ async fn export_streams_the_filtered_list_as_csv() {
         1 + expected
     );
 
-    assert_eq!(get(&owner, "?cursor=abc").await.0, 400);
+    // Paging belongs to lists: refused, not ignored.
+    for paging in [
+        "?cursor=abc",
+        "?limit=5",
+        "?includeTotal=true",
+        "?q=a&limit=5",
+    ] {
+        assert_eq!(get(&owner, paging).await.0, 400, "{paging}");
+    }
     assert_eq!(get(&owner, "?lifecycleStage=prospect").await.0, 400);
     let stranger = app.signup("stranger@export.io").await;
     let (_, _, theirs) = get(&stranger, "").await;

@@ -162,6 +162,25 @@ async fn next_chunk(mut state: Export) -> Option<(Result<Bytes, actix_web::Error
     }
 }
 
+/// A list's paging parameters, which an export refuses rather than ignores: it streams
+/// every matching contact, so a client sending them expects what it would not get.
+const PAGING: [&str; 3] = ["cursor", "limit", "includeTotal"];
+
+fn refuse_paging(query: &str) -> Result<(), ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    match pairs
+        .iter()
+        .find(|(name, _)| PAGING.contains(&name.as_str()))
+    {
+        Some((name, _)) => Err(ApiError::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("An export takes no `{name}`: it streams every matching contact."),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Export the contacts matching the list filters as CSV (UTF-8, CRLF, RFC 4180), streamed.
 ///
 /// Every row comes from one snapshot of the database, taken when the export begins: a
@@ -169,7 +188,7 @@ async fn next_chunk(mut state: Export) -> Option<(Result<Bytes, actix_web::Error
 ///
 /// Takes the filters and `sort` of `listContacts` (`q`, `tag`, `tagMode`, `lifecycleStage`,
 /// `ownerId`, `createdAfter`, `createdBefore`, `customFields.<key>`); `limit`, `cursor` and
-/// `includeTotal` do not apply. Columns: the contact fields, then one `customFields.<key>`
+/// `includeTotal` are refused (400). Columns: the contact fields, then one `customFields.<key>`
 /// per custom field definition. Tags and multiselect values are joined with `;`.
 #[utoipa::path(
     operation_id = "exportContacts",
@@ -190,14 +209,8 @@ pub async fn export_contacts(
     auth: Auth,
     contacts: web::Data<dyn ContactUseCases>,
 ) -> Result<HttpResponse, ApiError> {
-    let (mut request, cursor) = parse_list_request(req.query_string())?;
-    if cursor.is_some() {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "An export has no cursor: it streams every matching contact.",
-        ));
-    }
+    refuse_paging(req.query_string())?;
+    let (mut request, _) = parse_list_request(req.query_string())?;
     request.limit = EXPORT_PAGE;
     request.include_total = false;
     // Checks the role and the filters before the first byte is sent.

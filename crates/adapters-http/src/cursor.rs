@@ -188,19 +188,14 @@ impl CursorCodec {
             SortValue::Text(s) => (None, Some(s.clone()), None),
             SortValue::Int(n) => (None, None, Some(*n)),
         };
-        let payload = Payload {
+        self.seal(&Payload {
             o: scope.org.as_uuid(),
             f: scope.fingerprint(),
             t,
             s,
             n,
             i: id,
-        };
-        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap_or_default());
-        let mut mac = self.mac();
-        mac.update(body.as_bytes());
-        let tag = mac.finalize().into_bytes();
-        format!("{body}.{}", URL_SAFE_NO_PAD.encode(&tag[..TAG_LEN]))
+        })
     }
 
     /// # Errors
@@ -210,6 +205,60 @@ impl CursorCodec {
         scope: &CursorScope,
         raw: &str,
     ) -> Result<(SortValue, uuid::Uuid), ApiError> {
+        let payload = self.open(scope, raw)?;
+        let value = match (payload.t, payload.s, payload.n) {
+            (Some(t), None, None) => SortValue::Time(t),
+            (None, Some(s), None) => SortValue::Text(s),
+            (None, None, Some(n)) => SortValue::Int(n),
+            _ => return Err(invalid_cursor()),
+        };
+        Ok((value, payload.i))
+    }
+
+    /// A position in a list of aggregates ordered by a count, then a name (tags): they
+    /// have no row id.
+    #[must_use]
+    pub fn encode_count_name(&self, scope: &CursorScope, count: i64, name: &str) -> String {
+        self.seal(&Payload {
+            o: scope.org.as_uuid(),
+            f: scope.fingerprint(),
+            t: None,
+            s: Some(name.to_owned()),
+            n: Some(count),
+            i: uuid::Uuid::nil(),
+        })
+    }
+
+    /// The (count, name) of a cursor from [`Self::encode_count_name`].
+    ///
+    /// # Errors
+    /// 400 `invalid_cursor` for anything this server did not issue for this scope.
+    pub fn decode_count_name(
+        &self,
+        scope: &CursorScope,
+        raw: &str,
+    ) -> Result<(i64, String), ApiError> {
+        match self.open(scope, raw)? {
+            Payload {
+                t: None,
+                s: Some(name),
+                n: Some(count),
+                ..
+            } => Ok((count, name)),
+            _ => Err(invalid_cursor()),
+        }
+    }
+
+    fn seal(&self, payload: &Payload) -> String {
+        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(payload).unwrap_or_default());
+        let mut mac = self.mac();
+        mac.update(body.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        format!("{body}.{}", URL_SAFE_NO_PAD.encode(&tag[..TAG_LEN]))
+    }
+
+    /// The payload of a cursor this server signed for `scope`.
+    fn open(&self, scope: &CursorScope, raw: &str) -> Result<Payload, ApiError> {
         let (body, tag) = raw.split_once('.').ok_or_else(invalid_cursor)?;
         let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| invalid_cursor())?;
         if tag.len() != TAG_LEN {
@@ -224,13 +273,7 @@ impl CursorCodec {
         if payload.o != scope.org.as_uuid() || payload.f != scope.fingerprint() {
             return Err(invalid_cursor());
         }
-        let value = match (payload.t, payload.s, payload.n) {
-            (Some(t), None, None) => SortValue::Time(t),
-            (None, Some(s), None) => SortValue::Text(s),
-            (None, None, Some(n)) => SortValue::Int(n),
-            _ => return Err(invalid_cursor()),
-        };
-        Ok((value, payload.i))
+        Ok(payload)
     }
 }
 
@@ -291,6 +334,30 @@ mod tests {
         assert!(
             codec
                 .decode(&scope(org, "lastName"), &format!("{body}.AA"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn count_and_name_positions_round_trip_and_never_pass_for_row_positions() {
+        let codec = CursorCodec::from_secret(b"secret");
+        let org = OrgId::from_uuid(uuid::Uuid::now_v7());
+        let tags = CursorScope {
+            list: "tags",
+            ..scope(org, "-count")
+        };
+        let cursor = codec.encode_count_name(&tags, 12, "vip");
+        assert_eq!(
+            codec.decode_count_name(&tags, &cursor).unwrap(),
+            (12, "vip".to_owned())
+        );
+        assert!(codec.decode_position(&tags, &cursor).is_err());
+        let row = codec.encode_position(&tags, &SortValue::Int(12), uuid::Uuid::now_v7());
+        assert!(codec.decode_count_name(&tags, &row).is_err());
+        let other = OrgId::from_uuid(uuid::Uuid::now_v7());
+        assert!(
+            codec
+                .decode_count_name(&CursorScope { org: other, ..tags }, &cursor)
                 .is_err()
         );
     }

@@ -623,12 +623,39 @@ async fn tags_are_counted_renamed_with_merge_and_deleted_with_events() {
     )
     .await;
     assert_eq!(
-        f.contacts.tag_counts(f.org).await.unwrap(),
+        f.contacts.tag_counts(f.org, None, 200).await.unwrap(),
         [
             ("hot".to_owned(), 2),
             ("vip".to_owned(), 2),
             ("prospect".to_owned(), 1)
         ]
+    );
+    // Pages continue after a (count, name) position: within a count by name, then the
+    // smaller counts.
+    assert_eq!(
+        f.contacts.tag_counts(f.org, None, 1).await.unwrap(),
+        [("hot".to_owned(), 2)]
+    );
+    assert_eq!(
+        f.contacts
+            .tag_counts(f.org, Some((2, "hot".into())), 1)
+            .await
+            .unwrap(),
+        [("vip".to_owned(), 2)]
+    );
+    assert_eq!(
+        f.contacts
+            .tag_counts(f.org, Some((2, "vip".into())), 5)
+            .await
+            .unwrap(),
+        [("prospect".to_owned(), 1)]
+    );
+    assert_eq!(
+        f.contacts
+            .tag_counts(f.org, Some((1, "prospect".into())), 5)
+            .await
+            .unwrap(),
+        []
     );
     let actor = EventActor::User { id: f.user };
     // `hot` → `vip`: A holds both and keeps one `vip` at the first place either held.
@@ -643,11 +670,11 @@ async fn tags_are_counted_renamed_with_merge_and_deleted_with_events() {
     assert_eq!(a2.fields.tags.to_strings(), ["prospect", "vip"]);
     assert_eq!(a2.version, 2);
     assert_eq!(
-        f.contacts.tag_counts(f.org).await.unwrap(),
+        f.contacts.tag_counts(f.org, None, 200).await.unwrap(),
         [("vip".to_owned(), 3), ("prospect".to_owned(), 1)]
     );
     assert_eq!(
-        f.contacts.tag_counts(f.other_org).await.unwrap(),
+        f.contacts.tag_counts(f.other_org, None, 200).await.unwrap(),
         [("vip".to_owned(), 1)],
         "other tenant untouched"
     );
@@ -665,7 +692,7 @@ async fn tags_are_counted_renamed_with_merge_and_deleted_with_events() {
         3
     );
     assert_eq!(
-        f.contacts.tag_counts(f.org).await.unwrap(),
+        f.contacts.tag_counts(f.org, None, 200).await.unwrap(),
         [("prospect".to_owned(), 1)]
     );
     assert_eq!(

@@ -852,6 +852,31 @@ async fn tags_counts_rename_merge_and_delete() {
         list.body["data"],
         json!([{"name": "hot", "count": 2}, {"name": "vip", "count": 2}])
     );
+    assert_eq!(list.body["nextCursor"], Value::Null);
+    // A page at a time, with a cursor no other query or organization accepts.
+    let first = call(&app, &owner, "GET", "/api/v1/tags?limit=1", None).await;
+    assert_eq!(first.body["data"], json!([{"name": "hot", "count": 2}]));
+    let cursor = first.body["nextCursor"].as_str().unwrap().to_owned();
+    let second = call(
+        &app,
+        &owner,
+        "GET",
+        &format!("/api/v1/tags?limit=1&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(second.body["data"], json!([{"name": "vip", "count": 2}]));
+    assert_eq!(second.body["nextCursor"], Value::Null);
+    let stranger = app.signup("tags-stranger@acme.io").await;
+    for (who, query, code) in [
+        (&stranger, format!("?cursor={cursor}"), "invalid_cursor"),
+        (&owner, format!("?cursor=x{cursor}"), "invalid_cursor"),
+        (&owner, "?limit=0".to_owned(), "invalid_query"),
+        (&owner, "?sort=name".to_owned(), "invalid_query"),
+    ] {
+        let res = call(&app, who, "GET", &format!("/api/v1/tags{query}"), None).await;
+        assert_problem(&res, 400, code);
+    }
     let renamed = call(
         &app,
         &owner,

@@ -61,6 +61,14 @@ pub struct FieldInput {
     pub options: Vec<String>,
 }
 
+/// Tags with the number of live contacts carrying each, most used first, then by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagPage {
+    pub tags: Vec<(String, i64)>,
+    /// More tags follow the last one.
+    pub more: bool,
+}
+
 /// One operation of a batch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BatchOp {
@@ -125,7 +133,7 @@ pub trait ContactUseCases: Send + Sync + 'static {
         id: CustomFieldId,
         if_match: Option<i32>,
     ) -> Fut<'_, ()>;
-    fn tags(&self, actor: Actor) -> Fut<'_, Vec<(String, i64)>>;
+    fn tags(&self, actor: Actor, after: Option<(i64, String)>, limit: u32) -> Fut<'_, TagPage>;
     /// The purge job: removes contacts deleted more than 30 days ago, in every organization.
     fn purge_expired(&self) -> Fut<'_, u64>;
     fn rename_tag(&self, actor: Actor, from: String, to: String) -> Fut<'_, u64>;
@@ -717,11 +725,25 @@ where
         Ok(purged)
     }
 
+    /// A page of the tags in use, with counts, most used first (see [`TagPage`]).
+    ///
     /// # Errors
     /// Storage failures.
-    pub async fn tags(&self, actor: Actor) -> Result<Vec<(String, i64)>, AppError> {
+    pub async fn tags(
+        &self,
+        actor: Actor,
+        after: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<TagPage, AppError> {
         actor.authorize(Resource::Contacts, Action::Read)?;
-        Ok(self.contacts.tag_counts(actor.org_id).await?)
+        let limit = limit.clamp(1, 200);
+        let mut tags = self
+            .contacts
+            .tag_counts(actor.org_id, after, limit + 1)
+            .await?;
+        let more = tags.len() > limit as usize;
+        tags.truncate(limit as usize);
+        Ok(TagPage { tags, more })
     }
 
     /// Renames a tag everywhere (merging into `to` where a contact has both).
@@ -869,8 +891,8 @@ where
     fn purge_expired(&self) -> Fut<'_, u64> {
         Box::pin(Self::purge_expired(self))
     }
-    fn tags(&self, actor: Actor) -> Fut<'_, Vec<(String, i64)>> {
-        Box::pin(Self::tags(self, actor))
+    fn tags(&self, actor: Actor, after: Option<(i64, String)>, limit: u32) -> Fut<'_, TagPage> {
+        Box::pin(Self::tags(self, actor, after, limit))
     }
     fn rename_tag(&self, actor: Actor, from: String, to: String) -> Fut<'_, u64> {
         Box::pin(Self::rename_tag(self, actor, from, to))

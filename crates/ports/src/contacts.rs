@@ -292,13 +292,16 @@ pub trait ContactRepository: Send + Sync + 'static {
         batch: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Tags in use by live contacts, with how many carry each, most used first.
+    /// Tags in use by live contacts, with how many carry each, most used first (then by
+    /// name): at most `limit` of them, those after the `(count, name)` position `after`.
     ///
     /// # Errors
     /// Storage failures.
     fn tag_counts(
         &self,
         org: OrgId,
+        after: Option<(i64, String)>,
+        limit: u32,
     ) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
 
     /// Renames `from` to `to` on every contact (merging when a contact has both), each

@@ -29,7 +29,7 @@ use crate::responses::{
     BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
     ServiceUnavailable, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
-use crate::routes::deals::{TimelineQuery, limit_of};
+use crate::routes::deals::{PageQuery, limit_of};
 
 type Contacts = web::Data<dyn ContactUseCases>;
 type Cursors = web::Data<CursorCodec>;
@@ -526,7 +526,7 @@ pub async fn list_contacts(
 #[utoipa::path(
     operation_id = "getContactTimeline",
     tag = "contacts",
-    params(("id" = Uuid, Path, description = "Contact id."), TimelineQuery),
+    params(("id" = Uuid, Path, description = "Contact id."), PageQuery),
     responses(
         (status = 200, description = "A page of the timeline.", body = Page<ActivityDto>),
         (status = 400, response = BadRequest),
@@ -543,7 +543,7 @@ pub async fn contact_timeline(
     sales: web::Data<dyn SalesUseCases>,
     cursors: Cursors,
     path: web::Path<Uuid>,
-    query: web::Query<TimelineQuery>,
+    query: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<ActivityDto>>, ApiError> {
     let id = ContactId::from_uuid(path.into_inner());
     let limit = limit_of(query.limit)?;

@@ -337,10 +337,11 @@ pub async fn move_deal(
         .json(DealDto::from(deal)))
 }
 
+/// A list's paging alone (timelines, tags): any other parameter is a 400.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct TimelineQuery {
+pub struct PageQuery {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
@@ -350,7 +351,7 @@ pub struct TimelineQuery {
 #[utoipa::path(
     operation_id = "getDealTimeline",
     tag = "deals",
-    params(("id" = Uuid, Path, description = "Deal id."), TimelineQuery),
+    params(("id" = Uuid, Path, description = "Deal id."), PageQuery),
     responses(
         (status = 200, description = "A page of the timeline.", body = Page<ActivityDto>),
         (status = 400, response = BadRequest),
@@ -365,7 +366,7 @@ pub async fn deal_timeline(
     sales: Sales,
     cursors: Cursors,
     path: web::Path<Uuid>,
-    query: web::Query<TimelineQuery>,
+    query: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<ActivityDto>>, ApiError> {
     let id = DealId::from_uuid(path.into_inner());
     let limit = limit_of(query.limit)?;

@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, delete, get, patch, web};
 use nexus_application::ContactUseCases;
 
 use crate::auth::Auth;
+use crate::cursor::{CursorCodec, CursorScope};
 use crate::dto::common::Page;
 use crate::dto::contacts::{RenameTagRequest, TagDto, TagRenamed};
 use crate::problem::ApiError;
@@ -11,15 +12,20 @@ use crate::responses::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized,
     Unprocessable, UnsupportedMediaType,
 };
+use crate::routes::deals::{PageQuery, limit_of};
 
 type Contacts = web::Data<dyn ContactUseCases>;
 
-/// Tags carried by live contacts, with counts, most used first.
+/// Tags carried by live contacts, with counts, most used first (ties by name), a page at
+/// a time. Counts are taken afresh for each page: a tag whose count changes between two
+/// pages may move across the cursor.
 #[utoipa::path(
     operation_id = "listTags",
     tag = "tags",
+    params(PageQuery),
     responses(
         (status = 200, description = "Tags.", body = Page<TagDto>),
+        (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 503, response = ServiceUnavailable),
@@ -29,14 +35,34 @@ type Contacts = web::Data<dyn ContactUseCases>;
 pub async fn list_tags(
     auth: Auth,
     contacts: Contacts,
+    cursors: web::Data<CursorCodec>,
+    query: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<TagDto>>, ApiError> {
-    let tags = contacts.tags(auth.0).await?;
+    let limit = u32::try_from(limit_of(query.limit)?).unwrap_or(50);
+    let scope = CursorScope {
+        org: auth.0.org_id,
+        list: "tags",
+        sort: "-count,name".into(),
+        filters: String::new(),
+    };
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|raw| cursors.decode_count_name(&scope, raw))
+        .transpose()?;
+    let page = contacts.tags(auth.0, after, limit).await?;
+    let next_cursor = page
+        .tags
+        .last()
+        .filter(|_| page.more)
+        .map(|(name, count)| cursors.encode_count_name(&scope, *count, name));
     Ok(web::Json(Page {
-        data: tags
+        data: page
+            .tags
             .into_iter()
             .map(|(name, count)| TagDto { name, count })
             .collect(),
-        next_cursor: None,
+        next_cursor,
         total: None,
     }))
 }

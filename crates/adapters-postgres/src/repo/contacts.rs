@@ -838,13 +838,24 @@ impl ContactRepository for PgContactRepository {
         Ok(u64::try_from(deleted).unwrap_or(0))
     }
 
-    async fn tag_counts(&self, org: OrgId) -> Result<Vec<(String, i64)>, StoreError> {
+    async fn tag_counts(
+        &self,
+        org: OrgId,
+        after: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
         let mut conn = self.conn().await?;
+        let (after_count, after_name) = after.unzip();
         let rows: Vec<TagCount> = diesel::sql_query(
             "SELECT t AS tag, count(*) AS n FROM contacts, unnest(tags) AS t
-             WHERE organization_id = $1 AND deleted_at IS NULL GROUP BY t ORDER BY n DESC, t",
+             WHERE organization_id = $1 AND deleted_at IS NULL GROUP BY t
+             HAVING $2::bigint IS NULL OR count(*) < $2 OR (count(*) = $2 AND t > $3)
+             ORDER BY n DESC, t LIMIT $4",
         )
         .bind::<SqlUuid, _>(org.as_uuid())
+        .bind::<Nullable<BigInt>, _>(after_count)
+        .bind::<Nullable<Text>, _>(after_name)
+        .bind::<BigInt, _>(i64::from(limit))
         .load(&mut conn)
         .await
         .map_err(from_diesel)?;

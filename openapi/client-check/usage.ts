@@ -248,7 +248,12 @@ export async function deleteAndRestore(client: NexusClient, id: string): Promise
 }
 
 /** Every contact matching a search, following `nextCursor` to the end. */
-export async function searchAll(client: NexusClient, q: string, tag: string[]): Promise<Contact[]> {
+export async function searchAll(
+  client: NexusClient,
+  q: string,
+  tag: string[],
+  customFields: Record<string, string> = {},
+): Promise<Contact[]> {
   const all: Contact[] = [];
   let cursor: string | undefined;
   for (;;) {
@@ -262,6 +267,8 @@ export async function searchAll(client: NexusClient, q: string, tag: string[]): 
           limit: 200,
           cursor,
           includeTotal: false,
+          // Sent as `customFields[<key>]=value` (deepObject).
+          customFields,
         } satisfies Query<"/api/v1/contacts", "get">,
       },
     });

@@ -580,6 +580,28 @@ async fn lists_search_filter_sort_and_page_with_unforgeable_cursors() {
         names("/api/v1/contacts?customFields.industry=retail&sort=createdAt").await,
         ["Person1", "Person3", "Person5"]
     );
+    // As generated clients send it (OpenAPI deepObject); a cursor of one spelling serves
+    // the other.
+    assert_eq!(
+        names("/api/v1/contacts?customFields%5Bindustry%5D=retail&sort=createdAt").await,
+        ["Person1", "Person3", "Person5"]
+    );
+    let first = call(
+        &app,
+        &owner,
+        "GET",
+        "/api/v1/contacts?customFields[industry]=retail&sort=createdAt&limit=2",
+        None,
+    )
+    .await;
+    let cursor = first.body["nextCursor"].as_str().unwrap().to_owned();
+    assert_eq!(
+        names(&format!(
+            "/api/v1/contacts?customFields.industry=retail&sort=createdAt&limit=2&cursor={cursor}"
+        ))
+        .await,
+        ["Person5"]
+    );
     // Narrowed to one option, the contacts still holding the other are found by it.
     let res = call(
         &app,
@@ -630,6 +652,9 @@ async fn lists_search_filter_sort_and_page_with_unforgeable_cursors() {
         "/api/v1/contacts?colour=red",
         "/api/v1/contacts?customFields.colour=red",
         "/api/v1/contacts?customFields.industry=",
+        "/api/v1/contacts?customFields%5Bindustry=retail",
+        "/api/v1/contacts?customFields%5B%5D=retail",
+        "/api/v1/contacts?customFields=retail",
         "/api/v1/contacts?tagMode=some",
     ] {
         assert_problem(

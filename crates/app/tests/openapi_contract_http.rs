@@ -118,8 +118,14 @@ async fn every_documented_query_parameter_is_read_under_its_documented_name() {
         for p in query {
             let name = p["name"].as_str().unwrap();
             let value = sample(&spec, &p["schema"], name);
+            // A deepObject parameter goes on the wire as `name[property]=value`.
+            let wire = if p["style"] == "deepObject" {
+                format!("{name}[key]")
+            } else {
+                name.to_owned()
+            };
             let (unknown, status, body) =
-                refused_as_unknown(&app, &owner, &path, name, &value).await;
+                refused_as_unknown(&app, &owner, &path, &wire, &value).await;
             assert!(
                 !unknown,
                 "{id} documents `{name}` but refuses it as unknown ({status} {body})"

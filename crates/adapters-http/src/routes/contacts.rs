@@ -1,6 +1,8 @@
 //! `/api/v1/contacts`: CRUD with merge-patch updates and ETags, soft delete and restore,
 //! search and filters over keyset pages, the timeline, and batches.
 
+use std::borrow::Cow;
+
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
@@ -295,6 +297,11 @@ pub struct ContactFilterParams {
     /// Default `-createdAt`. Ties are broken by id.
     #[param(pattern = "^-?(createdAt|updatedAt|lastName|leadScore)$")]
     sort: Option<String>,
+    /// Equality on custom fields, one `customFields[<key>]=value` per field, all of which
+    /// must hold (`customFields.<key>=value` is read too). A multiselect field matches
+    /// when the value is among those chosen.
+    #[param(style = DeepObject, explode)]
+    custom_fields: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The paging parameters of `listContacts`, which an export does not take (documentation;
@@ -363,6 +370,14 @@ pub(crate) fn list_error(err: AppError) -> ApiError {
     }
 }
 
+/// The custom field a list parameter filters on: `customFields[<key>]` (OpenAPI's
+/// `deepObject`, what generated clients send) or `customFields.<key>`.
+fn custom_field_filter(name: &str) -> Option<&str> {
+    name.strip_prefix("customFields.")
+        .or_else(|| name.strip_prefix("customFields[")?.strip_suffix(']'))
+        .filter(|field| !field.is_empty())
+}
+
 fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|e| bad_query(vec![query_issue("", "invalid_format", &e.to_string())]))?;
@@ -373,7 +388,7 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
     let mut limit = DEFAULT_LIMIT;
     let mut cursor = None;
     let mut include_total = false;
-    let mut canonical = Vec::new();
+    let mut canonical: Vec<(Cow<'_, str>, &str)> = Vec::new();
     let time = |v: &str, errors: &mut Vec<FieldError>, name: &str| {
         DateTime::parse_from_rfc3339(v)
             .map(|t| t.with_timezone(&Utc))
@@ -435,11 +450,14 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
                 "false" => include_total = false,
                 _ => errors.push(query_issue(key, "invalid_type", "expected true or false")),
             },
-            other => match other.strip_prefix("customFields.") {
-                Some(field) if !field.is_empty() => {
-                    custom_fields.push((field.to_owned(), value.clone()))
+            other => match custom_field_filter(other) {
+                Some(field) => {
+                    custom_fields.push((field.to_owned(), value.clone()));
+                    // Both spellings of one filter share its cursors.
+                    canonical.push((Cow::Owned(format!("customFields.{field}")), value));
+                    continue;
                 }
-                _ => errors.push(query_issue(
+                None => errors.push(query_issue(
                     key,
                     "unknown_parameter",
                     "not a parameter of this list",
@@ -447,7 +465,7 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
             },
         }
         if !matches!(key.as_str(), "sort" | "limit" | "cursor" | "includeTotal") {
-            canonical.push((key.as_str(), value.as_str()));
+            canonical.push((Cow::Borrowed(key.as_str()), value.as_str()));
         }
     }
     if !errors.is_empty() {

@@ -678,6 +678,12 @@ async fn tags_are_counted_renamed_with_merge_and_deleted_with_events() {
         [("vip".to_owned(), 1)],
         "other tenant untouched"
     );
+    assert_eq!(
+        f.count("SELECT count(*) AS n FROM events WHERE substr(id::text, 15, 1) <> '7'")
+            .await,
+        0,
+        "event ids are UUIDv7, as every id the API shows"
+    );
     let changes = f.json("SELECT payload -> 'changes' -> 'tags' AS j FROM events WHERE type = 'contact.updated' ORDER BY append_seq").await;
     assert_eq!(
         changes[0],
@@ -795,6 +801,12 @@ async fn custom_field_definitions_keys_versions_and_deletion_of_values() {
     let changes = f
         .json("SELECT payload -> 'changes' AS j FROM events WHERE type = 'contact.updated'")
         .await;
+    assert_eq!(
+        f.count("SELECT count(*) AS n FROM events WHERE substr(id::text, 15, 1) <> '7'")
+            .await,
+        0,
+        "event ids are UUIDv7, as every id the API shows"
+    );
     // The whole `customFields` before and after, as a PATCH's event reports it.
     assert_eq!(
         changes,

@@ -500,7 +500,7 @@ async fn rewrite_tags(
              RETURNING c.organization_id, c.deleted_at, contact_event_json(c) AS doc, old.tags AS before, c.tags AS after
          ), written AS (
              INSERT INTO events (id, organization_id, type, occurred_at, actor, payload)
-             SELECT gen_random_uuid(), organization_id, 'contact.updated', $3, $4,
+             SELECT nexus_uuid_v7(), organization_id, 'contact.updated', $3, $4,
                     jsonb_build_object('contact', doc, 'changes',
                         jsonb_build_object('tags', jsonb_build_object('from', to_jsonb(before), 'to', to_jsonb(after))))
              FROM changed WHERE deleted_at IS NULL

@@ -353,7 +353,7 @@ impl CustomFieldRepository for PgCustomFieldRepository {
                      RETURNING c.organization_id, c.deleted_at, contact_event_json(c) AS doc, old.before, c.custom_fields AS after
                  )
                  INSERT INTO events (id, organization_id, type, occurred_at, actor, payload)
-                 SELECT gen_random_uuid(), organization_id, 'contact.updated', $3, $4,
+                 SELECT nexus_uuid_v7(), organization_id, 'contact.updated', $3, $4,
                         jsonb_build_object('contact', doc, 'changes', jsonb_build_object('customFields',
                             jsonb_build_object('from', before, 'to', after)))
                  FROM changed WHERE deleted_at IS NULL",

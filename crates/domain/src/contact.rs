@@ -682,6 +682,14 @@ impl Contact {
             updated_at: ctx.now,
             ..self.clone()
         };
+        // Server-owned, but a change of the contact all the same: integrations syncing
+        // scores learn of it from the event alone.
+        if updated.lead_score != self.lead_score {
+            changes.insert(
+                "leadScore".to_owned(),
+                json!({ "from": self.lead_score.value(), "to": updated.lead_score.value() }),
+            );
+        }
         let mut payload = json!({ "contact": updated.to_json(), "changes": changes });
         if regressed {
             payload["lifecycleStageRegressed"] = Value::Bool(true);
@@ -1014,11 +1022,25 @@ mod tests {
         let changes = event.payload["changes"].as_object().unwrap();
         let mut keys: Vec<_> = changes.keys().map(String::as_str).collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["company", "customFields", "lifecycleStage"]);
+        assert_eq!(
+            keys,
+            ["company", "customFields", "leadScore", "lifecycleStage"]
+        );
         assert_eq!(
             changes["company"],
             json!({"from": "Analytical Engines", "to": null})
         );
+        assert_eq!(
+            changes["leadScore"],
+            json!({"from": contact.lead_score.value(), "to": 70})
+        );
+        // A change that leaves the score as it was does not list it.
+        let renamed = contact
+            .apply_merge_patch(&obj(json!({"firstName": "Augusta"})), &defs())
+            .unwrap();
+        let (_, event) = contact.update(renamed, &ctx()).unwrap();
+        let changes = event.payload["changes"].as_object().unwrap();
+        assert_eq!(changes.keys().collect::<Vec<_>>(), ["firstName"]);
         assert!(event.payload.get("lifecycleStageRegressed").is_none());
     }
 

@@ -365,8 +365,18 @@ export async function tags(client: NexusClient): Promise<Tag[]> {
   const renamed = await client.PATCH("/api/v1/tags/{name}", { params: { path: { name: "hot" } }, body: { name: "vip" } });
   if (renamed.data !== undefined) void renamed.data.contactsUpdated;
   await client.DELETE("/api/v1/tags/{name}", { params: { path: { name: "cold" } } });
-  const { data } = await client.GET("/api/v1/tags");
-  return (data?.data ?? []).filter((t) => t.count > 0);
+  // A page at a time, like every list.
+  const all: Tag[] = [];
+  let cursor: string | undefined;
+  for (;;) {
+    const { data } = await client.GET("/api/v1/tags", {
+      params: { query: { limit: 200, cursor } satisfies Query<"/api/v1/tags", "get"> },
+    });
+    if (data === undefined) return all;
+    all.push(...data.data.filter((t) => t.count > 0));
+    if (data.nextCursor == null) return all;
+    cursor = data.nextCursor;
+  }
 }
 
 // ---------------------------------------------------------------------------

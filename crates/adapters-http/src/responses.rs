@@ -72,8 +72,8 @@ pub struct TooManyRequests(pub Problem);
 )]
 pub struct ServiceUnavailable(pub Problem);
 
-/// An unexpected failure on the server; nothing is promised about the request's effect
-/// unless it was sent with an `Idempotency-Key` (then a retry with it is safe).
+/// An unexpected failure on the server; nothing is promised about the request's effect.
+/// An `Idempotency-Key` is released by it: a retry with the key runs the request again.
 #[derive(ToResponse)]
 #[response(content_type = "application/problem+json")]
 pub struct InternalError(pub Problem);

@@ -218,7 +218,7 @@ fn definition_error(e: DefinitionWriteError) -> AppError {
         DefinitionWriteError::TooMany => AppError::invalid(
             "key",
             "too_many",
-            "an organization has at most 200 custom fields",
+            format!("an organization has at most {MAX_DEFINITIONS} custom fields"),
         ),
         DefinitionWriteError::Store(s) => s.into(),
     }
@@ -1396,6 +1396,33 @@ mod tests {
             s.delete(a, id, None).await,
             Err(AppError::NotFound)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_definition_past_the_organizations_limit_is_a_422() {
+        let mut fields = MockCustomFieldRepository::new();
+        fields
+            .expect_insert()
+            .withf(|_, _, limit| *limit == MAX_DEFINITIONS)
+            .times(1)
+            .returning(|_, _, _| Box::pin(async { Err(DefinitionWriteError::TooMany) }));
+        let s = service(MockContactRepository::new(), fields);
+        let input = FieldInput {
+            key: "seats".into(),
+            label: "Seats".into(),
+            field_type: FieldType::Number,
+            required: false,
+            options: vec![],
+        };
+        let Err(AppError::Validation(issues)) =
+            s.create_custom_field(actor(Role::Admin), input).await
+        else {
+            panic!("past the limit is a validation error")
+        };
+        assert_eq!(
+            (issues[0].field.as_str(), issues[0].code.as_str()),
+            ("key", "too_many")
+        );
     }
 
     #[tokio::test]

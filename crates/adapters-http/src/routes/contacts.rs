@@ -370,6 +370,10 @@ pub(crate) fn list_error(err: AppError) -> ApiError {
     }
 }
 
+/// A list's paging parameters: not filters (a cursor's scope leaves them out), and not
+/// taken by an export.
+pub(crate) const PAGING: [&str; 3] = ["cursor", "limit", "includeTotal"];
+
 /// The custom field a list parameter filters on: `customFields[<key>]` (OpenAPI's
 /// `deepObject`, what generated clients send) or `customFields.<key>`.
 fn custom_field_filter(name: &str) -> Option<&str> {
@@ -464,7 +468,7 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
                 )),
             },
         }
-        if !matches!(key.as_str(), "sort" | "limit" | "cursor" | "includeTotal") {
+        if key != "sort" && !PAGING.contains(&key.as_str()) {
             canonical.push((Cow::Borrowed(key.as_str()), value.as_str()));
         }
     }
@@ -491,9 +495,9 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
 
 /// List contacts: search, filter, sort, keyset pages.
 ///
-/// Besides the parameters below, `customFields.<key>=<value>` filters on a custom field
-/// (equality; for `multiselect`, the value is among those chosen); repeat it for several.
-/// No count is made unless `includeTotal=true`.
+/// `customFields[<key>]=<value>` (or `customFields.<key>=<value>`) filters on a custom
+/// field (equality; for `multiselect`, the value is among those chosen); repeat it for
+/// several. No count is made unless `includeTotal=true`.
 #[utoipa::path(
     operation_id = "listContacts",
     tag = "contacts",

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::auth::Auth;
 use crate::problem::ApiError;
 use crate::responses::{BadRequest, Forbidden, ServiceUnavailable, Unauthorized};
-use crate::routes::contacts::{ContactFilterParams, parse_list_request};
+use crate::routes::contacts::{ContactFilterParams, PAGING, parse_list_request};
 
 /// Rows fetched per query while streaming.
 pub const EXPORT_PAGE: u32 = 200;
@@ -162,10 +162,8 @@ async fn next_chunk(mut state: Export) -> Option<(Result<Bytes, actix_web::Error
     }
 }
 
-/// A list's paging parameters, which an export refuses rather than ignores: it streams
+/// An export refuses a list's paging parameters rather than ignoring them: it streams
 /// every matching contact, so a client sending them expects what it would not get.
-const PAGING: [&str; 3] = ["cursor", "limit", "includeTotal"];
-
 fn refuse_paging(query: &str) -> Result<(), ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
     match pairs
@@ -187,7 +185,7 @@ fn refuse_paging(query: &str) -> Result<(), ApiError> {
 /// contact edited while the file streams is neither missing nor repeated.
 ///
 /// Takes the filters and `sort` of `listContacts` (`q`, `tag`, `tagMode`, `lifecycleStage`,
-/// `ownerId`, `createdAfter`, `createdBefore`, `customFields.<key>`); `limit`, `cursor` and
+/// `ownerId`, `createdAfter`, `createdBefore`, `customFields[<key>]`); `limit`, `cursor` and
 /// `includeTotal` are refused (400). Columns: the contact fields, then one `customFields.<key>`
 /// per custom field definition. Tags and multiselect values are joined with `;`.
 #[utoipa::path(

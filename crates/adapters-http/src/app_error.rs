@@ -88,6 +88,12 @@ impl From<AppError> for ApiError {
                 "Too many attempts; retry later.",
             )
             .with_retry_after(retry_after.as_secs().max(1)),
+            AppError::Throttled {
+                code,
+                message,
+                retry_after,
+            } => Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+                .with_retry_after(retry_after.as_secs().max(1)),
             AppError::Busy => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",

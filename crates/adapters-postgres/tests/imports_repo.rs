@@ -80,7 +80,7 @@ async fn setup(on_duplicate: OnDuplicate, csv: &[u8]) -> Setup {
         on_duplicate,
         at(0),
     );
-    repo.create(org, &job, csv).await.unwrap();
+    assert!(repo.create(org, &job, csv, 10).await.unwrap());
     Setup {
         db,
         repo,
@@ -638,7 +638,7 @@ async fn a_connection_that_carried_a_large_file_is_closed_not_pooled() {
         OnDuplicate::Skip,
         at(1),
     );
-    repo.create(org, &big, &large).await.unwrap();
+    assert!(repo.create(org, &big, &large, 10).await.unwrap());
     assert_eq!(
         pool.status().size,
         0,
@@ -807,9 +807,11 @@ async fn organizations_take_turns_in_the_queue() {
         )
     };
     let second = queue(busy, 1);
-    repo.create(busy, &second, b"firstName,lastName\n")
-        .await
-        .unwrap();
+    assert!(
+        repo.create(busy, &second, b"firstName,lastName\n", 10)
+            .await
+            .unwrap()
+    );
     let other = OrgId::from_uuid(Uuid::now_v7());
     conn.batch_execute(&format!(
         "INSERT INTO organizations (id, name, slug) VALUES ('{other}', 'Other', 'other')"
@@ -818,9 +820,11 @@ async fn organizations_take_turns_in_the_queue() {
     .unwrap();
     // Queued after both of the busy organization's jobs.
     let theirs = queue(other, 2);
-    repo.create(other, &theirs, b"firstName,lastName\n")
-        .await
-        .unwrap();
+    assert!(
+        repo.create(other, &theirs, b"firstName,lastName\n", 10)
+            .await
+            .unwrap()
+    );
 
     let stale = at(0) - chrono::Duration::minutes(2);
     let mut order = Vec::new();
@@ -829,4 +833,77 @@ async fn organizations_take_turns_in_the_queue() {
         order.push(job.id);
     }
     assert_eq!(order, [first.id, theirs.id, second.id]);
+}
+
+/// An organization's unfinished imports are bounded, also against concurrent uploads;
+/// finished ones and other organizations' do not count.
+#[tokio::test]
+async fn unfinished_imports_are_bounded_per_organization() {
+    let Setup {
+        db,
+        org,
+        mut conn,
+        job: first,
+        ..
+    } = setup(OnDuplicate::Skip, b"firstName,lastName\n").await;
+    let pool = build_pool(
+        db.url(),
+        &PoolSettings {
+            max_size: 6,
+            ..PoolSettings::default()
+        },
+    )
+    .unwrap();
+    let repo = PgImportRepository::new(pool, Duration::from_secs(5));
+    let pending = |org: OrgId| {
+        ImportJob::pending(
+            ImportId::from_uuid(Uuid::now_v7()),
+            org,
+            None,
+            OnDuplicate::Skip,
+            at(1),
+        )
+    };
+    let csv = b"firstName,lastName\n".as_slice();
+    // One pending already (the setup's): room for two more under a bound of three.
+    let jobs: Vec<ImportJob> = (0..6).map(|_| pending(org)).collect();
+    let stored =
+        futures_util::future::join_all(jobs.iter().map(|job| repo.create(org, job, csv, 3))).await;
+    assert_eq!(
+        stored.iter().filter(|s| matches!(s, Ok(true))).count(),
+        2,
+        "{stored:?}"
+    );
+    assert_eq!(stored.iter().filter(|s| matches!(s, Ok(false))).count(), 4);
+    #[derive(diesel::QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let stored_jobs: Stored = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM contact_imports WHERE organization_id = '{org}'"
+        )),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    assert_eq!(stored_jobs.n, 3, "a refused file is not stored");
+
+    // A finished job makes room; another organization has its own bound.
+    conn.batch_execute(&format!(
+        "UPDATE contact_imports SET status = 'completed' WHERE id = '{}'",
+        first.id
+    ))
+    .await
+    .unwrap();
+    assert!(repo.create(org, &pending(org), csv, 3).await.unwrap());
+    assert!(!repo.create(org, &pending(org), csv, 3).await.unwrap());
+    let other = OrgId::from_uuid(Uuid::now_v7());
+    conn.batch_execute(&format!(
+        "INSERT INTO organizations (id, name, slug) VALUES ('{other}', 'Other', 'other')"
+    ))
+    .await
+    .unwrap();
+    assert!(repo.create(other, &pending(other), csv, 3).await.unwrap());
 }

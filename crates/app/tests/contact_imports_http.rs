@@ -820,3 +820,41 @@ async fn a_file_that_fills_its_last_chunk_exactly_completes_at_its_end() {
         "{job}"
     );
 }
+
+/// Ten imports waiting or running are an organization's most: the eleventh upload is a
+/// 429 with `Retry-After` and stores nothing, while another organization still uploads.
+#[tokio::test]
+async fn an_organization_with_ten_unfinished_imports_is_told_to_wait() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@queue.io").await;
+    let org = owner.org_id;
+    {
+        // Running with a fresh heartbeat: the worker leaves them alone for two minutes.
+        let mut conn = app.pool.get().await.unwrap();
+        diesel::sql_query(format!(
+            "INSERT INTO contact_imports (organization_id, id, status, on_duplicate, csv, created_at, heartbeat_at)
+             SELECT '{org}', gen_random_uuid(), 'running', 'skip', ''::bytea, now(), now()
+             FROM generate_series(1, 10)"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let csv = "firstName,lastName\nAda,Lovelace\n";
+    let res = upload(&app, &owner, "", "text/csv", csv).await;
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "too_many_imports");
+    assert_eq!(
+        count(
+            &app,
+            &format!("SELECT count(*) AS n FROM contact_imports WHERE organization_id = '{org}'")
+        )
+        .await,
+        10
+    );
+    let other = app.signup("other@queue.io").await;
+    let res = upload(&app, &other, "", "text/csv", csv).await;
+    assert_eq!(res.status(), 202);
+}

@@ -52,6 +52,13 @@ pub enum AppError {
     PreconditionFailed,
     #[error("too many attempts")]
     RateLimited { retry_after: Duration },
+    /// A per-organization bound on work in progress is reached (429 with `Retry-After`).
+    #[error("{message}")]
+    Throttled {
+        code: &'static str,
+        message: String,
+        retry_after: Duration,
+    },
     /// A bounded resource (password hashing) is saturated.
     #[error("busy")]
     Busy,

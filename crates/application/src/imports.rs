@@ -42,6 +42,10 @@ pub const STALE_AFTER: Duration = Duration::from_secs(120);
 /// stopped that many times at the same row (a storage error that does not go away, or a
 /// worker that died on it).
 pub const MAX_STARTS: i64 = 3;
+/// Imports an organization may have waiting or running at once; one more is a 429. Files
+/// wait in the database until their turn, so the bound keeps one organization from
+/// filling it (50 MB each) or the queue.
+pub const MAX_UNFINISHED: usize = 10;
 
 pub trait ImportUseCases: Send + Sync + 'static {
     /// # Errors
@@ -289,7 +293,19 @@ where
             on_duplicate,
             self.now(),
         );
-        self.imports.create(actor.org_id, &job, &csv).await?;
+        if !self
+            .imports
+            .create(actor.org_id, &job, &csv, MAX_UNFINISHED)
+            .await?
+        {
+            return Err(AppError::Throttled {
+                code: "too_many_imports",
+                message: format!(
+                    "This organization already has {MAX_UNFINISHED} imports waiting or running; retry when one has finished."
+                ),
+                retry_after: std::time::Duration::from_secs(30),
+            });
+        }
         self.queued.notify_one();
         Ok(job)
     }
@@ -924,10 +940,16 @@ mod tests {
     async fn a_queued_job_wakes_the_worker_once_and_a_refused_file_does_not() {
         use futures_util::FutureExt;
         let mut imports = nexus_ports::imports::MockImportRepository::new();
+        // The second file finds the organization's queue full.
+        let mut room = vec![false, true];
         imports
             .expect_create()
-            .times(1)
-            .returning(|_, _, _| Box::pin(async { Ok(()) }));
+            .withf(|_, _, _, max| *max == MAX_UNFINISHED)
+            .times(2)
+            .returning(move |_, _, _, _| {
+                let stored = room.pop().unwrap_or(false);
+                Box::pin(async move { Ok(stored) })
+            });
         let service = service(imports);
         let actor = Actor {
             principal: Principal::User {
@@ -954,6 +976,25 @@ mod tests {
             .await
             .unwrap();
         assert!(service.queued().now_or_never().is_some());
+        assert!(service.queued().now_or_never().is_none());
+
+        let full = service
+            .start(
+                actor,
+                b"firstName,lastName\nAda,L\n".to_vec(),
+                OnDuplicate::Skip,
+            )
+            .await;
+        assert!(
+            matches!(
+                full,
+                Err(AppError::Throttled {
+                    code: "too_many_imports",
+                    ..
+                })
+            ),
+            "{full:?}"
+        );
         assert!(service.queued().now_or_never().is_none());
     }
 

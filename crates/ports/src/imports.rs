@@ -181,6 +181,10 @@ pub enum ChunkWriteError {
 
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait ImportRepository: Send + Sync + 'static {
+    /// Stores a pending job with its file, unless the organization already has
+    /// `max_unfinished` jobs pending or running (`false`, nothing stored). Concurrent
+    /// creates of one organization are counted one after the other.
+    ///
     /// # Errors
     /// Storage failures.
     fn create(
@@ -188,7 +192,8 @@ pub trait ImportRepository: Send + Sync + 'static {
         org: OrgId,
         job: &ImportJob,
         csv: &[u8],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        max_unfinished: usize,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// # Errors
     /// Storage failures.

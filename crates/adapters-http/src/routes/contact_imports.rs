@@ -14,8 +14,8 @@ use uuid::Uuid;
 use crate::auth::Auth;
 use crate::problem::ApiError;
 use crate::responses::{
-    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized,
-    Unprocessable, UnsupportedMediaType,
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable,
+    TooManyRequests, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 
 type Imports = web::Data<dyn ImportUseCases>;
@@ -158,6 +158,7 @@ impl From<ImportJob> for ImportJobDto {
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, response = Unprocessable),
+        (status = 429, response = TooManyRequests),
         (status = 503, response = ServiceUnavailable),
     )
 )]

@@ -172,8 +172,20 @@ fn count(n: i64) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+#[derive(QueryableByName)]
+struct Unfinished {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
 impl ImportRepository for PgImportRepository {
-    async fn create(&self, org: OrgId, job: &ImportJob, csv: &[u8]) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        org: OrgId,
+        job: &ImportJob,
+        csv: &[u8],
+        max_unfinished: usize,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
         let change = AuditChange::new(
             "contact_import.created",
@@ -185,6 +197,24 @@ impl ImportRepository for PgImportRepository {
             }}),
         );
         let created = conn.transaction(async |conn| {
+            // One organization's creates take turns here, so each counts the others'. (Its
+            // own statement: a count in the same one could be taken before the lock.)
+            diesel::sql_query(
+                "SELECT pg_advisory_xact_lock(hashtextextended('contact_imports:' || $1::text, 0))",
+            )
+            .bind::<SqlUuid, _>(org.as_uuid())
+            .execute(conn)
+            .await?;
+            let unfinished: Unfinished = diesel::sql_query(
+                "SELECT count(*) AS n FROM contact_imports
+                  WHERE organization_id = $1 AND status IN ('pending', 'running')",
+            )
+            .bind::<SqlUuid, _>(org.as_uuid())
+            .get_result(conn)
+            .await?;
+            if usize::try_from(unfinished.n).unwrap_or(usize::MAX) >= max_unfinished {
+                return Ok(false);
+            }
             diesel::sql_query(
                 "INSERT INTO contact_imports (organization_id, id, created_by, status, on_duplicate, csv, created_at)
                  VALUES ($1, $2, $3, 'pending', $4, $5, $6)",
@@ -197,10 +227,12 @@ impl ImportRepository for PgImportRepository {
             .bind::<Timestamptz, _>(job.created_at)
             .execute(conn)
             .await?;
-            audit::record(conn, org, change).await
+            audit::record(conn, org, change).await?;
+            Ok(true)
         })
         .await;
-        // Whether or not the insert went through, the file went out on this connection.
+        // Whether or not the insert went through, the file may have gone out on this
+        // connection.
         if csv.len() > LARGE_MESSAGE {
             retire(conn);
         }

@@ -158,7 +158,7 @@ fn issues(list: Vec<nexus_domain::FieldIssue>) -> AppError {
 
 /// Runs `attempt` (a read, a decision, a write) again when its write lost a race to
 /// another change, a few times at most, unless the caller named the version it expects:
-/// then the lost race is theirs to see (412).
+/// then the lost race is theirs to see (412). See [`race_error`] for the last loss.
 async fn rerun_lost_races<T, A>(
     if_match: Option<i32>,
     mut attempt: impl FnMut() -> A,
@@ -174,8 +174,20 @@ where
             {
                 raced += 1;
             }
-            written => return written.map_err(write_error),
+            written => return written.map_err(|e| race_error(e, if_match)),
         }
+    }
+}
+
+/// A write's error once retries are over. A caller without `If-Match` set no precondition,
+/// so losing every race is not a 412 for them but a 409 to retry (`Retry-After`).
+fn race_error(e: ContactWriteError, if_match: Option<i32>) -> AppError {
+    match e {
+        ContactWriteError::VersionMismatch { .. } if if_match.is_none() => AppError::contended(
+            "concurrent_changes",
+            "The contact kept changing during the request; retry it.",
+        ),
+        other => write_error(other),
     }
 }
 
@@ -404,7 +416,7 @@ where
                     changed += 1;
                     fresh = true;
                 }
-                Err(e) => return Err(write_error(e)),
+                Err(e) => return Err(race_error(e, if_match)),
             }
         }
     }
@@ -1334,6 +1346,39 @@ mod tests {
                 );
             }
             assert_eq!(saves.load(Ordering::SeqCst), saves_expected);
+        }
+    }
+
+    /// A caller without `If-Match` who loses every race is told to retry (409 with
+    /// `Retry-After`), not that a precondition they never set failed.
+    #[tokio::test]
+    async fn losing_every_race_without_if_match_is_a_409_to_retry() {
+        let a = actor(Role::Member);
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_get()
+            .returning(returning_contact(stored(a.org_id, 1)));
+        contacts
+            .expect_save()
+            .times(2 * RACE_RETRIES)
+            .returning(|_, _, _, _, _| {
+                Box::pin(async { Err(ContactWriteError::VersionMismatch { current: 9 }) })
+            });
+        let s = service(contacts, no_fields());
+        let id = ContactId::from_uuid(Uuid::now_v7());
+        let updated = s.update(a, id, body(json!({"company": "X"})), None).await;
+        let deleted = s.delete(a, id, None).await;
+        for outcome in [updated.map(|_| ()), deleted] {
+            assert!(
+                matches!(
+                    outcome,
+                    Err(AppError::Contended {
+                        code: "concurrent_changes",
+                        ..
+                    })
+                ),
+                "{outcome:?}"
+            );
         }
     }
 

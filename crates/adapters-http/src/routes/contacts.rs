@@ -228,6 +228,7 @@ fn merge_patch_body(req: &HttpRequest, body: &[u8]) -> Result<Map<String, Value>
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
         (status = 412, response = PreconditionFailed),
         (status = 503, response = ServiceUnavailable),
     )

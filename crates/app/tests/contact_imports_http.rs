@@ -687,6 +687,9 @@ async fn a_reader_is_refused_before_the_upload_is_read() {
         let status = raw_upload(&app, &viewer, head, b"firstName,lastName\n").await;
         assert!(status.starts_with("HTTP/1.1 403"), "{head}: {status}");
     }
+    // Whatever the body's type: the role is what is refused.
+    let json = upload(&app, &viewer, "", "application/json", "{}").await;
+    assert_eq!(json.status(), 403);
     assert_eq!(
         count(&app, "SELECT count(*) AS n FROM idempotency_keys").await,
         0

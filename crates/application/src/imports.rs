@@ -181,8 +181,11 @@ fn row_object(columns: &[Column], record: &[String]) -> Map<String, Value> {
         }
         match column {
             Column::Field("tags") => {
+                // `;` is the export's separator, so a cell holding one is split there
+                // only (a tag may hold a comma); a hand-written `vip, hot` splits on `,`.
+                let separator = if cell.contains(';') { ';' } else { ',' };
                 let tags = cell
-                    .split([';', ','])
+                    .split(separator)
                     .map(str::trim)
                     .filter(|t| !t.is_empty());
                 map.insert(
@@ -1230,6 +1233,22 @@ mod tests {
                    "customFields": {"seats": 12, "channels": ["sms", "email"], "churned": false}})
         );
         assert!(ContactFields::parse(&object, &specs(), None).is_ok());
+
+        // Tags: on `;` when the cell has one (as exports write them), else on `,`.
+        let tags = [Column::Field("tags")];
+        for (cell, expected) in [
+            ("vip, hot", json!(["vip", "hot"])),
+            ("acme, inc;vip", json!(["acme, inc", "vip"])),
+            ("acme, inc;", json!(["acme, inc"])),
+            ("", Value::Null),
+        ] {
+            let object = row_object(&tags, &[cell.to_owned()]);
+            assert_eq!(
+                object.get("tags").cloned().unwrap_or(Value::Null),
+                expected,
+                "{cell}"
+            );
+        }
     }
 
     #[test]

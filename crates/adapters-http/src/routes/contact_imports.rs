@@ -138,7 +138,7 @@ impl From<ImportJob> for ImportJobDto {
 /// The header maps columns to fields by name or a common alias, ignoring case and
 /// punctuation (`firstName`/`First Name`, `lastName`/`Surname`, `email`/`E-mail`,
 /// `phone`/`Mobile`, `company`, `lifecycleStage`/`Stage`, `ownerId`, `tags` separated by
-/// `;`), and to custom fields by `customFields.<key>`, key or label; other columns are
+/// `;`, or by `,` in a cell without `;`), and to custom fields by `customFields.<key>`, key or label; other columns are
 /// ignored. `firstName` and `lastName` columns are required. Rows are validated like
 /// `createContact`; a bad row is reported in the job and never stops the others.
 /// Contacts are deduplicated by email (`onDuplicate`).
@@ -170,9 +170,10 @@ pub async fn import_contacts(
     params: web::Query<ImportParams>,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let kind = crate::upload::kind(req.headers()).ok_or_else(crate::upload::unsupported)?;
-    // Refused before the body is read: a reader must not make the server hold 50 MB.
+    // Refused before the body is read (a reader must not make the server hold 50 MB), and
+    // before its shape is judged: a role that may not import learns that first.
     crate::upload::authorize(&auth.0)?;
+    let kind = crate::upload::kind(req.headers()).ok_or_else(crate::upload::unsupported)?;
     let csv = crate::upload::read_file(req.headers(), kind, body).await?;
     let on_duplicate = match params.on_duplicate {
         Some(OnDuplicateDto::Update) => OnDuplicate::Update,

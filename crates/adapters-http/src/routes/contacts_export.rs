@@ -80,6 +80,18 @@ fn line(out: &mut String, cells: &[String]) {
     out.push_str("\r\n");
 }
 
+/// Tags joined with `;`. An import splits a cell without `;` on commas, so a lone tag
+/// holding a comma gets a trailing `;` to come back whole.
+fn tags_cell(tags: &[String]) -> String {
+    let mut cell = tags.join(";");
+    if let [only] = tags
+        && only.contains(',')
+    {
+        cell.push(';');
+    }
+    cell
+}
+
 fn custom_cell(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => String::new(),
@@ -119,7 +131,7 @@ fn row(c: &Contact, keys: &[String]) -> Vec<String> {
         f.lifecycle_stage.as_str().to_owned(),
         c.lead_score.value().to_string(),
         f.owner_id.map(|u| u.to_string()).unwrap_or_default(),
-        f.tags.to_strings().join(";"),
+        tags_cell(&f.tags.to_strings()),
         c.created_at
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         c.updated_at
@@ -245,6 +257,15 @@ pub async fn export_contacts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lone_tag_with_a_comma_keeps_a_separator_so_an_import_reads_it_whole() {
+        let tags = |t: &[&str]| tags_cell(&t.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+        assert_eq!(tags(&["vip", "hot"]), "vip;hot");
+        assert_eq!(tags(&["acme, inc"]), "acme, inc;");
+        assert_eq!(tags(&["acme, inc", "vip"]), "acme, inc;vip");
+        assert_eq!(tags(&[]), "");
+    }
 
     #[test]
     fn csv_fields_are_quoted_and_formulas_defused() {

@@ -861,3 +861,81 @@ async fn an_organization_with_ten_unfinished_imports_is_told_to_wait() {
     let res = upload(&app, &other, "", "text/csv", csv).await;
     assert_eq!(res.status(), 202);
 }
+
+/// With `onDuplicate=update`, a file may only update: rows found by email take their
+/// non-empty cells, even without names; a row whose email finds no contact fails as the
+/// new contact it cannot be. Without `update`, names stay required at upload.
+#[tokio::test]
+async fn an_update_only_file_updates_found_contacts_and_reports_the_rest() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@updates.io").await;
+    let first = import(
+        &app,
+        &owner,
+        "",
+        "firstName,lastName,email\nAda,Lovelace,ada@x.io\nBob,B,bob@x.io\n".to_owned(),
+    )
+    .await;
+    assert_eq!(first["created"], 2, "{first}");
+    let stranger = uuid::Uuid::new_v4();
+    let csv = format!(
+        "email,lifecycleStage,firstName,ownerId\n\
+         ADA@x.io,customer,,\n\
+         nobody@x.io,customer,,\n\
+         ada@x.io,lead,,\n\
+         bob@x.io,customer,,{stranger}\n"
+    );
+
+    let refused = upload(&app, &owner, "", "text/csv", csv.clone()).await;
+    assert_eq!(refused.status(), 422);
+
+    let job = import(&app, &owner, "?onDuplicate=update", csv).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        (&job["created"], &job["updated"], &job["failed"]),
+        (&json!(0), &json!(1), &json!(3)),
+        "{job}"
+    );
+    let errors = job["errors"].as_array().unwrap();
+    assert_eq!(
+        errors
+            .iter()
+            .map(|e| (e["row"].as_i64().unwrap(), e["field"].as_str().unwrap()))
+            .collect::<Vec<_>>(),
+        [
+            (2, "firstName"),
+            (2, "lastName"),
+            (3, "email"),
+            (4, "ownerId")
+        ]
+    );
+    assert!(
+        errors[2]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the same email as row 1"),
+        "{job}"
+    );
+    let (_, page) = app
+        .get_json(&owner.access_token, "/api/v1/contacts?q=ada")
+        .await;
+    let contact = &page["data"][0];
+    assert_eq!(
+        (&contact["firstName"], &contact["lifecycleStage"]),
+        (&json!("Ada"), &json!("customer"))
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM contacts").await,
+        2,
+        "nothing created"
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM contacts WHERE owner_id IS NOT NULL OR lifecycle_stage <> 'lead'"
+        )
+        .await,
+        1,
+        "only Ada changed"
+    );
+}

@@ -11,6 +11,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use nexus_domain::contact::{Contact, ContactFields, EventContext};
 use nexus_domain::custom_field::{FieldSpec, FieldType};
+use nexus_domain::validation::FieldIssue;
+use nexus_domain::values::email::EmailAddress;
 use nexus_domain::{
     Action, Actor, ContactId, EventActor, EventId, ImportId, Principal, Resource, UserId,
 };
@@ -277,8 +279,12 @@ where
             .collect();
         let columns = map_header(&header, &specs);
         check_distinct(&header, &columns)?;
+        // Names are what a new contact needs; a file that only updates contacts found by
+        // email (`onDuplicate=update`) may leave them out, and then creates none.
+        let updates_only =
+            on_duplicate == OnDuplicate::Update && columns.contains(&Column::Field("email"));
         for needed in ["firstName", "lastName"] {
-            if !columns.contains(&Column::Field(needed)) {
+            if !updates_only && !columns.contains(&Column::Field(needed)) {
                 return Err(AppError::invalid(
                     needed,
                     "missing_column",
@@ -499,7 +505,14 @@ where
         };
         let owners: Vec<UserId> = parsed
             .iter()
-            .filter_map(|(_, _, f)| f.owner_id)
+            .filter_map(|(_, object, p)| match p {
+                Parsed::Contact(fields) => fields.owner_id,
+                // Checked as a patch later; its owner, when valid, is asked about now.
+                Parsed::UpdateOnly { .. } => object
+                    .get("ownerId")
+                    .and_then(Value::as_str)
+                    .and_then(|o| o.parse().ok()),
+            })
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
@@ -514,56 +527,52 @@ where
                 .collect()
         };
         let actor = event_actor(job.created_by);
-        for (row, object, fields) in parsed {
+        let outside = |owner: Option<UserId>| owner.is_some_and(|o| !members.contains(&o));
+        for (row, object, parsed) in parsed {
             let ctx = EventContext {
                 event_id: EventId::from_uuid(self.ids.new_id()),
                 actor: actor.clone(),
                 now: self.now(),
             };
-            if fields
-                .owner_id
-                .is_some_and(|owner| !members.contains(&owner))
+            if let Parsed::Contact(fields) = &parsed
+                && outside(fields.owner_id)
             {
-                write.failed += 1;
-                write.errors.push(RowError {
-                    row,
-                    field: "ownerId".into(),
-                    message: "the owner must be a member of the organization".into(),
-                });
+                fail_row(&mut write, row, vec![not_a_member()]);
                 continue;
             }
             // Each email occurs once among a chunk's rows (`EarlierEmails`), so each
             // existing contact is matched by one row at most.
-            if let Some(current) = fields
-                .email
-                .as_ref()
-                .and_then(|email| existing.get(email.as_str()))
-            {
-                if job.on_duplicate == OnDuplicate::Skip {
-                    write.skipped += 1;
-                    continue;
-                }
-                match current.apply_merge_patch(&object, specs) {
-                    Ok(patched) => match current.update(patched, &ctx) {
-                        Some((updated, event)) => {
-                            write.updates.push((row, updated, current.version, event))
-                        }
-                        None => write.skipped += 1,
-                    },
-                    Err(issues) => {
-                        write.failed += 1;
-                        write.errors.extend(issues.into_iter().map(|i| RowError {
-                            row,
-                            field: i.field,
-                            message: i.message,
-                        }));
+            let Some(current) = parsed.email().and_then(|e| existing.get(e.as_str())) else {
+                match parsed {
+                    Parsed::Contact(fields) => {
+                        let id = ContactId::from_uuid(self.ids.new_id());
+                        let (contact, event) = Contact::create(id, org, fields, &ctx);
+                        write.inserts.push((row, contact, event));
                     }
+                    // No contact to update: it stands as the new contact it is not.
+                    Parsed::UpdateOnly { issues, .. } => fail_row(&mut write, row, issues),
                 }
                 continue;
+            };
+            if job.on_duplicate == OnDuplicate::Skip {
+                write.skipped += 1;
+                continue;
             }
-            let (contact, event) =
-                Contact::create(ContactId::from_uuid(self.ids.new_id()), org, fields, &ctx);
-            write.inserts.push((row, contact, event));
+            match current.apply_merge_patch(&object, specs) {
+                // A new owner must be a member; the contact's own may stay after leaving.
+                Ok(patched)
+                    if patched.owner_id != current.fields.owner_id && outside(patched.owner_id) =>
+                {
+                    fail_row(&mut write, row, vec![not_a_member()]);
+                }
+                Ok(patched) => match current.update(patched, &ctx) {
+                    Some((updated, event)) => {
+                        write.updates.push((row, updated, current.version, event));
+                    }
+                    None => write.skipped += 1,
+                },
+                Err(issues) => fail_row(&mut write, row, issues),
+            }
         }
         let turn = if write.updates.is_empty() {
             slot.turn
@@ -594,7 +603,29 @@ where
 struct Validated {
     /// The chunk's counters and row errors so far; no writes yet.
     write: ChunkWrite,
-    parsed: Vec<(i64, Map<String, Value>, ContactFields)>,
+    parsed: Vec<(i64, Map<String, Value>, Parsed)>,
+}
+
+/// A row that passed validation, as far as it can before the database is asked.
+enum Parsed {
+    /// Valid as a new contact (and as an update of the one its email finds).
+    Contact(ContactFields),
+    /// Not a valid new contact, but with `onDuplicate=update` it may still update the
+    /// contact its email finds (its cells are checked as a patch then); `issues` are
+    /// what it lacks as a new contact, reported when no contact has the email.
+    UpdateOnly {
+        email: EmailAddress,
+        issues: Vec<FieldIssue>,
+    },
+}
+
+impl Parsed {
+    fn email(&self) -> Option<&EmailAddress> {
+        match self {
+            Self::Contact(fields) => fields.email.as_ref(),
+            Self::UpdateOnly { email, .. } => Some(email),
+        }
+    }
 }
 
 /// The first row of each email read so far, so that a repeat is reported wherever it
@@ -609,8 +640,8 @@ impl EarlierEmails {
     /// Fails the chunk's rows whose email a row before had, remembering the others'.
     fn report_repeats(&mut self, chunk: &mut Validated) {
         let (write, first_row) = (&mut chunk.write, &mut self.first_row);
-        chunk.parsed.retain(|(row, _, fields)| {
-            let Some(email) = &fields.email else {
+        chunk.parsed.retain(|(row, _, parsed)| {
+            let Some(email) = parsed.email() else {
                 return true;
             };
             match first_row.entry(email.as_str().into()) {
@@ -641,7 +672,7 @@ impl Validated {
     fn emails(&self) -> impl Iterator<Item = String> + '_ {
         self.parsed
             .iter()
-            .filter_map(|(_, _, f)| f.email.as_ref().map(|e| e.as_str().to_owned()))
+            .filter_map(|(_, _, p)| p.email().map(|e| e.as_str().to_owned()))
     }
 
     /// A chunk covering `rows`, nothing validated yet.
@@ -678,15 +709,43 @@ async fn validate(
         if i % VALIDATE_SLICE == 0 {
             yield_now().await;
         }
-        validate_row(&mut v, columns, specs, row, record);
+        validate_row(
+            &mut v,
+            columns,
+            specs,
+            job.on_duplicate == OnDuplicate::Update,
+            row,
+            record,
+        );
     }
     v
 }
 
+fn not_a_member() -> FieldIssue {
+    FieldIssue::new(
+        "ownerId",
+        "not_a_member",
+        "the owner must be a member of the organization",
+    )
+}
+
+/// Counts `row` as failed, with its issues.
+fn fail_row(write: &mut ChunkWrite, row: i64, issues: Vec<FieldIssue>) {
+    write.failed += 1;
+    write.errors.extend(issues.into_iter().map(|i| RowError {
+        row,
+        field: i.field,
+        message: i.message,
+    }));
+}
+
+/// Checks one row; with `update` (`onDuplicate=update`) a row that is no valid new
+/// contact is kept for the contact its email may find.
 fn validate_row(
     v: &mut Validated,
     columns: &[Column],
     specs: &[FieldSpec],
+    update: bool,
     row: i64,
     record: Result<Vec<String>, String>,
 ) {
@@ -710,14 +769,19 @@ fn validate_row(
     }
     let object = row_object(columns, &cells);
     match ContactFields::parse(&object, specs, None) {
-        Ok(fields) => v.parsed.push((row, object, fields)),
+        Ok(fields) => v.parsed.push((row, object, Parsed::Contact(fields))),
         Err(issues) => {
-            v.write.failed += 1;
-            v.write.errors.extend(issues.into_iter().map(|i| RowError {
-                row,
-                field: i.field,
-                message: i.message,
-            }));
+            let email = object
+                .get("email")
+                .and_then(Value::as_str)
+                .and_then(|e| EmailAddress::parse(e).ok());
+            match email {
+                Some(email) if update => {
+                    v.parsed
+                        .push((row, object, Parsed::UpdateOnly { email, issues }))
+                }
+                _ => fail_row(&mut v.write, row, issues),
+            }
         }
     }
 }

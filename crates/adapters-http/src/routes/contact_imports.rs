@@ -139,9 +139,11 @@ impl From<ImportJob> for ImportJobDto {
 /// punctuation (`firstName`/`First Name`, `lastName`/`Surname`, `email`/`E-mail`,
 /// `phone`/`Mobile`, `company`, `lifecycleStage`/`Stage`, `ownerId`, `tags` separated by
 /// `;`, or by `,` in a cell without `;`), and to custom fields by `customFields.<key>`, key or label; other columns are
-/// ignored. `firstName` and `lastName` columns are required. Rows are validated like
-/// `createContact`; a bad row is reported in the job and never stops the others.
-/// Contacts are deduplicated by email (`onDuplicate`).
+/// ignored. `firstName` and `lastName` columns are required, except with
+/// `onDuplicate=update` and an `email` column (a file that updates contacts found by
+/// email). Rows are validated like `createContact`, or like `updateContact` when their
+/// email finds a contact to update; a bad row is reported in the job and never stops
+/// the others. Contacts are deduplicated by email (`onDuplicate`).
 #[utoipa::path(
     operation_id = "importContacts",
     tag = "contacts",

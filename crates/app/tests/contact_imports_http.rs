@@ -796,6 +796,45 @@ async fn rows_naming_an_outside_owner_or_holding_a_nul_fail_alone() {
         .await,
         1
     );
+
+    // An owner who has left may stay the owner of a contact a row updates (as a PATCH
+    // keeps them): a file exported before they left goes back in.
+    let res = reqwest::Client::new()
+        .delete(app.url(&format!("/api/v1/members/{}", member.user_id)))
+        .bearer_auth(&owner.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let again = format!(
+        "firstName,lastName,email,company,ownerId\r\nKept,Owner,kept@owners.io,Kept Co,{}\r\n",
+        member.user_id
+    );
+    let job = import(&app, &owner, "?onDuplicate=update", again).await;
+    assert_eq!(
+        (&job["updated"], &job["failed"]),
+        (&json!(1), &json!(0)),
+        "{job}"
+    );
+}
+
+/// In a file that may update, a row with a malformed cell fails as such and does not
+/// hold its email against a later, valid row.
+#[tokio::test]
+async fn a_malformed_row_does_not_claim_its_email_in_an_updating_file() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@malformed.io").await;
+    let csv = "firstName,lastName,email,phone\n\
+               Ada,L,ada@x.io,call me\n\
+               Ada,L,ada@x.io,+44 20 7946 0958\n"
+        .to_owned();
+    let job = import(&app, &owner, "?onDuplicate=update", csv).await;
+    assert_eq!(
+        (&job["created"], &job["failed"]),
+        (&json!(1), &json!(1)),
+        "{job}"
+    );
+    assert_eq!(job["errors"][0]["field"], "phone", "{job}");
 }
 
 /// A file whose rows fill its last chunk exactly ends there: its checkpoint stays past

@@ -534,16 +534,13 @@ where
                 actor: actor.clone(),
                 now: self.now(),
             };
-            if let Parsed::Contact(fields) = &parsed
-                && outside(fields.owner_id)
-            {
-                fail_row(&mut write, row, vec![not_a_member()]);
-                continue;
-            }
             // Each email occurs once among a chunk's rows (`EarlierEmails`), so each
             // existing contact is matched by one row at most.
             let Some(current) = parsed.email().and_then(|e| existing.get(e.as_str())) else {
                 match parsed {
+                    Parsed::Contact(fields) if outside(fields.owner_id) => {
+                        fail_row(&mut write, row, vec![not_a_member()]);
+                    }
                     Parsed::Contact(fields) => {
                         let id = ContactId::from_uuid(self.ids.new_id());
                         let (contact, event) = Contact::create(id, org, fields, &ctx);
@@ -771,16 +768,18 @@ fn validate_row(
     match ContactFields::parse(&object, specs, None) {
         Ok(fields) => v.parsed.push((row, object, Parsed::Contact(fields))),
         Err(issues) => {
+            // Only what a new contact lacks (names, a required custom field) can be left
+            // to the contact an email finds; a malformed cell fails the row either way.
             let email = object
                 .get("email")
                 .and_then(Value::as_str)
-                .and_then(|e| EmailAddress::parse(e).ok());
+                .and_then(|e| EmailAddress::parse(e).ok())
+                .filter(|_| update && issues.iter().all(|i| i.code == "required"));
             match email {
-                Some(email) if update => {
-                    v.parsed
-                        .push((row, object, Parsed::UpdateOnly { email, issues }))
-                }
-                _ => fail_row(&mut v.write, row, issues),
+                Some(email) => v
+                    .parsed
+                    .push((row, object, Parsed::UpdateOnly { email, issues })),
+                None => fail_row(&mut v.write, row, issues),
             }
         }
     }

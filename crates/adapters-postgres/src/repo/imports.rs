@@ -231,9 +231,8 @@ impl ImportRepository for PgImportRepository {
             Ok(true)
         })
         .await;
-        // Whether or not the insert went through, the file may have gone out on this
-        // connection.
-        if csv.len() > LARGE_MESSAGE {
+        // Unless refused before the insert, the file may have gone out on this connection.
+        if csv.len() > LARGE_MESSAGE && !matches!(created, Ok(false)) {
             retire(conn);
         }
         created.map_err(from_diesel)

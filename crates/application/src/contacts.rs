@@ -148,6 +148,15 @@ pub struct ContactService<R, F, C, G> {
     field_sets: FieldSets,
 }
 
+/// An `ownerId` naming someone outside the organization (contact writes and imports).
+pub(crate) fn owner_not_a_member() -> nexus_domain::FieldIssue {
+    nexus_domain::FieldIssue::new(
+        "ownerId",
+        "not_a_member",
+        "the owner must be a member of the organization",
+    )
+}
+
 fn issues(list: Vec<nexus_domain::FieldIssue>) -> AppError {
     AppError::Validation(
         list.into_iter()
@@ -197,11 +206,7 @@ fn write_error(e: ContactWriteError) -> AppError {
             "duplicate_email",
             "Another contact of the organization has this email address.",
         ),
-        ContactWriteError::OwnerNotMember => AppError::invalid(
-            "ownerId",
-            "not_a_member",
-            "the owner must be a member of the organization",
-        ),
+        ContactWriteError::OwnerNotMember => issues(vec![owner_not_a_member()]),
         ContactWriteError::VersionMismatch { .. } => AppError::PreconditionFailed,
         ContactWriteError::NotFound => AppError::NotFound,
         ContactWriteError::DefinitionsChanged => AppError::contended(

@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
 use self::writes::{Slot, Writes};
-use crate::contacts::DEFINITION_RETRIES;
+use crate::contacts::{DEFINITION_RETRIES, owner_not_a_member};
 use crate::csv::Records;
 use crate::error::AppError;
 
@@ -539,7 +539,7 @@ where
             let Some(current) = parsed.email().and_then(|e| existing.get(e.as_str())) else {
                 match parsed {
                     Parsed::Contact(fields) if outside(fields.owner_id) => {
-                        fail_row(&mut write, row, vec![not_a_member()]);
+                        fail_row(&mut write, row, vec![owner_not_a_member()]);
                     }
                     Parsed::Contact(fields) => {
                         let id = ContactId::from_uuid(self.ids.new_id());
@@ -560,7 +560,7 @@ where
                 Ok(patched)
                     if patched.owner_id != current.fields.owner_id && outside(patched.owner_id) =>
                 {
-                    fail_row(&mut write, row, vec![not_a_member()]);
+                    fail_row(&mut write, row, vec![owner_not_a_member()]);
                 }
                 Ok(patched) => match current.update(patched, &ctx) {
                     Some((updated, event)) => {
@@ -716,14 +716,6 @@ async fn validate(
         );
     }
     v
-}
-
-fn not_a_member() -> FieldIssue {
-    FieldIssue::new(
-        "ownerId",
-        "not_a_member",
-        "the owner must be a member of the organization",
-    )
 }
 
 /// Counts `row` as failed, with its issues.

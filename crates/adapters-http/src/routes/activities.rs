@@ -18,7 +18,7 @@ use crate::responses::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized,
     Unprocessable, UnsupportedMediaType,
 };
-use crate::routes::deals::limit_of;
+use crate::routes::paging::limit_of;
 
 type Sales = web::Data<dyn SalesUseCases>;
 type Cursors = web::Data<CursorCodec>;

@@ -11,7 +11,7 @@ use crate::dto::common::{Page, take_page};
 use crate::dto::events::{AuditEntryDto, AuditQuery};
 use crate::problem::ApiError;
 use crate::responses::{BadRequest, Forbidden, ServiceUnavailable, Unauthorized, Unprocessable};
-use crate::routes::deals::limit_of;
+use crate::routes::paging::limit_of;
 
 type Events = web::Data<dyn EventUseCases>;
 type Cursors = web::Data<CursorCodec>;

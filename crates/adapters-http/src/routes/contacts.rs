@@ -31,7 +31,7 @@ use crate::responses::{
     BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
     ServiceUnavailable, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
-use crate::routes::deals::{PageQuery, limit_of};
+use crate::routes::paging::{PageQuery, limit_of};
 
 type Contacts = web::Data<dyn ContactUseCases>;
 type Cursors = web::Data<CursorCodec>;

@@ -24,6 +24,7 @@ use crate::responses::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, ServiceUnavailable,
     Unauthorized, Unprocessable, UnsupportedMediaType,
 };
+use crate::routes::paging::{PageQuery, limit_of};
 
 type Sales = web::Data<dyn SalesUseCases>;
 type Cursors = web::Data<CursorCodec>;
@@ -34,15 +35,6 @@ fn bad_query(detail: &str) -> ApiError {
         "invalid_query",
         detail.to_owned(),
     )
-}
-
-pub(crate) fn limit_of(raw: Option<i64>) -> Result<i64, ApiError> {
-    let limit = raw.unwrap_or(50);
-    if (1..=200).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(bad_query("limit is 1 to 200."))
-    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -335,16 +327,6 @@ pub async fn move_deal(
     Ok(HttpResponse::Ok()
         .insert_header(etag(deal.deal.version))
         .json(DealDto::from(deal)))
-}
-
-/// A list's paging alone (timelines, tags): any other parameter is a 400.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
-    pub cursor: Option<String>,
 }
 
 /// A deal's history, newest first: its system entries and linked activities.

@@ -22,7 +22,7 @@ use crate::dto::common::take_page;
 use crate::dto::events::{EventDto, FeedQuery, StreamQuery};
 use crate::problem::{ApiError, FieldError};
 use crate::responses::{BadRequest, Forbidden, ServiceUnavailable, Unauthorized, Unprocessable};
-use crate::routes::deals::limit_of;
+use crate::routes::paging::limit_of;
 
 type Events = web::Data<dyn EventUseCases>;
 type Cursors = web::Data<CursorCodec>;

@@ -11,6 +11,7 @@ pub mod events;
 pub mod health;
 pub mod members;
 pub mod organization;
+pub mod paging;
 pub mod pipelines;
 pub mod tags;
 pub mod webhooks;

@@ -12,7 +12,7 @@ use crate::responses::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized,
     Unprocessable, UnsupportedMediaType,
 };
-use crate::routes::deals::{PageQuery, limit_of};
+use crate::routes::paging::{PageQuery, limit_of};
 
 type Contacts = web::Data<dyn ContactUseCases>;
 

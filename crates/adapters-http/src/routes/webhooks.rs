@@ -26,21 +26,10 @@ use crate::responses::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, ServiceUnavailable,
     Unauthorized, Unprocessable, UnsupportedMediaType,
 };
-use crate::routes::deals::limit_of;
+use crate::routes::paging::{PageQuery, limit_of};
 
 type Webhooks = web::Data<dyn WebhookUseCases>;
 type Cursors = web::Data<CursorCodec>;
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// 1–200, default 50.
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
-    /// `nextCursor` of the previous page.
-    pub cursor: Option<String>,
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -30,10 +30,10 @@ ORDER BY created_at DESC, id DESC LIMIT 51;
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 SELECT :cols FROM (SELECT :cols, search FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
                    ORDER BY created_at DESC, id DESC LIMIT 10000) AS contacts
-WHERE true AND search LIKE '%smi%' ORDER BY created_at DESC, id DESC LIMIT 51;
+WHERE true AND search LIKE lower('%smi%') ORDER BY created_at DESC, id DESC LIMIT 51;
 \echo '### 3. ?q=smi (common surname fragment) (phase 2, only when phase 1 found less than a page: every match through GIN)'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
-SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE '%smi%'
+SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE lower('%smi%')
                    OFFSET 0) AS matches
 ORDER BY created_at DESC, id DESC LIMIT 51;
 
@@ -41,10 +41,10 @@ ORDER BY created_at DESC, id DESC LIMIT 51;
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 SELECT :cols FROM (SELECT :cols, search FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
                    ORDER BY created_at DESC, id DESC LIMIT 10000) AS contacts
-WHERE true AND search LIKE '%lovelace%' ORDER BY created_at DESC, id DESC LIMIT 51;
+WHERE true AND search LIKE lower('%lovelace%') ORDER BY created_at DESC, id DESC LIMIT 51;
 \echo '### 4. ?q=lovelace (phase 2, only when phase 1 found less than a page: every match through GIN)'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
-SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE '%lovelace%'
+SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE lower('%lovelace%')
                    OFFSET 0) AS matches
 ORDER BY created_at DESC, id DESC LIMIT 51;
 
@@ -52,10 +52,10 @@ ORDER BY created_at DESC, id DESC LIMIT 51;
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 SELECT :cols FROM (SELECT :cols, search FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
                    ORDER BY created_at DESC, id DESC LIMIT 10000) AS contacts
-WHERE true AND search LIKE '%555) 12%' ORDER BY created_at DESC, id DESC LIMIT 51;
+WHERE true AND search LIKE lower('%555) 12%') ORDER BY created_at DESC, id DESC LIMIT 51;
 \echo '### 5. ?q=555) 12 (phone fragment) (phase 2, only when phase 1 found less than a page: every match through GIN)'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
-SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE '%555) 12%'
+SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE lower('%555) 12%')
                    OFFSET 0) AS matches
 ORDER BY created_at DESC, id DESC LIMIT 51;
 
@@ -63,10 +63,10 @@ ORDER BY created_at DESC, id DESC LIMIT 51;
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 SELECT :cols FROM (SELECT :cols, search FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
                    ORDER BY created_at DESC, id DESC LIMIT 10000) AS contacts
-WHERE true AND search LIKE '%qzx%' ORDER BY created_at DESC, id DESC LIMIT 51;
+WHERE true AND search LIKE lower('%qzx%') ORDER BY created_at DESC, id DESC LIMIT 51;
 \echo '### 6. ?q=qzx (no match anywhere) (phase 2, only when phase 1 found less than a page: every match through GIN)'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
-SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE '%qzx%'
+SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE lower('%qzx%')
                    OFFSET 0) AS matches
 ORDER BY created_at DESC, id DESC LIMIT 51;
 
@@ -107,10 +107,10 @@ ORDER BY created_at DESC, id DESC LIMIT 51;
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 SELECT :cols FROM (SELECT :cols, search FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
                    ORDER BY updated_at DESC, id DESC LIMIT 10000) AS contacts
-WHERE true AND search LIKE '%smi%' AND tags && ARRAY['vip'] ORDER BY updated_at DESC, id DESC LIMIT 51;
+WHERE true AND search LIKE lower('%smi%') AND tags && ARRAY['vip'] ORDER BY updated_at DESC, id DESC LIMIT 51;
 \echo '### 10. ?sort=-updatedAt&q=smi&tag=vip (phase 2, only when phase 1 found less than a page: every match through GIN)'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
-SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE '%smi%' AND tags && ARRAY['vip']
+SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE lower('%smi%') AND tags && ARRAY['vip']
                    OFFSET 0) AS matches
 ORDER BY updated_at DESC, id DESC LIMIT 51;
 
@@ -146,7 +146,7 @@ SELECT :cols FROM contacts WHERE organization_id = :'org' AND id = :'some_id';
 
 \echo '### 17. ?q=smi&includeTotal=true (the count, only when asked)'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
-SELECT count(*) AS n FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE '%smi%';
+SELECT count(*) AS n FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE lower('%smi%');
 
 -- The prepared shapes, with the plan a prepared statement keeps (no parameter values).
 SET plan_cache_mode = force_generic_plan;
@@ -179,3 +179,20 @@ EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE by_lead_score(:'org', 51);
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE by_id(:'org', :'some_id');
 DEALLOCATE ALL;
 RESET plan_cache_mode;
+
+\echo '### 23. GET /contacts/deleted (the trash; 2,000 contacts deleted in a transaction rolled back after)'
+BEGIN;
+UPDATE contacts SET deleted_at = now() - (random() * interval '20 days')
+WHERE organization_id = :'org' AND id IN
+  (SELECT id FROM contacts WHERE organization_id = :'org' ORDER BY created_at LIMIT 2000);
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NOT NULL
+ORDER BY deleted_at DESC, id DESC LIMIT 51;
+\echo '### 24. GET /contacts/deleted, next page'
+SELECT deleted_at AS d_time, id AS d_id FROM contacts WHERE organization_id = :'org' AND deleted_at IS NOT NULL
+ORDER BY deleted_at DESC, id DESC OFFSET 49 LIMIT 1 \gset
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NOT NULL
+  AND (deleted_at, id) < (:'d_time', :'d_id')
+ORDER BY deleted_at DESC, id DESC LIMIT 51;
+ROLLBACK;

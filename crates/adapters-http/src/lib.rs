@@ -123,7 +123,8 @@ impl AppState {
 pub fn api_routes(cfg: &mut ServiceConfig) {
     use routes::{
         activities, api_keys, audit_log, auth, contact_imports, contacts, contacts_export,
-        custom_fields, deals, events, health, members, organization, pipelines, tags, webhooks,
+        contacts_trash, custom_fields, deals, events, health, members, organization, pipelines,
+        tags, webhooks,
     };
     cfg.service(health::live)
         .service(health::ready)
@@ -203,8 +204,9 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
                     .service(contacts::batch_contacts)
                     .service(contacts::create_contact)
                     .service(contacts::list_contacts)
-                    // Before `/{id}`, which would otherwise claim `/export`.
+                    // Before `/{id}`, which would otherwise claim `/export` and `/deleted`.
                     .service(contacts_export::export_contacts)
+                    .service(contacts_trash::list_deleted_contacts)
                     .service(contact_imports::import_contacts)
                     .service(contact_imports::get_contact_import)
                     .service(contacts::get_contact)

@@ -1433,6 +1433,12 @@ async fn the_documented_explain_statements_are_the_ones_sent() {
         f.contacts.list(f.org, query).await.unwrap();
     }
     f.contacts.get(f.org, ada.id, false).await.unwrap().unwrap();
+    // The trash's first page and a next one.
+    f.contacts.deleted(f.org, None, 51).await.unwrap();
+    f.contacts
+        .deleted(f.org, Some((now, ada.id)), 51)
+        .await
+        .unwrap();
 
     let org = f.org.as_uuid().to_string();
     let sent: Vec<String> = CAPTURED
@@ -1443,8 +1449,9 @@ async fn the_documented_explain_statements_are_the_ones_sent() {
         .map(|s| shape(s.split(" -- binds:").next().unwrap()))
         .collect();
     // First page, next page, two phases for each of 5 GIN filtered ones, stage, owner,
-    // dates, last name, lead score, two phases and a count for the total, the get.
-    assert!(sent.len() >= 20, "{sent:#?}");
+    // dates, last name, lead score, two phases and a count for the total, the get, the
+    // trash's two pages.
+    assert!(sent.len() >= 22, "{sent:#?}");
     let documented = documented_shapes();
     let missing: Vec<&String> = sent.iter().filter(|s| !documented.contains(s)).collect();
     assert!(

@@ -241,6 +241,61 @@ async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
     repo.finish(org, job.id, ImportStatus::Completed, None, at(10))
         .await
         .unwrap();
+    // The worker it was taken from wakes up: it can neither write into the ended job
+    // (though its checkpoint still matches) nor end it a second time.
+    #[derive(diesel::QueryableByName)]
+    struct Generation {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        custom_fields_generation: i64,
+    }
+    let current: Generation = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(format!(
+            "SELECT custom_fields_generation FROM organizations WHERE id = '{org}'"
+        )),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let (e, e_event) = contact(org, "e@x.io");
+    let late = ChunkWrite {
+        inserts: vec![(4, e, e_event)],
+        processed: 1,
+        next_row: 5,
+        fields_generation: current.custom_fields_generation,
+        ..first.clone()
+    };
+    assert!(matches!(
+        repo.commit_chunk(org, job.id, &late, at(11), now()).await,
+        Err(ChunkWriteError::Abandoned)
+    ));
+    repo.finish(
+        org,
+        job.id,
+        ImportStatus::Failed,
+        Some("late".into()),
+        at(12),
+    )
+    .await
+    .unwrap();
+    let ended = repo.get(org, job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (ended.status, ended.next_row, ended.failure),
+        (ImportStatus::Completed, 4, None)
+    );
+    #[derive(diesel::QueryableByName)]
+    struct Entries {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let entries: Entries = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(
+            "SELECT count(*) AS n FROM audit_log WHERE action = 'contact_import.finished'",
+        ),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    assert_eq!(entries.n, 1, "a job ends once");
     assert!(
         repo.claim_next(at(60), stale(at(60)))
             .await

@@ -411,7 +411,7 @@ async fn main() {
     );
     let search_sql = format!(
         "SELECT {COLS} FROM (SELECT {COLS}, search FROM contacts WHERE organization_id = '{org}' AND deleted_at IS NULL \
-         ORDER BY created_at DESC, id DESC LIMIT 10000) AS contacts WHERE true AND search LIKE '%smi%' ORDER BY created_at DESC, id DESC LIMIT 51;"
+         ORDER BY created_at DESC, id DESC LIMIT 10000) AS contacts WHERE true AND search LIKE lower('%smi%') ORDER BY created_at DESC, id DESC LIMIT 51;"
     );
     let get_sql = format!(
         "\\set n random(1, 1000)\nSELECT {COLS} FROM contacts WHERE organization_id = '{org}' AND id = (SELECT id FROM bench_ids WHERE n = :n);"

@@ -299,6 +299,31 @@ async fn uploads_are_checked_before_any_job_exists() {
         (&json!("email"), &json!("duplicate_column")),
         "{problem}"
     );
+    // A custom field column naming no field, and a header of thousands of columns.
+    for (csv, field, code) in [
+        (
+            "firstName,lastName,customFields.nope\nA,B,1\n".to_owned(),
+            "customFields.nope",
+            "unknown_field",
+        ),
+        (
+            format!("firstName,lastName{}\nA,B\n", ",".repeat(5_000)),
+            "file",
+            "too_many_columns",
+        ),
+    ] {
+        let res = upload(&app, &owner, "", "text/csv", csv).await;
+        assert_eq!(res.status().as_u16(), 422);
+        let problem = res.json::<Value>().await.unwrap();
+        assert_eq!(
+            (
+                &problem["errors"][0]["field"],
+                &problem["errors"][0]["code"]
+            ),
+            (&json!(field), &json!(code)),
+            "{problem}"
+        );
+    }
     assert_eq!(
         upload(&app, &owner, "", "text/csv", vec![0xff_u8, 0xfe, b'a'])
             .await
@@ -976,5 +1001,110 @@ async fn an_update_only_file_updates_found_contacts_and_reports_the_rest() {
         .await,
         1,
         "only Ada changed"
+    );
+}
+
+#[tokio::test]
+async fn an_exported_file_imports_back_to_the_same_values() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@roundtrip.io").await;
+    let client = reqwest::Client::new();
+    let res = client
+        .post(app.url("/api/v1/custom-fields"))
+        .bearer_auth(&owner.access_token)
+        .json(&json!({"key": "note", "label": "Note", "type": "text"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    // Values a spreadsheet would run, one already quoted by hand, and a phone the
+    // export leaves alone.
+    let values = json!({
+        "firstName": "Ada",
+        "lastName": "'=quoted",
+        "email": "ada@roundtrip.io",
+        "phone": "+44 20 7946 0958",
+        "company": "=cmd()",
+        "tags": ["@home", "vip"],
+        "customFields": {"note": "+A1"}
+    });
+    let res = client
+        .post(app.url("/api/v1/contacts"))
+        .bearer_auth(&owner.access_token)
+        .json(&values)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let original: Value = res.json().await.unwrap();
+
+    let exported = client
+        .get(app.url("/api/v1/contacts/export"))
+        .bearer_auth(&owner.access_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(exported.contains("\"'=cmd()\""), "{exported}");
+    assert!(exported.contains("\"''=quoted\""), "{exported}");
+    let res = client
+        .delete(app.url(&format!(
+            "/api/v1/contacts/{}",
+            original["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&owner.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 204);
+
+    let job = import(&app, &owner, "", exported).await;
+    assert_eq!(
+        (&job["created"], &job["failed"]),
+        (&json!(1), &json!(0)),
+        "{job}"
+    );
+    let (_, page) = app
+        .get_json(&owner.access_token, "/api/v1/contacts?q=roundtrip")
+        .await;
+    let imported = &page["data"][0];
+    assert_ne!(imported["id"], original["id"]);
+    for field in [
+        "firstName",
+        "lastName",
+        "email",
+        "phone",
+        "company",
+        "tags",
+        "customFields",
+    ] {
+        assert_eq!(imported[field], original[field], "{field}: {imported}");
+    }
+}
+
+#[tokio::test]
+async fn cells_past_the_headers_columns_are_passed_over() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@wide.io").await;
+    // A row of a million commas after its two cells: read over, not kept.
+    let csv = format!(
+        "firstName,lastName\r\nAda,Lovelace{}\r\nGrace,Hopper\r\n",
+        ",".repeat(1_000_000)
+    );
+    let job = import(&app, &owner, "", csv).await;
+    assert_eq!(
+        (&job["status"], &job["created"], &job["failed"]),
+        (&json!("completed"), &json!(2), &json!(0)),
+        "{job}"
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM contacts WHERE last_name IN ('Lovelace', 'Hopper')"
+        )
+        .await,
+        2
     );
 }

@@ -275,3 +275,76 @@ async fn a_select_field_becomes_text_without_its_options_being_named() {
         res.body
     );
 }
+
+#[tokio::test]
+async fn null_in_a_definition_patch_clears_options_and_is_refused_for_the_rest() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@nulls.io").await;
+    let res = call(
+        &app,
+        &owner,
+        "POST",
+        "/api/v1/custom-fields",
+        Some(json!({"key": "tier", "label": "Tier", "type": "select", "required": true, "options": ["gold"]})),
+    )
+    .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    let url = res.location.unwrap();
+
+    // What every definition has cannot be cleared, and a refused patch changes nothing.
+    for field in ["label", "type", "required"] {
+        let res = call(&app, &owner, "PATCH", &url, Some(json!({ field: null }))).await;
+        assert_problem(&res, 422, "validation_failed");
+        assert_eq!(
+            (
+                &res.body["errors"][0]["field"],
+                &res.body["errors"][0]["code"]
+            ),
+            (&json!(field), &json!("required")),
+            "{}",
+            res.body
+        );
+    }
+    // Clearing a select's options leaves it unusable: refused.
+    let res = call(&app, &owner, "PATCH", &url, Some(json!({"options": null}))).await;
+    assert_problem(&res, 422, "validation_failed");
+    assert_eq!(res.body["errors"][0]["field"], "options");
+    let res = call(&app, &owner, "GET", &url, None).await;
+    assert_eq!(
+        (
+            &res.body["label"],
+            &res.body["type"],
+            &res.body["required"],
+            &res.body["options"],
+            &res.body["version"]
+        ),
+        (
+            &json!("Tier"),
+            &json!("select"),
+            &json!(true),
+            &json!(["gold"]),
+            &json!(1)
+        ),
+        "{}",
+        res.body
+    );
+
+    // Turned into text in the same patch, the cleared options are accepted.
+    let res = call(
+        &app,
+        &owner,
+        "PATCH",
+        &url,
+        Some(json!({"type": "text", "options": null, "required": false})),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(
+        (
+            &res.body["type"],
+            &res.body["options"],
+            &res.body["required"]
+        ),
+        (&json!("text"), &json!([]), &json!(false))
+    );
+}

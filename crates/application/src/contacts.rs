@@ -69,6 +69,14 @@ pub struct TagPage {
     pub more: bool,
 }
 
+/// Deleted contacts not yet purged, most recently deleted first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeletedPage {
+    pub contacts: Vec<Contact>,
+    /// More follow the last one.
+    pub more: bool,
+}
+
 /// One operation of a batch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BatchOp {
@@ -106,6 +114,12 @@ pub trait ContactUseCases: Send + Sync + 'static {
     ) -> Fut<'_, Contact>;
     fn delete(&self, actor: Actor, id: ContactId, if_match: Option<i32>) -> Fut<'_, ()>;
     fn restore(&self, actor: Actor, id: ContactId) -> Fut<'_, Contact>;
+    fn deleted(
+        &self,
+        actor: Actor,
+        after: Option<(DateTime<Utc>, ContactId)>,
+        limit: u32,
+    ) -> Fut<'_, DeletedPage>;
     fn list(&self, actor: Actor, request: ListContacts) -> Fut<'_, ContactPage>;
     fn export(&self, actor: Actor, request: ListContacts) -> Fut<'_, Box<dyn ContactSnapshot>>;
     fn batch(
@@ -763,6 +777,29 @@ where
         Ok(TagPage { tags, more })
     }
 
+    /// A page of the deleted contacts still held, most recently deleted first: those a
+    /// restore can bring back (within [`RESTORE_WINDOW_DAYS`]) and those kept past it for
+    /// their deals.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn deleted(
+        &self,
+        actor: Actor,
+        after: Option<(DateTime<Utc>, ContactId)>,
+        limit: u32,
+    ) -> Result<DeletedPage, AppError> {
+        actor.authorize(Resource::Contacts, Action::Read)?;
+        let limit = limit.clamp(1, 200);
+        let mut contacts = self
+            .contacts
+            .deleted(actor.org_id, after, limit + 1)
+            .await?;
+        let more = contacts.len() > limit as usize;
+        contacts.truncate(limit as usize);
+        Ok(DeletedPage { contacts, more })
+    }
+
     /// Renames a tag everywhere (merging into `to` where a contact has both).
     ///
     /// # Errors
@@ -910,6 +947,14 @@ where
     }
     fn tags(&self, actor: Actor, after: Option<(i64, String)>, limit: u32) -> Fut<'_, TagPage> {
         Box::pin(Self::tags(self, actor, after, limit))
+    }
+    fn deleted(
+        &self,
+        actor: Actor,
+        after: Option<(DateTime<Utc>, ContactId)>,
+        limit: u32,
+    ) -> Fut<'_, DeletedPage> {
+        Box::pin(Self::deleted(self, actor, after, limit))
     }
     fn rename_tag(&self, actor: Actor, from: String, to: String) -> Fut<'_, u64> {
         Box::pin(Self::rename_tag(self, actor, from, to))
@@ -1070,6 +1115,35 @@ mod tests {
                 Err(AppError::Forbidden(_))
             ));
         }
+    }
+
+    #[tokio::test]
+    async fn the_trash_is_read_by_every_role_a_page_at_a_time() {
+        let viewer = actor(Role::Viewer);
+        let org = viewer.org_id;
+        let at = Utc::now();
+        let after = ContactId::from_uuid(Uuid::now_v7());
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_deleted()
+            .withf(move |o, a, limit| *o == org && *a == Some((at, after)) && *limit == 3)
+            .returning(move |o, _, _| {
+                let page = (0..3).map(|_| stored(o, 2)).collect();
+                Box::pin(async move { Ok(page) })
+            });
+        contacts
+            .expect_deleted()
+            .withf(move |_, a, limit| a.is_none() && *limit == 201)
+            .returning(|o, _, _| {
+                let page = vec![stored(o, 2)];
+                Box::pin(async move { Ok(page) })
+            });
+        let s = service(contacts, MockCustomFieldRepository::new());
+        // One more than asked tells whether a page follows; the extra one is not shown.
+        let page = s.deleted(viewer, Some((at, after)), 2).await.unwrap();
+        assert_eq!((page.contacts.len(), page.more), (2, true));
+        let page = s.deleted(viewer, None, 5_000).await.unwrap();
+        assert_eq!((page.contacts.len(), page.more), (1, false));
     }
 
     #[tokio::test]

@@ -66,14 +66,18 @@ pub trait ImportUseCases: Send + Sync + 'static {
 enum Column {
     Field(&'static str),
     Custom(FieldSpec),
+    /// `customFields.<key>` naming no definition: refused, never dropped unseen.
+    UnknownCustom,
     Ignored,
 }
 
+/// A header or label without case, spaces and punctuation; letters of every script stay
+/// (`電話番号` is not the empty name of a blank header, `Größe` is not `Grüße`).
 fn normalize(header: &str) -> String {
     header
         .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
         .collect()
 }
 
@@ -106,29 +110,67 @@ fn map_header(header: &[String], specs: &[FieldSpec]) -> Vec<Column> {
                 .filter(|p| p.eq_ignore_ascii_case(PREFIX))
                 .map_or(h, |_| &h[PREFIX.len()..]);
             let nk = normalize(key);
-            specs
-                .iter()
-                .find(|s| s.key.as_str() == key)
-                .or_else(|| {
-                    specs
-                        .iter()
-                        .find(|s| normalize(s.key.as_str()) == nk || normalize(&s.label) == nk)
+            let found = specs.iter().find(|s| s.key.as_str() == key).or_else(|| {
+                // A header of punctuation alone names nothing.
+                specs.iter().find(|s| {
+                    !nk.is_empty() && (normalize(s.key.as_str()) == nk || normalize(&s.label) == nk)
                 })
-                .map_or(Column::Ignored, |s| Column::Custom(s.clone()))
+            });
+            match found {
+                Some(spec) => Column::Custom(spec.clone()),
+                None if key.len() < h.len() => Column::UnknownCustom,
+                None => Column::Ignored,
+            }
         })
         .collect()
 }
 
 const PREFIX: &str = "customFields.";
 
+/// Most columns a file may have: far more than any contact export holds, and few enough
+/// that a header of millions of commas is refused before it becomes millions of strings.
+pub const MAX_COLUMNS: usize = 500;
+
+/// The header of `text`, mapped to fields and checked.
+///
+/// # Errors
+/// 422 for an unreadable or empty file, more than [`MAX_COLUMNS`] columns, two columns for
+/// one field, or a custom field column naming no field.
+fn read_header(text: &str, specs: &[FieldSpec]) -> Result<(Vec<String>, Vec<Column>), AppError> {
+    let header = Records::new(text)
+        .keeping(MAX_COLUMNS + 1)
+        .next()
+        .transpose()
+        .map_err(|e| AppError::invalid("file", "malformed_csv", e.to_string()))?
+        .ok_or_else(|| AppError::invalid("file", "required", "the file is empty"))?;
+    if header.len() > MAX_COLUMNS {
+        return Err(AppError::invalid(
+            "file",
+            "too_many_columns",
+            format!("a CSV import has at most {MAX_COLUMNS} columns"),
+        ));
+    }
+    let columns = map_header(&header, specs);
+    check_distinct(&header, &columns)?;
+    Ok((header, columns))
+}
+
 /// Two columns feeding one field would leave which cell wins to the order of the
-/// columns: refused at upload, naming both.
+/// columns: refused, naming both; and so is a custom field column naming no field.
 fn check_distinct(header: &[String], columns: &[Column]) -> Result<(), AppError> {
     let target = |c: &Column| match c {
         Column::Field(name) => Some((*name).to_owned()),
         Column::Custom(spec) => Some(format!("{PREFIX}{}", spec.key.as_str())),
-        Column::Ignored => None,
+        Column::UnknownCustom | Column::Ignored => None,
     };
+    if let Some(i) = columns.iter().position(|c| *c == Column::UnknownCustom) {
+        let named = header[i].trim();
+        return Err(AppError::invalid(
+            named,
+            "unknown_field",
+            format!("the column \"{named}\" names no custom field of this organization"),
+        ));
+    }
     for (i, column) in columns.iter().enumerate() {
         let Some(field) = target(column) else {
             continue;
@@ -177,7 +219,8 @@ fn row_object(columns: &[Column], record: &[String]) -> Map<String, Value> {
     let mut map = Map::new();
     let mut custom = Map::new();
     for (column, cell) in columns.iter().zip(record) {
-        let cell = cell.trim();
+        // The export's formula guard comes off, so an exported file imports as it was.
+        let cell = crate::csv::unguarded(cell.trim());
         if cell.is_empty() {
             continue;
         }
@@ -201,7 +244,7 @@ fn row_object(columns: &[Column], record: &[String]) -> Map<String, Value> {
             Column::Custom(spec) => {
                 custom.insert(spec.key.as_str().to_owned(), cell_value(spec, cell));
             }
-            Column::Ignored => {}
+            Column::UnknownCustom | Column::Ignored => {}
         }
     }
     if !custom.is_empty() {
@@ -265,11 +308,6 @@ where
         }
         let text = std::str::from_utf8(&csv)
             .map_err(|_| AppError::invalid("file", "invalid_encoding", "the file is not UTF-8"))?;
-        let header = Records::new(text)
-            .next()
-            .transpose()
-            .map_err(|e| AppError::invalid("file", "malformed_csv", e.to_string()))?
-            .ok_or_else(|| AppError::invalid("file", "required", "the file is empty"))?;
         let specs: Vec<FieldSpec> = self
             .fields
             .list(actor.org_id)
@@ -277,8 +315,7 @@ where
             .into_iter()
             .map(|d| d.spec)
             .collect();
-        let columns = map_header(&header, &specs);
-        check_distinct(&header, &columns)?;
+        let (_, columns) = read_header(text, &specs)?;
         // Names are what a new contact needs; a file that only updates contacts found by
         // email (`onDuplicate=update`) may leave them out, and then creates none.
         let updates_only =
@@ -399,24 +436,45 @@ where
             .await
             .map_err(|e| Failure::App(e.into()))?;
         let specs = &set.specs;
-        let mut records = Records::new(text);
-        let header = match records.next() {
-            Some(Ok(h)) => h,
-            Some(Err(e)) => return Err(Failure::File(e.to_string())),
-            None => return Err(Failure::File("the file is empty".into())),
-        };
-        let columns = map_header(&header, specs);
+        // Checked again: the definitions may have changed since the upload was accepted
+        // (two columns now feeding one new field, a column's field deleted).
+        let (header, columns) = read_header(text, specs).map_err(|e| match e {
+            AppError::Validation(issues) => Failure::File(
+                issues
+                    .into_iter()
+                    .map(|i| i.message)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            other => Failure::App(other),
+        })?;
+        // Cells past the header's columns are never read into memory.
+        let mut records = Records::new(text).keeping(header.len());
+        records.next();
         // Count the rows once (cheap next to the writes) so progress has a total.
-        let total = i64::try_from(Records::new(text).skip(1).count()).unwrap_or(i64::MAX);
+        let total =
+            i64::try_from(Records::new(text).keeping(1).skip(1).count()).unwrap_or(i64::MAX);
         let mut row: i64 = 0;
         let mut chunk: Vec<(i64, Result<Vec<String>, String>)> = Vec::with_capacity(CHUNK_ROWS);
         // Each chunk is validated while the ones before it are written, so the worker's
         // CPU work and the database's overlap.
         let mut writes = Writes::new();
         let mut earlier = EarlierEmails::default();
+        let mut written_before: Vec<(i64, Result<Vec<String>, String>)> = Vec::new();
         for record in records {
             row += 1;
             if row < job.next_row {
+                // Rows a crash or a retry left behind still hold their emails: read them
+                // again (not written), so that a resumed job reports a repeat as one
+                // run without a stop would.
+                if let Ok(cells) = record {
+                    written_before.push((row, Ok(cells)));
+                }
+                if written_before.len() == CHUNK_ROWS || row + 1 == job.next_row {
+                    let rows = std::mem::take(&mut written_before);
+                    let mut v = validate(job, &columns, specs, rows, total).await;
+                    earlier.report_repeats(&mut v);
+                }
                 continue;
             }
             match record {
@@ -626,8 +684,7 @@ impl Parsed {
 }
 
 /// The first row of each email read so far, so that a repeat is reported wherever it
-/// falls, in the same chunk or a later one. A job resumed after a crash knows only the
-/// rows it read since.
+/// falls, in the same chunk or a later one, before or after a restart.
 #[derive(Default)]
 struct EarlierEmails {
     first_row: HashMap<Box<str>, i64>,
@@ -1152,6 +1209,59 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_resumed_job_reports_a_repeat_of_an_email_written_before_its_checkpoint() {
+        use std::sync::{Arc, Mutex};
+
+        use nexus_ports::imports::MockImportRepository;
+
+        let mut imports = MockImportRepository::new();
+        // Rows 1 and 2 were committed before the restart; row 3 repeats row 1's email.
+        let job = ImportJob {
+            next_row: 3,
+            ..running()
+        };
+        claims_as(
+            &mut imports,
+            job,
+            "firstName,lastName,email\nA,B,a@x.io\nC,D,b@x.io\nE,F,A@X.io\nG,H,c@x.io\n".into(),
+        );
+        let looked_up = Arc::new(Mutex::new(Vec::new()));
+        let seen = looked_up.clone();
+        imports
+            .expect_existing_by_email()
+            .times(1)
+            .returning(move |_, emails| {
+                seen.lock().unwrap().extend(emails.to_vec());
+                Box::pin(async { Ok(vec![]) })
+            });
+        let written = Arc::new(Mutex::new(None));
+        let chunk = written.clone();
+        imports
+            .expect_commit_chunk()
+            .times(1)
+            .returning(move |_, _, c, _, _| {
+                *chunk.lock().unwrap() = Some(c.clone());
+                Box::pin(async { Ok(()) })
+            });
+        imports
+            .expect_finish()
+            .withf(|_, _, status, _, _| *status == ImportStatus::Completed)
+            .times(1)
+            .returning(|_, _, _, _, _| Box::pin(async { Ok(()) }));
+
+        assert!(service(imports).run_next().await.unwrap());
+        assert_eq!(*looked_up.lock().unwrap(), ["c@x.io"]);
+        let chunk = written.lock().unwrap().take().unwrap();
+        let inserted: Vec<i64> = chunk.inserts.iter().map(|(row, _, _)| *row).collect();
+        assert_eq!(inserted, [4]);
+        assert_eq!((chunk.processed, chunk.failed, chunk.next_row), (2, 1, 5));
+        assert_eq!(
+            (chunk.errors[0].row, chunk.errors[0].message.as_str()),
+            (3, "the same email as row 1 of this file")
+        );
+    }
+
+    #[tokio::test]
     async fn a_failed_chunk_stops_the_ones_behind_it_from_committing() {
         use std::sync::{Arc, Mutex};
 
@@ -1226,6 +1336,55 @@ mod tests {
                 .returning(|_, _, _, _, _| Box::pin(async { Ok(()) }));
             assert!(service(imports).run_next().await.unwrap(), "{starts}");
         }
+    }
+
+    #[test]
+    fn headers_in_any_script_map_by_their_letters_and_blank_ones_name_nothing() {
+        let specs = vec![
+            FieldSpec::new("phone_jp", "電話番号", FieldType::Text, false, &[]).unwrap(),
+            FieldSpec::new("size", "Größe", FieldType::Text, false, &[]).unwrap(),
+        ];
+        let header: Vec<String> = [
+            "電話番号",
+            "会社メモ",
+            "",
+            " - ",
+            "GRÖSSE",
+            "Grüße",
+            "größe",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let columns = map_header(&header, &specs);
+        assert!(matches!(&columns[0], Column::Custom(s) if s.key.as_str() == "phone_jp"));
+        assert!(
+            columns[1..6].iter().all(|c| *c == Column::Ignored),
+            "{columns:?}"
+        );
+        assert!(matches!(&columns[6], Column::Custom(s) if s.key.as_str() == "size"));
+        assert!(check_distinct(&header, &columns).is_ok());
+    }
+
+    #[test]
+    fn a_custom_field_column_naming_no_field_or_too_many_columns_refuse_the_file() {
+        let Err(AppError::Validation(issues)) = read_header(
+            "firstName,lastName,customFields.nope\r\nA,B,1\r\n",
+            &specs(),
+        ) else {
+            panic!("an unknown custom field column was accepted");
+        };
+        assert_eq!(
+            (issues[0].field.as_str(), issues[0].code.as_str()),
+            ("customFields.nope", "unknown_field")
+        );
+        let wide = format!("firstName,lastName{}\r\n", ",".repeat(MAX_COLUMNS - 2));
+        assert!(read_header(&wide, &specs()).is_ok());
+        let wider = format!("firstName,lastName{}\r\n", ",".repeat(MAX_COLUMNS - 1));
+        let Err(AppError::Validation(issues)) = read_header(&wider, &specs()) else {
+            panic!("{} columns were accepted", MAX_COLUMNS + 1);
+        };
+        assert_eq!(issues[0].code, "too_many_columns");
     }
 
     #[test]

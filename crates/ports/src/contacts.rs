@@ -270,6 +270,18 @@ pub trait ContactRepository: Send + Sync + 'static {
         query: ContactQuery,
     ) -> impl Future<Output = Result<Box<dyn ContactSnapshot>, StoreError>> + Send;
 
+    /// Soft-deleted contacts not yet purged, most recently deleted first: at most `limit`
+    /// of them, those after the `(deleted_at, id)` position `after`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn deleted(
+        &self,
+        org: OrgId,
+        after: Option<(DateTime<Utc>, ContactId)>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Contact>, StoreError>> + Send;
+
     /// Organizations holding contacts soft-deleted before `before` (for the purge job).
     ///
     /// # Errors

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use nexus_domain::contact::{CompanyName, Contact, LifecycleStage};
+use nexus_domain::contact::{CompanyName, Contact, LifecycleStage, RESTORE_WINDOW_DAYS};
 use nexus_domain::custom_field::{CustomFieldDefinition, FieldType};
 use nexus_domain::values::EmailAddress;
 use serde::{Deserialize, Serialize};
@@ -119,6 +119,34 @@ impl From<Contact> for ContactDto {
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
+    }
+}
+
+/// A deleted contact, as it was when deleted.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletedContactDto {
+    #[serde(flatten)]
+    pub contact: ContactDto,
+    #[serde(serialize_with = "super::timestamp::serialize")]
+    pub deleted_at: DateTime<Utc>,
+    /// `POST /contacts/{id}/restore` brings it back until then (409
+    /// `restore_window_expired` after); the purge removes it soon after, unless deals
+    /// still name it.
+    #[serde(serialize_with = "super::timestamp::serialize")]
+    pub restorable_until: DateTime<Utc>,
+}
+
+impl DeletedContactDto {
+    /// `None` for a live contact.
+    #[must_use]
+    pub fn of(contact: Contact) -> Option<Self> {
+        let deleted_at = contact.deleted_at?;
+        Some(Self {
+            contact: ContactDto::from(contact),
+            deleted_at,
+            restorable_until: deleted_at + chrono::Duration::days(RESTORE_WINDOW_DAYS),
+        })
     }
 }
 
@@ -317,17 +345,31 @@ pub struct CustomFieldCreateRequest {
     pub options: Vec<String>,
 }
 
-/// Changes to a definition; absent fields stay. The type changes only while no contact
-/// holds a value for the field; the key never changes.
+/// Changes to a definition, as a merge patch: absent fields stay. The type changes only
+/// while no contact holds a value for the field; the key never changes.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CustomFieldUpdateRequest {
-    #[schema(min_length = 1, max_length = 100)]
-    pub label: Option<String>,
-    #[serde(rename = "type")]
-    pub field_type: Option<FieldTypeDto>,
-    pub required: Option<bool>,
-    pub options: Option<Vec<String>>,
+    /// A definition always has one: `null` is refused (422 `required`).
+    #[serde(default, deserialize_with = "crate::dto::common::present")]
+    #[schema(value_type = Option<String>, nullable = false, min_length = 1, max_length = 100)]
+    pub label: Option<Option<String>>,
+    /// `null` is refused (422 `required`).
+    #[serde(
+        rename = "type",
+        default,
+        deserialize_with = "crate::dto::common::present"
+    )]
+    #[schema(value_type = Option<FieldTypeDto>, nullable = false)]
+    pub field_type: Option<Option<FieldTypeDto>>,
+    /// `null` is refused (422 `required`).
+    #[serde(default, deserialize_with = "crate::dto::common::present")]
+    #[schema(value_type = Option<bool>, nullable = false)]
+    pub required: Option<Option<bool>>,
+    /// `null` clears them, which only a type without options accepts.
+    #[serde(default, deserialize_with = "crate::dto::common::present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub options: Option<Option<Vec<String>>>,
 }
 
 /// A tag in use, with the number of live contacts carrying it.

@@ -383,6 +383,23 @@ fn custom_field_filter(name: &str) -> Option<&str> {
         .filter(|field| !field.is_empty())
 }
 
+/// Parameters a list takes once (`tag` and custom field filters repeat).
+const SINGLE_VALUED: [&str; 10] = [
+    "q",
+    "tagMode",
+    "lifecycleStage",
+    "ownerId",
+    "createdAfter",
+    "createdBefore",
+    "sort",
+    "limit",
+    "cursor",
+    "includeTotal",
+];
+
+/// The longest `q`: longer than any one field a contact can hold (an email has 254).
+const MAX_Q_CHARS: usize = 300;
+
 fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|e| bad_query(vec![query_issue("", "invalid_format", &e.to_string())]))?;
@@ -406,12 +423,25 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
             })
             .ok()
     };
+    let mut seen: Vec<&str> = Vec::new();
     for (key, value) in &pairs {
         if value.contains('\0') {
             errors.push(query_issue(key, "invalid_format", NUL_REFUSED));
             continue;
         }
+        // The last of two values would win silently, and both would sign the cursor's
+        // scope: a cursor of `q=a&q=b` would then pass for `q=b&q=a`.
+        if SINGLE_VALUED.contains(&key.as_str()) {
+            if seen.contains(&key.as_str()) {
+                errors.push(query_issue(key, "repeated", "give this parameter once"));
+                continue;
+            }
+            seen.push(key);
+        }
         match key.as_str() {
+            "q" if value.chars().count() > MAX_Q_CHARS => {
+                errors.push(query_issue(key, "too_long", "at most 300 characters"))
+            }
             "q" => filter.q = Some(value.clone()),
             "tag" => filter.tags.push(value.clone()),
             "tagMode" => match value.as_str() {
@@ -456,6 +486,12 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
                 _ => errors.push(query_issue(key, "invalid_type", "expected true or false")),
             },
             other => match custom_field_filter(other) {
+                // One value per field, whichever spelling gives it: a second would
+                // otherwise replace the first.
+                Some(field) if custom_fields.iter().any(|(f, _)| f == field) => {
+                    errors.push(query_issue(key, "repeated", "give each field once"));
+                    continue;
+                }
                 Some(field) => {
                     custom_fields.push((field.to_owned(), value.clone()));
                     // Both spellings of one filter share its cursors.
@@ -472,6 +508,15 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
         if key != "sort" && !PAGING.contains(&key.as_str()) {
             canonical.push((Cow::Borrowed(key.as_str()), value.as_str()));
         }
+    }
+    if let (Some(after), Some(before)) = (filter.created_after, filter.created_before)
+        && after > before
+    {
+        errors.push(query_issue(
+            "createdBefore",
+            "out_of_range",
+            "must not be earlier than createdAfter",
+        ));
     }
     if !errors.is_empty() {
         return Err(bad_query(errors));

@@ -6,6 +6,7 @@ use actix_web::http::header::{self, ContentDisposition, DispositionParam, Dispos
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use nexus_application::ContactUseCases;
+use nexus_application::csv::needs_formula_guard;
 use nexus_domain::contact::Contact;
 use nexus_domain::values::PhoneNumber;
 use nexus_ports::contacts::ContactSnapshot;
@@ -35,23 +36,10 @@ const FIXED_COLUMNS: [&str; 13] = [
     "updatedAt",
 ];
 
-/// Whether a spreadsheet could run the cell as a formula. `+` and `-` start phone numbers
-/// and negative numbers too: followed only by digits, spaces and `()./+-x`, they cannot
-/// name a function or a cell (`-2+3+cmd|' /C calc'!A0` can).
-fn runs_as_formula(raw: &str) -> bool {
-    match raw.as_bytes().first() {
-        Some(b'=' | b'@' | b'\t' | b'\r') => true,
-        Some(b'+' | b'-') => !raw
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b" ()./+-xX".contains(&b)),
-        _ => false,
-    }
-}
-
 /// One CSV field (RFC 4180): quoted when it holds a comma, quote or line break, and
 /// with a leading `'` when a spreadsheet would run it as a formula.
 fn field(out: &mut String, raw: &str) {
-    let guarded = runs_as_formula(raw);
+    let guarded = needs_formula_guard(raw);
     let needs_quotes = guarded || raw.contains([',', '"', '\n', '\r']);
     if needs_quotes {
         out.push('"');

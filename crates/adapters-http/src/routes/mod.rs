@@ -5,6 +5,7 @@ pub mod auth;
 pub mod contact_imports;
 pub mod contacts;
 pub mod contacts_export;
+pub mod contacts_trash;
 pub mod custom_fields;
 pub mod deals;
 pub mod events;

@@ -344,11 +344,13 @@ async fn check_owner(
     }
 }
 
-/// `%fragment%` for LIKE, with the pattern characters of the fragment escaped.
+/// `%fragment%` for LIKE, with the pattern characters of the fragment escaped. It is not
+/// lower-cased here: PostgreSQL's `lower` wrote the searched column, so only the same
+/// function lowers the pattern alike for every letter (`İ`, a final `Σ`) and in any locale.
 fn contains_pattern(fragment: &str) -> String {
     let mut out = String::with_capacity(fragment.len() + 2);
     out.push('%');
-    for c in fragment.to_lowercase().chars() {
+    for c in fragment.chars() {
         if matches!(c, '%' | '_' | '\\') {
             out.push('\\');
         }
@@ -439,7 +441,9 @@ fn has_gin_filters(query: &ContactQuery) -> bool {
 fn gin_conditions(s: &mut Statement, query: &ContactQuery) {
     let f = &query.filter;
     if let Some(q) = search_pattern(query) {
-        s.push(" AND search LIKE ").bind(Bind::Text(q));
+        s.push(" AND search LIKE lower(")
+            .bind(Bind::Text(q))
+            .push(")");
     }
     if !f.tags.is_empty() {
         let op = match f.tag_mode {
@@ -743,35 +747,44 @@ impl ContactRepository for PgContactRepository {
 
     async fn list(&self, org: OrgId, query: &ContactQuery) -> Result<ContactPage, StoreError> {
         // The count needs its own connection; a plain page alone goes to the shared one.
-        let mut conn = if unfiltered(query) && !query.include_total {
-            None
-        } else {
-            Some(self.conn().await?)
-        };
-        let rows: Vec<ContactRow> = match conn.as_mut() {
+        let (rows, total) = if unfiltered(query) && !query.include_total {
             // A page in the order of an index, whatever the values: a generic plan walks
             // the same index a custom one would, so prepare it once.
-            None => {
-                self.reader
-                    .read(|conn| {
-                        let page = page_statement(org, query);
-                        async move { page.prepared().load(&mut &**conn).await }.boxed()
-                    })
-                    .await?
-            }
-            Some(conn) => rows_on(conn, org, query).await?,
+            let rows: Vec<ContactRow> = self
+                .reader
+                .read(|conn| {
+                    let page = page_statement(org, query);
+                    async move { page.prepared().load(&mut &**conn).await }.boxed()
+                })
+                .await?;
+            (rows, None)
+        } else if query.include_total {
+            // The page and its total from one snapshot: taken apart, a contact created
+            // between them would make the total disagree with the pages.
+            let (rows, n) = self
+                .conn()
+                .await?
+                .build_transaction()
+                .read_only()
+                .repeatable_read()
+                .run(async |conn| {
+                    let rows = match rows_on(conn, org, query).await {
+                        Ok(rows) => rows,
+                        Err(e) => return Ok(Err(e)),
+                    };
+                    let count: Count = filtered(org, query, "SELECT count(*) AS n", true)
+                        .query()
+                        .get_result(conn)
+                        .await?;
+                    Ok::<_, diesel::result::Error>(Ok((rows, count.n)))
+                })
+                .await
+                .map_err(from_diesel)??;
+            (rows, Some(n))
+        } else {
+            (rows_on(&mut *self.conn().await?, org, query).await?, None)
         };
         let (items, next) = page_of(rows, query)?;
-        let total = if let Some(conn) = conn.as_mut().filter(|_| query.include_total) {
-            let count: Count = filtered(org, query, "SELECT count(*) AS n", true)
-                .query()
-                .get_result(conn)
-                .await
-                .map_err(from_diesel)?;
-            Some(count.n)
-        } else {
-            None
-        };
         Ok(ContactPage { items, next, total })
     }
 
@@ -787,6 +800,32 @@ impl ContactRepository for PgContactRepository {
         };
         let snapshot = snapshot::Snapshot::begin(self.conn().await?, org, query).await?;
         Ok(Box::new(snapshot))
+    }
+
+    async fn deleted(
+        &self,
+        org: OrgId,
+        after: Option<(DateTime<Utc>, ContactId)>,
+        limit: u32,
+    ) -> Result<Vec<Contact>, StoreError> {
+        let mut conn = self.conn().await?;
+        let mut page = Statement::default();
+        page.push(&format!(
+            "SELECT {COLUMNS} FROM contacts WHERE organization_id = "
+        ))
+        .bind(Bind::Uuid(org.as_uuid()))
+        .push(" AND deleted_at IS NOT NULL");
+        if let Some((at, id)) = after {
+            page.push(" AND (deleted_at, id) < (")
+                .bind(Bind::Time(at))
+                .push(", ")
+                .bind(Bind::Uuid(id.as_uuid()))
+                .push(")");
+        }
+        page.push(" ORDER BY deleted_at DESC, id DESC LIMIT ")
+            .bind(Bind::BigInt(i64::from(limit)));
+        let rows: Vec<ContactRow> = page.query().load(&mut conn).await.map_err(from_diesel)?;
+        rows.into_iter().map(Contact::try_from).collect()
     }
 
     async fn organizations_to_purge(

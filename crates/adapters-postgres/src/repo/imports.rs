@@ -291,9 +291,11 @@ impl ImportRepository for PgImportRepository {
         emails: &[String],
     ) -> Result<Vec<Contact>, StoreError> {
         let mut conn = self.conn().await?;
-        self.refresh_statistics(&mut conn)
-            .await
-            .map_err(from_diesel)?;
+        // Only a matter of speed: a lookup without fresh statistics is slower, not wrong,
+        // so an ANALYZE waiting on a lock or timing out must not fail the chunk.
+        if let Err(e) = self.refresh_statistics(&mut conn).await {
+            tracing::warn!(error = %e, "contacts statistics not refreshed before an import lookup");
+        }
         // One probe of the unique email index per address: the `LIMIT 1` keeps the
         // lateral subquery a per-address index lookup. PostgreSQL misjudges how many
         // rows an address matches, and planned `lower(email) = ANY($2)` as a whole-table
@@ -423,15 +425,16 @@ impl ImportRepository for PgImportRepository {
             let updated = i64::try_from(written.len()).unwrap_or(0);
             errors.sort_by_key(|e| e.row);
             errors.truncate(MAX_ROW_ERRORS);
-            // Only from the checkpoint the chunk starts at: a worker that lost the job
-            // (its commit stalled past the takeover) must not write its rows again.
+            // Only from the checkpoint the chunk starts at, and only while the job runs:
+            // a worker that lost the job (stalled past the takeover) must not write its
+            // rows again, nor into a job its successor has ended.
             let moved = diesel::sql_query(
                 "UPDATE contact_imports SET
                      next_row = $3, total_rows = $4, processed = processed + $5, created = created + $6,
                      updated = updated + $7, skipped = skipped + $8, failed = failed + $9, heartbeat_at = $10, starts = 0,
                      errors = (SELECT coalesce(jsonb_agg(e ORDER BY n), '[]'::jsonb)
                                FROM jsonb_array_elements(errors || $11) WITH ORDINALITY AS x(e, n) WHERE n <= $12)
-                 WHERE organization_id = $1 AND id = $2 AND next_row = $13",
+                 WHERE organization_id = $1 AND id = $2 AND next_row = $13 AND status IN ('pending', 'running')",
             )
             .bind::<SqlUuid, _>(org.as_uuid())
             .bind::<SqlUuid, _>(id.as_uuid())
@@ -481,10 +484,11 @@ impl ImportRepository for PgImportRepository {
         let mut conn = self.conn().await?;
         let failure = &failure;
         conn.transaction(async |conn| {
-            // The file is not needed once the job ends.
+            // The file is not needed once the job ends. A job ends once: a worker that
+            // lost it must not turn its successor's verdict over.
             let done: Option<Totals> = diesel::sql_query(
                 "UPDATE contact_imports SET status = $3, failure = $4, finished_at = $5, csv = ''::bytea
-                 WHERE organization_id = $1 AND id = $2
+                 WHERE organization_id = $1 AND id = $2 AND status IN ('pending', 'running')
                  RETURNING jsonb_build_object('status', status, 'failure', failure,
                      'processed', processed, 'created', created, 'updated', updated,
                      'skipped', skipped, 'failed', failed) AS totals",

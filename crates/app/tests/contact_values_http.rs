@@ -348,3 +348,64 @@ async fn null_in_a_definition_patch_clears_options_and_is_refused_for_the_rest()
         (&json!("text"), &json!([]), &json!(false))
     );
 }
+
+#[tokio::test]
+async fn a_timeline_cursor_belongs_to_its_contact_and_cannot_be_edited() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@timeline-cursors.io").await;
+    let a = create(&app, &owner, json!({"firstName": "Ada", "lastName": "A"})).await;
+    let b = create(&app, &owner, json!({"firstName": "Bo", "lastName": "B"})).await;
+    let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    for (contact, day) in [(a, 1), (a, 2), (a, 3), (b, 1), (b, 2)] {
+        let logged = call(
+            &app,
+            &owner,
+            "POST",
+            "/api/v1/activities",
+            Some(
+                json!({"type": "NOTE", "subject": format!("{contact} {day}"), "contactId": contact,
+                        "occurredAt": format!("2026-01-0{day}T10:00:00Z")}),
+            ),
+        )
+        .await;
+        assert_eq!(logged.status, 201, "{}", logged.body);
+    }
+    let timeline = |id: &str| format!("/api/v1/contacts/{id}/timeline?limit=1");
+    let first = call(&app, &owner, "GET", &timeline(a), None).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let cursor = first.body["nextCursor"].as_str().unwrap().to_owned();
+    // The cursor is good where it was issued.
+    let next = call(
+        &app,
+        &owner,
+        "GET",
+        &format!("{}&cursor={cursor}", timeline(a)),
+        None,
+    )
+    .await;
+    assert_eq!(next.status, 200, "{}", next.body);
+    assert_eq!(next.body["data"][0]["subject"], format!("{a} 2"));
+
+    // One character flipped: in the middle of the cursor (its position), and in the
+    // middle of its signature (which only the signature check can notice).
+    let flipped = |at: usize| {
+        let mut edited = cursor.clone().into_bytes();
+        edited[at] = if edited[at] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(edited).unwrap()
+    };
+    let dot = cursor.find('.').unwrap();
+    let middle = if cursor.len() / 2 == dot {
+        dot + 1
+    } else {
+        cursor.len() / 2
+    };
+    let in_signature = dot + (cursor.len() - dot) / 2;
+    for path in [
+        format!("{}&cursor={cursor}", timeline(b)),
+        format!("{}&cursor={}", timeline(a), flipped(middle)),
+        format!("{}&cursor={}", timeline(a), flipped(in_signature)),
+    ] {
+        let res = call(&app, &owner, "GET", &path, None).await;
+        assert_problem(&res, 400, "invalid_cursor");
+    }
+}

@@ -406,6 +406,30 @@ async fn invalid_input_writes_nothing() {
         400,
         "invalid_body",
     );
+    for (body, field) in [
+        (
+            json!({"customFields": {"colour": "red"}}),
+            "customFields.colour",
+        ),
+        (
+            json!({"customFields": {"seats": "twelve"}}),
+            "customFields.seats",
+        ),
+        (json!({"tags": many_tags}), "tags"),
+        (json!({"firstName": "  "}), "firstName"),
+    ] {
+        let res = call(&app, &owner, "PATCH", &url, Some(body.clone())).await;
+        assert_problem(&res, 422, "validation_failed");
+        assert!(
+            res.body["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["field"] == field),
+            "{body} → {}",
+            res.body
+        );
+    }
     assert_problem(
         &call(
             &app,
@@ -438,12 +462,24 @@ async fn invalid_input_writes_nothing() {
         2
     );
     assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM contacts WHERE first_name = 'Ok' AND version = 1 AND tags = '{}' AND custom_fields = '{}'::jsonb").await,
+        1
+    );
+    assert_eq!(
         count(
             &app,
             "SELECT count(*) AS n FROM events WHERE type LIKE 'contact.%'"
         )
         .await,
         2
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM events WHERE type = 'contact.updated'"
+        )
+        .await,
+        0
     );
 }
 
@@ -730,6 +766,37 @@ async fn custom_field_definitions_lifecycle() {
         400,
         "invalid_body",
     );
+    // Unknown properties are refused, not ignored: nothing is created or changed.
+    assert_problem(
+        &call(
+            &app,
+            &admin,
+            "POST",
+            "/api/v1/custom-fields",
+            Some(json!({"key": "plan", "label": "Plan", "type": "text", "colour": "red"})),
+        )
+        .await,
+        400,
+        "invalid_body",
+    );
+    for body in [
+        json!({"label": "Renamed", "colour": "red"}),
+        json!({"label": "Renamed", "key": "renamed"}),
+    ] {
+        assert_problem(
+            &call(&app, &admin, "PATCH", &url, Some(body)).await,
+            400,
+            "invalid_body",
+        );
+    }
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM custom_field_definitions").await,
+        1
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM custom_field_definitions WHERE key = 'seats' AND label = 'Seats' AND version = 1").await,
+        1
+    );
     assert_eq!(
         call(&app, &member, "GET", "/api/v1/custom-fields", None)
             .await
@@ -806,6 +873,31 @@ async fn custom_field_definitions_lifecycle() {
         400,
         "invalid_if_match",
     );
+    // Another organization neither reads, changes nor deletes it while it exists.
+    let stranger = app.signup("stranger@else.io").await;
+    for (method, body) in [
+        ("GET", None),
+        ("PATCH", Some(json!({"label": "Theirs"}))),
+        ("DELETE", None),
+    ] {
+        assert_problem(
+            &call(&app, &stranger, method, &url, body).await,
+            404,
+            "not_found",
+        );
+    }
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM custom_field_definitions WHERE label = 'Seat count' AND version = 2").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM contacts WHERE version = 1 AND custom_fields ? 'seats'"
+        )
+        .await,
+        1
+    );
     let kept = call(&app, &owner, "GET", &url, None).await;
     assert_eq!(
         (kept.status, kept.body["label"].as_str()),
@@ -842,7 +934,6 @@ async fn custom_field_definitions_lifecycle() {
         404,
         "not_found",
     );
-    let stranger = app.signup("stranger@else.io").await;
     assert_problem(
         &call(&app, &stranger, "DELETE", &url, None).await,
         404,
@@ -971,6 +1062,36 @@ async fn tags_counts_rename_merge_and_delete() {
         422,
         "validation_failed",
     );
+    // A body of another shape is refused as such (docs/errors.md: `invalid_body`).
+    for body in [json!({"name": "gold", "colour": "red"}), json!({})] {
+        assert_problem(
+            &call(&app, &owner, "PATCH", "/api/v1/tags/vip", Some(body)).await,
+            400,
+            "invalid_body",
+        );
+    }
+    // None of the refused renames touched a contact: all three carry `vip` alone, at
+    // the versions the one real rename (two contacts) left.
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM contacts WHERE tags = '{vip}'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(&app, "SELECT coalesce(sum(version), 0) AS n FROM contacts").await,
+        5
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM events WHERE type = 'contact.updated'"
+        )
+        .await,
+        2
+    );
     assert_eq!(
         call(&app, &owner, "DELETE", "/api/v1/tags/vip", None)
             .await
@@ -1019,7 +1140,21 @@ async fn batches_report_each_item_and_timelines_exist() {
     assert_eq!(statuses, [201, 422, 409, 200, 412, 404]);
     assert_eq!(res.body["results"][3]["data"]["company"], "Acme");
     assert_eq!(res.body["results"][1]["error"]["code"], "validation_failed");
+    assert_eq!(res.body["results"][4]["error"]["code"], "version_mismatch");
     assert_eq!(count(&app, "SELECT count(*) AS n FROM contacts").await, 2);
+    // The stale update wrote nothing: the contact holds the first update alone.
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM contacts WHERE first_name = 'Old' AND company = 'Acme' AND version = 2").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM events WHERE type = 'contact.updated'"
+        )
+        .await,
+        1
+    );
 
     let too_many: Vec<Value> = (0..101)
         .map(|i| json!({"op": "create", "data": {"firstName": format!("N{i}"), "lastName": "X"}}))
@@ -1120,6 +1255,108 @@ async fn batches_report_each_item_and_timelines_exist() {
         &call(&app, &stranger, "GET", &url, None).await,
         404,
         "not_found",
+    );
+}
+
+#[tokio::test]
+async fn batch_items_that_fail_change_nothing() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@batch-refusals.io").await;
+    let kept = create(
+        &app,
+        &owner,
+        json!({"firstName": "Kept", "lastName": "As Is", "email": "kept@one.io"}),
+    )
+    .await;
+    let live = create(
+        &app,
+        &owner,
+        json!({"firstName": "Still", "lastName": "Live"}),
+    )
+    .await;
+    let (kept_id, live_id) = (kept["id"].as_str().unwrap(), live["id"].as_str().unwrap());
+    let unchanged = format!(
+        "SELECT count(*) AS n FROM contacts WHERE id = '{kept_id}' AND version = 1 \
+         AND email = 'kept@one.io' AND company IS NULL AND deleted_at IS NULL"
+    );
+    let still_live = format!(
+        "SELECT count(*) AS n FROM contacts WHERE id = '{live_id}' AND version = 1 \
+         AND deleted_at IS NULL"
+    );
+
+    let res = call(
+        &app,
+        &owner,
+        "POST",
+        "/api/v1/contacts/batch",
+        Some(json!({"items": [
+            {"op": "update", "id": kept_id, "data": {"email": "nope"}},
+            {"op": "update", "id": kept_id, "data": {"company": "Acme", "nickname": "x"}},
+            {"op": "delete", "id": live_id, "ifMatch": 2},
+        ]})),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let outcome = |i: usize| {
+        let r = &res.body["results"][i];
+        (r["status"].as_u64().unwrap(), r["error"]["code"].clone())
+    };
+    assert_eq!(
+        outcome(0),
+        (422, json!("validation_failed")),
+        "{}",
+        res.body
+    );
+    assert_eq!(
+        res.body["results"][0]["error"]["errors"][0]["field"],
+        "email"
+    );
+    // An unknown contact field in an item's data is refused as a patch's is (400).
+    assert_eq!(outcome(1), (400, json!("invalid_body")), "{}", res.body);
+    assert_eq!(
+        res.body["results"][1]["error"]["errors"][0]["field"],
+        "nickname"
+    );
+    assert_eq!(outcome(2), (412, json!("version_mismatch")), "{}", res.body);
+    assert_eq!(count(&app, &unchanged).await, 1);
+    assert_eq!(count(&app, &still_live).await, 1);
+
+    // An unknown key of an item (not of its data) fails the whole batch: even its valid
+    // items write nothing.
+    let res = call(
+        &app,
+        &owner,
+        "POST",
+        "/api/v1/contacts/batch",
+        Some(json!({"items": [
+            {"op": "create", "data": {"firstName": "New", "lastName": "One"}},
+            {"op": "update", "id": kept_id, "data": {"company": "Acme"}, "colour": "red"},
+        ]})),
+    )
+    .await;
+    assert_problem(&res, 400, "invalid_body");
+    let res = call(
+        &app,
+        &owner,
+        "POST",
+        "/api/v1/contacts/batch",
+        Some(json!({"items": [
+            {"op": "delete", "id": live_id, "force": true},
+        ]})),
+    )
+    .await;
+    assert_problem(&res, 400, "invalid_body");
+    assert_eq!(count(&app, "SELECT count(*) AS n FROM contacts").await, 2);
+    assert_eq!(count(&app, &unchanged).await, 1);
+    assert_eq!(count(&app, &still_live).await, 1);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM events WHERE type LIKE 'contact.%'"
+        )
+        .await,
+        2,
+        "the two creates alone"
     );
 }
 

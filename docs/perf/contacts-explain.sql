@@ -48,14 +48,15 @@ SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND
                    OFFSET 0) AS matches
 ORDER BY created_at DESC, id DESC LIMIT 51;
 
-\echo '### 5. ?q=555) 12 (phone fragment) (phase 1: the first 10,000 rows in sort order, filtered)'
+\echo '### 5. ?q=555) 12 (phone fragment, also searched by its digits) (phase 1: the first 10,000 rows in sort order, filtered)'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 SELECT :cols FROM (SELECT :cols, search FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
                    ORDER BY created_at DESC, id DESC LIMIT 10000) AS contacts
-WHERE true AND search LIKE lower('%555) 12%') ORDER BY created_at DESC, id DESC LIMIT 51;
-\echo '### 5. ?q=555) 12 (phone fragment) (phase 2, only when phase 1 found less than a page: every match through GIN)'
+WHERE true AND (search LIKE lower('%555) 12%') OR search LIKE '%55512%') ORDER BY created_at DESC, id DESC LIMIT 51;
+\echo '### 5. ?q=555) 12 (phone fragment, also searched by its digits) (phase 2, only when phase 1 found less than a page: every match through GIN)'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
-SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE lower('%555) 12%')
+SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
+                     AND (search LIKE lower('%555) 12%') OR search LIKE '%55512%')
                    OFFSET 0) AS matches
 ORDER BY created_at DESC, id DESC LIMIT 51;
 

@@ -69,6 +69,14 @@ pub struct TagPage {
     pub more: bool,
 }
 
+/// The first `limit` of `items`, fetched one more than a page, and whether more follow.
+fn one_page<T>(mut items: Vec<T>, limit: u32) -> (Vec<T>, bool) {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = items.len() > limit;
+    items.truncate(limit);
+    (items, more)
+}
+
 /// Deleted contacts not yet purged, most recently deleted first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeletedPage {
@@ -768,12 +776,11 @@ where
     ) -> Result<TagPage, AppError> {
         actor.authorize(Resource::Contacts, Action::Read)?;
         let limit = limit.clamp(1, 200);
-        let mut tags = self
+        let tags = self
             .contacts
             .tag_counts(actor.org_id, after, limit + 1)
             .await?;
-        let more = tags.len() > limit as usize;
-        tags.truncate(limit as usize);
+        let (tags, more) = one_page(tags, limit);
         Ok(TagPage { tags, more })
     }
 
@@ -791,12 +798,11 @@ where
     ) -> Result<DeletedPage, AppError> {
         actor.authorize(Resource::Contacts, Action::Read)?;
         let limit = limit.clamp(1, 200);
-        let mut contacts = self
+        let contacts = self
             .contacts
             .deleted(actor.org_id, after, limit + 1)
             .await?;
-        let more = contacts.len() > limit as usize;
-        contacts.truncate(limit as usize);
+        let (contacts, more) = one_page(contacts, limit);
         Ok(DeletedPage { contacts, more })
     }
 

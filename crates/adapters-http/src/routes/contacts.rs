@@ -281,7 +281,8 @@ pub async fn restore_contact(
 #[allow(dead_code)]
 pub struct ContactFilterParams {
     /// Case-insensitive substring of first name, last name, full name, email, company, or
-    /// phone as typed or in E.164 (`2079460958` finds "+44 20 7946 0958").
+    /// phone as typed or by its digits whatever the punctuation (`20-7946-0958` finds
+    /// "+44 20 7946 0958").
     q: Option<String>,
     /// Repeatable: contacts carrying any of these tags (all of them with `tagMode=all`).
     tag: Option<Vec<String>>,

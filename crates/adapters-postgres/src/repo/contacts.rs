@@ -380,6 +380,18 @@ fn search_pattern(query: &ContactQuery) -> Option<String> {
         .map(contains_pattern)
 }
 
+/// For a `q` that looks like part of a phone number (digits and phone punctuation, at
+/// least three digits, not digits alone, which the first pattern already finds), the
+/// `LIKE` pattern of its digits: the searched text holds each phone's digits too.
+fn phone_digits_pattern(query: &ContactQuery) -> Option<String> {
+    let q = query.filter.q.as_deref()?.trim();
+    let phone_shaped = q
+        .chars()
+        .all(|c| c.is_ascii_digit() || " ()+-./".contains(c));
+    let digits: String = q.chars().filter(char::is_ascii_digit).collect();
+    (phone_shaped && digits.len() >= 3 && digits.len() < q.len()).then(|| format!("%{digits}%"))
+}
+
 /// How many of the newest (in sort order) rows a search first scans for its page.
 ///
 /// PostgreSQL estimates `LIKE '%fragment%'` selectivity poorly (99 rows estimated for
@@ -441,9 +453,18 @@ fn has_gin_filters(query: &ContactQuery) -> bool {
 fn gin_conditions(s: &mut Statement, query: &ContactQuery) {
     let f = &query.filter;
     if let Some(q) = search_pattern(query) {
-        s.push(" AND search LIKE lower(")
-            .bind(Bind::Text(q))
-            .push(")");
+        match phone_digits_pattern(query) {
+            Some(digits) => s
+                .push(" AND (search LIKE lower(")
+                .bind(Bind::Text(q))
+                .push(") OR search LIKE ")
+                .bind(Bind::Text(digits))
+                .push(")"),
+            None => s
+                .push(" AND search LIKE lower(")
+                .bind(Bind::Text(q))
+                .push(")"),
+        };
     }
     if !f.tags.is_empty() {
         let op = match f.tag_mode {
@@ -949,5 +970,36 @@ impl ContactRepository for PgContactRepository {
         })
         .await
         .map_err(from_diesel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nexus_ports::contacts::{ContactFilter, ContactQuery, Sort};
+
+    use super::phone_digits_pattern;
+
+    fn digits_of(q: &str) -> Option<String> {
+        phone_digits_pattern(&ContactQuery {
+            filter: ContactFilter {
+                q: Some(q.into()),
+                ..ContactFilter::default()
+            },
+            sort: Sort::DEFAULT,
+            limit: 50,
+            after: None,
+            include_total: false,
+        })
+    }
+
+    #[test]
+    fn phone_shaped_searches_also_look_for_their_digits() {
+        assert_eq!(digits_of(" 415-555-2671 ").as_deref(), Some("%4155552671%"));
+        assert_eq!(digits_of("+1 (415) 555").as_deref(), Some("%1415555%"));
+        assert_eq!(digits_of("415.555").as_deref(), Some("%415555%"));
+        // Digits alone are found as they are; two digits say too little; words are no phone.
+        for q in ["4155552671", "+4", "(41)", "ada 415", "415-55x", ""] {
+            assert_eq!(digits_of(q), None, "{q}");
+        }
     }
 }

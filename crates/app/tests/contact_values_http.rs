@@ -305,6 +305,28 @@ async fn null_in_a_definition_patch_clears_options_and_is_refused_for_the_rest()
             res.body
         );
     }
+    // Every null is named at once; a role that may not change definitions hears that first.
+    let res = call(
+        &app,
+        &owner,
+        "PATCH",
+        &url,
+        Some(json!({"label": null, "required": null})),
+    )
+    .await;
+    assert_problem(&res, 422, "validation_failed");
+    assert_eq!(
+        (
+            &res.body["errors"][0]["field"],
+            &res.body["errors"][1]["field"]
+        ),
+        (&json!("label"), &json!("required")),
+        "{}",
+        res.body
+    );
+    let viewer = app.add_member(&owner, "viewer@nulls.io", "VIEWER").await;
+    let res = call(&app, &viewer, "PATCH", &url, Some(json!({"label": null}))).await;
+    assert_problem(&res, 403, "forbidden");
     // Clearing a select's options leaves it unusable: refused.
     let res = call(&app, &owner, "PATCH", &url, Some(json!({"options": null}))).await;
     assert_problem(&res, 422, "validation_failed");

@@ -69,6 +69,62 @@ pub struct TagPage {
     pub more: bool,
 }
 
+/// Changes to a custom field definition, as a merge patch: `None` keeps an attribute,
+/// `Some(None)` is the `null` that would clear it (options only; the rest every
+/// definition has), `Some(Some(v))` sets it. The key never changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldPatch {
+    pub label: Option<Option<String>>,
+    pub field_type: Option<Option<FieldType>>,
+    pub required: Option<Option<bool>>,
+    pub options: Option<Option<Vec<String>>>,
+}
+
+impl FieldPatch {
+    /// `current` with the patch applied.
+    ///
+    /// # Errors
+    /// 422 `required` naming every attribute set to `null` but the options.
+    fn applied_to(self, current: &FieldSpec) -> Result<FieldInput, AppError> {
+        let mut nulls = Vec::new();
+        let label = kept(self.label, "label", &mut nulls);
+        let field_type = kept(self.field_type, "type", &mut nulls);
+        let required = kept(self.required, "required", &mut nulls);
+        if !nulls.is_empty() {
+            return Err(AppError::Validation(nulls));
+        }
+        let field_type = field_type.unwrap_or(current.field_type);
+        // Options are kept only for a type that has them: `{"type": "text"}` on a select
+        // must not be refused for options the client did not send.
+        let options = match self.options {
+            Some(options) => options.unwrap_or_default(),
+            None if field_type.has_options() => current.options.clone(),
+            None => Vec::new(),
+        };
+        Ok(FieldInput {
+            key: current.key.as_str().to_owned(),
+            label: label.unwrap_or_else(|| current.label.clone()),
+            field_type,
+            required: required.unwrap_or(current.required),
+            options,
+        })
+    }
+}
+
+/// A patched attribute every definition has: absent keeps it (`None`), `null` is noted
+/// in `nulls`.
+fn kept<T>(value: Option<Option<T>>, field: &str, nulls: &mut Vec<FieldIssue>) -> Option<T> {
+    let value = value?;
+    if value.is_none() {
+        nulls.push(FieldIssue::new(
+            field,
+            "required",
+            "a definition always has one; omit it to keep the current value",
+        ));
+    }
+    value
+}
+
 /// The first `limit` of `items`, fetched one more than a page, and whether more follow.
 fn one_page<T>(mut items: Vec<T>, limit: u32) -> (Vec<T>, bool) {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
@@ -146,7 +202,7 @@ pub trait ContactUseCases: Send + Sync + 'static {
         &self,
         actor: Actor,
         id: CustomFieldId,
-        input: FieldInput,
+        patch: FieldPatch,
         if_match: Option<i32>,
     ) -> Fut<'_, CustomFieldDefinition>;
     fn delete_custom_field(
@@ -678,18 +734,10 @@ where
         &self,
         actor: Actor,
         id: CustomFieldId,
-        input: FieldInput,
+        patch: FieldPatch,
         if_match: Option<i32>,
     ) -> Result<CustomFieldDefinition, AppError> {
         actor.authorize(Resource::Pipelines, Action::Update)?;
-        let spec = FieldSpec::new(
-            &input.key,
-            &input.label,
-            input.field_type,
-            input.required,
-            &input.options,
-        )
-        .map_err(issues)?;
         let current = self
             .fields
             .get(actor.org_id, id)
@@ -698,6 +746,15 @@ where
         if if_match.is_some_and(|v| v != current.version) {
             return Err(AppError::PreconditionFailed);
         }
+        let input = patch.applied_to(&current.spec)?;
+        let spec = FieldSpec::new(
+            &input.key,
+            &input.label,
+            input.field_type,
+            input.required,
+            &input.options,
+        )
+        .map_err(issues)?;
         let values_exist = spec.field_type != current.spec.field_type
             && self
                 .fields
@@ -935,10 +992,10 @@ where
         &self,
         actor: Actor,
         id: CustomFieldId,
-        input: FieldInput,
+        patch: FieldPatch,
         if_match: Option<i32>,
     ) -> Fut<'_, CustomFieldDefinition> {
-        Box::pin(Self::update_custom_field(self, actor, id, input, if_match))
+        Box::pin(Self::update_custom_field(self, actor, id, patch, if_match))
     }
     fn delete_custom_field(
         &self,
@@ -1111,9 +1168,18 @@ mod tests {
                 s.create_custom_field(actor(role), input.clone()).await,
                 Err(AppError::Forbidden(_))
             ));
+            // A patch the role could not make anyway is refused for the role first.
             assert!(matches!(
-                s.update_custom_field(actor(role), field, input.clone(), None)
-                    .await,
+                s.update_custom_field(
+                    actor(role),
+                    field,
+                    FieldPatch {
+                        label: Some(None),
+                        ..FieldPatch::default()
+                    },
+                    None
+                )
+                .await,
                 Err(AppError::Forbidden(_))
             ));
             assert!(matches!(
@@ -1646,14 +1712,11 @@ mod tests {
             .returning(|_, _| Box::pin(async { Ok(true) }));
         fields.expect_update().never();
         let s = service(MockContactRepository::new(), fields);
-        let input = FieldInput {
-            key: "seats".into(),
-            label: "Seats".into(),
-            field_type: FieldType::Text,
-            required: false,
-            options: vec![],
+        let patch = FieldPatch {
+            field_type: Some(Some(FieldType::Text)),
+            ..FieldPatch::default()
         };
-        let err = s.update_custom_field(a, def.id, input, None).await;
+        let err = s.update_custom_field(a, def.id, patch, None).await;
         assert!(matches!(
             err,
             Err(AppError::Conflict {

@@ -71,6 +71,15 @@ enum Column {
     Ignored,
 }
 
+/// The ASCII letters and digits of a header, lower-cased.
+fn ascii_letters(header: &str) -> String {
+    header
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
 /// A header or label without case, spaces and punctuation; letters of every script stay
 /// (`電話番号` is not the empty name of a blank header, `Größe` is not `Grüße`).
 fn normalize(header: &str) -> String {
@@ -87,7 +96,9 @@ fn map_header(header: &[String], specs: &[FieldSpec]) -> Vec<Column> {
     header
         .iter()
         .map(|h| {
-            let n = normalize(h);
+            // The fields' names and aliases are ASCII: a header that adds words in another
+            // script (`Email（必須）`) still names its field.
+            let n = ascii_letters(h);
             let field = match n.as_str() {
                 "firstname" | "first" | "givenname" => Some("firstName"),
                 "lastname" | "last" | "surname" | "familyname" => Some("lastName"),
@@ -109,13 +120,26 @@ fn map_header(header: &[String], specs: &[FieldSpec]) -> Vec<Column> {
                 .get(..PREFIX.len())
                 .filter(|p| p.eq_ignore_ascii_case(PREFIX))
                 .map_or(h, |_| &h[PREFIX.len()..]);
-            let nk = normalize(key);
-            let found = specs.iter().find(|s| s.key.as_str() == key).or_else(|| {
-                // A header of punctuation alone names nothing.
-                specs.iter().find(|s| {
-                    !nk.is_empty() && (normalize(s.key.as_str()) == nk || normalize(&s.label) == nk)
+            let (nk, ak) = (normalize(key), ascii_letters(key));
+            let found = specs
+                .iter()
+                .find(|s| s.key.as_str() == key)
+                .or_else(|| {
+                    // A header of punctuation alone names nothing.
+                    specs.iter().find(|s| {
+                        !nk.is_empty()
+                            && (normalize(s.key.as_str()) == nk || normalize(&s.label) == nk)
+                    })
                 })
-            });
+                .or_else(|| {
+                    // As for the fields: `Seats（必須）` names the field labelled `Seats`,
+                    // but not one labelled in letters the ASCII view drops (`Größe`).
+                    specs.iter().find(|s| {
+                        !ak.is_empty()
+                            && s.label.is_ascii()
+                            && (s.key.as_str() == ak || ascii_letters(&s.label) == ak)
+                    })
+                });
             match found {
                 Some(spec) => Column::Custom(spec.clone()),
                 None if key.len() < h.len() => Column::UnknownCustom,
@@ -1344,6 +1368,11 @@ mod tests {
             FieldSpec::new("phone_jp", "電話番号", FieldType::Text, false, &[]).unwrap(),
             FieldSpec::new("size", "Größe", FieldType::Text, false, &[]).unwrap(),
         ];
+        let specs = [
+            specs,
+            vec![FieldSpec::new("seats", "Seats", FieldType::Number, false, &[]).unwrap()],
+        ]
+        .concat();
         let header: Vec<String> = [
             "電話番号",
             "会社メモ",
@@ -1352,6 +1381,8 @@ mod tests {
             "GRÖSSE",
             "Grüße",
             "größe",
+            "Email（必須）",
+            "Seats（必須）",
         ]
         .iter()
         .map(|s| (*s).to_owned())
@@ -1363,6 +1394,8 @@ mod tests {
             "{columns:?}"
         );
         assert!(matches!(&columns[6], Column::Custom(s) if s.key.as_str() == "size"));
+        assert_eq!(columns[7], Column::Field("email"));
+        assert!(matches!(&columns[8], Column::Custom(s) if s.key.as_str() == "seats"));
         assert!(check_distinct(&header, &columns).is_ok());
     }
 

@@ -282,7 +282,8 @@ pub async fn restore_contact(
 pub struct ContactFilterParams {
     /// Case-insensitive substring of first name, last name, full name, email, company, or
     /// phone as typed or by its digits whatever the punctuation (`20-7946-0958` finds
-    /// "+44 20 7946 0958").
+    /// "+44 20 7946 0958"). At most 300 characters.
+    #[param(max_length = 300)]
     q: Option<String>,
     /// Repeatable: contacts carrying any of these tags (all of them with `tagMode=all`).
     tag: Option<Vec<String>>,

@@ -3,8 +3,8 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
-use nexus_application::contacts::FieldInput;
-use nexus_application::{AppError, ContactUseCases};
+use nexus_application::ContactUseCases;
+use nexus_application::contacts::{FieldInput, FieldPatch};
 use nexus_domain::CustomFieldId;
 use uuid::Uuid;
 
@@ -149,44 +149,19 @@ pub async fn update_custom_field(
 ) -> Result<HttpResponse, ApiError> {
     let expected = if_match(&req)?;
     let id = CustomFieldId::from_uuid(path.into_inner());
-    let current = contacts.custom_field(auth.0, id).await?;
     let b = body.into_inner();
-    let field_type = kept(b.field_type, "type")?.map_or(current.spec.field_type, Into::into);
-    // Options are kept only for a type that has them: `{"type": "text"}` on a select
-    // must not be refused for options the client did not send.
-    let options = match b.options {
-        Some(options) => options.unwrap_or_default(),
-        None if field_type.has_options() => current.spec.options,
-        None => Vec::new(),
+    let patch = FieldPatch {
+        label: b.label,
+        field_type: b.field_type.map(|t| t.map(Into::into)),
+        required: b.required,
+        options: b.options,
     };
-    let input = FieldInput {
-        key: current.spec.key.as_str().to_owned(),
-        label: kept(b.label, "label")?.unwrap_or(current.spec.label),
-        field_type,
-        required: kept(b.required, "required")?.unwrap_or(current.spec.required),
-        options,
-    };
-    // Without If-Match, the version just read guards against a concurrent change.
     let def = contacts
-        .update_custom_field(auth.0, id, input, expected.or(Some(current.version)))
+        .update_custom_field(auth.0, id, patch, expected)
         .await?;
     Ok(HttpResponse::Ok()
         .insert_header(etag(def.version))
         .json(CustomFieldDto::from(def)))
-}
-
-/// A merge patch's value for an attribute every definition has: absent keeps it, `null`
-/// would clear it and is refused.
-fn kept<T>(value: Option<Option<T>>, field: &str) -> Result<Option<T>, AppError> {
-    value.map_or(Ok(None), |v| {
-        v.map(Some).ok_or_else(|| {
-            AppError::invalid(
-                field,
-                "required",
-                "a definition always has one; omit it to keep the current value",
-            )
-        })
-    })
 }
 
 /// Delete a definition and every contact's value for it (OWNER, ADMIN).

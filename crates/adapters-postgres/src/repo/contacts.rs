@@ -481,6 +481,20 @@ fn gin_conditions(s: &mut Statement, query: &ContactQuery) {
     }
 }
 
+/// How a page read with its total ends (see `list`): always out of the transaction's
+/// closure as an error, so that the transaction rolls back.
+enum Snapshot {
+    Read(Vec<ContactRow>, i64),
+    Failed(StoreError),
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Snapshot {
+    fn from(err: diesel::result::Error) -> Self {
+        Self::Db(err)
+    }
+}
+
 #[derive(QueryableByName)]
 struct Version {
     #[diesel(sql_type = Integer)]
@@ -781,27 +795,30 @@ impl ContactRepository for PgContactRepository {
             (rows, None)
         } else if query.include_total {
             // The page and its total from one snapshot: taken apart, a contact created
-            // between them would make the total disagree with the pages.
-            let (rows, n) = self
+            // between them would make the total disagree with the pages. The snapshot
+            // ends in a rollback, which for a read is the same as a commit, except that
+            // it does not wake the event numberer (see `numberer::CommitWatch`).
+            let read = self
                 .conn()
                 .await?
                 .build_transaction()
                 .read_only()
                 .repeatable_read()
                 .run(async |conn| {
-                    let rows = match rows_on(conn, org, query).await {
-                        Ok(rows) => rows,
-                        Err(e) => return Ok(Err(e)),
-                    };
+                    let rows = rows_on(conn, org, query).await.map_err(Snapshot::Failed)?;
                     let count: Count = filtered(org, query, "SELECT count(*) AS n", true)
                         .query()
                         .get_result(conn)
                         .await?;
-                    Ok::<_, diesel::result::Error>(Ok((rows, count.n)))
+                    Err::<std::convert::Infallible, _>(Snapshot::Read(rows, count.n))
                 })
-                .await
-                .map_err(from_diesel)??;
-            (rows, Some(n))
+                .await;
+            match read {
+                Err(Snapshot::Read(rows, n)) => (rows, Some(n)),
+                Err(Snapshot::Failed(e)) => return Err(e),
+                Err(Snapshot::Db(e)) => return Err(from_diesel(e)),
+                Ok(never) => match never {},
+            }
         } else {
             (rows_on(&mut *self.conn().await?, org, query).await?, None)
         };

@@ -136,6 +136,15 @@ impl ApiError {
                 "The database is unreachable; retry shortly.",
             )
             .with_retry_after(5),
+            StoreError::GaveUp(chain) => {
+                tracing::warn!(error = ?chain, "the database gave a statement up");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_gave_up",
+                    "The database gave this request up (a deadlock or a timeout against concurrent work); nothing was changed; retry shortly.",
+                )
+                .with_retry_after(1)
+            }
             StoreError::Other(chain) => {
                 tracing::error!(error = ?chain, "unexpected storage error");
                 Self::internal()
@@ -305,6 +314,14 @@ mod tests {
         assert!(!err.detail.contains("10.1.2.3"));
         let busy = ApiError::from(StoreError::PoolExhausted(std::time::Duration::from_secs(1)));
         assert_eq!(busy.code, "database_busy");
+        let gave_up = ApiError::from(StoreError::GaveUp(anyhow::anyhow!(
+            "deadlock detected: process 4242 waits for ShareLock"
+        )));
+        assert_eq!(
+            (gave_up.status, gave_up.code, gave_up.retry_after),
+            (StatusCode::SERVICE_UNAVAILABLE, "database_gave_up", Some(1))
+        );
+        assert!(!gave_up.detail.contains("4242"));
         let other = ApiError::from(StoreError::Other(anyhow::anyhow!(
             "syntax error at or near SELECT"
         )));

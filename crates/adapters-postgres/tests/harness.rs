@@ -159,3 +159,60 @@ async fn an_unreachable_database_is_reported_as_unavailable() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
+
+/// A deadlock and a statement timeout, as the real server reports them, are told apart
+/// from failures: the HTTP layer answers them 503 with `Retry-After`, not 500.
+#[tokio::test]
+async fn statements_the_server_gave_up_are_known_as_such() {
+    use nexus_adapters_postgres::error::from_diesel;
+
+    let db = TestDatabase::create().await;
+    let mut setup = AsyncPgConnection::establish(db.url()).await.unwrap();
+    setup
+        .batch_execute("CREATE TABLE pair (id int PRIMARY KEY); INSERT INTO pair VALUES (1), (2)")
+        .await
+        .unwrap();
+
+    let mut slow = AsyncPgConnection::establish(db.url()).await.unwrap();
+    slow.batch_execute("SET statement_timeout = '50ms'")
+        .await
+        .unwrap();
+    let timed_out = slow.batch_execute("SELECT pg_sleep(5)").await.unwrap_err();
+    assert!(
+        matches!(from_diesel(timed_out), StoreError::GaveUp(_)),
+        "statement timeout"
+    );
+
+    // Each takes one row, then waits for the other's: PostgreSQL ends one of them.
+    let (mut a, mut b) = (
+        AsyncPgConnection::establish(db.url()).await.unwrap(),
+        AsyncPgConnection::establish(db.url()).await.unwrap(),
+    );
+    for (conn, row) in [(&mut a, 1), (&mut b, 2)] {
+        conn.batch_execute(&format!(
+            "SET deadlock_timeout = '50ms'; BEGIN; UPDATE pair SET id = id WHERE id = {row}"
+        ))
+        .await
+        .unwrap();
+    }
+    let (first, second) = tokio::join!(
+        a.batch_execute("UPDATE pair SET id = id WHERE id = 2"),
+        b.batch_execute("UPDATE pair SET id = id WHERE id = 1"),
+    );
+    let failed: Vec<_> = [first, second]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+    assert_eq!(failed.len(), 1, "one of the two is chosen");
+    let deadlock = failed.into_iter().next().unwrap();
+    assert!(
+        matches!(from_diesel(deadlock), StoreError::GaveUp(_)),
+        "deadlock"
+    );
+    // A plain failure is still one.
+    let missing = setup
+        .batch_execute("SELECT * FROM nowhere")
+        .await
+        .unwrap_err();
+    assert!(matches!(from_diesel(missing), StoreError::Other(_)));
+}

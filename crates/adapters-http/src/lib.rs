@@ -82,6 +82,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub settings: HttpSettings,
     cursors: Arc<cursor::CursorCodec>,
+    uploads: Arc<upload::UploadSlots>,
     spec: Arc<utoipa::openapi::OpenApi>,
     routes: Arc<fallback::RouteTable>,
     extra_routes: Option<fn(&mut web::ServiceConfig)>,
@@ -96,6 +97,7 @@ impl AppState {
             metrics,
             settings,
             cursors: Arc::new(cursor::CursorCodec::random()),
+            uploads: Arc::default(),
             spec: Arc::new(spec),
             routes: Arc::new(routes),
             extra_routes: None,
@@ -281,6 +283,7 @@ pub fn build_app(
             max_lifetime: settings.sse_max_lifetime,
         }))
         .app_data(web::Data::from(state.cursors.clone()))
+        .app_data(web::Data::from(state.uploads.clone()))
         .app_data(web::Data::new(settings.clone()))
         .app_data(web::Data::from(state.metrics.clone()))
         .app_data(web::Data::from(state.routes.clone()))

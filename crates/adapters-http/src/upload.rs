@@ -6,8 +6,11 @@
 use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::web;
+use std::sync::Arc;
+
+use actix_web::{HttpMessage, HttpRequest, web};
 use futures_util::{Stream, StreamExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use nexus_application::AppError;
 use nexus_domain::{Action, Actor, Resource};
@@ -25,6 +28,48 @@ pub const MAX_BODY: usize = MAX_FILE + 64 * 1024;
 /// The one route that takes uploads: elsewhere a CSV body is read under the JSON limit
 /// (and refused by the handler), not buffered up to 50 MB.
 pub const ROUTE: &str = "/api/v1/contacts/imports";
+
+/// Uploads read at once, per server: each holds up to 50 MB while it is read and
+/// checked, so more would let a few callers take the server's memory.
+pub const MAX_READ_AT_ONCE: usize = 4;
+
+/// The right to read one upload, shared by the middleware that reads a keyed upload
+/// and the route that reads it again (a request holds one, in its extensions).
+#[derive(Clone)]
+pub struct UploadSlot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+
+/// The slots of [`MAX_READ_AT_ONCE`] uploads.
+pub struct UploadSlots(Arc<Semaphore>);
+
+impl Default for UploadSlots {
+    fn default() -> Self {
+        Self(Arc::new(Semaphore::new(MAX_READ_AT_ONCE)))
+    }
+}
+
+impl UploadSlots {
+    /// The slot `req` already holds, or a free one.
+    ///
+    /// # Errors
+    /// 503 `uploads_busy` with `Retry-After` when every slot is taken: refused before a
+    /// byte of the body is read.
+    pub fn take(&self, req: &HttpRequest) -> Result<UploadSlot, ApiError> {
+        if let Some(held) = req.extensions().get::<UploadSlot>() {
+            return Ok(held.clone());
+        }
+        let permit = self.0.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "uploads_busy",
+                "The server is reading as many uploads as it takes at once; retry shortly.",
+            )
+            .with_retry_after(2)
+        })?;
+        let slot = UploadSlot(Arc::new(permit));
+        req.extensions_mut().insert(slot.clone());
+        Ok(slot)
+    }
+}
 
 /// The name of the multipart part that holds the file.
 pub const FILE_PART: &str = "file";

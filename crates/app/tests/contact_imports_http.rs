@@ -1108,3 +1108,67 @@ async fn cells_past_the_headers_columns_are_passed_over() {
         2
     );
 }
+
+#[tokio::test]
+async fn uploads_past_those_read_at_once_are_told_to_retry_before_being_read() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@slots.io").await;
+    let host = app.address.trim_start_matches("http://").to_owned();
+    // Uploads whose bodies never finish arriving: each holds a slot while it is read,
+    // with and without an idempotency key (the middleware reads a keyed one first).
+    let mut slow = Vec::new();
+    for i in 0..nexus_adapters_http::upload::MAX_READ_AT_ONCE {
+        let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+        let key = if i % 2 == 0 {
+            format!("Idempotency-Key: slow-{i}\r\n")
+        } else {
+            String::new()
+        };
+        let head = format!(
+            "POST /api/v1/contacts/imports HTTP/1.1\r\nHost: {host}\r\n\
+             Authorization: Bearer {}\r\nContent-Type: text/csv\r\n{key}Content-Length: 1000\r\n\r\n\
+             firstName,lastName\r\n",
+            owner.access_token
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        slow.push(stream);
+    }
+    let ok = "firstName,lastName\r\nAda,Lovelace\r\n";
+    // Every slot taken: refused at once, nothing stored.
+    let (started, mut accepted) = (Instant::now(), 0);
+    loop {
+        let res = upload(&app, &owner, "", "text/csv", ok).await;
+        if res.status().as_u16() == 503 {
+            assert_eq!(res.headers()["retry-after"], "2");
+            let problem: Value = res.json().await.unwrap();
+            assert_eq!(problem["code"], "uploads_busy");
+            break;
+        }
+        // The slow uploads may not all have reached the server yet.
+        assert_eq!(res.status().as_u16(), 202);
+        accepted += 1;
+        assert!(started.elapsed() < Duration::from_secs(10), "never refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM contact_imports").await,
+        accepted,
+        "a refused upload is not stored"
+    );
+    // The slow ones go away: their slots come back.
+    drop(slow);
+    let started = Instant::now();
+    loop {
+        let res = upload(&app, &owner, "", "text/csv", ok).await;
+        if res.status().as_u16() == 202 {
+            break;
+        }
+        assert_eq!(res.status().as_u16(), 503);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "slots never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -270,6 +270,13 @@ pub async fn middleware(
             .map(ServiceResponse::map_into_boxed_body);
     }
     let body = if upload {
+        // The slot is held by the request until the route has read and checked it too.
+        let slots = req
+            .app_data::<web::Data<crate::upload::UploadSlots>>()
+            .cloned();
+        if let Some(Err(err)) = slots.map(|s| s.take(req.request())) {
+            return Ok(req.into_response(err.error_response()));
+        }
         match read_body(&mut req, crate::upload::MAX_BODY).await {
             Ok(body) => body,
             Err(err) => return Ok(req.into_response(err.error_response())),

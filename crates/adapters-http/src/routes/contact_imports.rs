@@ -170,12 +170,15 @@ pub async fn import_contacts(
     auth: Auth,
     imports: Imports,
     params: web::Query<ImportParams>,
+    slots: web::Data<crate::upload::UploadSlots>,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     // Refused before the body is read (a reader must not make the server hold 50 MB), and
     // before its shape is judged: a role that may not import learns that first.
     crate::upload::authorize(&auth.0)?;
     let kind = crate::upload::kind(req.headers()).ok_or_else(crate::upload::unsupported)?;
+    // Held until the job is stored: the file is in memory until then.
+    let _slot = slots.take(&req)?;
     let csv = crate::upload::read_file(req.headers(), kind, body).await?;
     let on_duplicate = match params.on_duplicate {
         Some(OnDuplicateDto::Update) => OnDuplicate::Update,

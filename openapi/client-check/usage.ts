@@ -247,6 +247,24 @@ export async function deleteAndRestore(client: NexusClient, id: string): Promise
   return restored.data.version;
 }
 
+/** The trash: deleted contacts still restorable, newest deletion first, to the end. */
+export async function restorable(client: NexusClient, now: Date): Promise<string[]> {
+  const ids: string[] = [];
+  let cursor: string | undefined;
+  for (;;) {
+    const { data } = await client.GET("/api/v1/contacts/deleted", {
+      params: { query: { limit: 200, cursor } satisfies Query<"/api/v1/contacts/deleted", "get"> },
+    });
+    if (data === undefined) return ids;
+    for (const c of data.data) {
+      // A deleted contact reads as a contact, with when it went and until when it comes back.
+      if (new Date(c.restorableUntil) > now && c.deletedAt <= c.restorableUntil) ids.push(c.id);
+    }
+    if (data.nextCursor == null) return ids;
+    cursor = data.nextCursor;
+  }
+}
+
 /** Every contact matching a search, following `nextCursor` to the end. */
 export async function searchAll(
   client: NexusClient,

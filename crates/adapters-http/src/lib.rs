@@ -47,6 +47,8 @@ pub struct HttpSettings {
     pub sse_heartbeat: std::time::Duration,
     /// How long an event stream lasts before the client must reconnect (and re-authenticate).
     pub sse_max_lifetime: std::time::Duration,
+    /// How long a CSV upload may take to arrive (408 after).
+    pub upload_deadline: std::time::Duration,
 }
 
 impl Default for HttpSettings {
@@ -57,6 +59,7 @@ impl Default for HttpSettings {
             secure_cookies: true,
             sse_heartbeat: std::time::Duration::from_secs(15),
             sse_max_lifetime: std::time::Duration::from_secs(15 * 60),
+            upload_deadline: std::time::Duration::from_secs(120),
         }
     }
 }
@@ -92,12 +95,13 @@ impl AppState {
     pub fn new(services: Services, metrics: Arc<Metrics>, settings: HttpSettings) -> Self {
         let spec = openapi::spec();
         let routes = fallback::RouteTable::from_spec(&spec);
+        let uploads = Arc::new(upload::UploadSlots::new(settings.upload_deadline));
         Self {
             services,
             metrics,
             settings,
             cursors: Arc::new(cursor::CursorCodec::random()),
-            uploads: Arc::default(),
+            uploads,
             spec: Arc::new(spec),
             routes: Arc::new(routes),
             extra_routes: None,

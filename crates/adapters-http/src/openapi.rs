@@ -11,7 +11,8 @@ use crate::dto::common::Money;
 use crate::problem::{FieldError, Problem};
 use crate::responses::{
     BadRequest, Conflict, Forbidden, InternalError, NotFound, PayloadTooLarge, PreconditionFailed,
-    ServiceUnavailable, TooManyRequests, Unauthorized, Unprocessable, UnsupportedMediaType,
+    RequestTimeout, ServiceUnavailable, TooManyRequests, Unauthorized, Unprocessable,
+    UnsupportedMediaType,
 };
 
 #[derive(OpenApi)]
@@ -28,8 +29,9 @@ use crate::responses::{
     components(
         schemas(Problem, FieldError, Money),
         responses(
-            BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
-            UnsupportedMediaType, Unprocessable, TooManyRequests, InternalError, ServiceUnavailable
+            BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, RequestTimeout,
+            PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests, InternalError,
+            ServiceUnavailable
         )
     ),
     modifiers(&SecuritySchemes),

@@ -141,7 +141,7 @@ impl ApiError {
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "database_gave_up",
-                    "The database gave this request up (a deadlock or a timeout against concurrent work); nothing was changed; retry shortly.",
+                    "The database gave this request up (a deadlock or a timeout against concurrent work); retry shortly.",
                 )
                 .with_retry_after(1)
             }

@@ -46,6 +46,11 @@ pub struct PreconditionFailed(pub Problem);
 #[response(content_type = "application/problem+json")]
 pub struct PayloadTooLarge(pub Problem);
 
+/// The body did not all arrive in time.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct RequestTimeout(pub Problem);
+
 /// The body is not `application/json`.
 #[derive(ToResponse)]
 #[response(content_type = "application/problem+json")]

@@ -6,14 +6,17 @@
 use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use actix_web::{HttpMessage, HttpRequest, web};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use nexus_application::AppError;
-use nexus_domain::{Action, Actor, Resource};
+use nexus_domain::{Action, Actor, OrgId, Resource};
 
 use crate::problem::{ApiError, FieldError, for_status};
 
@@ -33,41 +36,106 @@ pub const ROUTE: &str = "/api/v1/contacts/imports";
 /// checked, so more would let a few callers take the server's memory.
 pub const MAX_READ_AT_ONCE: usize = 4;
 
+/// Uploads of one organization read at once: one organization's slow uploads leave the
+/// other slots to the others.
+pub const MAX_READ_PER_ORGANIZATION: usize = 2;
+
 /// The right to read one upload, shared by the middleware that reads a keyed upload
 /// and the route that reads it again (a request holds one, in its extensions).
 #[derive(Clone)]
-pub struct UploadSlot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+pub struct UploadSlot(#[allow(dead_code)] Arc<Held>);
 
-/// The slots of [`MAX_READ_AT_ONCE`] uploads.
-pub struct UploadSlots(Arc<Semaphore>);
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    org: OrgId,
+    by_org: Arc<Mutex<HashMap<OrgId, usize>>>,
+}
 
-impl Default for UploadSlots {
-    fn default() -> Self {
-        Self(Arc::new(Semaphore::new(MAX_READ_AT_ONCE)))
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut by_org = self.by_org.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = by_org.get_mut(&self.org) {
+            *n -= 1;
+            if *n == 0 {
+                by_org.remove(&self.org);
+            }
+        }
     }
 }
 
+/// The slots of [`MAX_READ_AT_ONCE`] uploads, [`MAX_READ_PER_ORGANIZATION`] of them per
+/// organization, and how long an upload may take to arrive.
+pub struct UploadSlots {
+    free: Arc<Semaphore>,
+    by_org: Arc<Mutex<HashMap<OrgId, usize>>>,
+    deadline: Duration,
+}
+
 impl UploadSlots {
-    /// The slot `req` already holds, or a free one.
+    #[must_use]
+    pub fn new(deadline: Duration) -> Self {
+        Self {
+            free: Arc::new(Semaphore::new(MAX_READ_AT_ONCE)),
+            by_org: Arc::default(),
+            deadline,
+        }
+    }
+
+    /// The slot `req` already holds, or a free one for `org`.
     ///
     /// # Errors
-    /// 503 `uploads_busy` with `Retry-After` when every slot is taken: refused before a
-    /// byte of the body is read.
-    pub fn take(&self, req: &HttpRequest) -> Result<UploadSlot, ApiError> {
+    /// 503 `uploads_busy` with `Retry-After` when every slot, or every slot `org` may
+    /// take, is taken: refused before a byte of the body is read.
+    pub fn take(&self, req: &HttpRequest, org: OrgId) -> Result<UploadSlot, ApiError> {
         if let Some(held) = req.extensions().get::<UploadSlot>() {
             return Ok(held.clone());
         }
-        let permit = self.0.clone().try_acquire_owned().map_err(|_| {
+        let busy = || {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "uploads_busy",
-                "The server is reading as many uploads as it takes at once; retry shortly.",
+                "The server is reading as many uploads as it takes at once (for this organization or in all); retry shortly.",
             )
             .with_retry_after(2)
-        })?;
-        let slot = UploadSlot(Arc::new(permit));
+        };
+        let mut by_org = self.by_org.lock().unwrap_or_else(PoisonError::into_inner);
+        let taken = by_org.entry(org).or_insert(0);
+        if *taken >= MAX_READ_PER_ORGANIZATION {
+            return Err(busy());
+        }
+        let permit = self.free.clone().try_acquire_owned().map_err(|_| busy())?;
+        *taken += 1;
+        drop(by_org);
+        let slot = UploadSlot(Arc::new(Held {
+            _permit: permit,
+            org,
+            by_org: self.by_org.clone(),
+        }));
         req.extensions_mut().insert(slot.clone());
         Ok(slot)
+    }
+
+    /// `read`, refused with 408 `upload_too_slow` when the body has not all arrived by the
+    /// deadline: a slot is not held by a client that sends a byte now and then.
+    ///
+    /// # Errors
+    /// `read`'s, or 408.
+    pub async fn within_deadline<T>(
+        &self,
+        read: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        tokio::time::timeout(self.deadline, read)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "upload_too_slow",
+                    format!(
+                        "The upload did not arrive within {} seconds; send it again.",
+                        self.deadline.as_secs()
+                    ),
+                ))
+            })
     }
 }
 

@@ -1464,3 +1464,31 @@ async fn the_documented_explain_statements_are_the_ones_sent() {
         "sent but not in docs/perf/contacts-explain.sql (update it and run `just explain`):\n{missing:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_phone_written_with_a_trunk_prefix_is_found_in_every_form() {
+    let f = fixture().await;
+    f.create(
+        f.org,
+        json!({"firstName": "Tom", "lastName": "Trunk", "phone": "+44 (0)20 7946 0000"}),
+    )
+    .await;
+    let found = async |q: &str| {
+        let filter = ContactFilter {
+            q: Some(q.into()),
+            ..ContactFilter::default()
+        };
+        names(&f.contacts.list(f.org, &query(filter)).await.unwrap().items)
+    };
+    // As typed, by its digits (trunk `0` included), and in E.164 (without it).
+    for q in [
+        "(0)20 7946",
+        "4402079460000",
+        "+442079460000",
+        "442079460000",
+        "20-7946-0000",
+    ] {
+        assert_eq!(found(q).await, ["Tom"], "{q}");
+    }
+    assert!(found("+442079461111").await.is_empty());
+}

@@ -77,6 +77,8 @@ pub struct Config {
     pub sse_heartbeat: Duration,
     /// An event stream ends after this long (the client reconnects and re-authenticates).
     pub sse_max_lifetime: Duration,
+    /// A CSV upload that has not all arrived after this long is refused (408).
+    pub upload_deadline: Duration,
     /// Events a slow stream may fall behind the instance's fan-out before it re-reads
     /// the outbox.
     pub event_bus_capacity: usize,
@@ -303,6 +305,13 @@ impl Config {
                 1,
                 86_400,
                 "must be seconds from 1 to 86400",
+            )?),
+            upload_deadline: Duration::from_secs(parse_num(
+                "NEXUS_UPLOAD_DEADLINE_SECS",
+                120,
+                1,
+                3_600,
+                "must be seconds from 1 to 3600",
             )?),
             event_bus_capacity: to_usize(parse_num(
                 "NEXUS_EVENT_BUS_CAPACITY",

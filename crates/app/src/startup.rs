@@ -394,6 +394,7 @@ impl Application {
             secure_cookies: config.environment == Environment::Production,
             sse_heartbeat: config.sse_heartbeat,
             sse_max_lifetime: config.sse_max_lifetime,
+            upload_deadline: config.upload_deadline,
         };
         let mut state = AppState::new(services.clone(), Arc::new(Metrics::new()?), settings)
             .with_cursor_secret(server_secret.as_bytes());

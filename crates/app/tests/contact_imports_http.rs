@@ -389,15 +389,18 @@ async fn uploads_over_50_mb_are_refused_with_413_and_leave_nothing() {
     let owner = app.signup("owner@huge.io").await;
     let limit = nexus_application::imports::MAX_BYTES;
 
-    // Declared too large: refused before a byte of the body is read.
-    let status = raw_upload(
-        &app,
-        &owner,
-        &format!("Content-Length: {}\r\n", limit + 1),
-        b"",
-    )
-    .await;
-    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    // Declared too large: refused before a byte of the body is read, with or without a
+    // key (the middleware reads a keyed upload first).
+    for key in ["", "Idempotency-Key: huge\r\n"] {
+        let status = raw_upload(
+            &app,
+            &owner,
+            &format!("{key}Content-Length: {}\r\n", limit + 64 * 1024 + 1),
+            b"",
+        )
+        .await;
+        assert!(status.starts_with("HTTP/1.1 413"), "{key}{status}");
+    }
 
     // Not declared (chunked): refused when the body passes the limit. The terminating
     // chunk is never sent, so the server has read all that was sent when it refuses.
@@ -1109,66 +1112,101 @@ async fn cells_past_the_headers_columns_are_passed_over() {
     );
 }
 
-#[tokio::test]
-async fn uploads_past_those_read_at_once_are_told_to_retry_before_being_read() {
+/// An upload whose body never finishes arriving: it holds a slot while it is read.
+async fn slow_upload(app: &TestApp, user: &TestUser, key: Option<&str>) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
-    let app = TestApp::spawn().await;
-    let owner = app.signup("owner@slots.io").await;
-    let host = app.address.trim_start_matches("http://").to_owned();
-    // Uploads whose bodies never finish arriving: each holds a slot while it is read,
-    // with and without an idempotency key (the middleware reads a keyed one first).
-    let mut slow = Vec::new();
-    for i in 0..nexus_adapters_http::upload::MAX_READ_AT_ONCE {
-        let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
-        let key = if i % 2 == 0 {
-            format!("Idempotency-Key: slow-{i}\r\n")
-        } else {
-            String::new()
-        };
-        let head = format!(
-            "POST /api/v1/contacts/imports HTTP/1.1\r\nHost: {host}\r\n\
-             Authorization: Bearer {}\r\nContent-Type: text/csv\r\n{key}Content-Length: 1000\r\n\r\n\
-             firstName,lastName\r\n",
-            owner.access_token
-        );
-        stream.write_all(head.as_bytes()).await.unwrap();
-        slow.push(stream);
-    }
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let key = key.map_or(String::new(), |k| format!("Idempotency-Key: {k}\r\n"));
+    let head = format!(
+        "POST /api/v1/contacts/imports HTTP/1.1\r\nHost: {host}\r\n\
+         Authorization: Bearer {}\r\nContent-Type: text/csv\r\n{key}Content-Length: 1000\r\n\r\n\
+         firstName,lastName\r\n",
+        user.access_token
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Uploads `ok` until the answer is `status` (10 s at most); returns how many were
+/// accepted meanwhile (slow uploads may take a moment to reach the server).
+async fn upload_until(app: &TestApp, user: &TestUser, status: u16) -> (i64, reqwest::Response) {
     let ok = "firstName,lastName\r\nAda,Lovelace\r\n";
-    // Every slot taken: refused at once, nothing stored.
     let (started, mut accepted) = (Instant::now(), 0);
     loop {
-        let res = upload(&app, &owner, "", "text/csv", ok).await;
-        if res.status().as_u16() == 503 {
-            assert_eq!(res.headers()["retry-after"], "2");
-            let problem: Value = res.json().await.unwrap();
-            assert_eq!(problem["code"], "uploads_busy");
-            break;
+        let res = upload(app, user, "", "text/csv", ok).await;
+        if res.status().as_u16() == status {
+            return (accepted, res);
         }
-        // The slow uploads may not all have reached the server yet.
-        assert_eq!(res.status().as_u16(), 202);
-        accepted += 1;
-        assert!(started.elapsed() < Duration::from_secs(10), "never refused");
+        match res.status().as_u16() {
+            202 => accepted += 1,
+            503 => {}
+            other => panic!("{other}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never {status}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn uploads_past_those_read_at_once_are_told_to_retry_before_being_read() {
+    let app = TestApp::spawn().await;
+    let (a, b, c) = (
+        app.signup("owner@slots-a.io").await,
+        app.signup("owner@slots-b.io").await,
+        app.signup("owner@slots-c.io").await,
+    );
+    // Two slow uploads fill what one organization may take, with and without a key
+    // (the middleware reads a keyed one first, and the route shares its slot).
+    let slow_a = vec![
+        slow_upload(&app, &a, Some("slow-a")).await,
+        slow_upload(&app, &a, None).await,
+    ];
+    let (accepted_a, busy) = upload_until(&app, &a, 503).await;
+    assert_eq!(busy.headers()["retry-after"], "2");
+    let problem: Value = busy.json().await.unwrap();
+    assert_eq!(problem["code"], "uploads_busy");
+    // Another organization still gets in, until two of its own fill the server.
+    let slow_b = vec![
+        slow_upload(&app, &b, Some("slow-b")).await,
+        slow_upload(&app, &b, None).await,
+    ];
+    let (accepted_c, busy) = upload_until(&app, &c, 503).await;
+    assert_eq!(busy.json::<Value>().await.unwrap()["code"], "uploads_busy");
     assert_eq!(
         count(&app, "SELECT count(*) AS n FROM contact_imports").await,
-        accepted,
+        accepted_a + accepted_c,
         "a refused upload is not stored"
     );
     // The slow ones go away: their slots come back.
-    drop(slow);
-    let started = Instant::now();
-    loop {
-        let res = upload(&app, &owner, "", "text/csv", ok).await;
-        if res.status().as_u16() == 202 {
-            break;
-        }
-        assert_eq!(res.status().as_u16(), 503);
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "slots never freed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(slow_a);
+    upload_until(&app, &c, 202).await;
+    drop(slow_b);
+}
+
+#[tokio::test]
+async fn an_upload_that_does_not_arrive_in_time_is_refused_and_frees_its_slot() {
+    use tokio::io::AsyncReadExt;
+    let app = TestApp::spawn_with(|c| c.upload_deadline = Duration::from_secs(1), None).await;
+    let owner = app.signup("owner@deadline.io").await;
+    for key in [None, Some("late")] {
+        let mut stream = slow_upload(&app, &owner, key).await;
+        let mut response = vec![0_u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut response))
+            .await
+            .expect("an answer after the deadline")
+            .unwrap();
+        let text = String::from_utf8_lossy(&response[..n]).into_owned();
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(text.contains("upload_too_slow"), "{text}");
     }
+    // Both slow uploads were refused and let go of their slots.
+    upload_until(&app, &owner, 202).await;
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM contact_imports").await,
+        1
+    );
 }

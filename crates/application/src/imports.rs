@@ -71,15 +71,6 @@ enum Column {
     Ignored,
 }
 
-/// The ASCII letters and digits of a header, lower-cased.
-fn ascii_letters(header: &str) -> String {
-    header
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
-}
-
 /// A header or label without case, spaces and punctuation; letters of every script stay
 /// (`電話番号` is not the empty name of a blank header, `Größe` is not `Grüße`).
 fn normalize(header: &str) -> String {
@@ -91,60 +82,76 @@ fn normalize(header: &str) -> String {
 }
 
 /// Maps headers to contact fields (by name or a common alias, ignoring case, spaces and
-/// punctuation) and custom fields (`customFields.<key>`, the key, or the label).
+/// punctuation) and custom fields (`customFields.<key>`, the key, or the label). A header
+/// that names nothing whole is tried again without what it holds in brackets: an
+/// annotation such as `Email (required)` or `Email（必須）` does not hide its field, while
+/// a custom field labelled with the annotation (`Email（請求先）`) is still found first.
 fn map_header(header: &[String], specs: &[FieldSpec]) -> Vec<Column> {
     header
         .iter()
-        .map(|h| {
-            // The fields' names and aliases are ASCII: a header that adds words in another
-            // script (`Email（必須）`) still names its field.
-            let n = ascii_letters(h);
-            let field = match n.as_str() {
-                "firstname" | "first" | "givenname" => Some("firstName"),
-                "lastname" | "last" | "surname" | "familyname" => Some("lastName"),
-                "email" | "emailaddress" | "mail" => Some("email"),
-                "phone" | "phonenumber" | "mobile" | "telephone" | "tel" => Some("phone"),
-                "company" | "companyname" | "organization" | "organisation" | "account" => {
-                    Some("company")
+        .map(|h| match column_of(h, specs) {
+            Column::Ignored => {
+                let bare = without_annotations(h);
+                if bare.trim() == h.trim() {
+                    Column::Ignored
+                } else {
+                    column_of(&bare, specs)
                 }
-                "lifecyclestage" | "stage" | "lifecycle" => Some("lifecycleStage"),
-                "ownerid" | "owner" => Some("ownerId"),
-                "tags" | "tag" | "labels" => Some("tags"),
-                _ => None,
-            };
-            if let Some(field) = field {
-                return Column::Field(field);
             }
-            let h = h.trim();
-            let key = h
-                .get(..PREFIX.len())
-                .filter(|p| p.eq_ignore_ascii_case(PREFIX))
-                .map_or(h, |_| &h[PREFIX.len()..]);
-            let (nk, ak) = (normalize(key), ascii_letters(key));
-            let found = specs
-                .iter()
-                .find(|s| s.key.as_str() == key)
-                .or_else(|| {
-                    // A header of punctuation alone names nothing.
-                    specs.iter().find(|s| {
-                        !nk.is_empty()
-                            && (normalize(s.key.as_str()) == nk || normalize(&s.label) == nk)
-                    })
-                })
-                .or_else(|| {
-                    // As for the fields: `Seats（必須）` names the field labelled `Seats`,
-                    // but not one labelled in letters the ASCII view drops (`Größe`).
-                    specs.iter().find(|s| {
-                        !ak.is_empty()
-                            && s.label.is_ascii()
-                            && (s.key.as_str() == ak || ascii_letters(&s.label) == ak)
-                    })
-                });
-            match found {
-                Some(spec) => Column::Custom(spec.clone()),
-                None if key.len() < h.len() => Column::UnknownCustom,
-                None => Column::Ignored,
+            found => found,
+        })
+        .collect()
+}
+
+/// The column a header names, all its letters counted.
+fn column_of(h: &str, specs: &[FieldSpec]) -> Column {
+    let field = match normalize(h).as_str() {
+        "firstname" | "first" | "givenname" => Some("firstName"),
+        "lastname" | "last" | "surname" | "familyname" => Some("lastName"),
+        "email" | "emailaddress" | "mail" => Some("email"),
+        "phone" | "phonenumber" | "mobile" | "telephone" | "tel" => Some("phone"),
+        "company" | "companyname" | "organization" | "organisation" | "account" => Some("company"),
+        "lifecyclestage" | "stage" | "lifecycle" => Some("lifecycleStage"),
+        "ownerid" | "owner" => Some("ownerId"),
+        "tags" | "tag" | "labels" => Some("tags"),
+        _ => None,
+    };
+    if let Some(field) = field {
+        return Column::Field(field);
+    }
+    let h = h.trim();
+    let key = h
+        .get(..PREFIX.len())
+        .filter(|p| p.eq_ignore_ascii_case(PREFIX))
+        .map_or(h, |_| &h[PREFIX.len()..]);
+    let nk = normalize(key);
+    let found = specs.iter().find(|s| s.key.as_str() == key).or_else(|| {
+        // A header of punctuation alone names nothing.
+        specs.iter().find(|s| {
+            !nk.is_empty() && (normalize(s.key.as_str()) == nk || normalize(&s.label) == nk)
+        })
+    });
+    match found {
+        Some(spec) => Column::Custom(spec.clone()),
+        None if key.len() < h.len() => Column::UnknownCustom,
+        None => Column::Ignored,
+    }
+}
+
+/// A header without its bracketed parts (`()`, `[]`, `（）`, `【】`).
+fn without_annotations(h: &str) -> String {
+    let mut depth = 0_usize;
+    h.chars()
+        .filter(|c| match c {
+            '(' | '[' | '（' | '【' => {
+                depth += 1;
+                false
             }
+            ')' | ']' | '）' | '】' => {
+                depth = depth.saturating_sub(1);
+                false
+            }
+            _ => depth == 0,
         })
         .collect()
 }
@@ -1370,7 +1377,17 @@ mod tests {
         ];
         let specs = [
             specs,
-            vec![FieldSpec::new("seats", "Seats", FieldType::Number, false, &[]).unwrap()],
+            vec![
+                FieldSpec::new("seats", "Seats", FieldType::Number, false, &[]).unwrap(),
+                FieldSpec::new(
+                    "billing_email",
+                    "Email（請求先）",
+                    FieldType::Text,
+                    false,
+                    &[],
+                )
+                .unwrap(),
+            ],
         ]
         .concat();
         let header: Vec<String> = [
@@ -1383,6 +1400,9 @@ mod tests {
             "größe",
             "Email（必須）",
             "Seats（必須）",
+            "Last 更新日",
+            "Owner (previous)",
+            "Email（請求先）",
         ]
         .iter()
         .map(|s| (*s).to_owned())
@@ -1396,6 +1416,11 @@ mod tests {
         assert!(matches!(&columns[6], Column::Custom(s) if s.key.as_str() == "size"));
         assert_eq!(columns[7], Column::Field("email"));
         assert!(matches!(&columns[8], Column::Custom(s) if s.key.as_str() == "seats"));
+        // Other words outside brackets are no annotation: the header names nothing.
+        assert_eq!(columns[9], Column::Ignored);
+        assert_eq!(columns[10], Column::Field("ownerId"));
+        // A field labelled with the annotation is found before the bare name.
+        assert!(matches!(&columns[11], Column::Custom(s) if s.key.as_str() == "billing_email"));
         assert!(check_distinct(&header, &columns).is_ok());
     }
 

@@ -212,8 +212,12 @@ async fn finish(
 async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<web::Bytes, ApiError> {
     use futures_util::StreamExt;
     let mut payload = actix_web::HttpMessage::take_payload(req);
+    // A body declared too large is refused before a byte of it is read.
+    let declared = crate::upload::declared_length(req.headers());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(crate::problem::for_status(StatusCode::PAYLOAD_TOO_LARGE));
+    }
     // Sized once from a declared length, so a large upload is not grown by copies.
-    let declared = crate::upload::declared_length(req.headers()).filter(|n| *n <= limit);
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = payload.next().await {
         let chunk =
@@ -271,13 +275,19 @@ pub async fn middleware(
     }
     let body = if upload {
         // The slot is held by the request until the route has read and checked it too.
-        let slots = req
+        let Some(slots) = req
             .app_data::<web::Data<crate::upload::UploadSlots>>()
-            .cloned();
-        if let Some(Err(err)) = slots.map(|s| s.take(req.request())) {
+            .cloned()
+        else {
+            return Ok(req.into_response(ApiError::internal().error_response()));
+        };
+        if let Err(err) = slots.take(req.request(), actor.org_id) {
             return Ok(req.into_response(err.error_response()));
         }
-        match read_body(&mut req, crate::upload::MAX_BODY).await {
+        match slots
+            .within_deadline(read_body(&mut req, crate::upload::MAX_BODY))
+            .await
+        {
             Ok(body) => body,
             Err(err) => return Ok(req.into_response(err.error_response())),
         }

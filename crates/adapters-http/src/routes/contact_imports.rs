@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::auth::Auth;
 use crate::problem::ApiError;
 use crate::responses::{
-    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable,
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, RequestTimeout, ServiceUnavailable,
     TooManyRequests, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 
@@ -156,6 +156,7 @@ impl From<ImportJob> for ImportJobDto {
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
+        (status = 408, response = RequestTimeout),
         (status = 409, response = Conflict),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
@@ -178,8 +179,10 @@ pub async fn import_contacts(
     crate::upload::authorize(&auth.0)?;
     let kind = crate::upload::kind(req.headers()).ok_or_else(crate::upload::unsupported)?;
     // Held until the job is stored: the file is in memory until then.
-    let _slot = slots.take(&req)?;
-    let csv = crate::upload::read_file(req.headers(), kind, body).await?;
+    let _slot = slots.take(&req, auth.0.org_id)?;
+    let csv = slots
+        .within_deadline(crate::upload::read_file(req.headers(), kind, body))
+        .await?;
     let on_duplicate = match params.on_duplicate {
         Some(OnDuplicateDto::Update) => OnDuplicate::Update,
         _ => OnDuplicate::Skip,

@@ -1040,6 +1040,37 @@ async fn deal_lists_filter_and_page_and_creation_is_idempotent() {
     )
     .await;
     assert_eq!(status, 412);
+    // What every deal has cannot be cleared: each null is named, nothing changes, and a
+    // VIEWER hears about the role first.
+    let (status, refused) = call(
+        &app,
+        &owner,
+        "PATCH",
+        &path,
+        Some(json!({"title": null, "value": null, "contactId": null, "expectedCloseDate": null})),
+    )
+    .await;
+    assert_eq!(status, 422, "{refused}");
+    let fields: Vec<&str> = refused["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["title", "value", "contactId"]);
+    assert_eq!(refused["errors"][0]["code"], "required");
+    let viewer = app.add_member(&owner, "viewer@nulls.io", "VIEWER").await;
+    let (status, _) = call(&app, &viewer, "PATCH", &path, Some(json!({"title": null}))).await;
+    assert_eq!(status, 403);
+    let (_, unchanged) = call(&app, &owner, "GET", &path, None).await;
+    assert_eq!(
+        (
+            &unchanged["title"],
+            &unchanged["version"],
+            &unchanged["expectedCloseDate"]
+        ),
+        (&json!("Twice"), &json!(2), &json!("2030-06-30"))
+    );
     let (_, cleared) = call(
         &app,
         &owner,

@@ -63,6 +63,9 @@ pub struct DealPatch {
     pub contact_id: Option<ContactId>,
     pub owner_id: Option<Option<UserId>>,
     pub expected_close_date: Option<Option<NaiveDate>>,
+    /// Attributes every deal has (`title`, `value`, `contactId`) that the patch set to
+    /// `null`: refused (422 `required`) once the role check has passed.
+    pub nulls: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -575,7 +578,17 @@ impl<S: SalesStore, C: Clock, G: IdGenerator> SalesService<S, C, G> {
             return Err(AppError::PreconditionFailed);
         }
         let mut deal = current.deal.clone();
-        let mut problems = Vec::new();
+        let mut problems: Vec<FieldIssue> = patch
+            .nulls
+            .iter()
+            .map(|field| {
+                FieldIssue::new(
+                    *field,
+                    "required",
+                    "a deal always has one; omit it to keep the current value",
+                )
+            })
+            .collect();
         let mut changed = Vec::new();
         if let Some(title) = patch.title {
             let title = title.trim().to_owned();

@@ -220,9 +220,18 @@ pub struct CreateDealRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateDealRequest {
-    pub title: Option<String>,
-    pub value: Option<Money>,
-    pub contact_id: Option<Uuid>,
+    /// A deal always has one: `null` is refused (422 `required`).
+    #[serde(default, deserialize_with = "crate::dto::common::present")]
+    #[schema(value_type = Option<String>, nullable = false)]
+    pub title: Option<Option<String>>,
+    /// `null` is refused (422 `required`).
+    #[serde(default, deserialize_with = "crate::dto::common::present")]
+    #[schema(value_type = Option<Money>, nullable = false)]
+    pub value: Option<Option<Money>>,
+    /// `null` is refused (422 `required`).
+    #[serde(default, deserialize_with = "crate::dto::common::present")]
+    #[schema(value_type = Option<Uuid>, nullable = false)]
+    pub contact_id: Option<Option<Uuid>>,
     /// `null` clears the owner.
     #[serde(default, deserialize_with = "crate::dto::common::present")]
     #[schema(value_type = Option<Uuid>)]

@@ -228,13 +228,23 @@ pub async fn update_deal(
 ) -> Result<HttpResponse, ApiError> {
     let expected = if_match(&req)?;
     let b = body.into_inner();
+    let nulls = [
+        ("title", b.title.as_ref().is_some_and(Option::is_none)),
+        ("value", b.value.as_ref().is_some_and(Option::is_none)),
+        ("contactId", b.contact_id.is_some_and(|c| c.is_none())),
+    ]
+    .into_iter()
+    .filter_map(|(field, null)| null.then_some(field))
+    .collect();
+    let value = b.value.flatten();
     let patch = DealPatch {
-        title: b.title,
-        amount: b.value.as_ref().map(|v| v.amount.clone()),
-        currency: b.value.map(|v| v.currency),
-        contact_id: b.contact_id.map(ContactId::from_uuid),
+        title: b.title.flatten(),
+        amount: value.as_ref().map(|v| v.amount.clone()),
+        currency: value.map(|v| v.currency),
+        contact_id: b.contact_id.flatten().map(ContactId::from_uuid),
         owner_id: b.owner_id.map(|o| o.map(UserId::from_uuid)),
         expected_close_date: b.expected_close_date,
+        nulls,
     };
     let deal = sales
         .update_deal(

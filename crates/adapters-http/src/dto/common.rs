@@ -40,6 +40,21 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// For merge-patch fields that cannot be cleared: absent stays `None`, a value is
+/// `Some(..)`, and `null` is refused (400 `invalid_body`) instead of passing for absent.
+///
+/// # Errors
+/// On `null`, or when the value does not deserialize as `T`.
+pub fn not_null<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(d)?.map(Some).ok_or_else(|| {
+        serde::de::Error::custom("null is not allowed here: omit the field to keep its value")
+    })
+}
+
 /// Lists fetch `limit + 1` rows: keeps `limit` of them and says whether more exist.
 pub fn take_page<T>(items: &mut Vec<T>, limit: i64) -> bool {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);

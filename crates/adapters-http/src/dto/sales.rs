@@ -124,8 +124,12 @@ pub struct CreatePipelineRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdatePipelineRequest {
+    #[serde(default, deserialize_with = "crate::dto::common::not_null")]
+    #[schema(nullable = false)]
     pub name: Option<String>,
     /// The full new list; stages of the old list that are absent are removed.
+    #[serde(default, deserialize_with = "crate::dto::common::not_null")]
+    #[schema(nullable = false)]
     pub stages: Option<Vec<StageInput>>,
     /// Make this the default pipeline (the previous default stops being one).
     #[serde(default)]

@@ -72,10 +72,14 @@ impl From<OrganizationRecord> for OrganizationDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateOrganizationRequest {
-    #[schema(max_length = 100)]
+    #[serde(default, deserialize_with = "crate::dto::common::not_null")]
+    #[schema(max_length = 100, nullable = false)]
     pub name: Option<String>,
-    #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
+    #[serde(default, deserialize_with = "crate::dto::common::not_null")]
+    #[schema(example = "EUR", pattern = "^[A-Z]{3}$", nullable = false)]
     pub default_currency: Option<String>,
+    #[serde(default, deserialize_with = "crate::dto::common::not_null")]
+    #[schema(nullable = false)]
     pub settings: Option<serde_json::Value>,
 }
 

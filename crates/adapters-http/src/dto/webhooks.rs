@@ -90,15 +90,19 @@ pub struct CreateWebhookRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateWebhookRequest {
-    #[schema(max_length = 2048)]
+    #[serde(default, deserialize_with = "crate::dto::common::not_null")]
+    #[schema(max_length = 2048, nullable = false)]
     pub url: Option<String>,
-    #[schema(min_items = 1)]
+    #[serde(default, deserialize_with = "crate::dto::common::not_null")]
+    #[schema(min_items = 1, nullable = false)]
     pub event_types: Option<Vec<String>>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "crate::dto::common::present")]
     #[schema(value_type = Option<String>, max_length = 500)]
     pub description: Option<Option<String>>,
     /// `true` re-activates a disabled subscription and restarts its failure clock.
+    #[serde(default, deserialize_with = "crate::dto::common::not_null")]
+    #[schema(nullable = false)]
     pub active: Option<bool>,
 }
 

@@ -99,12 +99,14 @@ impl UploadSlots {
             .with_retry_after(2)
         };
         let mut by_org = self.by_org.lock().unwrap_or_else(PoisonError::into_inner);
-        let taken = by_org.entry(org).or_insert(0);
-        if *taken >= MAX_READ_PER_ORGANIZATION {
+        if by_org
+            .get(&org)
+            .is_some_and(|n| *n >= MAX_READ_PER_ORGANIZATION)
+        {
             return Err(busy());
         }
         let permit = self.free.clone().try_acquire_owned().map_err(|_| busy())?;
-        *taken += 1;
+        *by_org.entry(org).or_insert(0) += 1;
         drop(by_org);
         let slot = UploadSlot(Arc::new(Held {
             _permit: permit,

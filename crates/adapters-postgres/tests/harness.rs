@@ -183,17 +183,16 @@ async fn statements_the_server_gave_up_are_known_as_such() {
         "statement timeout"
     );
 
-    // Each takes one row, then waits for the other's: PostgreSQL ends one of them.
+    // Each takes one row, then waits for the other's: PostgreSQL ends one of them after
+    // its `deadlock_timeout` (1 s by default; setting it takes a superuser).
     let (mut a, mut b) = (
         AsyncPgConnection::establish(db.url()).await.unwrap(),
         AsyncPgConnection::establish(db.url()).await.unwrap(),
     );
     for (conn, row) in [(&mut a, 1), (&mut b, 2)] {
-        conn.batch_execute(&format!(
-            "SET deadlock_timeout = '50ms'; BEGIN; UPDATE pair SET id = id WHERE id = {row}"
-        ))
-        .await
-        .unwrap();
+        conn.batch_execute(&format!("BEGIN; UPDATE pair SET id = id WHERE id = {row}"))
+            .await
+            .unwrap();
     }
     let (first, second) = tokio::join!(
         a.batch_execute("UPDATE pair SET id = id WHERE id = 2"),

@@ -87,20 +87,48 @@ fn normalize(header: &str) -> String {
 /// annotation such as `Email (required)` or `Email（必須）` does not hide its field, while
 /// a custom field labelled with the annotation (`Email（請求先）`) is still found first.
 fn map_header(header: &[String], specs: &[FieldSpec]) -> Vec<Column> {
-    header
+    let named: Vec<Column> = header.iter().map(|h| column_of(h, specs)).collect();
+    let bare: Vec<Option<Column>> = header
         .iter()
-        .map(|h| match column_of(h, specs) {
-            Column::Ignored => {
-                let bare = without_annotations(h);
-                if bare.trim() == h.trim() {
-                    Column::Ignored
-                } else {
-                    column_of(&bare, specs)
-                }
+        .zip(&named)
+        .map(|(h, column)| {
+            if !matches!(column, Column::Ignored | Column::UnknownCustom) {
+                return None;
             }
-            found => found,
+            let bare = without_annotations(h);
+            let found = (bare.trim() != h.trim()).then(|| column_of(&bare, specs))?;
+            target_of(&found).is_some().then_some(found)
+        })
+        .collect();
+    // A bare name is taken only when no other column names the same field: `Phone (Work)`
+    // beside `Phone (Mobile)` or `Phone` stays the column it was.
+    let targets: Vec<String> = named
+        .iter()
+        .chain(bare.iter().flatten())
+        .filter_map(target_of)
+        .collect();
+    named
+        .into_iter()
+        .zip(bare)
+        .map(|(column, bare)| match bare {
+            Some(found)
+                if target_of(&found)
+                    .is_some_and(|t| targets.iter().filter(|u| **u == t).count() == 1) =>
+            {
+                found
+            }
+            _ => column,
         })
         .collect()
+}
+
+/// The field a column feeds, by its name in the API (`email`, `customFields.seats`).
+fn target_of(column: &Column) -> Option<String> {
+    match column {
+        Column::Field(name) => Some((*name).to_owned()),
+        Column::Custom(spec) => Some(format!("{PREFIX}{}", spec.key.as_str())),
+        Column::UnknownCustom | Column::Ignored => None,
+    }
 }
 
 /// The column a header names, all its letters counted.
@@ -189,11 +217,7 @@ fn read_header(text: &str, specs: &[FieldSpec]) -> Result<(Vec<String>, Vec<Colu
 /// Two columns feeding one field would leave which cell wins to the order of the
 /// columns: refused, naming both; and so is a custom field column naming no field.
 fn check_distinct(header: &[String], columns: &[Column]) -> Result<(), AppError> {
-    let target = |c: &Column| match c {
-        Column::Field(name) => Some((*name).to_owned()),
-        Column::Custom(spec) => Some(format!("{PREFIX}{}", spec.key.as_str())),
-        Column::UnknownCustom | Column::Ignored => None,
-    };
+    let target = target_of;
     if let Some(i) = columns.iter().position(|c| *c == Column::UnknownCustom) {
         let named = header[i].trim();
         return Err(AppError::invalid(
@@ -1419,6 +1443,30 @@ mod tests {
         // Other words outside brackets are no annotation: the header names nothing.
         assert_eq!(columns[9], Column::Ignored);
         assert_eq!(columns[10], Column::Field("ownerId"));
+        // Two annotated columns of one field, or one beside the plain name, stay what
+        // they were instead of making the file a duplicate_column.
+        let pairs: Vec<String> = [
+            "Phone (Work)",
+            "Phone (Mobile)",
+            "Email",
+            "Email (secondary)",
+            "customFields.seats (required)",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let paired = map_header(&pairs, &specs);
+        assert_eq!(
+            paired[..4],
+            [
+                Column::Ignored,
+                Column::Ignored,
+                Column::Field("email"),
+                Column::Ignored
+            ]
+        );
+        assert!(matches!(&paired[4], Column::Custom(s) if s.key.as_str() == "seats"));
+        assert!(check_distinct(&pairs, &paired).is_ok());
         // A field labelled with the annotation is found before the bare name.
         assert!(matches!(&columns[11], Column::Custom(s) if s.key.as_str() == "billing_email"));
         assert!(check_distinct(&header, &columns).is_ok());

@@ -185,7 +185,30 @@ pub fn unsupported() -> ApiError {
     )
 }
 
-fn too_large() -> ApiError {
+/// The most an upload of `kind` may send: the file, or the file in its form.
+#[must_use]
+pub const fn limit_of(kind: Kind) -> usize {
+    match kind {
+        Kind::Csv => MAX_FILE,
+        Kind::Multipart => MAX_BODY,
+    }
+}
+
+/// 413 for an upload whose declared length passes its limit, before a byte is read.
+///
+/// # Errors
+/// 413 `payload_too_large`.
+pub fn refuse_declared_too_large(headers: &HeaderMap, kind: Kind) -> Result<(), ApiError> {
+    if declared_length(headers).is_some_and(|n| n > limit_of(kind)) {
+        Err(too_large())
+    } else {
+        Ok(())
+    }
+}
+
+/// 413 with the import's limit in its detail.
+#[must_use]
+pub fn too_large() -> ApiError {
     let mut err = for_status(StatusCode::PAYLOAD_TOO_LARGE);
     err.detail = "A CSV import is at most 50 MB.".into();
     err
@@ -219,13 +242,7 @@ pub async fn read_file(
     body: web::Payload,
 ) -> Result<Vec<u8>, ApiError> {
     let declared = declared_length(headers);
-    let limit = match kind {
-        Kind::Csv => MAX_FILE,
-        Kind::Multipart => MAX_BODY,
-    };
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
+    refuse_declared_too_large(headers, kind)?;
     match kind {
         // A declared size within the limit sizes the buffer once, instead of growing it
         // by copies to twice the file.

@@ -212,18 +212,15 @@ async fn finish(
 async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<web::Bytes, ApiError> {
     use futures_util::StreamExt;
     let mut payload = actix_web::HttpMessage::take_payload(req);
-    // A body declared too large is refused before a byte of it is read.
-    let declared = crate::upload::declared_length(req.headers());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(crate::problem::for_status(StatusCode::PAYLOAD_TOO_LARGE));
-    }
-    // Sized once from a declared length, so a large upload is not grown by copies.
+    // Sized once from a declared length (already checked against the limit), so a large
+    // upload is not grown by copies.
+    let declared = crate::upload::declared_length(req.headers()).filter(|n| *n <= limit);
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = payload.next().await {
         let chunk =
             chunk.map_err(|e| ApiError::malformed(format!("The body could not be read: {e}.")))?;
         if body.len() + chunk.len() > limit {
-            return Err(crate::problem::for_status(StatusCode::PAYLOAD_TOO_LARGE));
+            return Err(crate::upload::too_large());
         }
         body.extend_from_slice(&chunk);
     }
@@ -262,18 +259,22 @@ pub async fn middleware(
             .await
             .map(ServiceResponse::map_into_boxed_body);
     };
-    // Uploads may be larger than JSON bodies; the handler still enforces its own limit.
-    let upload = crate::upload::kind(req.headers()).is_some()
-        && req.match_pattern().as_deref() == Some(crate::upload::ROUTE);
+    // Uploads may be larger than JSON bodies, up to their kind's own limit.
+    let upload = crate::upload::kind(req.headers())
+        .filter(|_| req.match_pattern().as_deref() == Some(crate::upload::ROUTE));
     // A caller who may not upload is refused by the route from the headers; reading
     // (and keying) their body first would hold up to 50 MB for a 403.
-    if upload && crate::upload::authorize(&actor).is_err() {
+    if upload.is_some() && crate::upload::authorize(&actor).is_err() {
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_boxed_body);
     }
-    let body = if upload {
+    let body = if let Some(kind) = upload {
+        // Refused from its headers alone, before it takes a slot.
+        if let Err(err) = crate::upload::refuse_declared_too_large(req.headers(), kind) {
+            return Ok(req.into_response(err.error_response()));
+        }
         // The slot is held by the request until the route has read and checked it too.
         let Some(slots) = req
             .app_data::<web::Data<crate::upload::UploadSlots>>()
@@ -285,7 +286,7 @@ pub async fn middleware(
             return Ok(req.into_response(err.error_response()));
         }
         match slots
-            .within_deadline(read_body(&mut req, crate::upload::MAX_BODY))
+            .within_deadline(read_body(&mut req, crate::upload::limit_of(kind)))
             .await
         {
             Ok(body) => body,

@@ -288,6 +288,10 @@ pub fn build_app(
         }))
         .app_data(web::Data::from(state.cursors.clone()))
         .app_data(web::Data::from(state.uploads.clone()))
+        // Per worker, as the contacts' connection pools are (`contacts_export`).
+        .app_data(web::Data::new(
+            routes::contacts_export::ExportSlots::per_worker(),
+        ))
         .app_data(web::Data::new(settings.clone()))
         .app_data(web::Data::from(state.metrics.clone()))
         .app_data(web::Data::from(state.routes.clone()))

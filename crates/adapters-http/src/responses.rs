@@ -32,7 +32,7 @@ pub struct NotFound(pub Problem);
 #[derive(ToResponse)]
 #[response(
     content_type = "application/problem+json",
-    headers(("Retry-After" = u64, description = "Sent when the write lost a race a retry may win (`custom_fields_changed`, `concurrent_moves`): seconds to wait."))
+    headers(("Retry-After" = u64, description = "Sent when the write lost a race a retry may win (`custom_fields_changed`, `concurrent_moves`, `concurrent_changes`) or the same `Idempotency-Key` is still running (`idempotency_key_in_flight`): seconds to wait."))
 )]
 pub struct Conflict(pub Problem);
 

@@ -1,5 +1,5 @@
-//! Retention of the outbox and the audit log: batched deletes of what is older than the
-//! configured number of days, run daily by the app.
+//! Retention of the outbox, the audit log and the remembered idempotent responses: batched
+//! deletes of what is older than its configured age, run on a schedule by the app.
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -61,6 +61,38 @@ pub async fn purge_audit(db: &Db, days: u32, batch: i32) -> Result<u64, StoreErr
             .map_err(from_diesel)?;
         total += r.removed.unsigned_abs();
         if r.removed < i64::from(batch) {
+            return Ok(total);
+        }
+    }
+}
+
+/// Retention: removes remembered `Idempotency-Key` responses claimed more than `ttl` ago
+/// (past it a key is claimed afresh anyway), in batches; returns how many. Their bodies
+/// hold contact data, which must not outlive the contacts' own purge.
+///
+/// # Errors
+/// Infrastructure failures.
+pub async fn purge_idempotency_keys(
+    db: &Db,
+    ttl: std::time::Duration,
+    batch: i64,
+) -> Result<u64, StoreError> {
+    let mut conn = db.conn().await?;
+    let cutoff = chrono::Utc::now()
+        - chrono::Duration::from_std(ttl).map_err(|e| StoreError::Other(e.into()))?;
+    let mut total = 0_u64;
+    loop {
+        let n = diesel::sql_query(
+            "DELETE FROM idempotency_keys WHERE (scope, key) IN \
+             (SELECT scope, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
+        )
+        .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
+        .bind::<diesel::sql_types::BigInt, _>(batch)
+        .execute(&mut conn)
+        .await
+        .map_err(from_diesel)?;
+        total += n as u64;
+        if (n as i64) < batch {
             return Ok(total);
         }
     }

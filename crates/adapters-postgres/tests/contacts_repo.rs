@@ -1102,6 +1102,10 @@ async fn the_purge_keeps_contacts_that_have_deals_and_never_destroys_deals() {
     let without = f
         .create(f.org, json!({"firstName": "No", "lastName": "Deal"}))
         .await;
+    // The deal's first contact: the deal has moved on to `with_deal` since.
+    let moved_from = f
+        .create(f.org, json!({"firstName": "Deal's", "lastName": "First"}))
+        .await;
     let (pipeline, stage, deal) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let mut conn = AsyncPgConnection::establish(f.db.url()).await.unwrap();
     conn.batch_execute(&format!(
@@ -1113,18 +1117,22 @@ async fn the_purge_keeps_contacts_that_have_deals_and_never_destroys_deals() {
              VALUES ('{org}', '{deal}', '{pipeline}', '{stage}', '{contact}', 'Big one', 100000, 'EUR', 'OPEN', 10, 1);
          INSERT INTO activities (organization_id, id, type, subject, contact_id)
              VALUES ('{org}', gen_random_uuid(), 'NOTE', 'About the other one', '{without}');
-         UPDATE contacts SET deleted_at = now() - interval '40 days' WHERE id IN ('{contact}', '{without}');",
+         INSERT INTO activities (organization_id, id, type, subject, contact_id, deal_id)
+             VALUES ('{org}', gen_random_uuid(), 'DEAL_CREATED', 'Deal created', '{moved_from}', '{deal}');
+         UPDATE contacts SET deleted_at = now() - interval '40 days'
+             WHERE id IN ('{contact}', '{without}', '{moved_from}');",
         org = f.org,
         contact = with_deal.id,
         without = without.id,
+        moved_from = moved_from.id,
     ))
     .await
     .unwrap();
     let before = Utc::now() - chrono::Duration::days(30);
     assert_eq!(
         f.contacts.purge_deleted(f.org, before, 1000).await.unwrap(),
-        1,
-        "only the contact without deals goes"
+        2,
+        "only the contacts without deals go"
     );
     assert!(
         f.contacts
@@ -1143,9 +1151,19 @@ async fn the_purge_keeps_contacts_that_have_deals_and_never_destroys_deals() {
     );
     assert_eq!(f.count("SELECT count(*) AS n FROM deals").await, 1);
     assert_eq!(
-        f.count("SELECT count(*) AS n FROM activities").await,
+        f.count("SELECT count(*) AS n FROM activities WHERE type = 'NOTE'")
+            .await,
         0,
-        "the purged contact's activities go with it"
+        "the purged contact's own activities go with it"
+    );
+    assert_eq!(
+        f.count(&format!(
+            "SELECT count(*) AS n FROM activities WHERE type = 'DEAL_CREATED' \
+             AND deal_id = '{deal}' AND contact_id IS NULL"
+        ))
+        .await,
+        1,
+        "the deal's history stays, off the purged contact's timeline"
     );
     assert_eq!(
         f.contacts.purge_deleted(f.org, before, 1000).await.unwrap(),

@@ -172,3 +172,56 @@ async fn concurrent_claims_have_exactly_one_winner() {
     );
     assert_eq!(claims.iter().filter(|c| **c == Claim::InFlight).count(), 7);
 }
+
+#[tokio::test]
+async fn the_sweep_removes_keys_past_their_day_and_keeps_the_rest() {
+    use nexus_adapters_postgres::pool::Db;
+    use nexus_adapters_postgres::retention::purge_idempotency_keys;
+
+    let db = TestDatabase::create().await;
+    let store = store(&db, 4);
+    let now = Utc::now();
+    // Two answered and one abandoned in flight, all claimed a day and more ago; one
+    // answered an hour ago; one in flight now.
+    for (key, hours) in [
+        ("old-1", 25),
+        ("old-2", 30),
+        ("old-flight", 26),
+        ("recent", 1),
+    ] {
+        let token = fresh(
+            claim(
+                &store,
+                "org:user",
+                key,
+                b"h",
+                now - chrono::Duration::hours(hours),
+            )
+            .await,
+        );
+        if key != "old-flight" {
+            store
+                .complete("org:user", key, token, &response())
+                .await
+                .unwrap();
+        }
+    }
+    fresh(claim(&store, "org:user", "running", b"h", now).await);
+
+    let sweeper = Db::new(
+        build_pool(db.url(), &PoolSettings::default()).unwrap(),
+        Duration::from_secs(5),
+    );
+    // A batch of one, so the loop runs more than once.
+    let day = Duration::from_secs(24 * 3600);
+    assert_eq!(purge_idempotency_keys(&sweeper, day, 1).await.unwrap(), 3);
+    assert_eq!(purge_idempotency_keys(&sweeper, day, 1).await.unwrap(), 0);
+    assert_eq!(
+        claim(&store, "org:user", "recent", b"h", now).await,
+        Claim::Replay(response())
+    );
+    assert_eq!(
+        claim(&store, "org:user", "running", b"h", now).await,
+        Claim::InFlight
+    );
+}

@@ -23,7 +23,7 @@ use nexus_adapters_postgres::repo::webhooks::PgWebhookStore;
 use nexus_adapters_postgres::repo::{
     PgContactRepository, PgCustomFieldRepository, PgIdempotencyStore, PgImportRepository,
 };
-use nexus_adapters_postgres::retention::{purge_audit, purge_events};
+use nexus_adapters_postgres::retention::{purge_audit, purge_events, purge_idempotency_keys};
 use nexus_adapters_postgres::session_cache::SessionCache;
 use nexus_application::auth::{AuthPorts, RegisterCommand};
 use nexus_application::team::TeamPorts;
@@ -57,6 +57,8 @@ pub struct Application {
     pub location: DatabaseLocation,
     /// The hourly purge of contacts deleted more than 30 days ago.
     purge: tokio::task::JoinHandle<()>,
+    /// The hourly sweep of idempotency keys past their 24 hours.
+    idempotency_sweep: tokio::task::JoinHandle<()>,
     /// Works through queued CSV imports.
     import_worker: tokio::task::JoinHandle<()>,
     /// Webhook delivery tasks and the hourly purge of old deliveries.
@@ -157,6 +159,26 @@ async fn purge_deleted_contacts(contacts: Arc<dyn ContactUseCases>) {
             Ok(n) => tracing::info!(purged = n, "purged contacts deleted more than 30 days ago"),
             Err(e) => {
                 tracing::warn!(error = %e, "purging deleted contacts failed; retrying next hour")
+            }
+        }
+    }
+}
+
+/// Remembered idempotent responses past their 24 hours, swept every hour (first a minute
+/// after start-up) so that the table holds about a day of them.
+async fn sweep_idempotency_keys(db: Db) {
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(60),
+        PURGE_EVERY,
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match purge_idempotency_keys(&db, nexus_application::idempotency::KEY_TTL, 5_000).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "expired idempotency keys removed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "removing expired idempotency keys failed; retrying next hour")
             }
         }
     }
@@ -439,6 +461,7 @@ impl Application {
             services,
             location,
             purge: tokio::spawn(purge_deleted_contacts(contacts)),
+            idempotency_sweep: tokio::spawn(sweep_idempotency_keys(db.clone())),
             import_worker: tokio::spawn(run_imports(imports)),
             webhook_tasks,
             events: event_hub,
@@ -524,6 +547,7 @@ impl Application {
     /// commands that build the application without serving.
     pub async fn close(self) {
         self.purge.abort();
+        self.idempotency_sweep.abort();
         self.import_worker.abort();
         for task in &self.webhook_tasks {
             task.abort();

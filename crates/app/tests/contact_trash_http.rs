@@ -6,7 +6,7 @@
 mod contact_api;
 
 use chrono::{DateTime, Duration};
-use contact_api::{assert_problem, call, create};
+use contact_api::{assert_problem, call, count, create};
 use nexus_app::testing::TestApp;
 use serde_json::{Value, json};
 
@@ -144,4 +144,81 @@ async fn deleted_contacts_are_listed_newest_deletion_first_until_restored() {
     assert_eq!(res.status, 200, "{}", res.body);
     let page = call(&app, &owner, "GET", "/api/v1/contacts/deleted", None).await;
     assert_eq!(ids(&page.body), [made[0].as_str()]);
+}
+
+#[tokio::test]
+async fn a_tag_only_the_trash_holds_is_not_found_and_trashed_carriers_follow_a_rename() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@trash-tags.io").await;
+    for (name, tags) in [("A", json!(["vip"])), ("B", json!(["vip"]))] {
+        create(
+            &app,
+            &owner,
+            json!({"firstName": name, "lastName": "Tag", "tags": tags}),
+        )
+        .await;
+    }
+    let trashed = create(
+        &app,
+        &owner,
+        json!({"firstName": "C", "lastName": "Tag", "tags": ["old", "vip"]}),
+    )
+    .await;
+    let id = trashed["id"].as_str().unwrap().to_owned();
+    let res = call(
+        &app,
+        &owner,
+        "DELETE",
+        &format!("/api/v1/contacts/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 204);
+    let tags = call(&app, &owner, "GET", "/api/v1/tags", None).await;
+    assert_eq!(tags.body["data"], json!([{"name": "vip", "count": 2}]));
+
+    // `old` is not listed, so it is not found, and nothing is written.
+    let events = "SELECT count(*) AS n FROM events WHERE type = 'contact.updated'";
+    let version = format!("SELECT version::bigint AS n FROM contacts WHERE id = '{id}'");
+    let trashed_version = count(&app, &version).await;
+    let rename = call(
+        &app,
+        &owner,
+        "PATCH",
+        "/api/v1/tags/old",
+        Some(json!({"name": "new"})),
+    )
+    .await;
+    assert_problem(&rename, 404, "not_found");
+    let delete = call(&app, &owner, "DELETE", "/api/v1/tags/old", None).await;
+    assert_problem(&delete, 404, "not_found");
+    let untouched =
+        format!("SELECT count(*) AS n FROM contacts WHERE id = '{id}' AND tags = '{{old,vip}}'");
+    assert_eq!(count(&app, &untouched).await, 1);
+    assert_eq!(count(&app, &version).await, trashed_version);
+    assert_eq!(count(&app, events).await, 0);
+
+    // A listed tag's rename counts the live contacts it changed, as the list counted
+    // them, and takes the trashed carrier along (silently: it has no event).
+    let rename = call(
+        &app,
+        &owner,
+        "PATCH",
+        "/api/v1/tags/vip",
+        Some(json!({"name": "gold"})),
+    )
+    .await;
+    assert_eq!(rename.status, 200, "{}", rename.body);
+    assert_eq!(rename.body, json!({"name": "gold", "contactsUpdated": 2}));
+    assert_eq!(count(&app, events).await, 2);
+    let restored = call(
+        &app,
+        &owner,
+        "POST",
+        &format!("/api/v1/contacts/{id}/restore"),
+        None,
+    )
+    .await;
+    assert_eq!(restored.status, 200, "{}", restored.body);
+    assert_eq!(restored.body["tags"], json!(["old", "gold"]));
 }

@@ -255,6 +255,15 @@ async fn viewers_read_and_every_write_is_forbidden() {
     )
     .await;
     assert_problem(&batch, 403, "forbidden");
+    // Refused whole before its items are read: an empty batch or a malformed body too.
+    for body in [
+        json!({"items": []}),
+        json!({"items": [{"op": "explode"}]}),
+        json!([1]),
+    ] {
+        let batch = call(&app, &viewer, "POST", "/api/v1/contacts/batch", Some(body)).await;
+        assert_problem(&batch, 403, "forbidden");
+    }
     assert_eq!(count(&app, "SELECT count(*) AS n FROM contacts").await, 1);
     assert_eq!(
         count(

@@ -24,6 +24,18 @@ fn test_routes(cfg: &mut web::ServiceConfig) {
         }),
     )
     .route(
+        "/__test/conditional",
+        web::post().to(|_auth: Auth, req: actix_web::HttpRequest| async move {
+            let version = req
+                .headers()
+                .get("if-match")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            HttpResponse::Ok().json(json!({"ifMatch": version}))
+        }),
+    )
+    .route(
         "/__test/flaky",
         web::post().to(|_auth: Auth| async {
             if FLAKY_CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -174,6 +186,7 @@ async fn a_concurrent_duplicate_gets_409_and_server_errors_release_the_key() {
     });
     assert_eq!(a.status().as_u16(), 201);
     assert_eq!(b.status().as_u16(), 409);
+    assert_eq!(b.headers()["retry-after"], "1");
     assert_eq!(
         b.json::<Value>().await.unwrap()["code"],
         "idempotency_key_in_flight"
@@ -303,4 +316,88 @@ async fn a_secret_shown_once_is_never_stored_and_its_retry_is_not_run_again() {
         .await,
         1
     );
+}
+
+#[tokio::test]
+async fn a_compressed_body_is_keyed_decoded_and_replayed() {
+    use std::io::Write;
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@gzip.io").await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(br#"{"firstName":"Zip","lastName":"Ped","email":"zip@gzip.io"}"#)
+        .unwrap();
+    let body = gz.finish().unwrap();
+    let send = || {
+        reqwest::Client::new()
+            .post(app.url("/api/v1/contacts"))
+            .bearer_auth(&owner.access_token)
+            .header("Idempotency-Key", "gz-1")
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(body.clone())
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status().as_u16(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let created: Value = first.json().await.unwrap();
+    assert_eq!(created["email"], "zip@gzip.io");
+    let again = send().await.unwrap();
+    assert_eq!(
+        (
+            again.status().as_u16(),
+            again.headers()["idempotent-replayed"].to_str().unwrap()
+        ),
+        (201, "true")
+    );
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], created["id"]);
+    assert_eq!(count(&app, "SELECT count(*) AS n FROM contacts").await, 1);
+}
+
+#[tokio::test]
+async fn if_match_is_part_of_the_request_and_a_replayed_405_keeps_its_allow() {
+    let app = TestApp::spawn_with(|_| {}, Some(test_routes)).await;
+    let owner = app.signup("owner@ifmatch.io").await;
+    let send = |version: &'static str| {
+        reqwest::Client::new()
+            .post(app.url("/__test/conditional"))
+            .bearer_auth(&owner.access_token)
+            .header("Idempotency-Key", "move-1")
+            .header("if-match", version)
+            .json(&json!({"stageId": 1}))
+            .send()
+    };
+    let first = send("\"3\"").await.unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    assert_eq!(first.json::<Value>().await.unwrap()["ifMatch"], "\"3\"");
+    // A newer version under the same key is another request, not the first's replay.
+    let newer = send("\"5\"").await.unwrap();
+    assert_eq!(newer.status().as_u16(), 422);
+    assert_eq!(
+        newer.json::<Value>().await.unwrap()["code"],
+        "idempotency_key_reused"
+    );
+    let same = send("\"3\"").await.unwrap();
+    assert_eq!(same.headers()["idempotent-replayed"], "true");
+
+    // A keyed POST to a route that takes none is a 405 naming what it allows, replayed alike.
+    let contact: Value = reqwest::Client::new()
+        .post(app.url("/api/v1/contacts"))
+        .bearer_auth(&owner.access_token)
+        .json(&json!({"firstName": "A", "lastName": "B"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/api/v1/contacts/{}", contact["id"].as_str().unwrap());
+    let first = post(&app, &owner, &path, "wrong-verb", &json!({})).await;
+    assert_eq!(first.status().as_u16(), 405);
+    let allow = first.headers()["allow"].to_str().unwrap().to_owned();
+    assert!(allow.contains("PATCH"), "{allow}");
+    let replayed = post(&app, &owner, &path, "wrong-verb", &json!({})).await;
+    assert_eq!(replayed.status().as_u16(), 405);
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    assert_eq!(replayed.headers()["allow"].to_str().unwrap(), allow);
 }

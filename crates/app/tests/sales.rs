@@ -1105,3 +1105,80 @@ async fn deal_lists_filter_and_page_and_creation_is_idempotent() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_contact_in_the_trash_takes_no_new_deal_or_activity_but_its_deals_stay_editable() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@trashed-links.io").await;
+    let live = contact(&app, &owner, "Live").await;
+    let trashed = contact(&app, &owner, "Trashed").await;
+    let kept = deal(&app, &owner, &trashed, "100.00").await;
+    let kept_id = kept["id"].as_str().unwrap();
+    let (status, _) = call(
+        &app,
+        &owner,
+        "DELETE",
+        &format!("/api/v1/contacts/{trashed}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let before = (
+        count(&app, "SELECT count(*) AS n FROM deals").await,
+        count(&app, "SELECT count(*) AS n FROM activities").await,
+    );
+
+    let refused = [
+        (
+            "POST",
+            "/api/v1/deals".to_owned(),
+            json!({"title": "New", "value": {"amount": "1.00", "currency": "USD"}, "contactId": trashed}),
+        ),
+        (
+            "POST",
+            "/api/v1/activities".to_owned(),
+            json!({"type": "NOTE", "subject": "Hello", "contactId": trashed}),
+        ),
+    ];
+    for (method, path, body) in refused {
+        let (status, body) = call(&app, &owner, method, &path, Some(body)).await;
+        assert_eq!(status, 422, "{path}: {body}");
+        assert_eq!(body["errors"][0]["field"], "contactId", "{body}");
+        assert_eq!(body["errors"][0]["code"], "not_found", "{body}");
+    }
+    // A live deal cannot be moved onto the trashed contact either...
+    let other = deal(&app, &owner, &live, "5.00").await;
+    let (status, body) = call(
+        &app,
+        &owner,
+        "PATCH",
+        &format!("/api/v1/deals/{}", other["id"].as_str().unwrap()),
+        Some(json!({"contactId": trashed})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM deals").await,
+        before.0 + 1,
+        "nothing written but the one live deal"
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM activities").await,
+        before.1 + 1,
+        "and its DEAL_CREATED entry"
+    );
+    // ... but the deal that already names it can still be edited.
+    let (status, body) = call(
+        &app,
+        &owner,
+        "PATCH",
+        &format!("/api/v1/deals/{kept_id}"),
+        Some(json!({"title": "Renamed", "contactId": trashed})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["title"].as_str()),
+        (200, Some("Renamed")),
+        "{body}"
+    );
+}

@@ -31,6 +31,21 @@ type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, AppError>> + Send + 'a>>
 /// Items a batch may hold.
 pub const MAX_BATCH: usize = 100;
 
+/// A batch writes contacts: a caller who may write none of them is refused as a whole,
+/// whatever (and however malformed) its items, as a single write would be.
+///
+/// # Errors
+/// 403 when the role may neither create, update nor delete contacts.
+pub fn authorize_batch(actor: &Actor) -> Result<(), AppError> {
+    if [Action::Create, Action::Update, Action::Delete]
+        .into_iter()
+        .any(|action| actor.authorize(Resource::Contacts, action).is_ok())
+    {
+        return Ok(());
+    }
+    Ok(actor.authorize(Resource::Contacts, Action::Create)?)
+}
+
 /// How many times an update without `If-Match` is retried when it races another writer.
 const RACE_RETRIES: usize = 3;
 
@@ -630,6 +645,7 @@ where
         actor: Actor,
         ops: Vec<BatchOp>,
     ) -> Result<Vec<Result<BatchOutcome, AppError>>, AppError> {
+        authorize_batch(&actor)?;
         for op in &ops {
             let action = match op {
                 BatchOp::Create { .. } => Action::Create,
@@ -729,7 +745,8 @@ where
     }
 
     /// # Errors
-    /// 403, 404, 412, 422 (the key is immutable), 409 for a type change while values exist.
+    /// 403, 404, 412, 422 (the key is immutable), 409 for a type change while values exist
+    /// or (`concurrent_changes`) when other changes kept winning and no `If-Match` was sent.
     pub async fn update_custom_field(
         &self,
         actor: Actor,
@@ -738,6 +755,37 @@ where
         if_match: Option<i32>,
     ) -> Result<CustomFieldDefinition, AppError> {
         actor.authorize(Resource::Pipelines, Action::Update)?;
+        // A caller without `If-Match` set no precondition: a race lost to another change
+        // of the definition is decided again on its new state, a few times, then a 409.
+        let mut raced = 0;
+        loop {
+            match self
+                .change_custom_field(actor, id, &patch, if_match)
+                .await?
+            {
+                Err(DefinitionWriteError::VersionMismatch { .. }) if if_match.is_none() => {
+                    raced += 1;
+                    if raced == RACE_RETRIES {
+                        return Err(AppError::contended(
+                            "concurrent_changes",
+                            "The custom field kept changing during the request; retry it.",
+                        ));
+                    }
+                }
+                written => return written.map_err(definition_error),
+            }
+        }
+    }
+
+    /// One read, decision and write of [`Self::update_custom_field`]: the outer error
+    /// refuses the change, the inner one is the write's.
+    async fn change_custom_field(
+        &self,
+        actor: Actor,
+        id: CustomFieldId,
+        patch: &FieldPatch,
+        if_match: Option<i32>,
+    ) -> Result<Result<CustomFieldDefinition, DefinitionWriteError>, AppError> {
         let current = self
             .fields
             .get(actor.org_id, id)
@@ -746,7 +794,7 @@ where
         if if_match.is_some_and(|v| v != current.version) {
             return Err(AppError::PreconditionFailed);
         }
-        let input = patch.applied_to(&current.spec)?;
+        let input = patch.clone().applied_to(&current.spec)?;
         let spec = FieldSpec::new(
             &input.key,
             &input.label,
@@ -769,15 +817,14 @@ where
                 DefinitionChangeError::TypeChangeWithValues => type_in_use(),
             })?;
         let Some(changed) = changed else {
-            return Ok(current);
+            return Ok(Ok(current));
         };
         let written = self
             .fields
             .update(actor.org_id, &changed, current.version)
             .await;
         self.field_sets.forget(actor.org_id);
-        written.map_err(definition_error)?;
-        Ok(changed)
+        Ok(written.map(|()| changed))
     }
 
     /// Deletes the definition and every contact's value for it.
@@ -1724,6 +1771,66 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_definition_change_without_if_match_is_decided_again_after_a_lost_race() {
+        let a = actor(Role::Admin);
+        let now = Utc::now();
+        let def = CustomFieldDefinition {
+            id: CustomFieldId::from_uuid(Uuid::now_v7()),
+            organization_id: a.org_id,
+            spec: FieldSpec::new("seats", "Seats", FieldType::Number, false, &[]).unwrap(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        // `losses` races lost before a write goes through.
+        let run = |losses: usize, if_match: Option<i32>| {
+            let mut fields = MockCustomFieldRepository::new();
+            let d = def.clone();
+            fields.expect_get().returning(move |_, _| {
+                let d = d.clone();
+                Box::pin(async move { Ok(Some(d)) })
+            });
+            let writes = Arc::new(AtomicUsize::new(0));
+            let seen = Arc::clone(&writes);
+            fields.expect_update().returning(move |_, _, _| {
+                let lost = seen.fetch_add(1, Ordering::SeqCst) < losses;
+                Box::pin(async move {
+                    if lost {
+                        Err(DefinitionWriteError::VersionMismatch { current: 2 })
+                    } else {
+                        Ok(())
+                    }
+                })
+            });
+            let s = service(MockContactRepository::new(), fields);
+            let patch = FieldPatch {
+                label: Some(Some("Licences".to_owned())),
+                ..FieldPatch::default()
+            };
+            async move {
+                let result = s.update_custom_field(a, def.id, patch, if_match).await;
+                (result, writes.load(Ordering::SeqCst))
+            }
+        };
+        let (won, writes) = run(2, None).await;
+        assert_eq!(won.unwrap().spec.label, "Licences");
+        assert_eq!(writes, 3);
+        let (lost, writes) = run(usize::MAX, None).await;
+        assert!(matches!(
+            lost,
+            Err(AppError::Contended {
+                code: "concurrent_changes",
+                ..
+            })
+        ));
+        assert_eq!(writes, RACE_RETRIES);
+        // With `If-Match` the race is the caller's to see, at once.
+        let (stale, writes) = run(1, Some(1)).await;
+        assert!(matches!(stale, Err(AppError::PreconditionFailed)));
+        assert_eq!(writes, 1);
     }
 
     #[tokio::test]

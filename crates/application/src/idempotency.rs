@@ -109,7 +109,8 @@ impl<S: IdempotencyStore, C: Clock> IdempotencyService<S, C> {
                 "idempotency_key_reused",
                 "this key was used with a different request",
             )])),
-            Claim::InFlight => Err(AppError::conflict(
+            // With `Retry-After`: the first request may finish in a moment.
+            Claim::InFlight => Err(AppError::contended(
                 "idempotency_key_in_flight",
                 "A request with this Idempotency-Key is still being processed; retry shortly.",
             )),
@@ -234,9 +235,10 @@ mod tests {
             panic!("mismatch is a 422")
         };
         assert_eq!(issues[0].code, "idempotency_key_reused");
+        // A conflict to retry shortly (`Retry-After`), not a final one.
         assert!(matches!(
             begin().await,
-            Err(AppError::Conflict {
+            Err(AppError::Contended {
                 code: "idempotency_key_in_flight",
                 ..
             })

@@ -318,6 +318,20 @@ pub fn validate_values(
     }
 }
 
+/// `5.0`, `5e0` and `5` are one value: a whole number is kept as an integer, so that
+/// writing it again in another form changes nothing (no new version, no event) and reads
+/// back as it compares. Only below 2^53, where a float holds every whole number exactly.
+fn canonical_number(n: &serde_json::Number) -> serde_json::Number {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match n.as_f64() {
+        #[allow(clippy::cast_possible_truncation)] // whole and within ±2^53: exact
+        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < EXACT => {
+            serde_json::Number::from(f as i64)
+        }
+        _ => n.clone(),
+    }
+}
+
 fn normalize_value(
     def: &FieldSpec,
     value: &Value,
@@ -341,7 +355,7 @@ fn normalize_value(
                 Ok(Some(Value::String(s.clone())))
             }
         }
-        (FieldType::Number, Value::Number(n)) => Ok(Some(Value::Number(n.clone()))),
+        (FieldType::Number, Value::Number(n)) => Ok(Some(Value::Number(canonical_number(n)))),
         (FieldType::Boolean, Value::Bool(b)) => Ok(Some(Value::Bool(*b))),
         (FieldType::Date, Value::String(s)) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
             .map(|d| Some(Value::String(d.format("%Y-%m-%d").to_string())))
@@ -560,6 +574,22 @@ mod tests {
             (nul[0].field.as_str(), nul[0].code),
             ("customFields.notes", "invalid_format")
         );
+    }
+
+    #[test]
+    fn a_whole_number_is_one_value_however_written() {
+        let seats = |v: Value| {
+            validate_values(&obj(json!({"seats": v, "region": "emea"})), &defs(), None).unwrap()
+                ["seats"]
+                .clone()
+        };
+        for written in [json!(5), json!(5.0), json!(5e0), json!(500e-2)] {
+            assert_eq!(seats(written.clone()).to_string(), "5", "{written}");
+        }
+        assert_eq!(seats(json!(-0.0)).to_string(), "0");
+        assert_eq!(seats(json!(12.5)).to_string(), "12.5");
+        // Beyond 2^53 a float no longer holds every whole number: kept as sent.
+        assert_eq!(seats(json!(1e300)), json!(1e300));
     }
 
     #[test]

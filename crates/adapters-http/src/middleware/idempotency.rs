@@ -1,7 +1,7 @@
 //! `Idempotency-Key` on every authenticated POST, for every route, present and future.
 //!
 //! The key is scoped to the caller (organization and user or API key). The request is
-//! fingerprinted (method, path, query, content type, body); the first response that is
+//! fingerprinted (method, path, query, content type, `If-Match`, body); the first response that is
 //! not a server error is stored and replayed for 24 hours to the same key with the same
 //! request (`Idempotent-Replayed: true`). The same key with another request is 422
 //! `idempotency_key_reused`; while the first request runs, a duplicate gets 409
@@ -36,8 +36,12 @@ pub const SHOWN_ONCE_RETRY: &str = "Retry safely: the same key and request withi
 pub const REPLAYED: &str = "idempotent-replayed";
 
 /// Response headers worth replaying with the body.
-const KEPT_HEADERS: [header::HeaderName; 3] =
-    [header::CONTENT_TYPE, header::LOCATION, header::ETAG];
+const KEPT_HEADERS: [header::HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::LOCATION,
+    header::ETAG,
+    header::ALLOW,
+];
 
 /// Marks a response that shows a secret once; see the module's documentation.
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +123,14 @@ fn fingerprint(req: &ServiceRequest, body: &[u8]) -> Vec<u8> {
         hash.update((part.len() as u64).to_be_bytes());
         hash.update(part);
     }
+    // The version a write is conditioned on is part of the request: a retry that names a
+    // newer one is another request, not a replay of the first's 412. Left out when absent,
+    // so that keys claimed before it was hashed still match their retries.
+    if let Some(if_match) = req.headers().get(header::IF_MATCH) {
+        hash.update(b"if-match");
+        hash.update((if_match.len() as u64).to_be_bytes());
+        hash.update(if_match.as_bytes());
+    }
     match boundary {
         Some(boundary) => hash_without(&mut hash, body, boundary.as_bytes()),
         None => hash.update(body),
@@ -168,12 +180,7 @@ async fn finish(
             .get(header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(|v| (header::LOCATION.as_str().to_owned(), v.to_owned()));
-        if let Err(e) = service
-            .finish(actor, key, token, not_replayed(location))
-            .await
-        {
-            tracing::warn!(error = %e, "storing an idempotent response failed");
-        }
+        store(service, actor, &key, token, not_replayed(location)).await;
         return Ok(res.map_into_boxed_body());
     }
     let (req, res) = res.into_parts();
@@ -198,14 +205,38 @@ async fn finish(
         headers,
         body: bytes.to_vec(),
     };
-    if let Err(e) = service.finish(actor, key, token, stored).await {
-        // The effect happened and the client gets its answer; only the replay is lost.
-        tracing::warn!(error = %e, "storing an idempotent response failed");
-    }
+    store(service, actor, &key, token, stored).await;
     Ok(ServiceResponse::new(
         req,
         res.set_body(bytes).map_into_boxed_body(),
     ))
+}
+
+/// Stores the request's outcome, retrying a failed write a few times: a key left claimed
+/// would answer 409 to every retry, then, once presumed abandoned, let the request run a
+/// second time although its effect already happened.
+async fn store(
+    service: &web::Data<dyn IdempotencyUseCases>,
+    actor: Actor,
+    key: &str,
+    token: ClaimToken,
+    response: StoredResponse,
+) {
+    for pause_ms in [50, 250, 1_000, 0] {
+        match service
+            .finish(actor, key.to_owned(), token, response.clone())
+            .await
+        {
+            Ok(()) => return,
+            Err(e) if pause_ms == 0 => {
+                tracing::error!(error = %e, "storing an idempotent response failed; the key stays claimed");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "storing an idempotent response failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+            }
+        }
+    }
 }
 
 /// Reads the whole body, refusing (413) past `limit` bytes.
@@ -252,12 +283,24 @@ pub async fn middleware(
         ));
         return Ok(req.into_response(err.error_response()));
     };
-    // Keys belong to a caller; without credentials the handler answers 401 on its own.
-    let Ok(Auth(actor)) = req.extract::<Auth>().await else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
+    // Keys belong to a caller; without credentials the handler answers 401 on its own
+    // (or serves a route that needs none, such as signing in). Any other failure to
+    // authenticate (the database unreachable) is answered here: running the request
+    // unkeyed would let its retry run it again.
+    let actor = match req.extract::<Auth>().await {
+        Ok(Auth(actor)) => actor,
+        Err(err)
+            if matches!(
+                err.status_code(),
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+            ) =>
+        {
+            return next
+                .call(req)
+                .await
+                .map(ServiceResponse::map_into_boxed_body);
+        }
+        Err(err) => return Ok(req.into_response(err.error_response())),
     };
     // Uploads may be larger than JSON bodies, up to their kind's own limit.
     let upload = crate::upload::kind(req.headers())
@@ -293,7 +336,21 @@ pub async fn middleware(
             Err(err) => return Ok(req.into_response(err.error_response())),
         }
     } else {
-        req.extract::<web::Bytes>().await?
+        let body = req.extract::<web::Bytes>().await?;
+        // The extractor decoded a compressed body; the handler gets it decoded, so it
+        // must not be told to decode it again.
+        if req
+            .headers_mut()
+            .remove(header::CONTENT_ENCODING)
+            .next()
+            .is_some()
+        {
+            req.headers_mut().insert(
+                header::CONTENT_LENGTH,
+                header::HeaderValue::from(body.len()),
+            );
+        }
+        body
     };
     let hash = fingerprint(&req, &body);
     req.set_payload(Payload::from(body));

@@ -656,9 +656,12 @@ pub async fn contact_timeline(
 pub async fn batch_contacts(
     auth: Auth,
     contacts: Contacts,
-    body: web::Json<BatchRequest>,
-) -> Result<HttpResponse, ApiError> {
-    let ops = body
+    body: Result<web::Json<BatchRequest>, actix_web::Error>,
+) -> Result<HttpResponse, actix_web::Error> {
+    // The role first: a caller who may not write is told so, not what is wrong with
+    // a body it may not send at all.
+    nexus_application::contacts::authorize_batch(&auth.0).map_err(ApiError::from)?;
+    let ops = body?
         .into_inner()
         .items
         .into_iter()
@@ -675,7 +678,7 @@ pub async fn batch_contacts(
             },
         })
         .collect();
-    let outcomes = contacts.batch(auth.0, ops).await?;
+    let outcomes = contacts.batch(auth.0, ops).await.map_err(ApiError::from)?;
     let results = outcomes
         .into_iter()
         .enumerate()

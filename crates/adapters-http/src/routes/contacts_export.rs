@@ -11,6 +11,8 @@ use nexus_domain::contact::Contact;
 use nexus_domain::values::PhoneNumber;
 use nexus_ports::contacts::ContactSnapshot;
 use serde_json::Value;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::Auth;
 use crate::problem::ApiError;
@@ -19,6 +21,34 @@ use crate::routes::contacts::{ContactFilterParams, PAGING, parse_list_request};
 
 /// Rows fetched per query while streaming.
 pub const EXPORT_PAGE: u32 = 200;
+
+/// The right to stream exports on one HTTP worker, one at a time: an export holds one of
+/// the worker's few database connections for as long as its client reads, which a slow
+/// or stalled client makes long, and two at once could leave the worker's other contact
+/// requests without one.
+pub struct ExportSlots(Arc<Semaphore>);
+
+impl ExportSlots {
+    #[must_use]
+    pub fn per_worker() -> Self {
+        Self(Arc::new(Semaphore::new(1)))
+    }
+
+    /// A free slot, held until the export's stream ends or is dropped.
+    ///
+    /// # Errors
+    /// 503 `exports_busy` with `Retry-After` when this worker is streaming an export.
+    fn take(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.0.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "exports_busy",
+                "The server is streaming as many exports as it takes at once; retry shortly.",
+            )
+            .with_retry_after(5)
+        })
+    }
+}
 
 const FIXED_COLUMNS: [&str; 13] = [
     "id",
@@ -132,13 +162,23 @@ fn row(c: &Contact, keys: &[String]) -> Vec<String> {
 struct Export {
     pages: Box<dyn ContactSnapshot>,
     keys: Vec<String>,
-    header: Option<String>,
+    /// The header line and the first page, read before the response began.
+    first: Option<(String, Vec<Contact>)>,
     done: bool,
+    _slot: OwnedSemaphorePermit,
+}
+
+fn lines(page: &[Contact], keys: &[String], out: &mut String) {
+    out.reserve(page.len() * 160);
+    for c in page {
+        line(out, &row(c, keys));
+    }
 }
 
 async fn next_chunk(mut state: Export) -> Option<(Result<Bytes, actix_web::Error>, Export)> {
-    if let Some(header) = state.header.take() {
-        return Some((Ok(Bytes::from(header)), state));
+    if let Some((mut out, page)) = state.first.take() {
+        lines(&page, &state.keys, &mut out);
+        return Some((Ok(Bytes::from(out)), state));
     }
     if state.done {
         return None;
@@ -146,10 +186,8 @@ async fn next_chunk(mut state: Export) -> Option<(Result<Bytes, actix_web::Error
     match state.pages.next_page().await {
         Ok(page) if page.is_empty() => None,
         Ok(page) => {
-            let mut out = String::with_capacity(page.len() * 160);
-            for c in &page {
-                line(&mut out, &row(c, &state.keys));
-            }
+            let mut out = String::new();
+            lines(&page, &state.keys, &mut out);
             Some((Ok(Bytes::from(out)), state))
         }
         Err(e) => {
@@ -206,22 +244,32 @@ pub async fn export_contacts(
     req: HttpRequest,
     auth: Auth,
     contacts: web::Data<dyn ContactUseCases>,
+    slots: web::Data<ExportSlots>,
 ) -> Result<HttpResponse, ApiError> {
     refuse_paging(req.query_string())?;
     let (mut request, _) = parse_list_request(req.query_string())?;
     request.limit = EXPORT_PAGE;
     request.include_total = false;
-    // Checks the role and the filters before the first byte is sent.
-    let pages = contacts
-        .export(auth.0, request)
-        .await
-        .map_err(crate::routes::contacts::list_error)?;
+    let slot = slots.take()?;
+    // The columns are read first: the snapshot below holds a connection, and reading
+    // them after it would need a second one at the same time.
     let keys: Vec<String> = contacts
         .custom_fields(auth.0)
         .await?
         .into_iter()
         .map(|d| d.spec.key.as_str().to_owned())
         .collect();
+    // Checks the role and the filters, and reads the first page, before the first byte
+    // is sent: a failure there is a status code (503 with `Retry-After`), not a cut
+    // download.
+    let mut pages = contacts
+        .export(auth.0, request)
+        .await
+        .map_err(crate::routes::contacts::list_error)?;
+    let first = pages
+        .next_page()
+        .await
+        .map_err(|e| ApiError::from_store(&e))?;
     let mut header = String::new();
     let mut names: Vec<String> = FIXED_COLUMNS.iter().map(|c| (*c).to_owned()).collect();
     names.extend(keys.iter().map(|k| format!("customFields.{k}")));
@@ -229,8 +277,9 @@ pub async fn export_contacts(
     let state = Export {
         pages,
         keys,
-        header: Some(header),
+        first: Some((header, first)),
         done: false,
+        _slot: slot,
     };
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
@@ -245,6 +294,16 @@ pub async fn export_contacts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_streams_one_export_at_a_time() {
+        let slots = ExportSlots::per_worker();
+        let held = slots.take().unwrap();
+        let busy = slots.take().unwrap_err();
+        assert_eq!((busy.status.as_u16(), busy.code), (503, "exports_busy"));
+        drop(held);
+        assert!(slots.take().is_ok(), "free again once the export ends");
+    }
 
     #[test]
     fn a_lone_tag_with_a_comma_keeps_a_separator_so_an_import_reads_it_whole() {

@@ -389,6 +389,38 @@ async fn position_at(
     })
 }
 
+/// A deal or an activity may be linked to a contact only while the contact is live: one
+/// in the trash is out of reach (its reads answer 404), unless `deal` already names it
+/// (a deal whose contact was deleted can still be edited).
+async fn contact_reachable(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    contact: ContactId,
+    deal: Option<DealId>,
+) -> Result<(), Tx<DealWriteError>> {
+    #[derive(QueryableByName)]
+    struct Reachable {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        ok: bool,
+    }
+    let r: Reachable = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM contacts
+                        WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL)
+             OR EXISTS (SELECT 1 FROM deals
+                        WHERE organization_id = $1 AND id = $3 AND contact_id = $2) AS ok",
+    )
+    .bind::<SqlUuid, _>(org.as_uuid())
+    .bind::<SqlUuid, _>(contact.as_uuid())
+    .bind::<diesel::sql_types::Nullable<SqlUuid>, _>(deal.map(|d| d.as_uuid()))
+    .get_result(conn)
+    .await?;
+    if r.ok {
+        Ok(())
+    } else {
+        Err(Tx::Domain(DealWriteError::UnknownReference("contactId")))
+    }
+}
+
 async fn insert_activity(
     conn: &mut AsyncPgConnection,
     org: OrgId,
@@ -783,6 +815,7 @@ impl SalesStore for PgSalesStore {
         let mut conn = self.db.conn().await?;
         conn.transaction(async move |conn| {
             let d = &write.deal;
+            contact_reachable(conn, org, d.contact_id, None).await?;
             let position = end_position(conn, org, d.stage_id).await?;
             let row: DealRow = diesel::insert_into(deals::table)
                 .values((
@@ -895,6 +928,7 @@ impl SalesStore for PgSalesStore {
         let mut conn = self.db.conn().await?;
         conn.transaction(async move |conn| {
             let d = &write.deal;
+            contact_reachable(conn, org, d.contact_id, Some(d.id)).await?;
             let expected = write.expected_version.unwrap_or(d.version - 1);
             let row: Option<DealRow> =
                 diesel::update(deals::table.find((org.as_uuid(), d.id.as_uuid())))
@@ -1014,6 +1048,9 @@ impl SalesStore for PgSalesStore {
     ) -> Result<ActivityRecord, DealWriteError> {
         let mut conn = self.db.conn().await?;
         conn.transaction(async move |conn| {
+            if let Some(contact) = activity.contact_id {
+                contact_reachable(conn, org, contact, None).await?;
+            }
             let row = insert_activity(conn, org, &activity).await?;
             outbox::append(conn, &events).await?;
             ActivityRecord::try_from(row).map_err(|e| Tx::Domain(DealWriteError::Store(e)))

@@ -30,9 +30,15 @@ impl Snapshot {
         org: OrgId,
         query: ContactQuery,
     ) -> Result<Self, StoreError> {
-        conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .await
-            .map_err(from_diesel)?;
+        // A client that stops reading leaves the transaction idle: past a minute,
+        // PostgreSQL ends the session, the connection is retired, and the export's
+        // stream is cut, rather than a connection and its snapshot held for good.
+        conn.batch_execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
+             SET LOCAL idle_in_transaction_session_timeout = '60s'",
+        )
+        .await
+        .map_err(from_diesel)?;
         Ok(Self {
             conn: Some(conn),
             org,

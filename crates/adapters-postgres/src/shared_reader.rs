@@ -7,10 +7,21 @@
 //! read, answers them in one pass, and the driver reads several answers per wake-up.
 //! Only statements that finish in well under a millisecond belong here; a slow one
 //! would hold up every read queued behind it. Transactions never run on it.
+//!
+//! Its statements are prepared once and planned once: the connection runs with
+//! `plan_cache_mode = force_generic_plan`. Left to choose, PostgreSQL compares a generic
+//! plan priced for an average organization with one priced for the organization at hand,
+//! and for a large one (a page of the newest among a million contacts: 39 against 8)
+//! keeps planning every execution anew, which cost it more than the page itself. The
+//! generic plans walk the same indexes (docs/perf/contacts.md, sections 18 to 22). So
+//! that no other request inherits the setting, the connection never goes back to the
+//! pool: it is closed when it is let go.
 
+use std::ops::Deref;
 use std::sync::{Arc, Weak};
 
 use diesel::QueryResult;
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::future::BoxFuture;
 use nexus_ports::StoreError;
 use tokio::sync::Mutex;
@@ -25,7 +36,44 @@ pub const MAX_IN_FLIGHT: usize = 32;
 /// closes it, and the next read takes a new one, so a broken one is not kept.
 pub struct SharedReader {
     db: Db,
-    slot: Mutex<Option<Arc<PgConn>>>,
+    slot: Mutex<Option<Arc<SharedConn>>>,
+}
+
+/// The connection a read runs on: the shared one, in its own mode and closed (never
+/// returned to the pool) when the last read on it ends; or, past [`MAX_IN_FLIGHT`], a
+/// pooled one as any other request's, back to the pool when the read ends.
+pub struct SharedConn {
+    conn: Option<PgConn>,
+    shared: bool,
+}
+
+impl SharedConn {
+    /// Whether this is the shared connection (not an overflow read's own).
+    #[must_use]
+    pub const fn is_shared(&self) -> bool {
+        self.shared
+    }
+}
+
+impl Deref for SharedConn {
+    type Target = AsyncPgConnection;
+
+    fn deref(&self) -> &AsyncPgConnection {
+        // Only `Drop` takes it out.
+        self.conn
+            .as_deref()
+            .unwrap_or_else(|| unreachable!("a read's connection is held until dropped"))
+    }
+}
+
+impl Drop for SharedConn {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && self.shared
+        {
+            retire(conn);
+        }
+    }
 }
 
 impl SharedReader {
@@ -41,7 +89,7 @@ impl SharedReader {
     ///
     /// # Errors
     /// The pool's: exhausted or database unavailable.
-    pub async fn conn(&self) -> Result<Arc<PgConn>, StoreError> {
+    pub async fn conn(&self) -> Result<Arc<SharedConn>, StoreError> {
         // Held while the first connection is checked out, so a burst of first reads
         // waits for it instead of each taking a connection of its own.
         let mut held = self.slot.lock().await;
@@ -53,7 +101,10 @@ impl SharedReader {
             // acquire timeout (503) apply again, instead of an ever longer queue.
             Some(_) => {
                 drop(held);
-                self.checkout().await
+                Ok(Arc::new(SharedConn {
+                    conn: Some(self.db.conn().await?),
+                    shared: false,
+                }))
             }
             None => {
                 let conn = self.checkout().await?;
@@ -63,8 +114,18 @@ impl SharedReader {
         }
     }
 
-    async fn checkout(&self) -> Result<Arc<PgConn>, StoreError> {
-        Ok(Arc::new(self.db.conn().await?))
+    async fn checkout(&self) -> Result<Arc<SharedConn>, StoreError> {
+        let mut conn = self.db.conn().await?;
+        // Wrapped before the outcome is looked at, so that a failure closes it too.
+        let set = conn
+            .batch_execute("SET plan_cache_mode = force_generic_plan")
+            .await;
+        let conn = SharedConn {
+            conn: Some(conn),
+            shared: true,
+        };
+        set.map_err(from_diesel)?;
+        Ok(Arc::new(conn))
     }
 
     /// Runs `read` on the shared connection. A read that fails drops the connection
@@ -79,7 +140,7 @@ impl SharedReader {
     /// The pool's, or the second attempt's.
     pub async fn read<T>(
         &self,
-        read: impl Fn(Arc<PgConn>) -> BoxFuture<'static, QueryResult<T>>,
+        read: impl Fn(Arc<SharedConn>) -> BoxFuture<'static, QueryResult<T>>,
     ) -> Result<T, StoreError> {
         let mut failed_once = false;
         loop {
@@ -90,17 +151,8 @@ impl SharedReader {
             let Err(e) = result else {
                 return result.map_err(from_diesel);
             };
-            // Closed rather than put back in the pool, where the next checkout could get
-            // it again before its driver has seen the socket close. When other reads
-            // are still on it, the last one to end puts it back and the pool's recycling
-            // discards it if it is closed by then.
-            if let Some(conn) = self
-                .take(&shared)
-                .await
-                .and_then(|c| Arc::try_unwrap(c).ok())
-            {
-                retire(conn);
-            }
+            // Out of the slot, and closed when the last read on it ends (`SharedConn`).
+            drop(self.take(&shared).await);
             if failed_once {
                 return Err(from_diesel(e));
             }
@@ -109,7 +161,7 @@ impl SharedReader {
     }
 
     /// Takes `conn` out of the slot if it is still the one shared.
-    async fn take(&self, conn: &Weak<PgConn>) -> Option<Arc<PgConn>> {
+    async fn take(&self, conn: &Weak<SharedConn>) -> Option<Arc<SharedConn>> {
         let mut held = self.slot.lock().await;
         if held
             .as_ref()

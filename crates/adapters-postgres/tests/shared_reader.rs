@@ -252,3 +252,61 @@ async fn set_connections_allowed(db: &TestDatabase, allowed: bool) {
             .unwrap();
     }
 }
+
+#[derive(QueryableByName)]
+struct Setting {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    mode: String,
+}
+
+async fn plan_cache_mode(conn: &AsyncPgConnection) -> Result<String, diesel::result::Error> {
+    let row: Setting = diesel::sql_query("SELECT current_setting('plan_cache_mode') AS mode")
+        .get_result(&mut &*conn)
+        .await?;
+    Ok(row.mode)
+}
+
+#[tokio::test]
+async fn the_shared_connection_keeps_generic_plans_to_itself() {
+    let db = TestDatabase::create().await;
+    let pool = pool(&db);
+    let reader = SharedReader::new(Db::new(pool.clone(), Duration::from_secs(2)));
+    let mode = reader
+        .read(|conn| async move { plan_cache_mode(&conn).await }.boxed())
+        .await
+        .unwrap();
+    assert_eq!(mode, "force_generic_plan");
+
+    // An overflow read runs on a pooled connection as it is, and gives it back.
+    let in_flight: Vec<_> = join_all((0..MAX_IN_FLIGHT).map(|_| reader.conn()))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let overflow = reader.conn().await.unwrap();
+    assert!(!overflow.is_shared() && in_flight[0].is_shared());
+    assert_eq!(plan_cache_mode(&overflow).await.unwrap(), "auto");
+    drop((overflow, in_flight));
+    // The shared one stays with the reader; the overflow one is back in the pool.
+    assert_eq!((pool.status().size, pool.status().available), (2, 1));
+
+    // A read that fails closes the shared connection (and the one it retried on) rather
+    // than pooling them: no other request gets a connection in the shared mode.
+    let failed = reader
+        .read(|conn| {
+            async move {
+                diesel::sql_query("SELECT 1 / 0 AS pid")
+                    .get_result::<Pid>(&mut &**conn)
+                    .await
+                    .map(|p| p.pid)
+            }
+            .boxed()
+        })
+        .await;
+    assert!(failed.is_err());
+    // The first attempt took the pooled one back into the shared mode; both attempts'
+    // connections are gone.
+    assert_eq!(pool.status().size, 0, "{:?}", pool.status());
+    let pooled = pool.get().await.unwrap();
+    assert_eq!(plan_cache_mode(&pooled).await.unwrap(), "auto");
+}

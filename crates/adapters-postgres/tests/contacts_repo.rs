@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Jsonb};
+use diesel::sql_types::{BigInt, Jsonb, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use nexus_adapters_postgres::numberer::CommitBell;
 use nexus_adapters_postgres::pool::{PoolSettings, build_pool};
@@ -1509,4 +1509,63 @@ async fn a_phone_written_with_a_trunk_prefix_is_found_in_every_form() {
         assert_eq!(found(q).await, ["Tom"], "{q}");
     }
     assert!(found("+442079461111").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_create_is_planned_once_per_connection_not_on_every_execution() {
+    #[derive(QueryableByName)]
+    struct Plans {
+        #[diesel(sql_type = Text)]
+        statement: String,
+        #[diesel(sql_type = BigInt)]
+        generic: i64,
+        #[diesel(sql_type = BigInt)]
+        custom: i64,
+    }
+    let f = fixture().await;
+    // One connection, so that every create runs on the one whose plans are read below.
+    let pool = build_pool(
+        f.db.url(),
+        &PoolSettings {
+            max_size: 1,
+            ..PoolSettings::default()
+        },
+    )
+    .unwrap();
+    let contacts = PgContactRepository::new(pool.clone(), Duration::from_secs(2));
+    let set = f.fields.field_set(f.org).await.unwrap();
+    for (i, owner) in [None, Some(f.user)].into_iter().cycle().take(16).enumerate() {
+        let mut body = json!({"firstName": "Plan", "lastName": format!("N{i}")});
+        if let Some(owner) = owner {
+            body["ownerId"] = json!(owner.as_uuid());
+        }
+        let (contact, event) = Contact::create(
+            ContactId::from_uuid(Uuid::now_v7()),
+            f.org,
+            fields(body, &set.specs),
+            &ctx(f.user),
+        );
+        contacts
+            .insert(f.org, &contact, &event, set.generation)
+            .await
+            .unwrap();
+    }
+    let mut conn = pool.get().await.unwrap();
+    let plans: Vec<Plans> = diesel::sql_query(
+        "SELECT statement, generic_plans AS generic, custom_plans AS custom
+         FROM pg_prepared_statements WHERE statement LIKE 'WITH gate%'",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    // With an owner and without, the create is one statement, planned anew only while
+    // PostgreSQL compares (five times), then run on its generic plan.
+    let seen: Vec<(&str, i64, i64)> = plans
+        .iter()
+        .map(|p| (&p.statement[..60], p.generic, p.custom))
+        .collect();
+    assert!(
+        !plans.is_empty() && plans.iter().all(|p| p.custom <= 5 && p.generic >= 3),
+        "{seen:?}"
+    );
 }

@@ -1534,7 +1534,12 @@ async fn a_create_is_planned_once_per_connection_not_on_every_execution() {
     .unwrap();
     let contacts = PgContactRepository::new(pool.clone(), Duration::from_secs(2));
     let set = f.fields.field_set(f.org).await.unwrap();
-    for (i, owner) in [None, Some(f.user)].into_iter().cycle().take(16).enumerate() {
+    for (i, owner) in [None, Some(f.user)]
+        .into_iter()
+        .cycle()
+        .take(16)
+        .enumerate()
+    {
         let mut body = json!({"firstName": "Plan", "lastName": format!("N{i}")});
         if let Some(owner) = owner {
             body["ownerId"] = json!(owner.as_uuid());

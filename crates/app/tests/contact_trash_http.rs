@@ -6,7 +6,7 @@
 mod contact_api;
 
 use chrono::{DateTime, Duration};
-use contact_api::{assert_problem, call, count, create};
+use contact_api::{assert_problem, call, count, create, send};
 use nexus_app::testing::TestApp;
 use serde_json::{Value, json};
 
@@ -221,4 +221,72 @@ async fn a_tag_only_the_trash_holds_is_not_found_and_trashed_carriers_follow_a_r
     .await;
     assert_eq!(restored.status, 200, "{}", restored.body);
     assert_eq!(restored.body["tags"], json!(["old", "gold"]));
+}
+
+#[tokio::test]
+async fn a_restore_honours_if_match_and_refuses_an_email_taken_meanwhile() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@restore.io").await;
+    let made = create(
+        &app,
+        &owner,
+        json!({"firstName": "Back", "lastName": "Again", "email": "back@restore.io"}),
+    )
+    .await;
+    let id = made["id"].as_str().unwrap().to_owned();
+    let res = call(
+        &app,
+        &owner,
+        "DELETE",
+        &format!("/api/v1/contacts/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 204);
+    let trash = call(&app, &owner, "GET", "/api/v1/contacts/deleted", None).await;
+    let version = trash.body["data"][0]["version"].as_i64().unwrap();
+    let restore = |etag: String| {
+        let (app, owner, path) = (&app, &owner, format!("/api/v1/contacts/{id}/restore"));
+        async move { send(app, owner, "POST", &path, None, &[("if-match", &etag)]).await }
+    };
+
+    // Stale: nothing restored.
+    let stale = restore(format!("\"{}\"", version - 1)).await;
+    assert_problem(&stale, 412, "version_mismatch");
+    let malformed = restore("three".to_owned()).await;
+    assert_problem(&malformed, 400, "invalid_if_match");
+    let still = call(&app, &owner, "GET", &format!("/api/v1/contacts/{id}"), None).await;
+    assert_eq!(still.status, 404, "still in the trash");
+
+    // Its email taken by a new contact meanwhile: a clear conflict, still nothing restored.
+    create(
+        &app,
+        &owner,
+        json!({"firstName": "New", "lastName": "Owner", "email": "BACK@restore.io"}),
+    )
+    .await;
+    let taken = restore(format!("\"{version}\"")).await;
+    assert_problem(&taken, 409, "duplicate_email");
+    let deleted =
+        format!("SELECT count(*) AS n FROM contacts WHERE id = '{id}' AND deleted_at IS NOT NULL");
+    assert_eq!(count(&app, &deleted).await, 1);
+
+    // Once the other lets it go, the current version restores it.
+    let other = call(&app, &owner, "GET", "/api/v1/contacts?q=new", None).await;
+    let other_id = other.body["data"][0]["id"].as_str().unwrap().to_owned();
+    let res = call(
+        &app,
+        &owner,
+        "DELETE",
+        &format!("/api/v1/contacts/{other_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 204);
+    let back = restore(format!("\"{version}\"")).await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    assert_eq!(
+        back.etag.as_deref(),
+        Some(format!("\"{}\"", version + 1).as_str())
+    );
 }

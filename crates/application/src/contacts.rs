@@ -192,7 +192,7 @@ pub trait ContactUseCases: Send + Sync + 'static {
         if_match: Option<i32>,
     ) -> Fut<'_, Contact>;
     fn delete(&self, actor: Actor, id: ContactId, if_match: Option<i32>) -> Fut<'_, ()>;
-    fn restore(&self, actor: Actor, id: ContactId) -> Fut<'_, Contact>;
+    fn restore(&self, actor: Actor, id: ContactId, if_match: Option<i32>) -> Fut<'_, Contact>;
     fn deleted(
         &self,
         actor: Actor,
@@ -543,20 +543,30 @@ where
         .await
     }
 
-    /// Restores a contact deleted within 30 days. It takes no precondition, so a change
-    /// that lands between the read and the write (a tag rename) is read again, as for
-    /// [`Self::delete`] without one.
+    /// Restores a contact deleted within 30 days. Without a precondition, a change that
+    /// lands between the read and the write (a tag rename) is read again, as for
+    /// [`Self::delete`] without one; with `if_match`, the deleted contact must still have
+    /// that version.
     ///
     /// # Errors
-    /// 403, 404, 409 when not deleted or past the window (or its email was taken meanwhile).
-    pub async fn restore(&self, actor: Actor, id: ContactId) -> Result<Contact, AppError> {
+    /// 403, 404, 412, 409 when not deleted or past the window (or its email was taken
+    /// meanwhile).
+    pub async fn restore(
+        &self,
+        actor: Actor,
+        id: ContactId,
+        if_match: Option<i32>,
+    ) -> Result<Contact, AppError> {
         actor.authorize(Resource::Contacts, Action::Update)?;
-        rerun_lost_races(None, move || async move {
+        rerun_lost_races(if_match, move || async move {
             let current = self
                 .contacts
                 .get(actor.org_id, id, true)
                 .await?
                 .ok_or(AppError::NotFound)?;
+            if if_match.is_some_and(|v| v != current.version) {
+                return Err(AppError::PreconditionFailed);
+            }
             let (restored, event) = current.restore(&self.ctx(&actor)).map_err(|e| match e {
                 RestoreError::NotDeleted => {
                     AppError::conflict("not_deleted", "The contact is not deleted.")
@@ -856,16 +866,29 @@ where
         const BATCH: i64 = 1000;
         let before = self.now() - chrono::Duration::days(RESTORE_WINDOW_DAYS);
         let mut purged = 0;
+        let mut first_failure = None;
+        // One organization whose batch fails (a statement timeout, say) does not keep the
+        // others from their purge: each is tried, and the first failure is reported.
         for org in self.contacts.organizations_to_purge(before).await? {
             loop {
-                let n = self.contacts.purge_deleted(org, before, BATCH).await?;
-                purged += n;
-                if n < u64::try_from(BATCH).unwrap_or(u64::MAX) {
-                    break;
+                match self.contacts.purge_deleted(org, before, BATCH).await {
+                    Ok(n) => {
+                        purged += n;
+                        if n < u64::try_from(BATCH).unwrap_or(u64::MAX) {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        first_failure.get_or_insert(e);
+                        break;
+                    }
                 }
             }
         }
-        Ok(purged)
+        match first_failure {
+            Some(e) => Err(e.into()),
+            None => Ok(purged),
+        }
     }
 
     /// A page of the tags in use, with counts, most used first (see [`TagPage`]).
@@ -1006,8 +1029,8 @@ where
     fn delete(&self, actor: Actor, id: ContactId, if_match: Option<i32>) -> Fut<'_, ()> {
         Box::pin(Self::delete(self, actor, id, if_match))
     }
-    fn restore(&self, actor: Actor, id: ContactId) -> Fut<'_, Contact> {
-        Box::pin(Self::restore(self, actor, id))
+    fn restore(&self, actor: Actor, id: ContactId, if_match: Option<i32>) -> Fut<'_, Contact> {
+        Box::pin(Self::restore(self, actor, id, if_match))
     }
     fn list(&self, actor: Actor, request: ListContacts) -> Fut<'_, ContactPage> {
         Box::pin(Self::list(self, actor, request))
@@ -1184,7 +1207,7 @@ mod tests {
             Err(AppError::Forbidden(_))
         ));
         assert!(matches!(
-            s.restore(viewer, id).await,
+            s.restore(viewer, id, None).await,
             Err(AppError::Forbidden(_))
         ));
         assert!(matches!(
@@ -1593,7 +1616,7 @@ mod tests {
         let saves = saves_after_a_lost_race(&mut contacts, 2);
         let s = service(contacts, no_fields());
         let restored = s
-            .restore(a, ContactId::from_uuid(Uuid::now_v7()))
+            .restore(a, ContactId::from_uuid(Uuid::now_v7()), None)
             .await
             .unwrap();
         assert_eq!((restored.deleted_at, restored.version), (None, 3));
@@ -1886,7 +1909,9 @@ mod tests {
             .returning(returning_contact(gone));
         contacts.expect_save().never();
         let s = service(contacts, no_fields());
-        let err = s.restore(a, ContactId::from_uuid(Uuid::now_v7())).await;
+        let err = s
+            .restore(a, ContactId::from_uuid(Uuid::now_v7()), None)
+            .await;
         assert!(matches!(
             err,
             Err(AppError::Conflict {
@@ -1973,5 +1998,43 @@ mod tests {
         let s = service(contacts, MockCustomFieldRepository::new());
         assert_eq!(s.purge_expired().await.unwrap(), 1007);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn an_organization_whose_purge_fails_does_not_stop_the_others() {
+        let (a, b) = (
+            OrgId::from_uuid(Uuid::now_v7()),
+            OrgId::from_uuid(Uuid::now_v7()),
+        );
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_organizations_to_purge()
+            .returning(move |_| Box::pin(async move { Ok(vec![a, b]) }));
+        let purged_b = Arc::new(AtomicUsize::new(0));
+        let seen = purged_b.clone();
+        contacts.expect_purge_deleted().returning(move |org, _, _| {
+            if org == b {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+            Box::pin(async move {
+                if org == a {
+                    Err(StoreError::GaveUp(anyhow::anyhow!(
+                        "canceling statement due to statement timeout"
+                    )))
+                } else {
+                    Ok(3)
+                }
+            })
+        });
+        let s = service(contacts, MockCustomFieldRepository::new());
+        assert!(
+            s.purge_expired().await.is_err(),
+            "the failure is still reported"
+        );
+        assert_eq!(
+            purged_b.load(Ordering::SeqCst),
+            1,
+            "b was purged all the same"
+        );
     }
 }

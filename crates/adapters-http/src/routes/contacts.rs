@@ -251,25 +251,32 @@ pub async fn delete_contact(
 #[utoipa::path(
     operation_id = "restoreContact",
     tag = "contacts",
-    params(("id" = Uuid, Path, description = "Contact id.")),
+    params(
+        ("id" = Uuid, Path, description = "Contact id."),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The deleted contact's `version` as the trash (`GET /contacts/deleted`) shows it, as an ETag; a stale one gives 412 and restores nothing."),
+    ),
     responses(
         (status = 200, description = "Restored.", body = ContactDto,
          headers(("ETag" = String, description = "The new version."))),
+        (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
+        (status = 412, response = PreconditionFailed),
         (status = 503, response = ServiceUnavailable),
     )
 )]
 #[post("/{id}/restore")]
 pub async fn restore_contact(
+    req: HttpRequest,
     auth: Auth,
     contacts: Contacts,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    let expected = if_match(&req)?;
     let contact = contacts
-        .restore(auth.0, ContactId::from_uuid(path.into_inner()))
+        .restore(auth.0, ContactId::from_uuid(path.into_inner()), expected)
         .await?;
     Ok(contact_response(StatusCode::OK, contact))
 }

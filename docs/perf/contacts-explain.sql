@@ -2,8 +2,9 @@
 -- crates/adapters-postgres/src/repo/contacts.rs, `list`), with parameters inlined: the
 -- repository sends searches, GIN filters and stage, owner and date filters unprepared,
 -- so PostgreSQL plans them with their actual values, as here. Unfiltered pages and the
--- lookup by id are prepared once per connection and run with a generic plan: sections
--- 18-22 show those plans (forced generic, as after a connection's fifth execution).
+-- lookup by id are prepared once on the shared reader's connection, which runs with
+-- `plan_cache_mode = force_generic_plan` (a page's LIMIT written as a constant, one of
+-- 11, 21, 26, 51, 101, 201): sections 18-22 show those plans.
 -- A test (`the_documented_explain_statements_are_the_ones_sent`, in
 -- crates/adapters-postgres/tests/contacts_repo.rs) runs each shape through the
 -- repository and fails when it sends a statement whose structure is not shown here.
@@ -151,31 +152,31 @@ SELECT count(*) AS n FROM contacts WHERE organization_id = :'org' AND deleted_at
 
 -- The prepared shapes, with the plan a prepared statement keeps (no parameter values).
 SET plan_cache_mode = force_generic_plan;
-PREPARE first_page(uuid, bigint) AS
+PREPARE first_page(uuid) AS
 SELECT organization_id, id, first_name, last_name, email, phone, phone_e164, company, lifecycle_stage, lead_score, owner_id, tags, custom_fields, version, created_at, updated_at, deleted_at
-FROM contacts WHERE organization_id = $1 AND deleted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT $2;
-PREPARE next_page(uuid, timestamptz, uuid, bigint) AS
+FROM contacts WHERE organization_id = $1 AND deleted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT 51;
+PREPARE next_page(uuid, timestamptz, uuid) AS
 SELECT organization_id, id, first_name, last_name, email, phone, phone_e164, company, lifecycle_stage, lead_score, owner_id, tags, custom_fields, version, created_at, updated_at, deleted_at
 FROM contacts WHERE organization_id = $1 AND deleted_at IS NULL AND (created_at, id) < ($2, $3)
-ORDER BY created_at DESC, id DESC LIMIT $4;
-PREPARE by_last_name(uuid, bigint) AS
+ORDER BY created_at DESC, id DESC LIMIT 51;
+PREPARE by_last_name(uuid) AS
 SELECT organization_id, id, first_name, last_name, email, phone, phone_e164, company, lifecycle_stage, lead_score, owner_id, tags, custom_fields, version, created_at, updated_at, deleted_at
-FROM contacts WHERE organization_id = $1 AND deleted_at IS NULL ORDER BY last_name ASC, id ASC LIMIT $2;
-PREPARE by_lead_score(uuid, bigint) AS
+FROM contacts WHERE organization_id = $1 AND deleted_at IS NULL ORDER BY last_name ASC, id ASC LIMIT 51;
+PREPARE by_lead_score(uuid) AS
 SELECT organization_id, id, first_name, last_name, email, phone, phone_e164, company, lifecycle_stage, lead_score, owner_id, tags, custom_fields, version, created_at, updated_at, deleted_at
-FROM contacts WHERE organization_id = $1 AND deleted_at IS NULL ORDER BY lead_score DESC, id DESC LIMIT $2;
+FROM contacts WHERE organization_id = $1 AND deleted_at IS NULL ORDER BY lead_score DESC, id DESC LIMIT 51;
 PREPARE by_id(uuid, uuid) AS
 SELECT organization_id, id, first_name, last_name, email, phone, phone_e164, company, lifecycle_stage, lead_score, owner_id, tags, custom_fields, version, created_at, updated_at, deleted_at
 FROM contacts WHERE organization_id = $1 AND id = $2;
 
 \echo '### 18. First page, prepared (generic plan)'
-EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE first_page(:'org', 51);
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE first_page(:'org');
 \echo '### 19. Next page, prepared (generic plan)'
-EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE next_page(:'org', :'k_time', :'k_id', 51);
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE next_page(:'org', :'k_time', :'k_id');
 \echo '### 20. ?sort=lastName, prepared (generic plan)'
-EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE by_last_name(:'org', 51);
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE by_last_name(:'org');
 \echo '### 21. ?sort=-leadScore, prepared (generic plan)'
-EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE by_lead_score(:'org', 51);
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE by_lead_score(:'org');
 \echo '### 22. GET /contacts/{id}, prepared (generic plan)'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE by_id(:'org', :'some_id');
 DEALLOCATE ALL;

@@ -334,6 +334,34 @@ fn definition_error(e: DefinitionWriteError) -> AppError {
     }
 }
 
+/// `;` separates a multiselect's values in CSV files (the export joins them with it, an
+/// import splits on it), so an option holding one would not come back whole. Refused for
+/// options not in `kept` only: a definition stored before this rule still loads and can
+/// still be edited.
+fn refuse_value_separators(spec: &FieldSpec, kept: &[String]) -> Result<(), AppError> {
+    if spec.field_type != FieldType::Multiselect {
+        return Ok(());
+    }
+    let found: Vec<crate::error::FieldIssue> = spec
+        .options
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.contains(';') && !kept.contains(o))
+        .map(|(i, _)| {
+            crate::error::FieldIssue::new(
+                format!("options[{i}]"),
+                "invalid_format",
+                "a multiselect option cannot hold `;`, which separates values in CSV files",
+            )
+        })
+        .collect();
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Validation(found))
+    }
+}
+
 fn tag(field: &str, raw: &str) -> Result<String, AppError> {
     Tag::parse(raw)
         .map(|t| t.as_str().to_owned())
@@ -734,6 +762,7 @@ where
             &input.options,
         )
         .map_err(issues)?;
+        refuse_value_separators(&spec, &[])?;
         let now = self.now();
         let definition = CustomFieldDefinition {
             id: CustomFieldId::from_uuid(self.ids.new_id()),
@@ -813,6 +842,7 @@ where
             &input.options,
         )
         .map_err(issues)?;
+        refuse_value_separators(&spec, &current.spec.options)?;
         let values_exist = spec.field_type != current.spec.field_type
             && self
                 .fields
@@ -1755,6 +1785,79 @@ mod tests {
             found.iter().map(|i| i.code.as_str()).collect::<Vec<_>>(),
             ["invalid_type", "unknown_field"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_new_multiselect_option_may_not_hold_the_csv_value_separator() {
+        let a = actor(Role::Admin);
+        let mut fields = MockCustomFieldRepository::new();
+        fields.expect_insert().never();
+        let s = service(MockContactRepository::new(), fields);
+        let input = |field_type, options: &[&str]| FieldInput {
+            key: "teams".into(),
+            label: "Teams".into(),
+            field_type,
+            required: false,
+            options: options.iter().map(|o| (*o).to_owned()).collect(),
+        };
+        let Err(AppError::Validation(issues)) = s
+            .create_custom_field(a, input(FieldType::Multiselect, &["Ops", "R&D; Ops"]))
+            .await
+        else {
+            panic!("an option holding `;` was accepted");
+        };
+        assert_eq!(
+            (issues[0].field.as_str(), issues[0].code.as_str()),
+            ("options[1]", "invalid_format")
+        );
+
+        // An option stored before the rule is kept through an edit; a new one is not.
+        let now = Utc::now();
+        let stored = CustomFieldDefinition {
+            id: CustomFieldId::from_uuid(Uuid::now_v7()),
+            organization_id: a.org_id,
+            spec: FieldSpec::new(
+                "teams",
+                "Teams",
+                FieldType::Multiselect,
+                false,
+                &["R&D; Ops".into()],
+            )
+            .unwrap(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut fields = MockCustomFieldRepository::new();
+        let d = stored.clone();
+        fields.expect_get().returning(move |_, _| {
+            let d = d.clone();
+            Box::pin(async move { Ok(Some(d)) })
+        });
+        fields
+            .expect_update()
+            .times(1)
+            .returning(|_, _, _| Box::pin(async { Ok(()) }));
+        let s = service(MockContactRepository::new(), fields);
+        let relabel = FieldPatch {
+            label: Some(Some("Team".into())),
+            ..FieldPatch::default()
+        };
+        assert!(
+            s.update_custom_field(a, stored.id, relabel, None)
+                .await
+                .is_ok()
+        );
+        let added = FieldPatch {
+            options: Some(Some(vec!["R&D; Ops".into(), "a;b".into()])),
+            ..FieldPatch::default()
+        };
+        let Err(AppError::Validation(issues)) =
+            s.update_custom_field(a, stored.id, added, None).await
+        else {
+            panic!("a new option holding `;` was accepted");
+        };
+        assert_eq!(issues[0].field, "options[1]");
     }
 
     #[tokio::test]

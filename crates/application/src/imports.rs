@@ -68,6 +68,9 @@ enum Column {
     Custom(FieldSpec),
     /// `customFields.<key>` naming no definition: refused, never dropped unseen.
     UnknownCustom,
+    /// A header naming several definitions by their label (labels need not be unique):
+    /// refused rather than filling the first one; their keys.
+    Ambiguous(Vec<String>),
     Ignored,
 }
 
@@ -127,7 +130,7 @@ fn target_of(column: &Column) -> Option<String> {
     match column {
         Column::Field(name) => Some((*name).to_owned()),
         Column::Custom(spec) => Some(format!("{PREFIX}{}", spec.key.as_str())),
-        Column::UnknownCustom | Column::Ignored => None,
+        Column::UnknownCustom | Column::Ambiguous(_) | Column::Ignored => None,
     }
 }
 
@@ -153,16 +156,21 @@ fn column_of(h: &str, specs: &[FieldSpec]) -> Column {
         .filter(|p| p.eq_ignore_ascii_case(PREFIX))
         .map_or(h, |_| &h[PREFIX.len()..]);
     let nk = normalize(key);
-    let found = specs.iter().find(|s| s.key.as_str() == key).or_else(|| {
-        // A header of punctuation alone names nothing.
-        specs.iter().find(|s| {
+    if let Some(spec) = specs.iter().find(|s| s.key.as_str() == key) {
+        return Column::Custom(spec.clone());
+    }
+    // A header of punctuation alone names nothing.
+    let found: Vec<&FieldSpec> = specs
+        .iter()
+        .filter(|s| {
             !nk.is_empty() && (normalize(s.key.as_str()) == nk || normalize(&s.label) == nk)
         })
-    });
-    match found {
-        Some(spec) => Column::Custom(spec.clone()),
-        None if key.len() < h.len() => Column::UnknownCustom,
-        None => Column::Ignored,
+        .collect();
+    match found.as_slice() {
+        [spec] => Column::Custom((*spec).clone()),
+        [_, _, ..] => Column::Ambiguous(found.iter().map(|s| s.key.as_str().to_owned()).collect()),
+        [] if key.len() < h.len() => Column::UnknownCustom,
+        [] => Column::Ignored,
     }
 }
 
@@ -224,6 +232,21 @@ fn check_distinct(header: &[String], columns: &[Column]) -> Result<(), AppError>
             named,
             "unknown_field",
             format!("the column \"{named}\" names no custom field of this organization"),
+        ));
+    }
+    if let Some((i, Column::Ambiguous(keys))) = columns
+        .iter()
+        .enumerate()
+        .find(|(_, c)| matches!(c, Column::Ambiguous(_)))
+    {
+        let named = header[i].trim();
+        return Err(AppError::invalid(
+            named,
+            "ambiguous_column",
+            format!(
+                "the column \"{named}\" matches the custom fields {}; name one as {PREFIX}<key>",
+                keys.join(", ")
+            ),
         ));
     }
     for (i, column) in columns.iter().enumerate() {
@@ -299,7 +322,7 @@ fn row_object(columns: &[Column], record: &[String]) -> Map<String, Value> {
             Column::Custom(spec) => {
                 custom.insert(spec.key.as_str().to_owned(), cell_value(spec, cell));
             }
-            Column::UnknownCustom | Column::Ignored => {}
+            Column::UnknownCustom | Column::Ambiguous(_) | Column::Ignored => {}
         }
     }
     if !custom.is_empty() {
@@ -1491,6 +1514,36 @@ mod tests {
             panic!("{} columns were accepted", MAX_COLUMNS + 1);
         };
         assert_eq!(issues[0].code, "too_many_columns");
+    }
+
+    #[test]
+    fn a_header_matching_two_labels_is_refused_naming_both_keys() {
+        let mut specs = specs();
+        for key in ["region_a", "region_b"] {
+            specs.push(FieldSpec::new(key, "Region", FieldType::Text, false, &[]).unwrap());
+        }
+        let Err(AppError::Validation(issues)) =
+            read_header("firstName,lastName,Region\r\nA,B,emea\r\n", &specs)
+        else {
+            panic!("an ambiguous column was accepted");
+        };
+        assert_eq!(
+            (issues[0].field.as_str(), issues[0].code.as_str()),
+            ("Region", "ambiguous_column")
+        );
+        assert!(
+            issues[0].message.contains("region_a, region_b"),
+            "{}",
+            issues[0].message
+        );
+        // Named by key, each is its own column.
+        assert!(
+            read_header(
+                "firstName,lastName,customFields.region_a,region_b\r\nA,B,emea,apac\r\n",
+                &specs
+            )
+            .is_ok()
+        );
     }
 
     #[test]

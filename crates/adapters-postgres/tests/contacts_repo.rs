@@ -1169,6 +1169,27 @@ async fn the_purge_keeps_contacts_that_have_deals_and_never_destroys_deals() {
         f.contacts.purge_deleted(f.org, before, 1000).await.unwrap(),
         0
     );
+    // Recorded once for the batch (the empty second pass records nothing), by `system`,
+    // naming what went.
+    let entries = f
+        .json(
+            "SELECT jsonb_build_object('actor', actor_type, 'changes', changes) AS j \
+             FROM audit_log WHERE action = 'contacts.purged'",
+        )
+        .await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["actor"], "system");
+    assert_eq!(entries[0]["changes"]["before"]["count"], 2);
+    let mut ids: Vec<String> = entries[0]["changes"]["before"]["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    let mut expected = vec![without.id.to_string(), moved_from.id.to_string()];
+    expected.sort();
+    assert_eq!(ids, expected);
     // Any other hard delete of a contact with deals is refused rather than cascading.
     let refused = conn
         .batch_execute(&format!(

@@ -966,11 +966,22 @@ impl ContactRepository for PgContactRepository {
                 .bind::<Array<SqlUuid>, _>(&doomed)
                 .execute(conn)
                 .await?;
-                diesel::sql_query("DELETE FROM contacts WHERE organization_id = $1 AND id = ANY($2)")
-                    .bind::<SqlUuid, _>(org.as_uuid())
-                    .bind::<Array<SqlUuid>, _>(&doomed)
-                    .execute(conn)
-                    .await
+                let removed =
+                    diesel::sql_query("DELETE FROM contacts WHERE organization_id = $1 AND id = ANY($2)")
+                        .bind::<SqlUuid, _>(org.as_uuid())
+                        .bind::<Array<SqlUuid>, _>(&doomed)
+                        .execute(conn)
+                        .await?;
+                // A removal for good emits no event (the contacts' deletions did), but it
+                // is recorded: one entry per batch, naming the contacts, actor `system`.
+                let change = AuditChange::new(
+                    "contacts.purged",
+                    "contact",
+                    None,
+                    &serde_json::json!({ "before": { "ids": doomed, "count": removed } }),
+                );
+                audit::record(conn, org, change).await?;
+                Ok(removed)
             })
             .await
             .map_err(from_diesel)?;

@@ -274,6 +274,13 @@ pub fn validate_values(
     let mut issues = Vec::new();
     let mut out = CustomFieldValues::new();
     for (key, value) in values {
+        // Unchanged, it stays as stored, even when no definition names it any more (one
+        // removed by hand in SQL, its values left behind): an edit of something else is
+        // not refused for it. Sending it as `null` removes it.
+        if previous.is_some_and(|p| p.get(key) == Some(value)) {
+            out.insert(key.clone(), value.clone());
+            continue;
+        }
         let field = format!("customFields.{key}");
         let Some(def) = definitions.iter().find(|d| d.key.as_str() == key) else {
             issues.push(FieldIssue::new(
@@ -283,10 +290,6 @@ pub fn validate_values(
             ));
             continue;
         };
-        if previous.is_some_and(|p| p.get(key) == Some(value)) {
-            out.insert(key.clone(), value.clone());
-            continue;
-        }
         match normalize_value(def, value) {
             Ok(Some(v)) => {
                 out.insert(key.clone(), v);
@@ -574,6 +577,19 @@ mod tests {
             (nul[0].field.as_str(), nul[0].code),
             ("customFields.notes", "invalid_format")
         );
+    }
+
+    #[test]
+    fn a_stored_value_without_definition_does_not_block_an_unrelated_update() {
+        let stored = obj(json!({"region": "emea", "retired": "x"}));
+        let previous: CustomFieldValues = stored.clone().into_iter().collect();
+        // Kept as it was while unchanged; a new value for it is still refused.
+        let kept = validate_values(&stored, &defs(), Some(&previous)).unwrap();
+        assert_eq!(kept["retired"], json!("x"));
+        let mut changed = stored.clone();
+        changed.insert("retired".into(), json!("y"));
+        let refused = validate_values(&changed, &defs(), Some(&previous)).unwrap_err();
+        assert_eq!(refused[0].code, UNKNOWN_FIELD);
     }
 
     #[test]

@@ -571,7 +571,7 @@ pub async fn list_contacts(
     auth: Auth,
     contacts: Contacts,
     cursors: Cursors,
-) -> Result<web::Json<Page<ContactDto>>, ApiError> {
+) -> Result<Page<ContactDto>, ApiError> {
     let ListRequest {
         mut request,
         cursor,
@@ -591,11 +591,11 @@ pub async fn list_contacts(
         request.after = Some(keyset);
     }
     let page = contacts.list(auth.0, request).await.map_err(list_error)?;
-    Ok(web::Json(Page {
+    Ok(Page {
         next_cursor: page.next.as_ref().map(|k| cursors.encode(&scope, k)),
         total: page.total,
         data: page.items.into_iter().map(ContactDto::from).collect(),
-    }))
+    })
 }
 
 /// A contact's timeline: its activities (calls, emails, meetings, notes, tasks and the

@@ -17,20 +17,35 @@ use crate::pool::Db;
 /// # Errors
 /// Infrastructure failures.
 pub async fn purge_events(db: &Db, days: u32, batch: i64) -> Result<u64, StoreError> {
-    let mut conn = db.conn().await?;
     let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+    delete_in_batches(
+        db,
+        "DELETE FROM events WHERE (organization_id, id) IN \
+         (SELECT organization_id, id FROM events WHERE occurred_at < $1 AND seq IS NOT NULL \
+            AND seq < (SELECT max(seq) FROM events) LIMIT $2)",
+        cutoff,
+        batch,
+    )
+    .await
+}
+
+/// Runs `delete` (`$1` the cutoff, `$2` the batch size) until a batch removes fewer
+/// rows than `batch`; returns how many went in all.
+async fn delete_in_batches(
+    db: &Db,
+    delete: &'static str,
+    cutoff: chrono::DateTime<chrono::Utc>,
+    batch: i64,
+) -> Result<u64, StoreError> {
+    let mut conn = db.conn().await?;
     let mut total = 0_u64;
     loop {
-        let n = diesel::sql_query(
-            "DELETE FROM events WHERE (organization_id, id) IN \
-             (SELECT organization_id, id FROM events WHERE occurred_at < $1 AND seq IS NOT NULL \
-                AND seq < (SELECT max(seq) FROM events) LIMIT $2)",
-        )
-        .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
-        .bind::<diesel::sql_types::BigInt, _>(batch)
-        .execute(&mut conn)
-        .await
-        .map_err(from_diesel)?;
+        let n = diesel::sql_query(delete)
+            .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
+            .bind::<diesel::sql_types::BigInt, _>(batch)
+            .execute(&mut conn)
+            .await
+            .map_err(from_diesel)?;
         total += n as u64;
         if (n as i64) < batch {
             return Ok(total);
@@ -77,23 +92,14 @@ pub async fn purge_idempotency_keys(
     ttl: std::time::Duration,
     batch: i64,
 ) -> Result<u64, StoreError> {
-    let mut conn = db.conn().await?;
     let cutoff = chrono::Utc::now()
         - chrono::Duration::from_std(ttl).map_err(|e| StoreError::Other(e.into()))?;
-    let mut total = 0_u64;
-    loop {
-        let n = diesel::sql_query(
-            "DELETE FROM idempotency_keys WHERE (scope, key) IN \
-             (SELECT scope, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
-        )
-        .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
-        .bind::<diesel::sql_types::BigInt, _>(batch)
-        .execute(&mut conn)
-        .await
-        .map_err(from_diesel)?;
-        total += n as u64;
-        if (n as i64) < batch {
-            return Ok(total);
-        }
-    }
+    delete_in_batches(
+        db,
+        "DELETE FROM idempotency_keys WHERE (scope, key) IN \
+         (SELECT scope, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
+        cutoff,
+        batch,
+    )
+    .await
 }

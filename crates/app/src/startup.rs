@@ -101,21 +101,15 @@ async fn deliver_webhooks(worker: Arc<Deliveries>, mut wake: tokio::sync::watch:
 }
 
 async fn purge_webhook_deliveries(worker: Arc<Deliveries>, retention: Duration) {
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + Duration::from_secs(90),
-        PURGE_EVERY,
-    );
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match worker.purge(retention).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(purged = n, "purged old webhook deliveries"),
-            Err(e) => {
-                tracing::warn!(error = %e, "purging webhook deliveries failed; retrying next hour")
-            }
-        }
-    }
+    hourly(
+        Duration::from_secs(90),
+        "old webhook deliveries purged",
+        move || {
+            let worker = Arc::clone(&worker);
+            async move { worker.purge(retention).await }
+        },
+    )
+    .await;
 }
 
 /// How long the import worker waits when the queue is empty, unless a job is queued
@@ -142,44 +136,55 @@ async fn run_imports(imports: Arc<dyn ImportUseCases>) {
     }
 }
 
-/// How often the purge of expired soft-deleted contacts runs (first a minute after
-/// start-up, out of the way of the start itself).
+/// How often the hourly clean-ups run (the purge of contacts deleted more than 30 days
+/// ago, old webhook deliveries, expired idempotency keys), each first a minute or so
+/// after start-up, out of the way of the start itself.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 async fn purge_deleted_contacts(contacts: Arc<dyn ContactUseCases>) {
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + Duration::from_secs(60),
-        PURGE_EVERY,
-    );
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match contacts.purge_expired().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(purged = n, "purged contacts deleted more than 30 days ago"),
-            Err(e) => {
-                tracing::warn!(error = %e, "purging deleted contacts failed; retrying next hour")
-            }
-        }
-    }
+    hourly(
+        Duration::from_secs(60),
+        "contacts deleted more than 30 days ago purged",
+        move || {
+            let contacts = Arc::clone(&contacts);
+            async move { contacts.purge_expired().await }
+        },
+    )
+    .await;
 }
 
 /// Remembered idempotent responses past their 24 hours, swept every hour (first a minute
 /// after start-up) so that the table holds about a day of them.
 async fn sweep_idempotency_keys(db: Db) {
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + Duration::from_secs(60),
-        PURGE_EVERY,
-    );
+    hourly(
+        Duration::from_secs(60),
+        "expired idempotency keys removed",
+        move || {
+            let db = db.clone();
+            async move {
+                purge_idempotency_keys(&db, nexus_application::idempotency::KEY_TTL, 5_000).await
+            }
+        },
+    )
+    .await;
+}
+
+/// Runs a clean-up every [`PURGE_EVERY`], the first `first_after` start-up; logs how many
+/// rows it removed under `what`, and a failure, which the next hour retries.
+async fn hourly<F, Fut, E>(first_after: Duration, what: &'static str, mut job: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, E>>,
+    E: std::fmt::Display,
+{
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + first_after, PURGE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match purge_idempotency_keys(&db, nexus_application::idempotency::KEY_TTL, 5_000).await {
+        match job().await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "expired idempotency keys removed"),
-            Err(e) => {
-                tracing::warn!(error = %e, "removing expired idempotency keys failed; retrying next hour")
-            }
+            Ok(n) => tracing::info!(removed = n, "{what}"),
+            Err(e) => tracing::warn!(error = %e, "{what}: failed; retrying next hour"),
         }
     }
 }

@@ -146,6 +146,21 @@ async fn deleted_contacts_are_listed_newest_deletion_first_until_restored() {
     assert_eq!(ids(&page.body), [made[0].as_str()]);
 }
 
+/// Deletes `contact` (soft); its id.
+async fn trash(app: &TestApp, owner: &nexus_app::testing::TestUser, contact: &Value) -> String {
+    let id = contact["id"].as_str().unwrap().to_owned();
+    let res = call(
+        app,
+        owner,
+        "DELETE",
+        &format!("/api/v1/contacts/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 204);
+    id
+}
+
 #[tokio::test]
 async fn a_tag_only_the_trash_holds_is_not_found_and_trashed_carriers_follow_a_rename() {
     let app = TestApp::spawn().await;
@@ -164,16 +179,7 @@ async fn a_tag_only_the_trash_holds_is_not_found_and_trashed_carriers_follow_a_r
         json!({"firstName": "C", "lastName": "Tag", "tags": ["old", "vip"]}),
     )
     .await;
-    let id = trashed["id"].as_str().unwrap().to_owned();
-    let res = call(
-        &app,
-        &owner,
-        "DELETE",
-        &format!("/api/v1/contacts/{id}"),
-        None,
-    )
-    .await;
-    assert_eq!(res.status, 204);
+    let id = trash(&app, &owner, &trashed).await;
     let tags = call(&app, &owner, "GET", "/api/v1/tags", None).await;
     assert_eq!(tags.body["data"], json!([{"name": "vip", "count": 2}]));
 
@@ -233,18 +239,9 @@ async fn a_restore_honours_if_match_and_refuses_an_email_taken_meanwhile() {
         json!({"firstName": "Back", "lastName": "Again", "email": "back@restore.io"}),
     )
     .await;
-    let id = made["id"].as_str().unwrap().to_owned();
-    let res = call(
-        &app,
-        &owner,
-        "DELETE",
-        &format!("/api/v1/contacts/{id}"),
-        None,
-    )
-    .await;
-    assert_eq!(res.status, 204);
-    let trash = call(&app, &owner, "GET", "/api/v1/contacts/deleted", None).await;
-    let version = trash.body["data"][0]["version"].as_i64().unwrap();
+    let id = trash(&app, &owner, &made).await;
+    let listed = call(&app, &owner, "GET", "/api/v1/contacts/deleted", None).await;
+    let version = listed.body["data"][0]["version"].as_i64().unwrap();
     let restore = |etag: String| {
         let (app, owner, path) = (&app, &owner, format!("/api/v1/contacts/{id}/restore"));
         async move { send(app, owner, "POST", &path, None, &[("if-match", &etag)]).await }

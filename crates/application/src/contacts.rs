@@ -1169,6 +1169,30 @@ mod tests {
         ContactService::new(contacts, fields, clock, ids)
     }
 
+    /// A stored definition of `org` (version 1).
+    fn definition(org: OrgId, spec: FieldSpec) -> CustomFieldDefinition {
+        let now = Utc::now();
+        CustomFieldDefinition {
+            id: CustomFieldId::from_uuid(Uuid::now_v7()),
+            organization_id: org,
+            spec,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// A definitions repository whose `get` finds `def`.
+    fn finding(def: &CustomFieldDefinition) -> MockCustomFieldRepository {
+        let mut fields = MockCustomFieldRepository::new();
+        let d = def.clone();
+        fields.expect_get().returning(move |_, _| {
+            let d = d.clone();
+            Box::pin(async move { Ok(Some(d)) })
+        });
+        fields
+    }
+
     fn no_fields() -> MockCustomFieldRepository {
         let mut fields = MockCustomFieldRepository::new();
         fields
@@ -1812,11 +1836,9 @@ mod tests {
         );
 
         // An option stored before the rule is kept through an edit; a new one is not.
-        let now = Utc::now();
-        let stored = CustomFieldDefinition {
-            id: CustomFieldId::from_uuid(Uuid::now_v7()),
-            organization_id: a.org_id,
-            spec: FieldSpec::new(
+        let stored = definition(
+            a.org_id,
+            FieldSpec::new(
                 "teams",
                 "Teams",
                 FieldType::Multiselect,
@@ -1824,16 +1846,8 @@ mod tests {
                 &["R&D; Ops".into()],
             )
             .unwrap(),
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        };
-        let mut fields = MockCustomFieldRepository::new();
-        let d = stored.clone();
-        fields.expect_get().returning(move |_, _| {
-            let d = d.clone();
-            Box::pin(async move { Ok(Some(d)) })
-        });
+        );
+        let mut fields = finding(&stored);
         fields
             .expect_update()
             .times(1)
@@ -1864,21 +1878,11 @@ mod tests {
     async fn type_changes_are_refused_while_values_exist() {
         let a = actor(Role::Admin);
         let org = a.org_id;
-        let now = Utc::now();
-        let def = CustomFieldDefinition {
-            id: CustomFieldId::from_uuid(Uuid::now_v7()),
-            organization_id: org,
-            spec: FieldSpec::new("seats", "Seats", FieldType::Number, false, &[]).unwrap(),
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        };
-        let mut fields = MockCustomFieldRepository::new();
-        let d = def.clone();
-        fields.expect_get().returning(move |_, _| {
-            let d = d.clone();
-            Box::pin(async move { Ok(Some(d)) })
-        });
+        let def = definition(
+            org,
+            FieldSpec::new("seats", "Seats", FieldType::Number, false, &[]).unwrap(),
+        );
+        let mut fields = finding(&def);
         fields
             .expect_values_exist()
             .withf(move |o, k| *o == org && k == "seats")
@@ -1902,23 +1906,13 @@ mod tests {
     #[tokio::test]
     async fn a_definition_change_without_if_match_is_decided_again_after_a_lost_race() {
         let a = actor(Role::Admin);
-        let now = Utc::now();
-        let def = CustomFieldDefinition {
-            id: CustomFieldId::from_uuid(Uuid::now_v7()),
-            organization_id: a.org_id,
-            spec: FieldSpec::new("seats", "Seats", FieldType::Number, false, &[]).unwrap(),
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        };
+        let def = definition(
+            a.org_id,
+            FieldSpec::new("seats", "Seats", FieldType::Number, false, &[]).unwrap(),
+        );
         // `losses` races lost before a write goes through.
         let run = |losses: usize, if_match: Option<i32>| {
-            let mut fields = MockCustomFieldRepository::new();
-            let d = def.clone();
-            fields.expect_get().returning(move |_, _| {
-                let d = d.clone();
-                Box::pin(async move { Ok(Some(d)) })
-            });
+            let mut fields = finding(&def);
             let writes = Arc::new(AtomicUsize::new(0));
             let seen = Arc::clone(&writes);
             fields.expect_update().returning(move |_, _, _| {

@@ -37,13 +37,14 @@ pub trait IdempotencyUseCases: Send + Sync + 'static {
     /// # Errors
     /// 400 for a malformed key, 422 `idempotency_key_reused`, 409 `idempotency_key_in_flight`.
     fn begin(&self, actor: Actor, key: String, request_hash: Vec<u8>) -> Fut<'_, Begun>;
-    fn finish(
-        &self,
+    /// Borrows the response, so that a caller may try again with it.
+    fn finish<'a>(
+        &'a self,
         actor: Actor,
-        key: String,
+        key: &'a str,
         token: ClaimToken,
-        response: StoredResponse,
-    ) -> Fut<'_, ()>;
+        response: &'a StoredResponse,
+    ) -> Fut<'a, ()>;
     fn abandon(&self, actor: Actor, key: String, token: ClaimToken) -> Fut<'_, ()>;
 }
 
@@ -122,13 +123,13 @@ impl<S: IdempotencyStore, C: Clock> IdempotencyService<S, C> {
     pub async fn finish(
         &self,
         actor: Actor,
-        key: String,
+        key: &str,
         token: ClaimToken,
-        response: StoredResponse,
+        response: &StoredResponse,
     ) -> Result<(), AppError> {
         let kept = self
             .store
-            .complete(&scope(&actor), &key, token, &response)
+            .complete(&scope(&actor), key, token, response)
             .await?;
         if !kept {
             // The request outlived its claim and another took the key over: that one's
@@ -154,13 +155,13 @@ impl<S: IdempotencyStore, C: Clock> IdempotencyUseCases for IdempotencyService<S
     fn begin(&self, actor: Actor, key: String, request_hash: Vec<u8>) -> Fut<'_, Begun> {
         Box::pin(Self::begin(self, actor, key, request_hash))
     }
-    fn finish(
-        &self,
+    fn finish<'a>(
+        &'a self,
         actor: Actor,
-        key: String,
+        key: &'a str,
         token: ClaimToken,
-        response: StoredResponse,
-    ) -> Fut<'_, ()> {
+        response: &'a StoredResponse,
+    ) -> Fut<'a, ()> {
         Box::pin(Self::finish(self, actor, key, token, response))
     }
     fn abandon(&self, actor: Actor, key: String, token: ClaimToken) -> Fut<'_, ()> {
@@ -274,7 +275,7 @@ mod tests {
             body: vec![],
         };
         // A claim lost to a takeover is not the caller's error: the client has its answer.
-        s.finish(a, "k".into(), run, response).await.unwrap();
+        s.finish(a, "k", run, &response).await.unwrap();
         s.abandon(a, "k".into(), run).await.unwrap();
     }
 

@@ -223,10 +223,7 @@ async fn store(
     response: StoredResponse,
 ) {
     for pause_ms in [50, 250, 1_000, 0] {
-        match service
-            .finish(actor, key.to_owned(), token, response.clone())
-            .await
-        {
+        match service.finish(actor, key, token, &response).await {
             Ok(()) => return,
             Err(e) if pause_ms == 0 => {
                 tracing::error!(error = %e, "storing an idempotent response failed; the key stays claimed");

@@ -40,7 +40,7 @@ pub(crate) async fn page_of(
     list: &'static str,
     cursor: Option<&str>,
     limit: i64,
-) -> Result<web::Json<Page<ActivityDto>>, ApiError> {
+) -> Result<Page<ActivityDto>, ApiError> {
     let scope = CursorScope {
         org: actor.org_id,
         list,
@@ -59,11 +59,11 @@ pub(crate) async fn page_of(
     } else {
         None
     };
-    Ok(web::Json(Page {
+    Ok(Page {
         data: items.into_iter().map(Into::into).collect(),
         next_cursor,
         total: None,
-    }))
+    })
 }
 
 /// Query of `GET /activities`; `type` may repeat.
@@ -151,7 +151,7 @@ pub async fn list_activities(
     auth: Auth,
     sales: Sales,
     cursors: Cursors,
-) -> Result<web::Json<Page<ActivityDto>>, ApiError> {
+) -> Result<Page<ActivityDto>, ApiError> {
     let (filter, limit, cursor) = parse_query(req.query_string())?;
     page_of(
         &sales,

@@ -69,13 +69,13 @@ pub async fn create_api_key(
     )
 )]
 #[get("")]
-pub async fn list_api_keys(auth: Auth, team: Team) -> Result<web::Json<Page<ApiKeyDto>>, ApiError> {
+pub async fn list_api_keys(auth: Auth, team: Team) -> Result<Page<ApiKeyDto>, ApiError> {
     let keys = team.api_keys(auth.0).await?;
-    Ok(web::Json(Page {
+    Ok(Page {
         data: keys.into_iter().map(Into::into).collect(),
         next_cursor: None,
         total: None,
-    }))
+    })
 }
 
 /// Revoke a key: it stops working at once.

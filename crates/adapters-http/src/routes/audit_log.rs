@@ -51,7 +51,7 @@ pub async fn list_audit_log(
     events: Events,
     cursors: Cursors,
     query: web::Query<AuditQuery>,
-) -> Result<web::Json<Page<AuditEntryDto>>, ApiError> {
+) -> Result<Page<AuditEntryDto>, ApiError> {
     let q = query.into_inner();
     let limit = limit_of(q.limit)?;
     if let (Some(from), Some(to)) = (q.from, q.to)
@@ -86,9 +86,9 @@ pub async fn list_audit_log(
         .then(|| rows.last())
         .flatten()
         .map(|last| cursors.encode_time(&scope, last.occurred_at, last.id));
-    Ok(web::Json(Page {
+    Ok(Page {
         data: rows.into_iter().map(AuditEntryDto::from).collect(),
         next_cursor,
         total: None,
-    }))
+    })
 }

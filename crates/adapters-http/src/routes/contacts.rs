@@ -621,7 +621,7 @@ pub async fn contact_timeline(
     cursors: Cursors,
     path: web::Path<Uuid>,
     query: web::Query<PageQuery>,
-) -> Result<web::Json<Page<ActivityDto>>, ApiError> {
+) -> Result<Page<ActivityDto>, ApiError> {
     let id = ContactId::from_uuid(path.into_inner());
     let limit = limit_of(query.limit)?;
     contacts.get(auth.0, id).await?;

@@ -33,7 +33,7 @@ pub async fn list_deleted_contacts(
     contacts: web::Data<dyn ContactUseCases>,
     cursors: web::Data<CursorCodec>,
     query: web::Query<PageQuery>,
-) -> Result<web::Json<Page<DeletedContactDto>>, ApiError> {
+) -> Result<Page<DeletedContactDto>, ApiError> {
     let limit = u32::try_from(limit_of(query.limit)?).unwrap_or(50);
     let scope = CursorScope {
         org: auth.0.org_id,
@@ -54,9 +54,9 @@ pub async fn list_deleted_contacts(
         .last()
         .filter(|_| page.more)
         .map(|last| cursors.encode_time(&scope, last.deleted_at, last.contact.id));
-    Ok(web::Json(Page {
+    Ok(Page {
         data,
         next_cursor,
         total: None,
-    }))
+    })
 }

@@ -35,13 +35,13 @@ type Contacts = web::Data<dyn ContactUseCases>;
 pub async fn list_custom_fields(
     auth: Auth,
     contacts: Contacts,
-) -> Result<web::Json<Page<CustomFieldDto>>, ApiError> {
+) -> Result<Page<CustomFieldDto>, ApiError> {
     let defs = contacts.custom_fields(auth.0).await?;
-    Ok(web::Json(Page {
+    Ok(Page {
         data: defs.into_iter().map(Into::into).collect(),
         next_cursor: None,
         total: None,
-    }))
+    })
 }
 
 /// Define a custom field (OWNER, ADMIN); at most 200 per organization.

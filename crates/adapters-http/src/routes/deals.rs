@@ -88,7 +88,7 @@ pub async fn list_deals(
     sales: Sales,
     cursors: Cursors,
     query: web::Query<DealQuery>,
-) -> Result<web::Json<Page<DealDto>>, ApiError> {
+) -> Result<Page<DealDto>, ApiError> {
     let q = query.into_inner();
     let limit = limit_of(q.limit)?;
     let status = q
@@ -125,11 +125,11 @@ pub async fn list_deals(
     } else {
         None
     };
-    Ok(web::Json(Page {
+    Ok(Page {
         data: items.into_iter().map(Into::into).collect(),
         next_cursor,
         total: None,
-    }))
+    })
 }
 
 /// Create a deal for one of your contacts. Records a DEAL_CREATED activity and the
@@ -359,7 +359,7 @@ pub async fn deal_timeline(
     cursors: Cursors,
     path: web::Path<Uuid>,
     query: web::Query<PageQuery>,
-) -> Result<web::Json<Page<ActivityDto>>, ApiError> {
+) -> Result<Page<ActivityDto>, ApiError> {
     let id = DealId::from_uuid(path.into_inner());
     let limit = limit_of(query.limit)?;
     sales.deal(auth.0, id).await?;

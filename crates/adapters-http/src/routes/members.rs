@@ -79,7 +79,7 @@ pub async fn list_members(
     auth: Auth,
     team: Team,
     query: web::Query<ListQuery>,
-) -> Result<web::Json<Page<MemberDto>>, ApiError> {
+) -> Result<Page<MemberDto>, ApiError> {
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::new(
@@ -98,11 +98,11 @@ pub async fn list_members(
                 .map(|m| encode_cursor(m.joined_at, m.user_id))
         })
         .flatten();
-    Ok(web::Json(Page {
+    Ok(Page {
         data: members.into_iter().map(Into::into).collect(),
         next_cursor,
         total: None,
-    }))
+    })
 }
 
 /// Change a member's role (OWNER, ADMIN; only an OWNER touches OWNERs; not your own).
@@ -207,16 +207,13 @@ pub async fn create_invitation(
     )
 )]
 #[get("")]
-pub async fn list_invitations(
-    auth: Auth,
-    team: Team,
-) -> Result<web::Json<Page<InvitationDto>>, ApiError> {
+pub async fn list_invitations(auth: Auth, team: Team) -> Result<Page<InvitationDto>, ApiError> {
     let items = team.invitations(auth.0).await?;
-    Ok(web::Json(Page {
+    Ok(Page {
         data: items.into_iter().map(Into::into).collect(),
         next_cursor: None,
         total: None,
-    }))
+    })
 }
 
 /// Revoke a pending invitation (OWNER, ADMIN).

@@ -38,16 +38,13 @@ type Cursors = web::Data<CursorCodec>;
     )
 )]
 #[get("")]
-pub async fn list_pipelines(
-    auth: Auth,
-    sales: Sales,
-) -> Result<web::Json<Page<PipelineDto>>, ApiError> {
+pub async fn list_pipelines(auth: Auth, sales: Sales) -> Result<Page<PipelineDto>, ApiError> {
     let items = sales.pipelines(auth.0).await?;
-    Ok(web::Json(Page {
+    Ok(Page {
         data: items.into_iter().map(Into::into).collect(),
         next_cursor: None,
         total: None,
-    }))
+    })
 }
 
 /// Create a pipeline (OWNER, ADMIN).
@@ -345,7 +342,7 @@ pub async fn stage_deals(
     cursors: Cursors,
     path: web::Path<(Uuid, Uuid)>,
     query: web::Query<StageDealsQuery>,
-) -> Result<web::Json<Page<DealDto>>, ApiError> {
+) -> Result<Page<DealDto>, ApiError> {
     let (pipeline, stage) = path.into_inner();
     let stage = StageId::from_uuid(stage);
     let limit = query.limit.unwrap_or(20);
@@ -389,9 +386,9 @@ pub async fn stage_deals(
     } else {
         None
     };
-    Ok(web::Json(Page {
+    Ok(Page {
         data: deals,
         next_cursor,
         total: None,
-    }))
+    })
 }

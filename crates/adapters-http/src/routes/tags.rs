@@ -37,7 +37,7 @@ pub async fn list_tags(
     contacts: Contacts,
     cursors: web::Data<CursorCodec>,
     query: web::Query<PageQuery>,
-) -> Result<web::Json<Page<TagDto>>, ApiError> {
+) -> Result<Page<TagDto>, ApiError> {
     let limit = u32::try_from(limit_of(query.limit)?).unwrap_or(50);
     let scope = CursorScope {
         org: auth.0.org_id,
@@ -56,7 +56,7 @@ pub async fn list_tags(
         .last()
         .filter(|_| page.more)
         .map(|(name, count)| cursors.encode_count_name(&scope, *count, name));
-    Ok(web::Json(Page {
+    Ok(Page {
         data: page
             .tags
             .into_iter()
@@ -64,7 +64,7 @@ pub async fn list_tags(
             .collect(),
         next_cursor,
         total: None,
-    }))
+    })
 }
 
 /// Rename a tag on every contact; where a contact already has the new name, the two merge.

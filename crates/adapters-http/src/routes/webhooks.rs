@@ -119,7 +119,7 @@ pub async fn list_webhooks(
     webhooks: Webhooks,
     cursors: Cursors,
     query: web::Query<PageQuery>,
-) -> Result<web::Json<Page<WebhookDto>>, ApiError> {
+) -> Result<Page<WebhookDto>, ApiError> {
     let q = query.into_inner();
     let limit = limit_of(q.limit)?;
     let scope = scope(&auth, "webhooks", String::new());
@@ -132,11 +132,11 @@ pub async fn list_webhooks(
         .then(|| items.last())
         .flatten()
         .map(|w| cursors.encode_time(&scope, w.created_at, w.id.as_uuid()));
-    Ok(web::Json(Page {
+    Ok(Page {
         data: items.into_iter().map(Into::into).collect(),
         next_cursor,
         total: None,
-    }))
+    })
 }
 
 /// One subscription (OWNER, ADMIN).
@@ -309,7 +309,7 @@ pub async fn list_webhook_deliveries(
     cursors: Cursors,
     path: web::Path<Uuid>,
     query: web::Query<DeliveryQuery>,
-) -> Result<web::Json<Page<DeliveryDto>>, ApiError> {
+) -> Result<Page<DeliveryDto>, ApiError> {
     let id = path.into_inner();
     let q = query.into_inner();
     let limit = limit_of(q.limit)?;
@@ -328,11 +328,11 @@ pub async fn list_webhook_deliveries(
         .then(|| items.last())
         .flatten()
         .map(|d| cursors.encode_seq(&scope, d.seq, d.id.as_uuid()));
-    Ok(web::Json(Page {
+    Ok(Page {
         data: items.into_iter().map(Into::into).collect(),
         next_cursor,
         total: None,
-    }))
+    })
 }
 
 /// One delivery with every attempt: status codes, errors, the first 4 KiB of each

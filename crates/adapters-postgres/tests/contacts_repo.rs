@@ -634,6 +634,9 @@ async fn tags_are_counted_renamed_with_merge_and_deleted_with_events() {
             ("prospect".to_owned(), 1)
         ]
     );
+    // The whole list's length, whichever page is read; the other tenant's own.
+    assert_eq!(f.contacts.tag_total(f.org).await.unwrap(), 3);
+    assert_eq!(f.contacts.tag_total(f.other_org).await.unwrap(), 1);
     // Pages continue after a (count, name) position: within a count by name, then the
     // smaller counts.
     assert_eq!(
@@ -705,6 +708,7 @@ async fn tags_are_counted_renamed_with_merge_and_deleted_with_events() {
         f.contacts.tag_counts(f.org, None, 200).await.unwrap(),
         [("prospect".to_owned(), 1)]
     );
+    assert_eq!(f.contacts.tag_total(f.org).await.unwrap(), 1);
     assert_eq!(
         f.count("SELECT count(*) AS n FROM events WHERE type = 'contact.updated'")
             .await,

@@ -180,8 +180,9 @@ async fn a_tag_only_the_trash_holds_is_not_found_and_trashed_carriers_follow_a_r
     )
     .await;
     let id = trash(&app, &owner, &trashed).await;
-    let tags = call(&app, &owner, "GET", "/api/v1/tags", None).await;
+    let tags = call(&app, &owner, "GET", "/api/v1/tags?includeTotal=true", None).await;
     assert_eq!(tags.body["data"], json!([{"name": "vip", "count": 2}]));
+    assert_eq!(tags.body["total"], 1, "the trash's tags are not counted");
 
     // `old` is not listed, so it is not found, and nothing is written.
     let events = "SELECT count(*) AS n FROM events WHERE type = 'contact.updated'";

@@ -431,3 +431,153 @@ async fn a_timeline_cursor_belongs_to_its_contact_and_cannot_be_edited() {
         assert_problem(&res, 400, "invalid_cursor");
     }
 }
+
+#[tokio::test]
+async fn custom_fields_and_tags_page_and_count_like_every_list() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@lists.io").await;
+    for key in ["plan", "seats", "region"] {
+        let res = call(
+            &app,
+            &owner,
+            "POST",
+            "/api/v1/custom-fields",
+            Some(json!({"key": key, "label": key, "type": "text"})),
+        )
+        .await;
+        assert_eq!(res.status, 201, "{}", res.body);
+    }
+    let keys = |body: &serde_json::Value| -> Vec<String> {
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["key"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // `limit` is honoured, in creation order, with a cursor to the rest.
+    let first = call(
+        &app,
+        &owner,
+        "GET",
+        "/api/v1/custom-fields?limit=2&includeTotal=true",
+        None,
+    )
+    .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(keys(&first.body), ["plan", "seats"]);
+    assert_eq!(first.body["total"], 3);
+    let cursor = first.body["nextCursor"].as_str().unwrap().to_owned();
+    let second = call(
+        &app,
+        &owner,
+        "GET",
+        &format!("/api/v1/custom-fields?limit=2&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(keys(&second.body), ["region"]);
+    assert_eq!(second.body["nextCursor"], serde_json::Value::Null);
+    assert!(second.body.get("total").is_none(), "{}", second.body);
+
+    create(
+        &app,
+        &owner,
+        json!({"firstName": "A", "lastName": "A", "tags": ["hot", "vip"]}),
+    )
+    .await;
+    create(
+        &app,
+        &owner,
+        json!({"firstName": "B", "lastName": "B", "tags": ["hot", "cold"]}),
+    )
+    .await;
+    let tags = call(
+        &app,
+        &owner,
+        "GET",
+        "/api/v1/tags?limit=1&includeTotal=true",
+        None,
+    )
+    .await;
+    assert_eq!(tags.body["data"], json!([{"name": "hot", "count": 2}]));
+    assert_eq!(tags.body["total"], 3);
+    let tags_cursor = tags.body["nextCursor"].as_str().unwrap().to_owned();
+
+    // Another organization sees its own (empty) lists and cannot use these cursors; a
+    // cursor of one list is refused by the other; bad parameters are refused.
+    let stranger = app.signup("stranger@lists.io").await;
+    let theirs = call(
+        &app,
+        &stranger,
+        "GET",
+        "/api/v1/tags?includeTotal=true",
+        None,
+    )
+    .await;
+    assert_eq!(
+        theirs.body,
+        json!({"data": [], "nextCursor": null, "total": 0})
+    );
+    let theirs = call(
+        &app,
+        &stranger,
+        "GET",
+        "/api/v1/custom-fields?includeTotal=true",
+        None,
+    )
+    .await;
+    assert_eq!(
+        theirs.body,
+        json!({"data": [], "nextCursor": null, "total": 0})
+    );
+    for (who, path, code) in [
+        (
+            &stranger,
+            format!("/api/v1/custom-fields?cursor={cursor}"),
+            "invalid_cursor",
+        ),
+        (
+            &owner,
+            format!("/api/v1/custom-fields?cursor={tags_cursor}"),
+            "invalid_cursor",
+        ),
+        (
+            &owner,
+            format!("/api/v1/tags?cursor={cursor}"),
+            "invalid_cursor",
+        ),
+        (
+            &owner,
+            "/api/v1/custom-fields?cursor=abc".to_owned(),
+            "invalid_cursor",
+        ),
+        (
+            &owner,
+            "/api/v1/custom-fields?limit=0".to_owned(),
+            "invalid_query",
+        ),
+        (
+            &owner,
+            "/api/v1/custom-fields?limit=201".to_owned(),
+            "invalid_query",
+        ),
+        (
+            &owner,
+            "/api/v1/custom-fields?sort=key".to_owned(),
+            "invalid_query",
+        ),
+        (
+            &owner,
+            "/api/v1/custom-fields?includeTotal=yes".to_owned(),
+            "invalid_query",
+        ),
+        (
+            &owner,
+            "/api/v1/tags?includeTotal=1".to_owned(),
+            "invalid_query",
+        ),
+    ] {
+        assert_problem(&call(&app, who, "GET", &path, None).await, 400, code);
+    }
+}

@@ -82,6 +82,8 @@ pub struct TagPage {
     pub tags: Vec<(String, i64)>,
     /// More tags follow the last one.
     pub more: bool,
+    /// How many tags the whole list holds, when asked for.
+    pub total: Option<i64>,
 }
 
 /// Changes to a custom field definition, as a merge patch: `None` keeps an attribute,
@@ -226,7 +228,13 @@ pub trait ContactUseCases: Send + Sync + 'static {
         id: CustomFieldId,
         if_match: Option<i32>,
     ) -> Fut<'_, ()>;
-    fn tags(&self, actor: Actor, after: Option<(i64, String)>, limit: u32) -> Fut<'_, TagPage>;
+    fn tags(
+        &self,
+        actor: Actor,
+        after: Option<(i64, String)>,
+        limit: u32,
+        include_total: bool,
+    ) -> Fut<'_, TagPage>;
     /// The purge job: removes contacts deleted more than 30 days ago, in every organization.
     fn purge_expired(&self) -> Fut<'_, u64>;
     fn rename_tag(&self, actor: Actor, from: String, to: String) -> Fut<'_, u64>;
@@ -930,6 +938,7 @@ where
         actor: Actor,
         after: Option<(i64, String)>,
         limit: u32,
+        include_total: bool,
     ) -> Result<TagPage, AppError> {
         actor.authorize(Resource::Contacts, Action::Read)?;
         let limit = limit.clamp(1, 200);
@@ -938,7 +947,12 @@ where
             .tag_counts(actor.org_id, after, limit + 1)
             .await?;
         let (tags, more) = one_page(tags, limit);
-        Ok(TagPage { tags, more })
+        let total = if include_total {
+            Some(self.contacts.tag_total(actor.org_id).await?)
+        } else {
+            None
+        };
+        Ok(TagPage { tags, more, total })
     }
 
     /// A page of the deleted contacts still held, most recently deleted first: those a
@@ -1108,8 +1122,14 @@ where
     fn purge_expired(&self) -> Fut<'_, u64> {
         Box::pin(Self::purge_expired(self))
     }
-    fn tags(&self, actor: Actor, after: Option<(i64, String)>, limit: u32) -> Fut<'_, TagPage> {
-        Box::pin(Self::tags(self, actor, after, limit))
+    fn tags(
+        &self,
+        actor: Actor,
+        after: Option<(i64, String)>,
+        limit: u32,
+        include_total: bool,
+    ) -> Fut<'_, TagPage> {
+        Box::pin(Self::tags(self, actor, after, limit, include_total))
     }
     fn deleted(
         &self,

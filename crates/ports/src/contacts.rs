@@ -316,6 +316,12 @@ pub trait ContactRepository: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
 
+    /// How many distinct tags live contacts carry (the length of the whole tag list).
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn tag_total(&self, org: OrgId) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
     /// Renames `from` to `to` on every contact (merging when a contact has both), each
     /// changed contact getting a new version and a `contact.updated` event. Returns how
     /// many contacts changed.

@@ -17,6 +17,21 @@ pub struct PageQuery {
     pub cursor: Option<String>,
 }
 
+/// A list's paging and its count on demand (tags, custom field definitions): any other
+/// parameter is a 400.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CountedPageQuery {
+    /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+    /// `true` adds `total`, the exact count of the whole list (not of this page).
+    pub include_total: Option<bool>,
+}
+
 /// The page size asked for: 1–200, 50 when absent.
 ///
 /// # Errors

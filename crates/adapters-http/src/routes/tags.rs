@@ -12,7 +12,7 @@ use crate::responses::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized,
     Unprocessable, UnsupportedMediaType,
 };
-use crate::routes::paging::{PageQuery, limit_of};
+use crate::routes::paging::{CountedPageQuery, limit_of};
 
 type Contacts = web::Data<dyn ContactUseCases>;
 
@@ -22,7 +22,7 @@ type Contacts = web::Data<dyn ContactUseCases>;
 #[utoipa::path(
     operation_id = "listTags",
     tag = "tags",
-    params(PageQuery),
+    params(CountedPageQuery),
     responses(
         (status = 200, description = "Tags.", body = Page<TagDto>),
         (status = 400, response = BadRequest),
@@ -36,7 +36,7 @@ pub async fn list_tags(
     auth: Auth,
     contacts: Contacts,
     cursors: web::Data<CursorCodec>,
-    query: web::Query<PageQuery>,
+    query: web::Query<CountedPageQuery>,
 ) -> Result<Page<TagDto>, ApiError> {
     let limit = u32::try_from(limit_of(query.limit)?).unwrap_or(50);
     let scope = CursorScope {
@@ -50,7 +50,9 @@ pub async fn list_tags(
         .as_deref()
         .map(|raw| cursors.decode_count_name(&scope, raw))
         .transpose()?;
-    let page = contacts.tags(auth.0, after, limit).await?;
+    let page = contacts
+        .tags(auth.0, after, limit, query.include_total.unwrap_or(false))
+        .await?;
     let next_cursor = page
         .tags
         .last()
@@ -63,7 +65,7 @@ pub async fn list_tags(
             .map(|(name, count)| TagDto { name, count })
             .collect(),
         next_cursor,
-        total: None,
+        total: page.total,
     })
 }
 

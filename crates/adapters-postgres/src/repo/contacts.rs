@@ -1012,6 +1012,19 @@ impl ContactRepository for PgContactRepository {
         Ok(rows.into_iter().map(|r| (r.tag, r.n)).collect())
     }
 
+    async fn tag_total(&self, org: OrgId) -> Result<i64, StoreError> {
+        let mut conn = self.conn().await?;
+        let row: Count = diesel::sql_query(
+            "SELECT count(DISTINCT t) AS n FROM contacts, unnest(tags) AS t
+             WHERE organization_id = $1 AND deleted_at IS NULL",
+        )
+        .bind::<SqlUuid, _>(org.as_uuid())
+        .get_result(&mut conn)
+        .await
+        .map_err(from_diesel)?;
+        Ok(row.n)
+    }
+
     async fn rename_tag(
         &self,
         org: OrgId,

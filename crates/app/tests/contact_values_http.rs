@@ -581,3 +581,75 @@ async fn custom_fields_and_tags_page_and_count_like_every_list() {
         assert_problem(&call(&app, who, "GET", &path, None).await, 400, code);
     }
 }
+
+#[tokio::test]
+async fn a_tag_holding_the_csv_separator_is_refused_but_one_stored_before_is_found_and_renamed() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@separator.io").await;
+    // `;` separates tags in a CSV cell: such a tag would come back from an export as two.
+    let res = call(
+        &app,
+        &owner,
+        "POST",
+        "/api/v1/contacts",
+        Some(json!({"firstName": "A", "lastName": "A", "tags": ["ok", "x;y"]})),
+    )
+    .await;
+    assert_problem(&res, 422, "validation_failed");
+    assert_eq!(res.body["errors"][0]["field"], "tags[1]");
+    assert_eq!(res.body["errors"][0]["code"], "invalid_format");
+    assert_eq!(count(&app, CONTACTS).await, 0);
+
+    let kept = create(
+        &app,
+        &owner,
+        json!({"firstName": "B", "lastName": "B", "tags": ["legacy"]}),
+    )
+    .await;
+    let id = kept["id"].as_str().unwrap();
+    let res = call(
+        &app,
+        &owner,
+        "PATCH",
+        &format!("/api/v1/contacts/{id}"),
+        Some(json!({"tags": ["a;b"]})),
+    )
+    .await;
+    assert_problem(&res, 422, "validation_failed");
+    let res = call(
+        &app,
+        &owner,
+        "PATCH",
+        "/api/v1/tags/legacy",
+        Some(json!({"name": "x;y"})),
+    )
+    .await;
+    assert_problem(&res, 422, "validation_failed");
+
+    // A tag written before the rule (here by hand) is still read, filtered on and renamed.
+    let mut conn = app.pool.get().await.unwrap();
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "UPDATE contacts SET tags = '{{\"old;tag\"}}' WHERE id = '{id}'"
+        )),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let one = call(&app, &owner, "GET", &format!("/api/v1/contacts/{id}"), None).await;
+    assert_eq!(one.body["tags"], json!(["old;tag"]));
+    let found = call(&app, &owner, "GET", "/api/v1/contacts?tag=old%3Btag", None).await;
+    assert_eq!(found.body["data"][0]["id"], id);
+    let renamed = call(
+        &app,
+        &owner,
+        "PATCH",
+        "/api/v1/tags/old%3Btag",
+        Some(json!({"name": "old-tag"})),
+    )
+    .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    assert_eq!(renamed.body["contactsUpdated"], 1);
+    let one = call(&app, &owner, "GET", &format!("/api/v1/contacts/{id}"), None).await;
+    assert_eq!(one.body["tags"], json!(["old-tag"]));
+}

@@ -370,10 +370,24 @@ fn refuse_value_separators(spec: &FieldSpec, kept: &[String]) -> Result<(), AppE
     }
 }
 
+/// A tag to write.
 fn tag(field: &str, raw: &str) -> Result<String, AppError> {
-    Tag::parse(raw)
+    checked_tag(field, raw, Tag::parse)
+}
+
+/// A tag that may already be stored (see [`Tag::parse_existing`]).
+fn existing_tag(field: &str, raw: &str) -> Result<String, AppError> {
+    checked_tag(field, raw, Tag::parse_existing)
+}
+
+fn checked_tag(
+    field: &str,
+    raw: &str,
+    parse: fn(&str) -> Result<Tag, &'static str>,
+) -> Result<String, AppError> {
+    parse(raw)
         .map(|t| t.as_str().to_owned())
-        .map_err(|code| AppError::invalid(field, code, "a tag has 1 to 50 characters"))
+        .map_err(|code| AppError::invalid(field, code, Tag::RULE))
 }
 
 impl<R, F, C, G> ContactService<R, F, C, G>
@@ -653,7 +667,7 @@ where
         let mut problems = Vec::new();
         let mut tags = Vec::with_capacity(filter.tags.len());
         for raw in &filter.tags {
-            match tag("tag", raw) {
+            match existing_tag("tag", raw) {
                 Ok(t) => tags.push(t),
                 Err(AppError::Validation(mut v)) => problems.append(&mut v),
                 Err(e) => return Err(e),
@@ -988,7 +1002,7 @@ where
         to: String,
     ) -> Result<u64, AppError> {
         actor.authorize(Resource::Contacts, Action::Update)?;
-        let from = tag("tag", &from)?;
+        let from = existing_tag("tag", &from)?;
         let to = tag("name", &to)?;
         if from == to {
             // Nothing to rename, but a tag no contact carries is still a 404.
@@ -1026,7 +1040,7 @@ where
     /// 403, 404 when no contact carries it.
     pub async fn delete_tag(&self, actor: Actor, raw: String) -> Result<u64, AppError> {
         actor.authorize(Resource::Contacts, Action::Delete)?;
-        let name = tag("tag", &raw)?;
+        let name = existing_tag("tag", &raw)?;
         let changed = self
             .contacts
             .delete_tag(actor.org_id, &name, &event_actor(&actor), self.now())

@@ -123,11 +123,32 @@ pub struct Tag(String);
 
 impl Tag {
     pub const MAX_CHARS: usize = 50;
+    /// What separates tags in a CSV cell.
+    pub const SEPARATOR: char = ';';
+    /// Said of every refused tag.
+    pub const RULE: &'static str =
+        "a tag has 1 to 50 characters, none of them a control character or ';'";
 
+    /// A tag to write: what [`Tag::parse_existing`] accepts, without `;`, which separates
+    /// tags in a CSV cell (export and import), so a tag holding one would come back as two.
+    ///
+    /// # Errors
+    /// As [`Tag::parse_existing`]; `invalid_format` with `;`.
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let tag = Self::parse_existing(raw)?;
+        if tag.0.contains(Self::SEPARATOR) {
+            return Err("invalid_format");
+        }
+        Ok(tag)
+    }
+
+    /// A tag as stored or named (a filter, the tag a rename or delete acts on): one
+    /// written before `;` was refused is still read, found and renamed.
+    ///
     /// # Errors
     /// `required` when blank, `too_long` over 50 characters, `invalid_format` with
     /// control characters.
-    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+    pub fn parse_existing(raw: &str) -> Result<Self, &'static str> {
         // Lower-cased before the length check: lower-casing can lengthen a tag (`İ`
         // becomes two characters), and what is stored must pass this check when read.
         let s = bounded(&raw.to_lowercase(), Self::MAX_CHARS)?;
@@ -165,21 +186,24 @@ impl Tags {
     /// # Errors
     /// Every invalid tag (`tags[i]`), or `too_many` past 50 distinct tags.
     pub fn parse<S: AsRef<str>>(raw: &[S]) -> Result<Self, Vec<FieldIssue>> {
+        Self::parse_with(raw, Tag::parse)
+    }
+
+    fn parse_with<S: AsRef<str>>(
+        raw: &[S],
+        tag: fn(&str) -> Result<Tag, &'static str>,
+    ) -> Result<Self, Vec<FieldIssue>> {
         let mut issues = Vec::new();
         let mut seen = BTreeSet::new();
         let mut tags = Vec::with_capacity(raw.len());
         for (i, item) in raw.iter().enumerate() {
-            match Tag::parse(item.as_ref()) {
+            match tag(item.as_ref()) {
                 Ok(tag) => {
                     if seen.insert(tag.clone()) {
                         tags.push(tag);
                     }
                 }
-                Err(code) => issues.push(FieldIssue::new(
-                    format!("tags[{i}]"),
-                    code,
-                    "a tag has 1 to 50 characters",
-                )),
+                Err(code) => issues.push(FieldIssue::new(format!("tags[{i}]"), code, Tag::RULE)),
             }
         }
         if tags.len() > Self::MAX {
@@ -212,7 +236,8 @@ impl Tags {
     }
 
     /// Rebuilds stored tags, keeping their buffers when they are already normalized and
-    /// distinct (what [`Tags::parse`] stores); anything else goes through `parse`.
+    /// distinct (what [`Tags::parse`] stores); anything else goes through
+    /// [`Tag::parse_existing`].
     ///
     /// # Errors
     /// As [`Tags::parse`].
@@ -225,7 +250,7 @@ impl Tags {
         if normalized {
             Ok(Self(raw.into_iter().map(Tag).collect()))
         } else {
-            Self::parse(&raw)
+            Self::parse_with(&raw, Tag::parse_existing)
         }
     }
 }
@@ -910,6 +935,18 @@ mod tests {
                 ("tags[3]", "invalid_format")
             ]
         );
+    }
+
+    #[test]
+    fn a_new_tag_may_not_hold_the_csv_separator_but_a_stored_one_is_still_read() {
+        assert_eq!(Tag::parse("a;b"), Err("invalid_format"));
+        assert_eq!(Tags::parse(&["ok", "a;b"]).unwrap_err()[0].field, "tags[1]");
+        assert_eq!(Tag::parse_existing("A;B").unwrap().as_str(), "a;b");
+        // Stored before the rule: read back, through the normalized path and the other.
+        for stored in [vec!["a;b".to_owned()], vec!["É;x".to_owned()]] {
+            let read = Tags::from_stored(stored.clone()).unwrap().to_strings();
+            assert_eq!(read, [stored[0].to_lowercase()]);
+        }
     }
 
     #[test]

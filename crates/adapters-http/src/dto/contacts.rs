@@ -171,7 +171,7 @@ pub struct ContactCreateRequest {
     pub lifecycle_stage: Option<LifecycleStageDto>,
     /// A member of the organization.
     pub owner_id: Option<Uuid>,
-    /// Trimmed, lower-cased, deduplicated; at most 50 of 1–50 characters.
+    /// Trimmed, lower-cased, deduplicated; at most 50 of 1–50 characters, without `;`.
     pub tags: Option<Vec<String>>,
     /// Values by custom field key; unknown keys are rejected.
     #[schema(value_type = Option<Object>)]
@@ -194,6 +194,7 @@ pub struct ContactPatchRequest {
     pub company: Option<String>,
     pub lifecycle_stage: Option<LifecycleStageDto>,
     pub owner_id: Option<Uuid>,
+    /// Replaces the list; as on create, without `;` in a tag.
     pub tags: Option<Vec<String>>,
     #[schema(value_type = Option<Object>)]
     pub custom_fields: Option<BTreeMap<String, serde_json::Value>>,
@@ -383,7 +384,8 @@ pub struct TagDto {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameTagRequest {
-    /// The new name; when contacts already carry it, the tags merge.
+    /// The new name (1–50 characters, without `;`); when contacts already carry it, the
+    /// tags merge.
     #[schema(example = "key-account", min_length = 1, max_length = 50)]
     pub name: String,
 }

@@ -493,7 +493,7 @@ async fn large_files_go_through_in_chunks_and_unreadable_tails_fail_the_job_clea
     let mut broken = String::from("firstName,lastName\n");
     broken.push_str(&"Good,Row\n".repeat(good));
     broken.push_str("\"Never,closed\nMore,Rows\n");
-    let job = import(&app, &owner, "", broken).await;
+    let job = import(&app, &owner, "", broken.clone()).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(
         (&job["created"], &job["failed"]),
@@ -505,6 +505,32 @@ async fn large_files_go_through_in_chunks_and_unreadable_tails_fail_the_job_clea
             .as_str()
             .is_some_and(|f| f.contains("never closed")),
         "{job}"
+    );
+    // A stop after the last chunk committed and before the job was marked failed: the
+    // job taken over from its checkpoint fails the same way, writing nothing more.
+    let id = job["id"].as_str().unwrap();
+    let mut conn = app.pool.get().await.unwrap();
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "UPDATE contact_imports SET status = 'running', failure = NULL, finished_at = NULL,
+                    heartbeat_at = now() - interval '1 hour', csv = decode('{}', 'hex')
+             WHERE id = '{id}'",
+            broken
+                .bytes()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let again = finished(&app, &owner, &format!("/api/v1/contacts/imports/{id}")).await;
+    assert_eq!(again["status"], "failed", "{again}");
+    assert_eq!(again["failure"], job["failure"], "{again}");
+    assert_eq!(
+        (&again["created"], &again["failed"]),
+        (&json!(good), &json!(1))
     );
 }
 

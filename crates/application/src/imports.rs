@@ -545,8 +545,11 @@ where
                 // Rows a crash or a retry left behind still hold their emails: read them
                 // again (not written), so that a resumed job reports a repeat as one
                 // run without a stop would.
-                if let Ok(cells) = record {
-                    written_before.push((row, Ok(cells)));
+                match record {
+                    Ok(cells) => written_before.push((row, Ok(cells))),
+                    // The chunk holding the unreadable row committed, and the stop came
+                    // before the job was marked failed: it fails now, as it would have.
+                    Err(e) => return Err(unreadable(row, &e)),
                 }
                 if written_before.len() == CHUNK_ROWS || row + 1 == job.next_row {
                     let rows = std::mem::take(&mut written_before);
@@ -568,9 +571,7 @@ where
                     earlier.report_repeats(&mut last);
                     self.enqueue(&mut writes, job, &set, last).await?;
                     writes.finish().await?;
-                    return Err(Failure::File(format!(
-                        "the file is unreadable from row {row} on ({e})"
-                    )));
+                    return Err(unreadable(row, &e));
                 }
             }
             if chunk.len() == CHUNK_ROWS {
@@ -962,6 +963,11 @@ where
     fn queued(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(self.queued.notified())
     }
+}
+
+/// Why a job stops at `row`: the file cannot be read from there on.
+fn unreadable(row: i64, e: &impl std::fmt::Display) -> Failure {
+    Failure::File(format!("the file is unreadable from row {row} on ({e})"))
 }
 
 #[cfg(test)]

@@ -135,6 +135,7 @@ async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
         next_row: 2,
         total_rows: 3,
         fields_generation: 0,
+        skip_taken: false,
     };
     repo.commit_chunk(org, job.id, &first, at(2), now())
         .await
@@ -262,6 +263,7 @@ async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
         processed: 1,
         next_row: 5,
         fields_generation: current.custom_fields_generation,
+        skip_taken: false,
         ..first.clone()
     };
     assert!(matches!(
@@ -336,6 +338,7 @@ async fn chunk_updates_apply_only_at_the_version_read_with_their_events() {
         next_row: 3,
         total_rows: 4,
         fields_generation: 0,
+        skip_taken: false,
     };
     repo.commit_chunk(org, job.id, &inserts, at(1), now())
         .await
@@ -446,6 +449,7 @@ async fn a_chunk_written_beside_the_one_before_commits_after_it_or_not_at_all() 
             next_row: row + 1,
             total_rows: 3,
             fields_generation: 0,
+            skip_taken: false,
         }
     };
     let (first, second, third) = (chunk(1, "a@x.io"), chunk(2, "b@x.io"), chunk(3, "c@x.io"));
@@ -579,6 +583,7 @@ async fn every_field_of_a_chunk_is_stored_as_written_each_row_with_its_own_tags(
         next_row: 6,
         total_rows: 10,
         fields_generation: 0,
+        skip_taken: false,
     };
     repo.commit_chunk(org, job.id, &inserts, at(1), now())
         .await
@@ -961,4 +966,56 @@ async fn unfinished_imports_are_bounded_per_organization() {
     .await
     .unwrap();
     assert!(repo.create(other, &pending(other), csv, 3).await.unwrap());
+}
+
+/// `onDuplicate=skip`: a row whose email another contact took after the chunk looked it
+/// up is skipped as the caller asked, not failed; nothing of it is written.
+#[tokio::test]
+async fn an_email_taken_meanwhile_is_skipped_when_duplicates_are_skipped() {
+    let Setup {
+        db: _db,
+        repo,
+        org,
+        job,
+        ..
+    } = setup(OnDuplicate::Skip, b"firstName,lastName,email\n").await;
+    repo.claim_next(at(1), at(-1)).await.unwrap().unwrap();
+    let (taken, taken_event) = contact(org, "taken@x.io");
+    let first = ChunkWrite {
+        inserts: vec![(1, taken, taken_event)],
+        updates: vec![],
+        processed: 1,
+        skipped: 0,
+        failed: 0,
+        errors: vec![],
+        next_row: 2,
+        total_rows: 3,
+        fields_generation: 0,
+        skip_taken: true,
+    };
+    repo.commit_chunk(org, job.id, &first, at(2), now())
+        .await
+        .unwrap();
+    let (a, a_event) = contact(org, "a@x.io");
+    let (again, again_event) = contact(org, "TAKEN@x.io");
+    let second = ChunkWrite {
+        inserts: vec![(2, a, a_event), (3, again, again_event)],
+        processed: 2,
+        next_row: 4,
+        ..first.clone()
+    };
+    repo.commit_chunk(org, job.id, &second, at(3), now())
+        .await
+        .unwrap();
+    let progress = repo.get(org, job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            progress.processed,
+            progress.created,
+            progress.skipped,
+            progress.failed
+        ),
+        (3, 2, 1, 0)
+    );
+    assert!(progress.errors.is_empty(), "{:?}", progress.errors);
 }

@@ -822,6 +822,7 @@ impl Validated {
                 total_rows: total,
                 // Set when the chunk is written (`write_chunk`).
                 fields_generation: 0,
+                skip_taken: job.on_duplicate == OnDuplicate::Skip,
             },
             parsed: Vec::with_capacity(rows.len()),
         }

@@ -131,7 +131,8 @@ impl ImportJob {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChunkWrite {
     /// New contacts, with their row numbers and `contact.created` events. A row whose
-    /// email was taken meanwhile is not written and counts as failed.
+    /// email was taken meanwhile is not written and counts as failed (or skipped, see
+    /// `skip_taken`).
     pub inserts: Vec<(i64, Contact, DomainEvent)>,
     /// Changed contacts with the version they were read at and their events. A contact
     /// changed meanwhile is not written and counts as failed.
@@ -149,6 +150,9 @@ pub struct ChunkWrite {
     /// The generation of the custom field definitions the rows were validated under
     /// (see [`crate::contacts::FieldSet`]).
     pub fields_generation: i64,
+    /// A new row whose email another contact took after the chunk looked it up is
+    /// skipped, as the caller asked of duplicates (`onDuplicate=skip`), instead of failed.
+    pub skip_taken: bool,
 }
 
 impl ChunkWrite {

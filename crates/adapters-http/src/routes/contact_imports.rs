@@ -58,7 +58,9 @@ pub enum ImportStatusDto {
     Failed,
 }
 
-/// One problem of one row (row 1 is the first line after the header).
+/// One problem of one row. Rows are the file's CSV records, 1 being the first after the
+/// header: a quoted cell spanning lines is one row, so a row number can be below its line
+/// number.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ImportRowError {
     pub row: i64,
@@ -80,7 +82,8 @@ pub struct ImportJobDto {
     pub rows_processed: i64,
     pub created: i64,
     pub updated: i64,
-    /// Duplicates left alone (`onDuplicate=skip`) and updates that changed nothing.
+    /// Duplicates left alone (`onDuplicate=skip`, also of a contact created while the job
+    /// ran), updates that changed nothing, and blank or all-empty rows.
     pub skipped: i64,
     pub failed: i64,
     /// The first 1,000 row errors (the counters are exact).

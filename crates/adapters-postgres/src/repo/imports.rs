@@ -366,7 +366,7 @@ impl ImportRepository for PgImportRepository {
                 return Ok(false);
             }
             let mut errors = chunk.errors.clone();
-            let mut failed = chunk.failed;
+            let (mut failed, mut skipped) = (chunk.failed, chunk.skipped);
             let inserted = import_chunk::write(
                 conn,
                 org,
@@ -375,7 +375,12 @@ impl ImportRepository for PgImportRepository {
             )
             .await?;
             for (row, contact, _) in &chunk.inserts {
-                if !inserted.contains(&contact.id.as_uuid()) {
+                if inserted.contains(&contact.id.as_uuid()) {
+                    continue;
+                }
+                if chunk.skip_taken {
+                    skipped += 1;
+                } else {
                     failed += 1;
                     errors.push(RowError {
                         row: *row,
@@ -443,7 +448,7 @@ impl ImportRepository for PgImportRepository {
             .bind::<Integer, _>(count(chunk.processed))
             .bind::<Integer, _>(count(created))
             .bind::<Integer, _>(count(updated))
-            .bind::<Integer, _>(count(chunk.skipped))
+            .bind::<Integer, _>(count(skipped))
             .bind::<Integer, _>(count(failed))
             .bind::<Timestamptz, _>(now)
             .bind::<Jsonb, _>(serde_json::to_value(&errors).unwrap_or_default())

@@ -1534,6 +1534,24 @@ async fn a_phone_written_with_a_trunk_prefix_is_found_in_every_form() {
         assert_eq!(found(q).await, ["Tom"], "{q}");
     }
     assert!(found("+442079461111").await.is_empty());
+    // Digits elsewhere (an email, a company) are not a phone's: "12-50" is a phone
+    // fragment, "1250" in an email is not what it asks for.
+    f.create(
+        f.org,
+        json!({"firstName": "Jane", "lastName": "Digits", "email": "jane1250@acme.io", "company": "Route 1250"}),
+    )
+    .await;
+    assert!(
+        found("12-50").await.is_empty(),
+        "{:?}",
+        found("12-50").await
+    );
+    assert_eq!(
+        found("1250").await,
+        ["Jane"],
+        "digits alone are a plain substring"
+    );
+    assert_eq!(found("79-46").await, ["Tom"]);
 }
 
 #[tokio::test]

@@ -382,7 +382,8 @@ fn search_pattern(query: &ContactQuery) -> Option<String> {
 
 /// For a `q` that looks like part of a phone number (digits and phone punctuation, at
 /// least three digits, not digits alone, which the first pattern already finds), the
-/// `LIKE` pattern of its digits: the searched text holds each phone's digits too.
+/// `LIKE` pattern of its digits: the searched text holds each phone's digits too (found
+/// through its index, then checked against the phone's own digits).
 fn phone_digits_pattern(query: &ContactQuery) -> Option<String> {
     let q = query.filter.q.as_deref()?.trim();
     let phone_shaped = q
@@ -458,6 +459,9 @@ fn gin_conditions(s: &mut Statement, query: &ContactQuery) {
                 .push(" AND (search LIKE lower(")
                 .bind(Bind::Text(q))
                 .push(") OR search LIKE ")
+                .bind(Bind::Text(digits.clone()))
+                // The indexed text holds every field: the digits must be the phone's.
+                .push(" AND regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g') LIKE ")
                 .bind(Bind::Text(digits))
                 .push(")"),
             None => s

@@ -687,6 +687,25 @@ async fn lists_search_filter_sort_and_page_with_unforgeable_cursors() {
             .len(),
         8
     );
+    // An offset's `+` sent unencoded (form decoding makes it a space) is read as `+`;
+    // encoded or negative offsets as they are.
+    for bound in [
+        "2000-01-01T02:00:00+02:00",
+        "2000-01-01T02:00:00.5%2B02:00",
+        "1999-12-31T19:00:00-05:00",
+    ] {
+        assert_eq!(
+            names(&format!("/api/v1/contacts?createdAfter={bound}&limit=200"))
+                .await
+                .len(),
+            8,
+            "{bound}"
+        );
+    }
+    assert_eq!(
+        names("/api/v1/contacts?createdBefore=2000-01-01T02:00:00+02:00").await,
+        Vec::<String>::new()
+    );
 
     for path in [
         "/api/v1/contacts?limit=0",
@@ -694,6 +713,8 @@ async fn lists_search_filter_sort_and_page_with_unforgeable_cursors() {
         "/api/v1/contacts?sort=email",
         "/api/v1/contacts?lifecycleStage=prospect",
         "/api/v1/contacts?createdAfter=yesterday",
+        "/api/v1/contacts?createdAfter=2000-01-01T02:00:00+2:00",
+        "/api/v1/contacts?createdAfter=2000-01-01 02:00:00",
         "/api/v1/contacts?colour=red",
         "/api/v1/contacts?customFields.colour=red",
         "/api/v1/contacts?customFields.industry=",

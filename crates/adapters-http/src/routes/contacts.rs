@@ -422,6 +422,7 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
     let mut canonical: Vec<(Cow<'_, str>, &str)> = Vec::new();
     let time = |v: &str, errors: &mut Vec<FieldError>, name: &str| {
         DateTime::parse_from_rfc3339(v)
+            .or_else(|e| plus_decoded_as_space(v).ok_or(e))
             .map(|t| t.with_timezone(&Utc))
             .map_err(|_| {
                 errors.push(query_issue(
@@ -722,4 +723,15 @@ pub async fn batch_contacts(
     Ok(HttpResponse::Ok()
         .insert_header(ContentType::json())
         .json(BatchResponse { results }))
+}
+
+/// A timestamp whose offset's `+` came through unencoded, so that form decoding made it a
+/// space (`…T09:00:00 02:00`): read as the `+` it was. A space can stand nowhere else in
+/// the last six characters of an RFC 3339 timestamp.
+fn plus_decoded_as_space(v: &str) -> Option<DateTime<chrono::FixedOffset>> {
+    let at = v.len().checked_sub(6)?;
+    if v.as_bytes()[at] != b' ' {
+        return None;
+    }
+    DateTime::parse_from_rfc3339(&format!("{}+{}", &v[..at], &v[at + 1..])).ok()
 }

@@ -1236,3 +1236,38 @@ async fn an_upload_that_does_not_arrive_in_time_is_refused_and_frees_its_slot() 
         1
     );
 }
+
+/// An import started with an API key names the key on its contacts' events, as a
+/// `POST /contacts` with the key does.
+#[tokio::test]
+async fn an_import_started_with_an_api_key_names_the_key_on_its_events() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@keyed.io").await;
+    let res = reqwest::Client::new()
+        .post(app.url("/api/v1/api-keys"))
+        .bearer_auth(&owner.access_token)
+        .json(&json!({ "name": "importer", "role": "MEMBER" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let key: Value = res.json().await.unwrap();
+    let keyed = TestUser {
+        access_token: key["secret"].as_str().unwrap().to_owned(),
+        ..owner.clone()
+    };
+    let job = import(
+        &app,
+        &keyed,
+        "",
+        "firstName,lastName\nAda,Lovelace\n".to_owned(),
+    )
+    .await;
+    assert_eq!(job["created"], 1, "{job}");
+    let named = format!(
+        "SELECT count(*) AS n FROM events WHERE type = 'contact.created' \
+         AND actor = jsonb_build_object('kind', 'api_key', 'id', '{}'::text)",
+        key["apiKey"]["id"].as_str().unwrap()
+    );
+    assert_eq!(count(&app, &named).await, 1);
+}

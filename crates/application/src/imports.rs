@@ -340,8 +340,14 @@ pub struct ImportService<I, F, C, G> {
     queued: Notify,
 }
 
-fn event_actor(created_by: Option<nexus_domain::UserId>) -> EventActor {
-    created_by.map_or(EventActor::System, |id| EventActor::User { id })
+/// Who the job's events name: the API key that started it, else the user, else (the
+/// user deleted since) the system.
+fn event_actor(job: &ImportJob) -> EventActor {
+    match (job.api_key_id, job.created_by) {
+        (Some(key), _) => EventActor::ApiKey { id: key.as_uuid() },
+        (None, Some(id)) => EventActor::User { id },
+        (None, None) => EventActor::System,
+    }
 }
 
 impl<I, F, C, G> ImportService<I, F, C, G>
@@ -407,16 +413,24 @@ where
                 ));
             }
         }
-        let job = ImportJob::pending(
-            ImportId::from_uuid(self.ids.new_id()),
-            actor.org_id,
-            match actor.principal {
-                Principal::User { user_id, .. } => Some(user_id),
-                Principal::ApiKey { created_by, .. } => Some(created_by),
-            },
-            on_duplicate,
-            self.now(),
-        );
+        let (created_by, api_key_id) = match actor.principal {
+            Principal::User { user_id, .. } => (user_id, None),
+            Principal::ApiKey {
+                created_by,
+                api_key_id,
+                ..
+            } => (created_by, Some(api_key_id)),
+        };
+        let job = ImportJob {
+            api_key_id,
+            ..ImportJob::pending(
+                ImportId::from_uuid(self.ids.new_id()),
+                actor.org_id,
+                Some(created_by),
+                on_duplicate,
+                self.now(),
+            )
+        };
         if !self
             .imports
             .create(actor.org_id, &job, &csv, MAX_UNFINISHED)
@@ -663,7 +677,7 @@ where
                 .into_iter()
                 .collect()
         };
-        let actor = event_actor(job.created_by);
+        let actor = event_actor(job);
         let outside = |owner: Option<UserId>| owner.is_some_and(|o| !members.contains(&o));
         for (row, object, parsed) in parsed {
             let ctx = EventContext {

@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 use nexus_domain::contact::Contact;
-use nexus_domain::{DomainEvent, ImportId, OrgId, UserId};
+use nexus_domain::{ApiKeyId, DomainEvent, ImportId, OrgId, UserId};
 
 use crate::error::StoreError;
 
@@ -76,6 +76,8 @@ pub struct ImportJob {
     pub id: ImportId,
     pub organization_id: OrgId,
     pub created_by: Option<UserId>,
+    /// The API key that started the job, if one did: its events name the key.
+    pub api_key_id: Option<ApiKeyId>,
     pub status: ImportStatus,
     pub on_duplicate: OnDuplicate,
     pub total_rows: Option<i64>,
@@ -109,6 +111,7 @@ impl ImportJob {
             id,
             organization_id,
             created_by,
+            api_key_id: None,
             status: ImportStatus::Pending,
             on_duplicate,
             total_rows: None,

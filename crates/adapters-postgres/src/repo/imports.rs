@@ -12,7 +12,7 @@ use diesel::sql_types::{
 };
 use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 use nexus_domain::contact::Contact;
-use nexus_domain::{ImportId, OrgId, UserId};
+use nexus_domain::{ApiKeyId, ImportId, OrgId, UserId};
 use nexus_ports::StoreError;
 use nexus_ports::imports::{
     ChunkWrite, ChunkWriteError, ImportJob, ImportRepository, ImportStatus, MAX_ROW_ERRORS,
@@ -27,7 +27,7 @@ use crate::repo::contacts::{COLUMNS, ContactRow};
 use crate::repo::{holds_generation, import_chunk};
 use nexus_domain::audit::AuditChange;
 
-const JOB_COLUMNS: &str = "organization_id, id, created_by, status, on_duplicate, total_rows, next_row, processed, \
+const JOB_COLUMNS: &str = "organization_id, id, created_by, api_key_id, status, on_duplicate, total_rows, next_row, processed, \
      created, updated, skipped, failed, errors, failure, created_at, finished_at, starts";
 
 #[derive(QueryableByName)]
@@ -38,6 +38,8 @@ struct JobRow {
     id: Uuid,
     #[diesel(sql_type = Nullable<SqlUuid>)]
     created_by: Option<Uuid>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    api_key_id: Option<Uuid>,
     #[diesel(sql_type = Text)]
     status: String,
     #[diesel(sql_type = Text)]
@@ -85,6 +87,7 @@ impl TryFrom<JobRow> for ImportJob {
             id: ImportId::from_uuid(r.id),
             organization_id: OrgId::from_uuid(r.organization_id),
             created_by: r.created_by.map(UserId::from_uuid),
+            api_key_id: r.api_key_id.map(ApiKeyId::from_uuid),
             status: ImportStatus::parse(&r.status).ok_or_else(corrupt)?,
             on_duplicate: OnDuplicate::parse(&r.on_duplicate).ok_or_else(corrupt)?,
             total_rows: r.total_rows.map(i64::from),
@@ -216,8 +219,8 @@ impl ImportRepository for PgImportRepository {
                 return Ok(false);
             }
             diesel::sql_query(
-                "INSERT INTO contact_imports (organization_id, id, created_by, status, on_duplicate, csv, created_at)
-                 VALUES ($1, $2, $3, 'pending', $4, $5, $6)",
+                "INSERT INTO contact_imports (organization_id, id, created_by, status, on_duplicate, csv, created_at, api_key_id)
+                 VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7)",
             )
             .bind::<SqlUuid, _>(org.as_uuid())
             .bind::<SqlUuid, _>(job.id.as_uuid())
@@ -225,6 +228,7 @@ impl ImportRepository for PgImportRepository {
             .bind::<Text, _>(job.on_duplicate.as_str())
             .bind::<Binary, _>(csv)
             .bind::<Timestamptz, _>(job.created_at)
+            .bind::<Nullable<SqlUuid>, _>(job.api_key_id.map(|k| k.as_uuid()))
             .execute(conn)
             .await?;
             audit::record(conn, org, change).await?;

@@ -158,8 +158,8 @@ fn document_internal_errors(spec: &mut OpenApiDoc) {
 const REPLAYED_DOC_NAME: &str = "Idempotent-Replayed";
 
 /// The idempotency middleware serves every authenticated POST, present and future, so
-/// the document says so on each: the header, the 400, 409 and 422 it can answer, and the
-/// `Idempotent-Replayed` header of a success it replays. A route
+/// the document says so on each: the header, the 400, 409, 413 and 422 it can answer,
+/// and the `Idempotent-Replayed` header of a response it replays. A route
 /// may declare the header itself to describe it better (secrets shown once); its schema
 /// is made the same as everywhere else.
 fn document_idempotency(spec: &mut OpenApiDoc) {
@@ -169,6 +169,17 @@ fn document_idempotency(spec: &mut OpenApiDoc) {
 
     use crate::middleware::idempotency;
 
+    let replayed = HeaderBuilder::new()
+        .schema(Some(
+            Object::builder()
+                .schema_type(Type::String)
+                .enum_values(Some(["true"])),
+        ))
+        .description(Some(
+            "`true` when this is the stored response of an earlier POST with the same `Idempotency-Key` \
+             (nothing was run again); absent otherwise, and on every other method.",
+        ))
+        .build();
     for item in spec.paths.paths.values_mut() {
         let Some(post) = item.post.as_mut() else {
             continue;
@@ -204,27 +215,41 @@ fn document_idempotency(spec: &mut OpenApiDoc) {
         ));
         for (status, response) in &mut post.responses.responses {
             if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
-                response.headers.insert(
-                    REPLAYED_DOC_NAME.to_owned(),
-                    RefOr::T(HeaderBuilder::new()
-                        .schema(Some(Object::builder().schema_type(Type::String).enum_values(Some(["true"]))))
-                        .description(Some(
-                            "`true` when this is the stored response of an earlier request with the same `Idempotency-Key` \
-                             (nothing was run again); absent otherwise.",
-                        ))
-                        .build()),
-                );
+                response
+                    .headers
+                    .insert(REPLAYED_DOC_NAME.to_owned(), RefOr::T(replayed.clone()));
             }
         }
+        // The key's body is read whole before the route runs, under the body limit.
         for (status, response) in [
             ("400", "BadRequest"),
             ("409", "Conflict"),
+            ("413", "PayloadTooLarge"),
             ("422", "Unprocessable"),
         ] {
             post.responses
                 .responses
                 .entry(status.to_owned())
                 .or_insert_with(|| RefOr::Ref(Ref::from_response_name(response)));
+        }
+    }
+    // A refusal is stored and replayed like a success (only 5xx and answers with
+    // `Retry-After` are not): the shared error responses a POST's route can give say so.
+    if let Some(components) = spec.components.as_mut() {
+        for name in [
+            "BadRequest",
+            "Forbidden",
+            "NotFound",
+            "Conflict",
+            "PreconditionFailed",
+            "UnsupportedMediaType",
+            "Unprocessable",
+        ] {
+            if let Some(RefOr::T(response)) = components.responses.get_mut(name) {
+                response
+                    .headers
+                    .insert(REPLAYED_DOC_NAME.to_owned(), RefOr::T(replayed.clone()));
+            }
         }
     }
 }
@@ -280,7 +305,7 @@ mod tests {
             assert_eq!(header["in"], "header", "{path}");
             assert_eq!(header["required"], false, "{path}");
             assert_eq!(header["schema"]["type"], "string", "{path}");
-            for status in ["400", "409", "422"] {
+            for status in ["400", "409", "413", "422"] {
                 assert!(op["responses"].get(status).is_some(), "{path}: no {status}");
             }
             let successes: Vec<_> = op["responses"]
@@ -294,6 +319,54 @@ mod tests {
                 let replayed = &response["headers"][super::REPLAYED_DOC_NAME];
                 assert_eq!(replayed["schema"]["type"], "string", "{path} {status}");
             }
+        }
+    }
+
+    /// A stored refusal is replayed too, so the shared error responses of POSTs carry the
+    /// header.
+    #[test]
+    fn replayable_refusals_declare_the_replayed_header() {
+        let spec = serde_json::to_value(super::spec()).unwrap_or_default();
+        for name in [
+            "BadRequest",
+            "Forbidden",
+            "NotFound",
+            "Conflict",
+            "Unprocessable",
+        ] {
+            let header =
+                &spec["components"]["responses"][name]["headers"][super::REPLAYED_DOC_NAME];
+            assert_eq!(header["schema"]["type"], "string", "{name}");
+        }
+    }
+
+    /// `total` is in the schema of the lists that count, and only there.
+    #[test]
+    fn only_the_lists_that_count_document_a_total() {
+        let spec = serde_json::to_value(super::spec()).unwrap_or_default();
+        let schemas = spec["components"]["schemas"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let pages: Vec<_> = schemas
+            .iter()
+            .filter(|(k, _)| k.contains("Page_"))
+            .collect();
+        assert!(pages.len() > 10, "{}", pages.len());
+        for (name, schema) in pages {
+            let has_total = schema["properties"].get("total").is_some();
+            assert_eq!(has_total, name.starts_with("CountedPage_"), "{name}");
+        }
+        for (path, list) in [
+            ("/api/v1/contacts", "CountedPage_ContactDto"),
+            ("/api/v1/tags", "CountedPage_TagDto"),
+            ("/api/v1/custom-fields", "CountedPage_CustomFieldDto"),
+        ] {
+            let op = &spec["paths"][path]["get"];
+            let body = &op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"];
+            assert_eq!(body, &format!("#/components/schemas/{list}"), "{path}");
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            assert!(params.iter().any(|p| p["name"] == "includeTotal"), "{path}");
         }
     }
 

@@ -51,7 +51,7 @@ pub struct PayloadTooLarge(pub Problem);
 #[response(content_type = "application/problem+json")]
 pub struct RequestTimeout(pub Problem);
 
-/// The body is not `application/json`.
+/// The body's `Content-Type` is not one the operation takes (see its request body).
 #[derive(ToResponse)]
 #[response(content_type = "application/problem+json")]
 pub struct UnsupportedMediaType(pub Problem);

@@ -11,10 +11,28 @@ pub struct Page<T> {
     /// Opaque cursor for the next page; `null` on the last page.
     #[schema(required = true)]
     pub next_cursor: Option<String>,
-    /// Exact count of matching items, only with `includeTotal=true`.
+    /// Sent only by the lists that count ([`CountedPage`] in the document), and only
+    /// with `includeTotal=true`; left out of `Page`'s schema, so that a generated client
+    /// does not expect it from the lists that never send it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
+    #[schema(ignore)]
     pub total: Option<i64>,
+}
+
+// The schema of a `Page` from a list that takes `includeTotal` (contacts, tags, custom
+// fields). Never built: those routes answer with a `Page` holding `total`.
+/// A keyset-paginated list that also counts itself when asked (`includeTotal=true`).
+#[derive(ToSchema)]
+#[schema(bound = "T: ToSchema", rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct CountedPage<T> {
+    data: Vec<T>,
+    /// Opaque cursor for the next page; `null` on the last page.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
+    /// Exact count of the whole list (not of this page), only with `includeTotal=true`.
+    #[schema(nullable = false)]
+    total: Option<i64>,
 }
 
 /// Bytes a page's body is first given per item, so that a page of contacts (about 550

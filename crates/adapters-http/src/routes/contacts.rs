@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::auth::Auth;
 use crate::concurrency::{etag, if_match};
 use crate::cursor::{CursorCodec, CursorScope, invalid_cursor};
-use crate::dto::common::Page;
+use crate::dto::common::{CountedPage, Page};
 use crate::dto::contacts::{
     BatchItem, BatchItemResult, BatchRequest, BatchResponse, ContactCreateRequest, ContactDto,
     ContactPatchRequest, LifecycleStageDto,
@@ -559,7 +559,7 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
     tag = "contacts",
     params(ContactFilterParams, ContactPageParams),
     responses(
-        (status = 200, description = "One page.", body = Page<ContactDto>),
+        (status = 200, description = "One page.", body = CountedPage<ContactDto>),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::auth::Auth;
 use crate::concurrency::{etag, if_match};
 use crate::cursor::{CursorCodec, CursorScope};
-use crate::dto::common::Page;
+use crate::dto::common::{CountedPage, Page};
 use crate::dto::contacts::{CustomFieldCreateRequest, CustomFieldDto, CustomFieldUpdateRequest};
 use crate::problem::ApiError;
 use crate::responses::{
@@ -29,7 +29,7 @@ type Contacts = web::Data<dyn ContactUseCases>;
     tag = "custom-fields",
     params(CountedPageQuery),
     responses(
-        (status = 200, description = "Definitions.", body = Page<CustomFieldDto>),
+        (status = 200, description = "Definitions.", body = CountedPage<CustomFieldDto>),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
@@ -149,7 +149,10 @@ pub async fn get_custom_field(
 #[utoipa::path(
     operation_id = "updateCustomField",
     tag = "custom-fields",
-    request_body = CustomFieldUpdateRequest,
+    request_body(content(
+        (CustomFieldUpdateRequest = "application/merge-patch+json"),
+        (CustomFieldUpdateRequest = "application/json"),
+    )),
     params(
         ("id" = Uuid, Path, description = "Definition id."),
         ("If-Match" = Option<String>, Header, nullable = false, description = "The ETag you read; a stale one gives 412."),

@@ -5,7 +5,7 @@ use nexus_application::ContactUseCases;
 
 use crate::auth::Auth;
 use crate::cursor::{CursorCodec, CursorScope};
-use crate::dto::common::Page;
+use crate::dto::common::{CountedPage, Page};
 use crate::dto::contacts::{RenameTagRequest, TagDto, TagRenamed};
 use crate::problem::ApiError;
 use crate::responses::{
@@ -24,7 +24,7 @@ type Contacts = web::Data<dyn ContactUseCases>;
     tag = "tags",
     params(CountedPageQuery),
     responses(
-        (status = 200, description = "Tags.", body = Page<TagDto>),
+        (status = 200, description = "Tags.", body = CountedPage<TagDto>),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),

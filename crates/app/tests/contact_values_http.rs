@@ -638,6 +638,25 @@ async fn a_tag_holding_the_csv_separator_is_refused_but_one_stored_before_is_fou
     .unwrap();
     let one = call(&app, &owner, "GET", &format!("/api/v1/contacts/{id}"), None).await;
     assert_eq!(one.body["tags"], json!(["old;tag"]));
+    // It does not block its contact's updates, and stays unless the patch drops it.
+    for (patch, tags) in [
+        (json!({"firstName": "Bo"}), json!(["old;tag"])),
+        (
+            json!({"tags": ["old;tag", "new"]}),
+            json!(["old;tag", "new"]),
+        ),
+    ] {
+        let res = call(
+            &app,
+            &owner,
+            "PATCH",
+            &format!("/api/v1/contacts/{id}"),
+            Some(patch),
+        )
+        .await;
+        assert_eq!(res.status, 200, "{}", res.body);
+        assert_eq!(res.body["tags"], tags);
+    }
     let found = call(&app, &owner, "GET", "/api/v1/contacts?tag=old%3Btag", None).await;
     assert_eq!(found.body["data"][0]["id"], id);
     let renamed = call(
@@ -651,5 +670,5 @@ async fn a_tag_holding_the_csv_separator_is_refused_but_one_stored_before_is_fou
     assert_eq!(renamed.status, 200, "{}", renamed.body);
     assert_eq!(renamed.body["contactsUpdated"], 1);
     let one = call(&app, &owner, "GET", &format!("/api/v1/contacts/{id}"), None).await;
-    assert_eq!(one.body["tags"], json!(["old-tag"]));
+    assert_eq!(one.body["tags"], json!(["old-tag", "new"]));
 }

@@ -189,9 +189,25 @@ impl Tags {
         Self::parse_with(raw, Tag::parse)
     }
 
+    /// As [`Tags::parse`], but a tag the contact already holds (`kept`) is checked as
+    /// stored: one written before a rule (a `;` in it) does not block its contact's updates.
+    ///
+    /// # Errors
+    /// As [`Tags::parse`].
+    pub fn parse_keeping<S: AsRef<str>>(raw: &[S], kept: &[Tag]) -> Result<Self, Vec<FieldIssue>> {
+        Self::parse_with(raw, |s| {
+            Tag::parse(s).or_else(|code| {
+                Tag::parse_existing(s)
+                    .ok()
+                    .filter(|t| kept.contains(t))
+                    .ok_or(code)
+            })
+        })
+    }
+
     fn parse_with<S: AsRef<str>>(
         raw: &[S],
-        tag: fn(&str) -> Result<Tag, &'static str>,
+        tag: impl Fn(&str) -> Result<Tag, &'static str>,
     ) -> Result<Self, Vec<FieldIssue>> {
         let mut issues = Vec::new();
         let mut seen = BTreeSet::new();
@@ -401,6 +417,17 @@ impl ContactFields {
         definitions: &[FieldSpec],
         previous_custom: Option<&CustomFieldValues>,
     ) -> Result<Self, Vec<FieldIssue>> {
+        Self::parse_over(input, definitions, previous_custom, &[])
+    }
+
+    /// [`Self::parse`] of an update: `previous_tags` are the contact's stored tags, which
+    /// it keeps even where they predate a rule (a `;` in a tag).
+    fn parse_over(
+        input: &Map<String, Value>,
+        definitions: &[FieldSpec],
+        previous_custom: Option<&CustomFieldValues>,
+        previous_tags: &[Tag],
+    ) -> Result<Self, Vec<FieldIssue>> {
         let mut issues = Vec::new();
         for key in input.keys() {
             if READ_ONLY_FIELDS.contains(&key.as_str()) {
@@ -480,10 +507,12 @@ impl ContactFields {
             Some(Value::Array(items)) => {
                 let strings: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
                 match strings {
-                    Some(strings) => Tags::parse(&strings).unwrap_or_else(|mut e| {
-                        issues.append(&mut e);
-                        Tags::default()
-                    }),
+                    Some(strings) => {
+                        Tags::parse_keeping(&strings, previous_tags).unwrap_or_else(|mut e| {
+                            issues.append(&mut e);
+                            Tags::default()
+                        })
+                    }
                     None => {
                         issues.push(FieldIssue::new(
                             "tags",
@@ -677,7 +706,12 @@ impl Contact {
             ));
             return Err(issues);
         };
-        ContactFields::parse(&merged, definitions, Some(&self.fields.custom_fields))
+        ContactFields::parse_over(
+            &merged,
+            definitions,
+            Some(&self.fields.custom_fields),
+            self.fields.tags.as_slice(),
+        )
     }
 
     /// Replaces the writable fields. `None` when nothing changes (no new version, no
@@ -934,6 +968,33 @@ mod tests {
                 ("tags[2]", "too_long"),
                 ("tags[3]", "invalid_format")
             ]
+        );
+    }
+
+    #[test]
+    fn a_stored_tag_with_the_separator_does_not_block_its_contacts_updates() {
+        let mut contact = created();
+        contact.fields.tags = Tags::from_stored(vec!["old;tag".to_owned()]).unwrap();
+        let renamed = contact
+            .apply_merge_patch(json!({"firstName": "Bo"}).as_object().unwrap(), &defs())
+            .unwrap();
+        assert_eq!(renamed.tags.to_strings(), ["old;tag"]);
+        let added = contact
+            .apply_merge_patch(
+                json!({"tags": ["old;tag", "new"]}).as_object().unwrap(),
+                &defs(),
+            )
+            .unwrap();
+        assert_eq!(added.tags.to_strings(), ["old;tag", "new"]);
+        let errs = contact
+            .apply_merge_patch(
+                json!({"tags": ["old;tag", "x;y"]}).as_object().unwrap(),
+                &defs(),
+            )
+            .unwrap_err();
+        assert_eq!(
+            (errs[0].field.as_str(), errs[0].code),
+            ("tags[1]", "invalid_format")
         );
     }
 

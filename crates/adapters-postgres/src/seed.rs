@@ -198,11 +198,11 @@ pub async fn contacts(
     Ok(count)
 }
 
-/// Connects to `url`, finds or creates the organization `slug`, and adds `count` contacts.
-/// Returns the organization id.
+/// Connects to `url`, finds the organization `slug`, and adds `count` contacts. Returns
+/// the organization id.
 ///
 /// # Errors
-/// As [`organization`] and [`contacts`].
+/// No such organization; as [`contacts`].
 pub async fn contacts_for_slug(
     url: &str,
     slug: &str,
@@ -210,7 +210,17 @@ pub async fn contacts_for_slug(
     progress: impl FnMut(i64) + Send,
 ) -> anyhow::Result<Uuid> {
     let mut conn = AsyncPgConnection::establish(url).await?;
-    let org = organization(&mut conn, slug).await?;
+    // Not created here: an organization made outside registration would have no OWNER.
+    let found: Vec<Id> = diesel::sql_query("SELECT id FROM organizations WHERE slug = $1")
+        .bind::<Text, _>(slug)
+        .load(&mut conn)
+        .await?;
+    let Some(org) = found.into_iter().next().map(|o| o.id) else {
+        anyhow::bail!(
+            "no organization `{slug}`: register one first (POST /api/v1/auth/register), \
+             or seed the demo organization's (`nexus-demo`)"
+        );
+    };
     contacts(&mut conn, org, count, progress).await?;
     Ok(org)
 }

@@ -40,8 +40,8 @@ enum Command {
         /// Generate this many realistic contacts (needs --organization).
         #[arg(long, requires = "organization")]
         contacts: Option<i64>,
-        /// Slug of the organization that receives the contacts (created when missing;
-        /// the demo organization is `nexus-demo`).
+        /// Slug of an existing organization to receive the contacts; `nexus-demo`, the
+        /// demo organization, is created (with its OWNER login, printed) when missing.
         #[arg(long)]
         organization: Option<String>,
     },
@@ -129,6 +129,21 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             contacts,
             organization,
         } => {
+            if contacts.is_none() && !demo {
+                anyhow::bail!(
+                    "nothing to seed: pass --demo and/or --contacts N --organization SLUG"
+                );
+            }
+            // The demo organization is made by registration (its OWNER, its pipeline),
+            // also when it is only named as where contacts go.
+            if demo || organization.as_deref() == Some(nexus_app::startup::DEMO_SLUG) {
+                let mut config = config.clone();
+                config.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+                let app = Application::build(&config).await?;
+                let (email, password) = app.seed_demo(&config).await?;
+                app.close().await;
+                println!("demo organization ready: log in as {email} / {password}");
+            }
             if let (Some(count), Some(slug)) = (contacts, organization.as_deref()) {
                 let (url, _) = database::resolve(&config).await?;
                 let mut prepare = config.clone();
@@ -146,20 +161,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 #[allow(clippy::cast_precision_loss)]
                 let rate = count as f64 / secs.max(0.001);
                 println!("seeded {count} contacts into {slug} in {secs:.1} s ({rate:.0} rows/s)");
-                if !demo {
-                    return Ok(());
-                }
-            } else if !demo {
-                anyhow::bail!(
-                    "nothing to seed: pass --demo and/or --contacts N --organization SLUG"
-                );
             }
-            let mut config = config;
-            config.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-            let app = Application::build(&config).await?;
-            let (email, password) = app.seed_demo(&config).await?;
-            app.close().await;
-            println!("demo organization ready: log in as {email} / {password}");
             Ok(())
         }
         Command::Openapi { output } => {

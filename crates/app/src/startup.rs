@@ -45,6 +45,8 @@ use crate::webhook_transport::{ReqwestSender, SystemResolver};
 
 pub const ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
 pub const DEMO_EMAIL: &str = "demo@nexus.local";
+/// The demo organization's slug, as registration derives it from its name ("NEXUS Demo").
+pub const DEMO_SLUG: &str = "nexus-demo";
 
 /// A built, bound, not yet running server.
 pub struct Application {

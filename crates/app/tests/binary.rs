@@ -99,7 +99,7 @@ async fn sigterm_stops_the_server_cleanly_with_exit_code_zero() {
 }
 
 #[tokio::test]
-async fn seed_contacts_fills_the_named_organization_and_needs_one() {
+async fn seed_contacts_fills_an_existing_organization_or_the_demo_one() {
     use diesel::QueryableByName;
     use diesel::sql_types::BigInt;
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -129,22 +129,42 @@ async fn seed_contacts_fills_the_named_organization_and_needs_one() {
         "--contacts needs --organization"
     );
 
-    let out = run(&["seed", "--contacts", "300", "--organization", "acme-seed"]);
+    // An organization that does not exist is not made up (it would have no OWNER).
+    let missing = run(&["seed", "--contacts", "300", "--organization", "acme-seed"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no organization `acme-seed`"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
+    let orgs: Counts =
+        diesel::sql_query("SELECT count(*) AS contacts, count(*) AS emails FROM organizations")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(orgs.contacts, 0, "nothing created");
+
+    // The demo organization's slug makes the demo first: its OWNER login, then the rows.
+    let out = run(&["seed", "--contacts", "300", "--organization", "nexus-demo"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("log in as demo@nexus.local / "), "{stdout}");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("seeded 300 contacts into acme-seed"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        stdout.contains("seeded 300 contacts into nexus-demo"),
+        "{stdout}"
     );
-    let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
     let counts: Counts = diesel::sql_query(
         "SELECT count(*) AS contacts, count(DISTINCT lower(c.email)) AS emails
          FROM contacts c JOIN organizations o ON o.id = c.organization_id
-         WHERE o.slug = 'acme-seed' AND c.deleted_at IS NULL",
+         WHERE o.slug = 'nexus-demo' AND c.deleted_at IS NULL
+           -- The demo's own contacts came through the API, with their events.
+           AND NOT EXISTS (SELECT 1 FROM events e WHERE e.type = 'contact.created'
+                           AND e.payload -> 'contact' ->> 'id' = c.id::text)",
     )
     .get_result(&mut conn)
     .await
@@ -152,6 +172,19 @@ async fn seed_contacts_fills_the_named_organization_and_needs_one() {
     // Most seeded contacts have an email, each unique (some have none, like real ones).
     assert_eq!(counts.contacts, 300);
     assert!((150..=300).contains(&counts.emails), "{}", counts.emails);
+    let owners: Counts = diesel::sql_query(
+        "SELECT count(*) AS contacts, count(*) AS emails FROM memberships m
+         JOIN organizations o ON o.id = m.organization_id
+         JOIN users u ON u.id = m.user_id
+         WHERE o.slug = 'nexus-demo' AND m.role = 'OWNER' AND u.email = 'demo@nexus.local'",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        owners.contacts, 1,
+        "the demo login owns the seeded organization"
+    );
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 

@@ -1100,10 +1100,11 @@ mod tests {
             custom: i64,
         }
         let db = TestDatabase::create().await;
-        let org = crate::seed::contacts_for_slug(db.url(), "plans", 5_000, |_| {})
+        let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
+        let org = crate::seed::organization(&mut conn, "plans").await.unwrap();
+        crate::seed::contacts(&mut conn, org, 5_000, |_| {})
             .await
             .unwrap();
-        let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
         diesel::sql_query("ANALYZE contacts")
             .execute(&mut conn)
             .await

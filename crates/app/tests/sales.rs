@@ -1182,3 +1182,34 @@ async fn a_contact_in_the_trash_takes_no_new_deal_or_activity_but_its_deals_stay
         "{body}"
     );
 }
+
+/// A deal created while its contact is being deleted waits for the delete and is then
+/// refused: it never links a contact that went to the trash meanwhile.
+#[tokio::test]
+async fn a_deal_racing_its_contacts_delete_waits_and_is_refused() {
+    use diesel_async::SimpleAsyncConnection;
+
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@racing-delete.io").await;
+    let contact_id = contact(&app, &owner, "Racing").await;
+    let mut conn = app.pool.get().await.unwrap();
+    conn.batch_execute(&format!(
+        "BEGIN; UPDATE contacts SET deleted_at = now(), version = version + 1 WHERE id = '{contact_id}'"
+    ))
+    .await
+    .unwrap();
+    let body = json!({"title": "Late", "value": {"amount": "1.00", "currency": "USD"}, "contactId": contact_id});
+    let create = call(&app, &owner, "POST", "/api/v1/deals", Some(body));
+    tokio::pin!(create);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), &mut create)
+            .await
+            .is_err(),
+        "the deal did not wait for the contact's delete"
+    );
+    conn.batch_execute("COMMIT").await.unwrap();
+    let (status, body) = create.await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "contactId", "{body}");
+    assert_eq!(count(&app, "SELECT count(*) AS n FROM deals").await, 0);
+}

@@ -404,8 +404,10 @@ async fn contact_reachable(
         ok: bool,
     }
     let r: Reachable = diesel::sql_query(
+        // FOR SHARE: a delete of the contact in flight is waited for, then seen; it cannot
+        // commit past this check and leave the new link pointing into the trash.
         "SELECT EXISTS (SELECT 1 FROM contacts
-                        WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL)
+                        WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL FOR SHARE)
              OR EXISTS (SELECT 1 FROM deals
                         WHERE organization_id = $1 AND id = $3 AND contact_id = $2) AS ok",
     )

@@ -7,7 +7,7 @@ use actix_web::http::{Method, StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 use nexus_application::{AuthUseCases, ClientMeta};
-use nexus_domain::Actor;
+use nexus_domain::{Action, Actor, Resource};
 
 use crate::problem::ApiError;
 
@@ -26,6 +26,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The role's verdict, asked by a route before it reads the request's headers and body,
+/// so that a caller who may not write is told 403 whatever it sent (not 400 or 415).
+///
+/// # Errors
+/// 403 when the role may not.
+pub fn permitted(actor: &Actor, resource: Resource, action: Action) -> Result<(), ApiError> {
+    actor
+        .authorize(resource, action)
+        .map_err(|e| nexus_application::AppError::from(e).into())
 }
 
 /// Double-submit check for cookie-authenticated unsafe requests.

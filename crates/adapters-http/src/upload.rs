@@ -15,7 +15,6 @@ use actix_web::{HttpMessage, HttpRequest, web};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use nexus_application::AppError;
 use nexus_domain::{Action, Actor, OrgId, Resource};
 
 use crate::problem::{ApiError, FieldError, for_status};
@@ -172,9 +171,7 @@ pub fn kind(headers: &HeaderMap) -> Option<Kind> {
 /// # Errors
 /// 403 for a role that may not create contacts.
 pub fn authorize(actor: &Actor) -> Result<(), ApiError> {
-    actor
-        .authorize(Resource::Contacts, Action::Create)
-        .map_err(|e| AppError::from(e).into())
+    crate::auth::permitted(actor, Resource::Contacts, Action::Create)
 }
 
 pub fn unsupported() -> ApiError {

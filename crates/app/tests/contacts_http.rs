@@ -236,6 +236,60 @@ async fn viewers_read_and_every_write_is_forbidden() {
             "forbidden",
         );
     }
+    // The role is decided before the request's headers and body are read: a malformed
+    // If-Match or a body of the wrong type is still a 403 for a VIEWER (a MEMBER for a
+    // custom field), not a 400 or 415.
+    let field = call(
+        &app,
+        &owner,
+        "POST",
+        "/api/v1/custom-fields",
+        Some(json!({"key": "seats", "label": "Seats", "type": "number"})),
+    )
+    .await;
+    let field_url = field.location.clone().unwrap();
+    let no_body = None;
+    let label = Some(json!({"label": "Places"}));
+    for (who, method, path, body, headers) in [
+        (
+            &viewer,
+            "PATCH",
+            url.clone(),
+            no_body.clone(),
+            [("if-match", "3"), ("content-type", "text/plain")],
+        ),
+        (
+            &viewer,
+            "DELETE",
+            url.clone(),
+            no_body.clone(),
+            [("if-match", "3"), ("x-nothing", "")],
+        ),
+        (
+            &viewer,
+            "POST",
+            format!("{url}/restore"),
+            no_body.clone(),
+            [("if-match", "3"), ("x-nothing", "")],
+        ),
+        (
+            &member,
+            "PATCH",
+            field_url.clone(),
+            label,
+            [("if-match", "3"), ("x-nothing", "")],
+        ),
+        (
+            &member,
+            "DELETE",
+            field_url.clone(),
+            no_body,
+            [("if-match", "3"), ("x-nothing", "")],
+        ),
+    ] {
+        let res = send(&app, who, method, &path, body, &headers).await;
+        assert_problem(&res, 403, "forbidden");
+    }
     // Custom field definitions are OWNER/ADMIN only.
     let res = call(
         &app,
@@ -274,8 +328,17 @@ async fn viewers_read_and_every_write_is_forbidden() {
         1
     );
     assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM custom_field_definitions WHERE label = 'Seats' AND version = 1"
+        )
+        .await,
+        1,
+        "the owner's one, unchanged"
+    );
+    assert_eq!(
         count(&app, "SELECT count(*) AS n FROM custom_field_definitions").await,
-        0
+        1
     );
     // No token at all: 401.
     let anon = reqwest::Client::new()

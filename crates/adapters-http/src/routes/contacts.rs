@@ -10,14 +10,14 @@ use chrono::{DateTime, Utc};
 use nexus_application::contacts::{BatchOp, BatchOutcome, ListContacts};
 use nexus_application::{AppError, ContactUseCases, SalesUseCases};
 use nexus_domain::contact::{LifecycleStage, NUL_REFUSED};
-use nexus_domain::{ContactId, UserId};
+use nexus_domain::{Action, ContactId, Resource, UserId};
 use nexus_ports::contacts::{ContactFilter, Sort, TagMode};
 use nexus_ports::sales::ActivityFilter;
 use serde_json::{Map, Value};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, permitted};
 use crate::concurrency::{etag, if_match};
 use crate::cursor::{CursorCodec, CursorScope, invalid_cursor};
 use crate::dto::common::{CountedPage, Page};
@@ -167,6 +167,7 @@ pub async fn update_contact(
     path: web::Path<Uuid>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    permitted(&auth.0, Resource::Contacts, Action::Update)?;
     let expected = if_match(&req)?;
     let patch = merge_patch_body(&req, &body)?;
     let contact = contacts
@@ -240,6 +241,7 @@ pub async fn delete_contact(
     contacts: Contacts,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    permitted(&auth.0, Resource::Contacts, Action::Delete)?;
     let expected = if_match(&req)?;
     contacts
         .delete(auth.0, ContactId::from_uuid(path.into_inner()), expected)
@@ -274,6 +276,7 @@ pub async fn restore_contact(
     contacts: Contacts,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    permitted(&auth.0, Resource::Contacts, Action::Update)?;
     let expected = if_match(&req)?;
     let contact = contacts
         .restore(auth.0, ContactId::from_uuid(path.into_inner()), expected)

@@ -5,10 +5,10 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use nexus_application::ContactUseCases;
 use nexus_application::contacts::{FieldInput, FieldPatch};
-use nexus_domain::CustomFieldId;
+use nexus_domain::{Action, CustomFieldId, Resource};
 use uuid::Uuid;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, permitted};
 use crate::concurrency::{etag, if_match};
 use crate::cursor::{CursorCodec, CursorScope};
 use crate::dto::common::{CountedPage, Page};
@@ -180,6 +180,7 @@ pub async fn update_custom_field(
     path: web::Path<Uuid>,
     body: web::Json<CustomFieldUpdateRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    permitted(&auth.0, Resource::Pipelines, Action::Update)?;
     let expected = if_match(&req)?;
     let id = CustomFieldId::from_uuid(path.into_inner());
     let b = body.into_inner();
@@ -222,6 +223,7 @@ pub async fn delete_custom_field(
     contacts: Contacts,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    permitted(&auth.0, Resource::Pipelines, Action::Delete)?;
     let expected = if_match(&req)?;
     contacts
         .delete_custom_field(

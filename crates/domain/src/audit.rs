@@ -61,7 +61,8 @@ impl AuditChange {
     }
 
     /// The audit view of a domain event: its name, the resource it names, and its
-    /// field-level changes for updates (the whole resource otherwise).
+    /// field-level changes for updates (the whole resource otherwise: `before` a
+    /// deletion, `after` anything else).
     #[must_use]
     pub fn from_event(event: &DomainEvent) -> Self {
         let action = event.event_type.as_str();
@@ -73,6 +74,8 @@ impl AuditChange {
             .find_map(|v| v.as_str().map(str::to_owned));
         let changes = match payload.get("changes") {
             Some(c @ Value::Object(_)) => c.clone(),
+            // What was removed is what the entry keeps of a deletion.
+            _ if action.ends_with(".deleted") => json!({ "before": resource }),
             _ => json!({ "after": resource }),
         };
         Self::new(action, entity_type, entity_id, &changes)
@@ -190,6 +193,20 @@ mod tests {
             change.changes,
             json!({ "firstName": { "from": "Ad", "to": "Ada" } })
         );
+    }
+
+    #[test]
+    fn a_deletion_keeps_what_was_removed_as_before() {
+        let id = Uuid::now_v7().to_string();
+        let e = event(
+            EventType::ContactDeleted,
+            EventActor::System,
+            json!({ "contact": { "id": id, "firstName": "Ada" } }),
+        );
+        let change = AuditChange::from_event(&e);
+        assert_eq!(change.entity_id, Some(id));
+        assert_eq!(change.changes["before"]["firstName"], "Ada");
+        assert!(change.changes.get("after").is_none(), "{}", change.changes);
     }
 
     #[test]

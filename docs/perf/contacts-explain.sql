@@ -53,11 +53,11 @@ ORDER BY created_at DESC, id DESC LIMIT 51;
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 SELECT :cols FROM (SELECT :cols, search FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
                    ORDER BY created_at DESC, id DESC LIMIT 10000) AS contacts
-WHERE true AND (search LIKE lower('%555) 12%') OR search LIKE '%55512%' AND regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g') LIKE '%55512%') ORDER BY created_at DESC, id DESC LIMIT 51;
+WHERE true AND (search LIKE lower('%555) 12%') OR search LIKE '%55512%' AND (regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g') || ' ' || coalesce(phone_e164, '')) LIKE '%55512%') ORDER BY created_at DESC, id DESC LIMIT 51;
 \echo '### 5. ?q=555) 12 (phone fragment, also searched by its digits) (phase 2, only when phase 1 found less than a page: every match through GIN)'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
-                     AND (search LIKE lower('%555) 12%') OR search LIKE '%55512%' AND regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g') LIKE '%55512%')
+                     AND (search LIKE lower('%555) 12%') OR search LIKE '%55512%' AND (regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g') || ' ' || coalesce(phone_e164, '')) LIKE '%55512%')
                    OFFSET 0) AS matches
 ORDER BY created_at DESC, id DESC LIMIT 51;
 

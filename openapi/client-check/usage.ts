@@ -374,8 +374,20 @@ export async function customFields(client: NexusClient): Promise<CustomField[]> 
   });
   if (changed.error !== undefined && changed.error.code === "field_type_in_use") return [];
   await client.DELETE("/api/v1/custom-fields/{id}", { params: { path: { id } } });
-  const { data } = await client.GET("/api/v1/custom-fields");
-  return data?.data ?? [];
+  // A page at a time, like every list (an organization holds at most 200), with the count.
+  const all: CustomField[] = [];
+  let cursor: string | undefined;
+  for (;;) {
+    const { data } = await client.GET("/api/v1/custom-fields", {
+      params: { query: { limit: 200, cursor, includeTotal: true } satisfies Query<"/api/v1/custom-fields", "get"> },
+    });
+    if (data === undefined) return all;
+    const total: number | undefined = data.total;
+    void total;
+    all.push(...data.data);
+    if (data.nextCursor == null) return all;
+    cursor = data.nextCursor;
+  }
 }
 
 /** Tags: list with counts, rename (merging), delete. */

@@ -210,14 +210,18 @@ pub async fn contacts_for_slug(
     progress: impl FnMut(i64) + Send,
 ) -> anyhow::Result<Uuid> {
     let mut conn = AsyncPgConnection::establish(url).await?;
-    // Not created here: an organization made outside registration would have no OWNER.
-    let found: Vec<Id> = diesel::sql_query("SELECT id FROM organizations WHERE slug = $1")
-        .bind::<Text, _>(slug)
-        .load(&mut conn)
-        .await?;
+    // Not created here: an organization made outside registration would have no OWNER,
+    // and one an older seed made that way is refused too: nobody could log into it.
+    let found: Vec<Id> = diesel::sql_query(
+        "SELECT id FROM organizations o WHERE slug = $1
+           AND EXISTS (SELECT 1 FROM memberships m WHERE m.organization_id = o.id AND m.role = 'OWNER')",
+    )
+    .bind::<Text, _>(slug)
+    .load(&mut conn)
+    .await?;
     let Some(org) = found.into_iter().next().map(|o| o.id) else {
         anyhow::bail!(
-            "no organization `{slug}`: register one first (POST /api/v1/auth/register), \
+            "no organization `{slug}` with an OWNER: register one first (POST /api/v1/auth/register), \
              or seed the demo organization's (`nexus-demo`)"
         );
     };

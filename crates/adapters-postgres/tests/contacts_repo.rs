@@ -1530,6 +1530,8 @@ async fn a_phone_written_with_a_trunk_prefix_is_found_in_every_form() {
         "+442079460000",
         "442079460000",
         "20-7946-0000",
+        "+44 20 7946 0000",
+        "44 20 7946 0000",
     ] {
         assert_eq!(found(q).await, ["Tom"], "{q}");
     }

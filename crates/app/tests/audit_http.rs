@@ -255,6 +255,20 @@ async fn changes_without_events_are_audited_and_filters_and_pages_work() {
     let created = audit(&app, &owner, "?entityType=custom_field").await;
     assert_eq!(created[0]["action"], "custom_field.created");
     assert_eq!(created[0]["changes"]["after"]["key"], "tier");
+    // A deletion keeps what was removed, as `before`.
+    let (status, _) = send(
+        &app,
+        t,
+        "DELETE",
+        &format!("/api/v1/custom-fields/{}", field["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let deleted = audit(&app, &owner, "?action=custom_field.deleted").await;
+    assert_eq!(deleted[0]["changes"]["before"]["key"], "tier");
+    assert_eq!(deleted[0]["changes"]["before"]["label"], "Tier");
+    assert!(deleted[0]["changes"].get("after").is_none());
 
     // Pages, newest first, with a signed cursor.
     for n in 0..3 {
@@ -335,6 +349,11 @@ async fn changes_without_events_are_audited_and_filters_and_pages_work() {
     )
     .await;
     assert_eq!(status, 422, "an empty range is a mistake: {problem}");
+    let c = contact(&app, t, "Gone").await;
+    let (status, _) = send(&app, t, "DELETE", &format!("/api/v1/contacts/{c}"), None).await;
+    assert_eq!(status, 204);
+    let gone = audit(&app, &owner, "?action=contact.deleted").await;
+    assert_eq!(gone[0]["changes"]["before"]["firstName"], "Gone");
 }
 
 #[tokio::test]

@@ -98,6 +98,21 @@ async fn sigterm_stops_the_server_cleanly_with_exit_code_zero() {
     assert_eq!(status.code(), Some(0));
 }
 
+async fn count_contacts(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel_async::RunQueryDsl::get_result::<N>(
+        diesel::sql_query("SELECT count(*) AS n FROM contacts"),
+        conn,
+    )
+    .await
+    .unwrap()
+    .n
+}
+
 #[tokio::test]
 async fn seed_contacts_fills_an_existing_organization_or_the_demo_one() {
     use diesel::QueryableByName;
@@ -133,7 +148,8 @@ async fn seed_contacts_fills_an_existing_organization_or_the_demo_one() {
     let missing = run(&["seed", "--contacts", "300", "--organization", "acme-seed"]);
     assert!(!missing.status.success());
     assert!(
-        String::from_utf8_lossy(&missing.stderr).contains("no organization `acme-seed`"),
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("no organization `acme-seed` with an OWNER"),
         "{}",
         String::from_utf8_lossy(&missing.stderr)
     );
@@ -144,6 +160,20 @@ async fn seed_contacts_fills_an_existing_organization_or_the_demo_one() {
             .await
             .unwrap();
     assert_eq!(orgs.contacts, 0, "nothing created");
+    // One an older seed made without an OWNER is refused as well.
+    diesel::sql_query(
+        "INSERT INTO organizations (id, name, slug) VALUES (gen_random_uuid(), 'legacy-seed', 'legacy-seed')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let ownerless = run(&["seed", "--contacts", "10", "--organization", "legacy-seed"]);
+    assert!(!ownerless.status.success());
+    assert_eq!(
+        count_contacts(&mut conn).await,
+        0,
+        "nothing seeded into an organization nobody can log into"
+    );
 
     // The demo organization's slug makes the demo first: its OWNER login, then the rows.
     let out = run(&["seed", "--contacts", "300", "--organization", "nexus-demo"]);

@@ -290,6 +290,24 @@ async fn viewers_read_and_every_write_is_forbidden() {
         let res = send(&app, who, method, &path, body, &headers).await;
         assert_problem(&res, 403, "forbidden");
     }
+    // Bodies too: whatever they hold, the role is answered first.
+    for (who, method, path) in [
+        (&member, "POST", "/api/v1/custom-fields".to_owned()),
+        (&member, "PATCH", field_url.clone()),
+        (&viewer, "PATCH", "/api/v1/tags/vip".to_owned()),
+    ] {
+        for content_type in ["text/plain", "application/json"] {
+            let res = reqwest::Client::new()
+                .request(method.parse().unwrap(), app.url(&path))
+                .bearer_auth(&who.access_token)
+                .header("content-type", content_type)
+                .body("{not json")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status().as_u16(), 403, "{method} {path} {content_type}");
+        }
+    }
     // Custom field definitions are OWNER/ADMIN only.
     let res = call(
         &app,

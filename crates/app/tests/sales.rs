@@ -1212,4 +1212,27 @@ async fn a_deal_racing_its_contacts_delete_waits_and_is_refused() {
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["errors"][0]["field"], "contactId", "{body}");
     assert_eq!(count(&app, "SELECT count(*) AS n FROM deals").await, 0);
+
+    // A deal that keeps its contact does not wait for writers of that contact.
+    let other = contact(&app, &owner, "Busy").await;
+    let kept = deal(&app, &owner, &other, "2.00").await;
+    conn.batch_execute(&format!(
+        "BEGIN; UPDATE contacts SET company = 'Busy Ltd', version = version + 1 WHERE id = '{other}'"
+    ))
+    .await
+    .unwrap();
+    let renamed = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        call(
+            &app,
+            &owner,
+            "PATCH",
+            &format!("/api/v1/deals/{}", kept["id"].as_str().unwrap()),
+            Some(json!({"title": "Renamed"})),
+        ),
+    )
+    .await;
+    conn.batch_execute("COMMIT").await.unwrap();
+    let (status, body) = renamed.expect("the deal's update waited for its contact's writer");
+    assert_eq!(status, 200, "{body}");
 }

@@ -13,6 +13,7 @@ use crate::concurrency::{etag, if_match};
 use crate::cursor::{CursorCodec, CursorScope};
 use crate::dto::common::{CountedPage, Page};
 use crate::dto::contacts::{CustomFieldCreateRequest, CustomFieldDto, CustomFieldUpdateRequest};
+use crate::extract::json_body;
 use crate::problem::ApiError;
 use crate::responses::{
     BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
@@ -94,11 +95,13 @@ pub async fn list_custom_fields(
 )]
 #[post("")]
 pub async fn create_custom_field(
+    req: HttpRequest,
     auth: Auth,
     contacts: Contacts,
-    body: web::Json<CustomFieldCreateRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let b = body.into_inner();
+    permitted(&auth.0, Resource::Pipelines, Action::Create)?;
+    let b: CustomFieldCreateRequest = json_body(&req, &body)?;
     let input = FieldInput {
         key: b.key,
         label: b.label,
@@ -178,12 +181,12 @@ pub async fn update_custom_field(
     auth: Auth,
     contacts: Contacts,
     path: web::Path<Uuid>,
-    body: web::Json<CustomFieldUpdateRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     permitted(&auth.0, Resource::Pipelines, Action::Update)?;
     let expected = if_match(&req)?;
     let id = CustomFieldId::from_uuid(path.into_inner());
-    let b = body.into_inner();
+    let b: CustomFieldUpdateRequest = json_body(&req, &body)?;
     let patch = FieldPatch {
         label: b.label,
         field_type: b.field_type.map(|t| t.map(Into::into)),

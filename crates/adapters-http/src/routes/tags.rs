@@ -1,12 +1,14 @@
 //! `/api/v1/tags`: the tags in use, renamed or removed across every contact at once.
 
-use actix_web::{HttpResponse, delete, get, patch, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, web};
 use nexus_application::ContactUseCases;
+use nexus_domain::{Action, Resource};
 
-use crate::auth::Auth;
+use crate::auth::{Auth, permitted};
 use crate::cursor::{CursorCodec, CursorScope};
 use crate::dto::common::{CountedPage, Page};
 use crate::dto::contacts::{RenameTagRequest, TagDto, TagRenamed};
+use crate::extract::json_body;
 use crate::problem::ApiError;
 use crate::responses::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized,
@@ -89,12 +91,14 @@ pub async fn list_tags(
 )]
 #[patch("/{name}")]
 pub async fn rename_tag(
+    req: HttpRequest,
     auth: Auth,
     contacts: Contacts,
     path: web::Path<String>,
-    body: web::Json<RenameTagRequest>,
+    body: web::Bytes,
 ) -> Result<web::Json<TagRenamed>, ApiError> {
-    let to = body.into_inner().name;
+    permitted(&auth.0, Resource::Contacts, Action::Update)?;
+    let to = json_body::<RenameTagRequest>(&req, &body)?.name;
     let name = nexus_domain::contact::Tag::parse(&to).map_or(to.clone(), |t| t.as_str().to_owned());
     let contacts_updated = contacts.rename_tag(auth.0, path.into_inner(), to).await?;
     Ok(web::Json(TagRenamed {

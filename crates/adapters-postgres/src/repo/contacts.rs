@@ -460,8 +460,11 @@ fn gin_conditions(s: &mut Statement, query: &ContactQuery) {
                 .bind(Bind::Text(q))
                 .push(") OR search LIKE ")
                 .bind(Bind::Text(digits.clone()))
-                // The indexed text holds every field: the digits must be the phone's.
-                .push(" AND regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g') LIKE ")
+                // The indexed text holds every field: the digits must be the phone's, as
+                // written or in E.164 (which drops a trunk `0`).
+                .push(
+                    " AND (regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g') || ' ' || coalesce(phone_e164, '')) LIKE ",
+                )
                 .bind(Bind::Text(digits))
                 .push(")"),
             None => s

@@ -328,19 +328,20 @@ impl CustomFieldRepository for PgCustomFieldRepository {
             if let Some(expected) = expected {
                 delete = delete.filter(defs::version.eq(expected));
             }
-            let key: Option<String> = delete
-                .returning(defs::key)
+            let removed: Option<DefinitionRow> = delete
+                .returning(DefinitionRow::as_returning())
                 .get_result(conn)
                 .await
                 .optional()?;
-            let Some(key) = key else {
+            let Some(removed) = removed else {
                 return Err(TxError::Write(missed(conn, org, id.as_uuid()).await?));
             };
+            let key = &removed.key;
             let change = AuditChange::new(
                 "custom_field.deleted",
                 "custom_field",
                 Some(id.as_uuid().to_string()),
-                &serde_json::json!({ "after": { "key": key } }),
+                &serde_json::json!({ "before": audited(&removed) }),
             );
             audit::record(conn, org, change).await?;
             diesel::sql_query(

@@ -404,12 +404,14 @@ async fn contact_reachable(
         ok: bool,
     }
     let r: Reachable = diesel::sql_query(
-        // FOR SHARE: a delete of the contact in flight is waited for, then seen; it cannot
-        // commit past this check and leave the new link pointing into the trash.
-        "SELECT EXISTS (SELECT 1 FROM contacts
-                        WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL FOR SHARE)
-             OR EXISTS (SELECT 1 FROM deals
-                        WHERE organization_id = $1 AND id = $3 AND contact_id = $2) AS ok",
+        // A deal keeping its contact is checked first, and alone: PostgreSQL runs the
+        // second subquery only when the first is false, so such an update waits for no
+        // lock on the contact. FOR SHARE: a delete of the contact in flight is waited for,
+        // then seen; it cannot commit past this check and leave a new link in the trash.
+        "SELECT EXISTS (SELECT 1 FROM deals
+                        WHERE organization_id = $1 AND id = $3 AND contact_id = $2)
+             OR EXISTS (SELECT 1 FROM contacts
+                        WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL FOR SHARE) AS ok",
     )
     .bind::<SqlUuid, _>(org.as_uuid())
     .bind::<SqlUuid, _>(contact.as_uuid())

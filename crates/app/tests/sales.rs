@@ -306,6 +306,25 @@ async fn deals_default_to_the_first_open_stage_and_stay_in_their_tenant() {
         .0,
         403
     );
+    // The role is answered before If-Match and the body are read: a VIEWER's malformed
+    // request is still a 403, not a 400 or 415.
+    for (method, path) in [
+        ("PATCH", format!("/api/v1/deals/{id}")),
+        ("DELETE", format!("/api/v1/deals/{id}")),
+        ("POST", format!("/api/v1/deals/{id}/move")),
+        ("PATCH", "/api/v1/organizations/current".to_owned()),
+    ] {
+        let res = client()
+            .request(method.parse().unwrap(), app.url(&path))
+            .bearer_auth(&viewer.access_token)
+            .header("if-match", "3")
+            .header("content-type", "text/plain")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 403, "{method} {path}");
+    }
     let bad =
         json!({"title": "X", "value": {"amount": "1.234", "currency": "USD"}, "contactId": c});
     assert_eq!(

@@ -6,19 +6,20 @@ use nexus_application::SalesUseCases;
 use nexus_application::sales::{DealInput, DealPatch, MoveInput};
 use nexus_domain::deal::DealStatus;
 use nexus_domain::money::Money as DomainMoney;
-use nexus_domain::{ContactId, DealId, PipelineId, StageId, UserId};
+use nexus_domain::{Action, ContactId, DealId, PipelineId, Resource, StageId, UserId};
 use nexus_ports::sales::{ActivityFilter, DealFilter};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, permitted};
 use crate::concurrency::{etag, if_match};
 use crate::cursor::{CursorCodec, CursorScope};
 use crate::dto::common::Page;
 use crate::dto::sales::{
     ActivityDto, CreateDealRequest, DealDto, MoveDealRequest, UpdateDealRequest,
 };
+use crate::extract::json_body;
 use crate::problem::ApiError;
 use crate::responses::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, ServiceUnavailable,
@@ -224,10 +225,11 @@ pub async fn update_deal(
     auth: Auth,
     sales: Sales,
     path: web::Path<Uuid>,
-    body: web::Json<UpdateDealRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    permitted(&auth.0, Resource::Deals, Action::Update)?;
     let expected = if_match(&req)?;
-    let b = body.into_inner();
+    let b: UpdateDealRequest = json_body(&req, &body)?;
     let nulls = [
         ("title", b.title.as_ref().is_some_and(Option::is_none)),
         ("value", b.value.as_ref().is_some_and(Option::is_none)),
@@ -281,6 +283,7 @@ pub async fn delete_deal(
     sales: Sales,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    permitted(&auth.0, Resource::Deals, Action::Delete)?;
     let expected = if_match(&req)?;
     sales
         .delete_deal(auth.0, DealId::from_uuid(path.into_inner()), expected)
@@ -316,10 +319,11 @@ pub async fn move_deal(
     auth: Auth,
     sales: Sales,
     path: web::Path<Uuid>,
-    body: web::Json<MoveDealRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    permitted(&auth.0, Resource::Deals, Action::Update)?;
     let expected = if_match(&req)?;
-    let b = body.into_inner();
+    let b: MoveDealRequest = json_body(&req, &body)?;
     let input = MoveInput {
         stage_id: StageId::from_uuid(b.stage_id),
         position: b.position,

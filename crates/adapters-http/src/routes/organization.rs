@@ -4,9 +4,12 @@ use actix_web::{HttpRequest, HttpResponse, get, patch, web};
 use nexus_application::TeamUseCases;
 use nexus_application::team::OrganizationUpdate;
 
-use crate::auth::Auth;
+use nexus_domain::{Action, Resource};
+
+use crate::auth::{Auth, permitted};
 use crate::concurrency::{etag, if_match};
 use crate::dto::team::{OrganizationDto, UpdateOrganizationRequest};
+use crate::extract::json_body;
 use crate::problem::ApiError;
 use crate::responses::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, ServiceUnavailable,
@@ -61,10 +64,11 @@ pub async fn update_current(
     req: HttpRequest,
     auth: Auth,
     team: web::Data<dyn TeamUseCases>,
-    body: web::Json<UpdateOrganizationRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    permitted(&auth.0, Resource::OrganizationSettings, Action::Update)?;
     let expected = if_match(&req)?;
-    let body = body.into_inner();
+    let body: UpdateOrganizationRequest = json_body(&req, &body)?;
     let update = OrganizationUpdate {
         name: body.name,
         default_currency: body.default_currency,

@@ -4,13 +4,13 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use nexus_application::SalesUseCases;
 use nexus_application::sales::{PipelineInput, PipelineUpdate};
 use nexus_domain::money::format_minor;
-use nexus_domain::{ContactId, DealId, PipelineId, StageId};
+use nexus_domain::{Action, ContactId, DealId, PipelineId, Resource, StageId};
 use nexus_ports::contacts::{Keyset, SortValue};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, permitted};
 use crate::concurrency::{etag, if_match};
 use crate::cursor::{CursorCodec, CursorScope};
 use crate::dto::common::Page;
@@ -18,6 +18,7 @@ use crate::dto::sales::{
     BoardDto, BoardStageDto, CreatePipelineRequest, CurrencyTotals, DealDto, PipelineDto,
     UpdatePipelineRequest,
 };
+use crate::extract::json_body;
 use crate::problem::ApiError;
 use crate::responses::{
     BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
@@ -148,10 +149,11 @@ pub async fn update_pipeline(
     auth: Auth,
     sales: Sales,
     path: web::Path<Uuid>,
-    body: web::Json<UpdatePipelineRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    permitted(&auth.0, Resource::Pipelines, Action::Update)?;
     let expected = if_match(&req)?;
-    let body = body.into_inner();
+    let body: UpdatePipelineRequest = json_body(&req, &body)?;
     let update = PipelineUpdate {
         name: body.name,
         stages: body.stages.map(|s| s.into_iter().map(Into::into).collect()),

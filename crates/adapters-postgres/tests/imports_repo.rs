@@ -91,6 +91,33 @@ async fn setup(on_duplicate: OnDuplicate, csv: &[u8]) -> Setup {
     }
 }
 
+/// Rows 1–3 of a file in two chunks: `taken@x.io` alone, then `a@x.io` and `TAKEN@x.io`,
+/// whose email the first chunk took.
+fn taken_then_repeated(org: OrgId, skip_taken: bool) -> (ChunkWrite, ChunkWrite) {
+    let (taken, taken_event) = contact(org, "taken@x.io");
+    let (a, a_event) = contact(org, "a@x.io");
+    let (again, again_event) = contact(org, "TAKEN@x.io");
+    let first = ChunkWrite {
+        inserts: vec![(1, taken, taken_event)],
+        updates: vec![],
+        processed: 1,
+        skipped: 0,
+        failed: 0,
+        errors: vec![],
+        next_row: 2,
+        total_rows: 3,
+        fields_generation: 0,
+        skip_taken,
+    };
+    let second = ChunkWrite {
+        inserts: vec![(2, a, a_event), (3, again, again_event)],
+        processed: 2,
+        next_row: 4,
+        ..first.clone()
+    };
+    (first, second)
+}
+
 #[tokio::test]
 async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
     let Setup {
@@ -122,30 +149,10 @@ async fn claims_checkpoints_and_takeover_of_a_crashed_job() {
     );
 
     // A chunk: two inserts, one of which collides with a live contact's email.
-    let (taken, taken_event) = contact(org, "taken@x.io");
-    let (a, a_event) = contact(org, "a@x.io");
-    let (b, b_event) = contact(org, "TAKEN@x.io");
-    let first = ChunkWrite {
-        inserts: vec![(1, taken, taken_event)],
-        updates: vec![],
-        processed: 1,
-        skipped: 0,
-        failed: 0,
-        errors: vec![],
-        next_row: 2,
-        total_rows: 3,
-        fields_generation: 0,
-        skip_taken: false,
-    };
+    let (first, second) = taken_then_repeated(org, false);
     repo.commit_chunk(org, job.id, &first, at(2), now())
         .await
         .unwrap();
-    let second = ChunkWrite {
-        inserts: vec![(2, a, a_event), (3, b, b_event)],
-        processed: 2,
-        next_row: 4,
-        ..first.clone()
-    };
     repo.commit_chunk(org, job.id, &second, at(3), now())
         .await
         .unwrap();
@@ -980,30 +987,10 @@ async fn an_email_taken_meanwhile_is_skipped_when_duplicates_are_skipped() {
         ..
     } = setup(OnDuplicate::Skip, b"firstName,lastName,email\n").await;
     repo.claim_next(at(1), at(-1)).await.unwrap().unwrap();
-    let (taken, taken_event) = contact(org, "taken@x.io");
-    let first = ChunkWrite {
-        inserts: vec![(1, taken, taken_event)],
-        updates: vec![],
-        processed: 1,
-        skipped: 0,
-        failed: 0,
-        errors: vec![],
-        next_row: 2,
-        total_rows: 3,
-        fields_generation: 0,
-        skip_taken: true,
-    };
+    let (first, second) = taken_then_repeated(org, true);
     repo.commit_chunk(org, job.id, &first, at(2), now())
         .await
         .unwrap();
-    let (a, a_event) = contact(org, "a@x.io");
-    let (again, again_event) = contact(org, "TAKEN@x.io");
-    let second = ChunkWrite {
-        inserts: vec![(2, a, a_event), (3, again, again_event)],
-        processed: 2,
-        next_row: 4,
-        ..first.clone()
-    };
     repo.commit_chunk(org, job.id, &second, at(3), now())
         .await
         .unwrap();

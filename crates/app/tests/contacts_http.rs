@@ -295,6 +295,7 @@ async fn viewers_read_and_every_write_is_forbidden() {
         (&member, "POST", "/api/v1/custom-fields".to_owned()),
         (&member, "PATCH", field_url.clone()),
         (&viewer, "PATCH", "/api/v1/tags/vip".to_owned()),
+        (&viewer, "POST", "/api/v1/contacts".to_owned()),
     ] {
         for content_type in ["text/plain", "application/json"] {
             let res = reqwest::Client::new()

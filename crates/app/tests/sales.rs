@@ -313,6 +313,8 @@ async fn deals_default_to_the_first_open_stage_and_stay_in_their_tenant() {
         ("DELETE", format!("/api/v1/deals/{id}")),
         ("POST", format!("/api/v1/deals/{id}/move")),
         ("PATCH", "/api/v1/organizations/current".to_owned()),
+        ("POST", "/api/v1/deals".to_owned()),
+        ("POST", "/api/v1/pipelines".to_owned()),
     ] {
         let res = client()
             .request(method.parse().unwrap(), app.url(&path))

@@ -26,6 +26,7 @@ use crate::dto::contacts::{
     ContactPatchRequest, LifecycleStageDto,
 };
 use crate::dto::sales::ActivityDto;
+use crate::extract::json_body;
 use crate::problem::{ApiError, FieldError};
 use crate::responses::{
     BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
@@ -94,14 +95,14 @@ fn contact_response(status: StatusCode, contact: nexus_domain::contact::Contact)
 )]
 #[post("")]
 pub async fn create_contact(
+    req: HttpRequest,
     auth: Auth,
     contacts: Contacts,
-    body: web::Json<Map<String, Value>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let contact = contacts
-        .create(auth.0, body.into_inner())
-        .await
-        .map_err(write_error)?;
+    permitted(&auth.0, Resource::Contacts, Action::Create)?;
+    let body: Map<String, Value> = json_body(&req, &body)?;
+    let contact = contacts.create(auth.0, body).await.map_err(write_error)?;
     Ok(contact_response(StatusCode::CREATED, contact))
 }
 

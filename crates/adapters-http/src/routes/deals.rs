@@ -152,11 +152,13 @@ pub async fn list_deals(
 )]
 #[post("")]
 pub async fn create_deal(
+    req: HttpRequest,
     auth: Auth,
     sales: Sales,
-    body: web::Json<CreateDealRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let b = body.into_inner();
+    permitted(&auth.0, Resource::Deals, Action::Create)?;
+    let b: CreateDealRequest = json_body(&req, &body)?;
     let input = DealInput {
         title: b.title,
         amount: b.value.amount,

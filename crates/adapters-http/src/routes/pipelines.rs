@@ -66,11 +66,13 @@ pub async fn list_pipelines(auth: Auth, sales: Sales) -> Result<Page<PipelineDto
 )]
 #[post("")]
 pub async fn create_pipeline(
+    req: HttpRequest,
     auth: Auth,
     sales: Sales,
-    body: web::Json<CreatePipelineRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    permitted(&auth.0, Resource::Pipelines, Action::Create)?;
+    let body: CreatePipelineRequest = json_body(&req, &body)?;
     if body.stages.iter().any(|s| s.id.is_some()) {
         return Err(ApiError::new(
             actix_web::http::StatusCode::BAD_REQUEST,

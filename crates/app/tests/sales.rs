@@ -315,6 +315,11 @@ async fn deals_default_to_the_first_open_stage_and_stay_in_their_tenant() {
         ("PATCH", "/api/v1/organizations/current".to_owned()),
         ("POST", "/api/v1/deals".to_owned()),
         ("POST", "/api/v1/pipelines".to_owned()),
+        ("POST", "/api/v1/activities".to_owned()),
+        ("POST", "/api/v1/webhooks".to_owned()),
+        ("PATCH", format!("/api/v1/webhooks/{id}")),
+        ("POST", format!("/api/v1/webhooks/{id}/rotate-secret")),
+        ("PATCH", format!("/api/v1/members/{}", owner.user_id)),
     ] {
         let res = client()
             .request(method.parse().unwrap(), app.url(&path))

@@ -1,18 +1,19 @@
 //! `/api/v1/activities`: calls, emails, meetings, notes and tasks.
 
-use actix_web::{HttpResponse, delete, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
 use nexus_application::SalesUseCases;
 use nexus_application::sales::ActivityInput;
 use nexus_domain::activity::ActivityType;
-use nexus_domain::{ActivityId, Actor, ContactId, DealId, UserId};
+use nexus_domain::{Action, ActivityId, Actor, ContactId, DealId, Resource, UserId};
 use nexus_ports::sales::ActivityFilter;
 use uuid::Uuid;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, permitted};
 use crate::cursor::{CursorCodec, CursorScope};
 use crate::dto::common::Page;
 use crate::dto::sales::{ActivityDto, CreateActivityRequest};
+use crate::extract::json_body;
 use crate::problem::ApiError;
 use crate::responses::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized,
@@ -184,11 +185,13 @@ pub async fn list_activities(
 )]
 #[post("")]
 pub async fn create_activity(
+    req: HttpRequest,
     auth: Auth,
     sales: Sales,
-    body: web::Json<CreateActivityRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let b = body.into_inner();
+    permitted(&auth.0, Resource::Deals, Action::Create)?;
+    let b: CreateActivityRequest = json_body(&req, &body)?;
     let input = ActivityInput {
         activity_type: b.activity_type,
         subject: b.subject,

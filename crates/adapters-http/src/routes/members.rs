@@ -6,18 +6,19 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use nexus_application::TeamUseCases;
 use nexus_application::team::AcceptCommand;
-use nexus_domain::{InvitationId, UserId};
+use nexus_domain::{Action, InvitationId, Resource, UserId};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::HttpSettings;
-use crate::auth::{Auth, client_meta};
+use crate::auth::{Auth, client_meta, permitted};
 use crate::dto::auth::TokenResponse;
 use crate::dto::common::Page;
 use crate::dto::team::{
     AcceptInvitationRequest, CreateInvitationRequest, InvitationDto, MemberDto, UpdateMemberRequest,
 };
+use crate::extract::json_body;
 use crate::problem::ApiError;
 use crate::responses::{
     BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized,
@@ -125,11 +126,14 @@ pub async fn list_members(
 )]
 #[patch("/{userId}")]
 pub async fn update_member(
+    req: HttpRequest,
     auth: Auth,
     team: Team,
     path: web::Path<Uuid>,
-    body: web::Json<UpdateMemberRequest>,
+    body: web::Bytes,
 ) -> Result<web::Json<MemberDto>, ApiError> {
+    permitted(&auth.0, Resource::Members, Action::Update)?;
+    let body: UpdateMemberRequest = json_body(&req, &body)?;
     let member = team
         .change_role(
             auth.0,

@@ -7,12 +7,12 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use nexus_application::WebhookUseCases;
 use nexus_application::webhooks::{WebhookInput, WebhookUpdate};
-use nexus_domain::{DeliveryId, WebhookId};
+use nexus_domain::{Action, DeliveryId, Resource, WebhookId};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, permitted};
 use crate::concurrency::{etag, if_match};
 use crate::cursor::{CursorCodec, CursorScope};
 use crate::dto::common::{Page, take_page};
@@ -20,6 +20,7 @@ use crate::dto::webhooks::{
     CreateWebhookRequest, DeliveryDetailDto, DeliveryDto, DeliveryStatusDto, RotateSecretRequest,
     UpdateWebhookRequest, WebhookDto, WebhookWithSecretDto,
 };
+use crate::extract::json_body;
 use crate::middleware::idempotency::{self, shown_once};
 use crate::problem::ApiError;
 use crate::responses::{
@@ -73,11 +74,13 @@ fn scope(auth: &Auth, list: &'static str, filters: String) -> CursorScope {
 )]
 #[post("")]
 pub async fn create_webhook(
+    req: HttpRequest,
     auth: Auth,
     webhooks: Webhooks,
-    body: web::Json<CreateWebhookRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let b = body.into_inner();
+    permitted(&auth.0, Resource::Integrations, Action::Create)?;
+    let b: CreateWebhookRequest = json_body(&req, &body)?;
     let created = webhooks
         .create(
             auth.0,
@@ -197,10 +200,11 @@ pub async fn update_webhook(
     auth: Auth,
     webhooks: Webhooks,
     path: web::Path<Uuid>,
-    body: web::Json<UpdateWebhookRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    permitted(&auth.0, Resource::Integrations, Action::Update)?;
     let expected = if_match(&req)?;
-    let b = body.into_inner();
+    let b: UpdateWebhookRequest = json_body(&req, &body)?;
     let w = webhooks
         .update(
             auth.0,
@@ -274,12 +278,16 @@ pub async fn delete_webhook(
 )]
 #[post("/{id}/rotate-secret")]
 pub async fn rotate_webhook_secret(
+    req: HttpRequest,
     auth: Auth,
     webhooks: Webhooks,
     path: web::Path<Uuid>,
-    body: web::Json<RotateSecretRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let overlap = body.into_inner().overlap_seconds.map(Duration::from_secs);
+    permitted(&auth.0, Resource::Integrations, Action::Update)?;
+    let overlap = json_body::<RotateSecretRequest>(&req, &body)?
+        .overlap_seconds
+        .map(Duration::from_secs);
     let rotated = webhooks
         .rotate_secret(auth.0, WebhookId::from_uuid(path.into_inner()), overlap)
         .await?;

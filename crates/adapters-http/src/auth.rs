@@ -34,9 +34,7 @@ fn is_safe(method: &Method) -> bool {
 /// # Errors
 /// 403 when the role may not.
 pub fn permitted(actor: &Actor, resource: Resource, action: Action) -> Result<(), ApiError> {
-    actor
-        .authorize(resource, action)
-        .map_err(|e| nexus_application::AppError::from(e).into())
+    Ok(actor.authorize(resource, action)?)
 }
 
 /// Double-submit check for cookie-authenticated unsafe requests.

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::auth::{Auth, permitted};
 use crate::concurrency::{etag, if_match};
 use crate::cursor::{CursorCodec, CursorScope};
-use crate::dto::common::{CountedPage, Page};
+use crate::dto::common::{CountedPage, Page, take_page};
 use crate::dto::contacts::{CustomFieldCreateRequest, CustomFieldDto, CustomFieldUpdateRequest};
 use crate::extract::json_body;
 use crate::problem::ApiError;
@@ -44,7 +44,7 @@ pub async fn list_custom_fields(
     cursors: web::Data<CursorCodec>,
     query: web::Query<CountedPageQuery>,
 ) -> Result<Page<CustomFieldDto>, ApiError> {
-    let limit = usize::try_from(limit_of(query.limit)?).unwrap_or(50);
+    let limit = limit_of(query.limit)?;
     let scope = CursorScope {
         org: auth.0.org_id,
         list: "custom-fields",
@@ -62,8 +62,7 @@ pub async fn list_custom_fields(
         .into_iter()
         .filter(|d| after.is_none_or(|at| (d.created_at, d.id.as_uuid()) > at))
         .collect();
-    let more = rest.len() > limit;
-    rest.truncate(limit);
+    let more = take_page(&mut rest, limit);
     let next_cursor = rest
         .last()
         .filter(|_| more)

@@ -192,6 +192,88 @@ async fn the_pool_rings_its_bell_after_a_commit_and_not_after_a_rollback_or_save
     assert!(silent(bell.clone()).await, "one ring per commit");
 }
 
+/// The pass (its transaction) that numbered `name`.
+async fn pass_of(conn: &mut AsyncPgConnection, name: &str) -> Option<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Pass {
+        #[diesel(sql_type = Nullable<Text>)]
+        pass: Option<String>,
+    }
+    diesel::sql_query(format!(
+        "SELECT CASE WHEN seq IS NULL THEN NULL ELSE xmin::text END AS pass
+           FROM events WHERE payload->>'name' = '{name}'"
+    ))
+    .get_result::<Pass>(conn)
+    .await
+    .unwrap()
+    .pass
+}
+
+async fn numbered_within(conn: &mut AsyncPgConnection, name: &str, within: Duration) -> String {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(pass) = pass_of(conn, name).await {
+            return pass;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} not numbered within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_numbering_task_numbers_at_once_after_a_quiet_moment_and_gathers_a_busy_one() {
+    let db = TestDatabase::create().await;
+    let bell = CommitBell::default();
+    let pool = build_pool(
+        db.url(),
+        &PoolSettings {
+            max_size: 2,
+            commits: bell.clone(),
+            ..PoolSettings::default()
+        },
+    )
+    .unwrap();
+    let pace = Duration::from_secs(3);
+    let task = tokio::spawn(nexus_adapters_postgres::numberer::run(
+        Db::new(pool.clone(), Duration::from_secs(5)),
+        bell.clone(),
+        pace,
+    ));
+    let mut conn = connect(&db).await;
+    // The task's first pass finds nothing; it then waits for the bell.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    conn.batch_execute(&insert("quiet")).await.unwrap();
+    bell.ring();
+    numbered_within(&mut conn, "quiet", Duration::from_secs(1)).await;
+
+    // Within the pause that follows, two commits a moment apart wait for one pass.
+    conn.batch_execute(&insert("busy 1")).await.unwrap();
+    bell.ring();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        pass_of(&mut conn, "busy 1").await,
+        None,
+        "not numbered during the pause"
+    );
+    conn.batch_execute(&insert("busy 2")).await.unwrap();
+    bell.ring();
+    let second = numbered_within(&mut conn, "busy 2", pace * 2).await;
+    assert_eq!(
+        pass_of(&mut conn, "busy 1").await,
+        Some(second),
+        "one pass numbered both"
+    );
+    assert_eq!(
+        numbers(&mut conn).await,
+        [("quiet", 1), ("busy 1", 2), ("busy 2", 3)].map(|(n, s)| (n.to_owned(), Some(s)))
+    );
+    task.abort();
+}
+
 #[tokio::test]
 async fn webhook_workers_are_notified_only_when_deliveries_are_queued() {
     let db = TestDatabase::create().await;

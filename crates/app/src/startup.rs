@@ -303,7 +303,7 @@ impl Application {
         };
         let pool = build_pool(&url, &pool_settings)?;
         let db = Db::new(pool.clone(), config.db_acquire_timeout);
-        let numberer = tokio::spawn(numberer::run(db.clone(), commits.clone()));
+        let numberer = tokio::spawn(numberer::run(db.clone(), commits.clone(), numberer::PACE));
 
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let hasher = BcryptHasher::new(config.bcrypt_cost, cores, Duration::from_secs(5))?;

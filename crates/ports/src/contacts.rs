@@ -154,9 +154,18 @@ pub struct ContactQuery {
     pub include_total: bool,
 }
 
+/// How long an export's snapshot waits for its reader to ask for the next page before it
+/// is given up: a client that stops reading must not hold a connection and a snapshot
+/// for as long as it keeps its socket open.
+pub const SNAPSHOT_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The pages of an export, read in one snapshot (see [`ContactRepository::export`]).
 /// Dropped before its last page, it lets its snapshot go.
 pub trait ContactSnapshot: Send {
+    /// The keys of the organization's custom field definitions as the snapshot sees
+    /// them, oldest first: the export's columns match its rows.
+    fn custom_field_keys(&self) -> &[String];
+
     /// The next page; empty once every contact has been read.
     ///
     /// # Errors

@@ -9,9 +9,10 @@ use nexus_application::ContactUseCases;
 use nexus_application::csv::needs_formula_guard;
 use nexus_domain::contact::Contact;
 use nexus_domain::values::PhoneNumber;
-use nexus_ports::contacts::ContactSnapshot;
+use nexus_ports::contacts::{ContactSnapshot, SNAPSHOT_IDLE};
 use serde_json::Value;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::Auth;
@@ -26,12 +27,24 @@ pub const EXPORT_PAGE: u32 = 200;
 /// the worker's few database connections for as long as its client reads, which a slow
 /// or stalled client makes long, and two at once could leave the worker's other contact
 /// requests without one.
-pub struct ExportSlots(Arc<Semaphore>);
+pub struct ExportSlots {
+    slots: Arc<Semaphore>,
+    /// How long a stream may go unread before its export is given up (its snapshot and
+    /// slot released).
+    idle: Duration,
+}
 
 impl ExportSlots {
     #[must_use]
     pub fn per_worker() -> Self {
-        Self(Arc::new(Semaphore::new(1)))
+        Self::with_idle(SNAPSHOT_IDLE)
+    }
+
+    fn with_idle(idle: Duration) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(1)),
+            idle,
+        }
     }
 
     /// A free slot, held until the export's stream ends or is dropped.
@@ -39,7 +52,7 @@ impl ExportSlots {
     /// # Errors
     /// 503 `exports_busy` with `Retry-After` when this worker is streaming an export.
     fn take(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        self.0.clone().try_acquire_owned().map_err(|_| {
+        self.slots.clone().try_acquire_owned().map_err(|_| {
             ApiError::new(
                 actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
                 "exports_busy",
@@ -159,13 +172,75 @@ fn row(c: &Contact, keys: &[String]) -> Vec<String> {
     cells
 }
 
-struct Export {
+/// What a streaming export holds until its stream ends or its watch gives it up.
+struct Held {
     pages: Box<dyn ContactSnapshot>,
+    /// When the response last asked for a chunk.
+    asked: Instant,
+    _slot: OwnedSemaphorePermit,
+}
+
+type Shared = Arc<tokio::sync::Mutex<Option<Held>>>;
+
+struct Export {
+    held: Shared,
     keys: Vec<String>,
     /// The header line and the first page, read before the response began.
     first: Option<(String, Vec<Contact>)>,
     done: bool,
-    _slot: OwnedSemaphorePermit,
+}
+
+impl Export {
+    fn start(
+        pages: Box<dyn ContactSnapshot>,
+        first: (String, Vec<Contact>),
+        slot: OwnedSemaphorePermit,
+        idle: Duration,
+    ) -> Self {
+        let keys = pages.custom_field_keys().to_vec();
+        let held = Arc::new(tokio::sync::Mutex::new(Some(Held {
+            pages,
+            asked: Instant::now(),
+            _slot: slot,
+        })));
+        tokio::spawn(watch(Arc::downgrade(&held), idle));
+        Self {
+            held,
+            keys,
+            first: Some(first),
+            done: false,
+        }
+    }
+}
+
+/// actix stops asking a streamed body for chunks while its client does not read, and
+/// no timeout of its own ends such a response: this watch drops an export's snapshot
+/// (its connection) and slot once its stream has gone `idle` without being asked for a
+/// chunk, and the stream's next chunk, if ever asked for, cuts the download. It ends
+/// with the stream.
+async fn watch(held: std::sync::Weak<tokio::sync::Mutex<Option<Held>>>, idle: Duration) {
+    loop {
+        tokio::time::sleep(idle / 4).await;
+        let Some(held) = held.upgrade() else {
+            return;
+        };
+        // Locked: a page is being read, so the client is reading.
+        let Ok(mut held) = held.try_lock() else {
+            continue;
+        };
+        match held.as_ref() {
+            None => return,
+            Some(h) if h.asked.elapsed() >= idle => {
+                tracing::warn!(
+                    idle_secs = idle.as_secs(),
+                    "contact export unread; given up"
+                );
+                *held = None;
+                return;
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 fn lines(page: &[Contact], keys: &[String], out: &mut String) {
@@ -176,15 +251,29 @@ fn lines(page: &[Contact], keys: &[String], out: &mut String) {
 }
 
 async fn next_chunk(mut state: Export) -> Option<(Result<Bytes, actix_web::Error>, Export)> {
+    if state.done {
+        return None;
+    }
+    let held = state.held.clone();
+    let mut held = held.lock().await;
+    let Some(h) = held.as_mut() else {
+        // Given up by the watch: the client was not reading. Cut, not ended cleanly, so
+        // the file cannot pass for whole.
+        state.done = true;
+        let error = std::io::Error::new(std::io::ErrorKind::TimedOut, "export unread");
+        return Some((Err(actix_web::error::ErrorRequestTimeout(error)), state));
+    };
+    h.asked = Instant::now();
     if let Some((mut out, page)) = state.first.take() {
         lines(&page, &state.keys, &mut out);
         return Some((Ok(Bytes::from(out)), state));
     }
-    if state.done {
-        return None;
-    }
-    match state.pages.next_page().await {
-        Ok(page) if page.is_empty() => None,
+    match h.pages.next_page().await {
+        Ok(page) if page.is_empty() => {
+            // Released now rather than when actix drops the finished stream.
+            *held = None;
+            None
+        }
         Ok(page) => {
             let mut out = String::new();
             lines(&page, &state.keys, &mut out);
@@ -194,6 +283,7 @@ async fn next_chunk(mut state: Export) -> Option<(Result<Bytes, actix_web::Error
             // Headers are gone: all that is left is to cut the stream, which clients see
             // as an incomplete download rather than a truncated file that looks whole.
             tracing::error!(error = %e, "contact export failed mid-stream");
+            *held = None;
             state.done = true;
             Some((Err(ApiError::from_store(&e).into()), state))
         }
@@ -251,14 +341,6 @@ pub async fn export_contacts(
     request.limit = EXPORT_PAGE;
     request.include_total = false;
     let slot = slots.take()?;
-    // The columns are read first: the snapshot below holds a connection, and reading
-    // them after it would need a second one at the same time.
-    let keys: Vec<String> = contacts
-        .custom_fields(auth.0)
-        .await?
-        .into_iter()
-        .map(|d| d.spec.key.as_str().to_owned())
-        .collect();
     // Checks the role and the filters, and reads the first page, before the first byte
     // is sent: a failure there is a status code (503 with `Retry-After`), not a cut
     // download.
@@ -272,15 +354,14 @@ pub async fn export_contacts(
         .map_err(|e| ApiError::from_store(&e))?;
     let mut header = String::new();
     let mut names: Vec<String> = FIXED_COLUMNS.iter().map(|c| (*c).to_owned()).collect();
-    names.extend(keys.iter().map(|k| format!("customFields.{k}")));
+    names.extend(
+        pages
+            .custom_field_keys()
+            .iter()
+            .map(|k| format!("customFields.{k}")),
+    );
     line(&mut header, &names);
-    let state = Export {
-        pages,
-        keys,
-        first: Some((header, first)),
-        done: false,
-        _slot: slot,
-    };
+    let state = Export::start(pages, (header, first), slot, slots.idle);
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .insert_header(ContentDisposition {
@@ -294,6 +375,77 @@ pub async fn export_contacts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pages that are never read past the first chunk; says when it is dropped.
+    struct Unread(Arc<std::sync::atomic::AtomicBool>);
+
+    impl ContactSnapshot for Unread {
+        fn custom_field_keys(&self) -> &[String] {
+            &[]
+        }
+
+        fn next_page(
+            &mut self,
+        ) -> std::pin::Pin<
+            Box<dyn Future<Output = Result<Vec<Contact>, nexus_ports::StoreError>> + Send + '_>,
+        > {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+    }
+
+    impl Drop for Unread {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_export_left_unread_lets_its_snapshot_and_slot_go_and_is_cut() {
+        use futures_util::StreamExt;
+        let slots = ExportSlots::with_idle(Duration::from_millis(200));
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let export = Export::start(
+            Box::new(Unread(dropped.clone())),
+            ("id\r\n".to_owned(), Vec::new()),
+            slots.take().unwrap(),
+            slots.idle,
+        );
+        let mut stream = Box::pin(futures_util::stream::unfold(export, next_chunk));
+        assert_eq!(stream.next().await.unwrap().unwrap(), "id\r\n");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            slots.take().is_err(),
+            "held while its client may still read"
+        );
+        assert!(!dropped.load(std::sync::atomic::Ordering::SeqCst));
+
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            dropped.load(std::sync::atomic::Ordering::SeqCst),
+            "the snapshot is let go"
+        );
+        assert!(slots.take().is_ok(), "the slot is free again");
+        assert!(stream.next().await.unwrap().is_err(), "the download is cut");
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_export_read_to_its_end_lets_its_snapshot_and_slot_go_at_once() {
+        use futures_util::StreamExt;
+        let slots = ExportSlots::with_idle(Duration::from_secs(60));
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let export = Export::start(
+            Box::new(Unread(dropped.clone())),
+            ("id\r\n".to_owned(), Vec::new()),
+            slots.take().unwrap(),
+            slots.idle,
+        );
+        let stream = futures_util::stream::unfold(export, next_chunk);
+        let chunks: Vec<_> = Box::pin(stream).collect().await;
+        assert_eq!(chunks.len(), 1);
+        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(slots.take().is_ok());
+    }
 
     #[test]
     fn a_worker_streams_one_export_at_a_time() {

@@ -6,15 +6,17 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use diesel_async::SimpleAsyncConnection;
+use diesel::{ExpressionMethods, QueryDsl};
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use nexus_domain::OrgId;
 use nexus_domain::contact::Contact;
 use nexus_ports::StoreError;
-use nexus_ports::contacts::{ContactQuery, ContactSnapshot};
+use nexus_ports::contacts::{ContactQuery, ContactSnapshot, SNAPSHOT_IDLE};
 
 use super::{page_of, rows_on};
 use crate::error::from_diesel;
 use crate::pool::{PgConn, retire};
+use crate::schema::custom_field_definitions as defs;
 
 pub(super) struct Snapshot {
     /// In its read-only transaction until the last page; `None` once committed (and
@@ -22,6 +24,7 @@ pub(super) struct Snapshot {
     conn: Option<PgConn>,
     org: OrgId,
     query: ContactQuery,
+    keys: Vec<String>,
 }
 
 impl Snapshot {
@@ -30,20 +33,41 @@ impl Snapshot {
         org: OrgId,
         query: ContactQuery,
     ) -> Result<Self, StoreError> {
-        // A client that stops reading leaves the transaction idle: past a minute,
-        // PostgreSQL ends the session, the connection is retired, and the export's
-        // stream is cut, rather than a connection and its snapshot held for good.
-        conn.batch_execute(
+        // A client that stops reading leaves the transaction idle: PostgreSQL ends the
+        // session then, should the reader's own watch (the HTTP export's) not have
+        // dropped the snapshot first.
+        conn.batch_execute(&format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
-             SET LOCAL idle_in_transaction_session_timeout = '60s'",
-        )
+             SET LOCAL idle_in_transaction_session_timeout = '{}s'",
+            SNAPSHOT_IDLE.as_secs()
+        ))
         .await
         .map_err(from_diesel)?;
+        let keys = match Self::keys(&mut conn, org).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                retire(conn);
+                return Err(e);
+            }
+        };
         Ok(Self {
             conn: Some(conn),
             org,
             query,
+            keys,
         })
+    }
+
+    /// Read inside the snapshot: a definition created (and filled in) or deleted while
+    /// the export begins is in both the columns and the rows, or in neither.
+    async fn keys(conn: &mut PgConn, org: OrgId) -> Result<Vec<String>, StoreError> {
+        defs::table
+            .filter(defs::organization_id.eq(org.as_uuid()))
+            .order((defs::created_at.asc(), defs::id.asc()))
+            .select(defs::key)
+            .load(conn)
+            .await
+            .map_err(from_diesel)
     }
 
     async fn page(&mut self) -> Result<Vec<Contact>, StoreError> {
@@ -75,6 +99,10 @@ impl Snapshot {
 }
 
 impl ContactSnapshot for Snapshot {
+    fn custom_field_keys(&self) -> &[String] {
+        &self.keys
+    }
+
     fn next_page(
         &mut self,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<Contact>, StoreError>> + Send + '_>> {

@@ -864,7 +864,13 @@ where
             &input.options,
         )
         .map_err(issues)?;
-        refuse_value_separators(&spec, &current.spec.options)?;
+        // A select's options could hold `;`: made a multiselect, none of them is kept.
+        let kept: &[String] = if current.spec.field_type == FieldType::Multiselect {
+            &current.spec.options
+        } else {
+            &[]
+        };
+        refuse_value_separators(&spec, kept)?;
         let values_exist = spec.field_type != current.spec.field_type
             && self
                 .fields
@@ -1906,6 +1912,38 @@ mod tests {
             panic!("a new option holding `;` was accepted");
         };
         assert_eq!(issues[0].field, "options[1]");
+
+        // A select's options may hold `;`; made a multiselect, they are new options.
+        let select = definition(
+            a.org_id,
+            FieldSpec::new(
+                "teams",
+                "Teams",
+                FieldType::Select,
+                false,
+                &["R&D; Ops".into(), "Sales".into()],
+            )
+            .unwrap(),
+        );
+        let mut fields = finding(&select);
+        fields
+            .expect_values_exist()
+            .returning(|_, _| Box::pin(async { Ok(false) }));
+        fields.expect_update().never();
+        let s = service(MockContactRepository::new(), fields);
+        let retyped = FieldPatch {
+            field_type: Some(Some(FieldType::Multiselect)),
+            ..FieldPatch::default()
+        };
+        let Err(AppError::Validation(issues)) =
+            s.update_custom_field(a, select.id, retyped, None).await
+        else {
+            panic!("a select option holding `;` became a multiselect option");
+        };
+        assert_eq!(
+            (issues[0].field.as_str(), issues[0].code.as_str()),
+            ("options[0]", "invalid_format")
+        );
     }
 
     #[tokio::test]

@@ -321,6 +321,24 @@ pub fn validate_values(
     }
 }
 
+/// A date written exactly as `YYYY-MM-DD`: chrono's `%Y-%m-%d` alone also takes
+/// leading spaces, signed or short years and one-digit months and days, which would
+/// turn a typo such as `27-2-3` into the year 27.
+fn calendar_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    let shaped = b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    shaped
+        .then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        .flatten()
+}
+
 /// `5.0`, `5e0` and `5` are one value: a whole number is kept as an integer, so that
 /// writing it again in another form changes nothing (no new version, no event) and reads
 /// back as it compares. Only below 2^53, where a float holds every whole number exactly.
@@ -360,9 +378,9 @@ fn normalize_value(
         }
         (FieldType::Number, Value::Number(n)) => Ok(Some(Value::Number(canonical_number(n)))),
         (FieldType::Boolean, Value::Bool(b)) => Ok(Some(Value::Bool(*b))),
-        (FieldType::Date, Value::String(s)) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        (FieldType::Date, Value::String(s)) => calendar_date(s)
             .map(|d| Some(Value::String(d.format("%Y-%m-%d").to_string())))
-            .map_err(|_| ("invalid_format", "expected a date as YYYY-MM-DD".to_owned())),
+            .ok_or_else(|| ("invalid_format", "expected a date as YYYY-MM-DD".to_owned())),
         (FieldType::Select, Value::String(s)) => {
             if def.options.iter().any(|o| o == s) {
                 Ok(Some(Value::String(s.clone())))
@@ -577,6 +595,39 @@ mod tests {
             (nul[0].field.as_str(), nul[0].code),
             ("customFields.notes", "invalid_format")
         );
+    }
+
+    #[test]
+    fn a_date_is_written_exactly_as_yyyy_mm_dd() {
+        for good in ["2027-02-28", "0001-01-01", "2024-02-29"] {
+            let ok = validate_values(
+                &obj(json!({ "renewal": good, "region": "emea" })),
+                &defs(),
+                None,
+            )
+            .unwrap();
+            assert_eq!(ok["renewal"], json!(good));
+        }
+        for bad in [
+            " 27-2-3",
+            "27-2-3",
+            "2027-2-03",
+            "2027-02-3",
+            "+12345-01-01",
+            " 2027-02-28",
+            "2027-02-28 ",
+            "2027/02/28",
+            "2027-02-30",
+            "２０２７-02-28",
+        ] {
+            let issues = validate_values(
+                &obj(json!({ "renewal": bad, "region": "emea" })),
+                &defs(),
+                None,
+            )
+            .unwrap_err();
+            assert_eq!(issues[0].code, "invalid_format", "{bad:?} was accepted");
+        }
     }
 
     #[test]

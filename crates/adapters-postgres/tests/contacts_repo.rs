@@ -717,6 +717,83 @@ async fn tags_are_counted_renamed_with_merge_and_deleted_with_events() {
 }
 
 #[tokio::test]
+async fn a_tag_rename_reaches_contacts_being_restored_or_deleted_meanwhile() {
+    let f = fixture().await;
+    let live = f
+        .create(
+            f.org,
+            json!({"firstName": "Live", "lastName": "L", "tags": ["hot"]}),
+        )
+        .await;
+    let restored = f
+        .create(
+            f.org,
+            json!({"firstName": "Back", "lastName": "B", "tags": ["hot"]}),
+        )
+        .await;
+    let deleted = f
+        .create(
+            f.org,
+            json!({"firstName": "Gone", "lastName": "G", "tags": ["hot"]}),
+        )
+        .await;
+    let mut other = AsyncPgConnection::establish(f.db.url()).await.unwrap();
+    other
+        .batch_execute(&format!(
+            "UPDATE contacts SET deleted_at = now() WHERE id = '{}'",
+            restored.id
+        ))
+        .await
+        .unwrap();
+    // A restore and a delete that commit while the rename waits for their rows.
+    other
+        .batch_execute(&format!(
+            "BEGIN;
+             UPDATE contacts SET deleted_at = NULL, version = version + 1 WHERE id = '{}';
+             UPDATE contacts SET deleted_at = now(), version = version + 1 WHERE id = '{}';",
+            restored.id, deleted.id
+        ))
+        .await
+        .unwrap();
+    let contacts = f.contacts.clone();
+    let (org, actor) = (f.org, EventActor::User { id: f.user });
+    let rename = tokio::spawn(async move {
+        contacts
+            .rename_tag(org, "hot", "warm", &actor, Utc::now())
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!rename.is_finished(), "the rename waits for the rows");
+    other.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        rename.await.unwrap().unwrap(),
+        2,
+        "live at the end: the first two"
+    );
+
+    for (contact, trashed) in [(&live, false), (&restored, false), (&deleted, true)] {
+        let now = f
+            .contacts
+            .get(f.org, contact.id, trashed)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            now.fields.tags.to_strings(),
+            ["warm"],
+            "{}",
+            now.fields.first_name.as_str()
+        );
+    }
+    assert_eq!(
+        f.count("SELECT count(*) AS n FROM events WHERE type = 'contact.updated'")
+            .await,
+        2,
+        "an event for each live contact renamed"
+    );
+}
+
+#[tokio::test]
 async fn custom_field_definitions_keys_versions_and_deletion_of_values() {
     let f = fixture().await;
     let now = Utc::now();

@@ -531,7 +531,10 @@ fn actor_json(actor: &EventActor) -> serde_json::Value {
 /// how many live contacts changed. Contacts in the trash are rewritten alike (restored,
 /// they carry the new name), but only when a live contact carries the tag: a tag only
 /// the trash holds is not listed, so it is not found either, and nothing is written.
-/// Live and trashed rows are read apart, each through its own partial index.
+/// Live and trashed carriers are locked in one scan: after waiting for a contact that a
+/// concurrent delete or restore holds, the row is read again as that write left it, so
+/// its `deleted_at` then is the one that counts. (Two scans, one for each side, missed
+/// such a contact: each rechecked it against its own side's condition after the wait.)
 async fn rewrite_tags(
     conn: &mut AsyncPgConnection,
     org: OrgId,
@@ -542,15 +545,12 @@ async fn rewrite_tags(
     now: DateTime<Utc>,
 ) -> Result<u64, diesel::result::Error> {
     let sql = format!(
-        "WITH live AS (
-             SELECT id, tags FROM contacts
-             WHERE organization_id = $1 AND deleted_at IS NULL AND tags @> ARRAY[$2]::text[] FOR UPDATE
-         ), trashed AS (
-             SELECT id, tags FROM contacts
-             WHERE organization_id = $1 AND deleted_at IS NOT NULL AND tags @> ARRAY[$2]::text[]
-               AND EXISTS (SELECT 1 FROM live) FOR UPDATE
+        "WITH carriers AS (
+             SELECT id, tags, deleted_at FROM contacts
+             WHERE organization_id = $1 AND tags @> ARRAY[$2]::text[] FOR UPDATE
          ), old AS (
-             SELECT id, tags FROM live UNION ALL SELECT id, tags FROM trashed
+             SELECT id, tags FROM carriers
+             WHERE EXISTS (SELECT 1 FROM carriers WHERE deleted_at IS NULL)
          ), changed AS (
              UPDATE contacts c SET tags = {new_tags}, version = c.version + 1, updated_at = $3
              FROM old WHERE c.organization_id = $1 AND c.id = old.id

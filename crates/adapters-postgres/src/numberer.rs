@@ -26,15 +26,15 @@ use crate::statement::{Bind, Statement};
 pub const BATCH: i32 = 5_000;
 /// How often the task looks for rows that no local commit announced.
 pub const SWEEP: Duration = Duration::from_millis(500);
-/// How long the task waits after a pass that numbered something before it starts the
-/// next. A pass is a transaction of its own with the global lock, a commit and two
-/// statement triggers, so its cost per event falls with its size (measured on this
-/// machine: 956 µs per event in passes of one, 120 in passes of ten, 49 in passes of
-/// fifty); without a pause, a steady stream of creates was numbered a few events per
-/// pass, which halved the creates per second (docs/benchmarks.md). An event after a
-/// quiet moment is still numbered at once, and feed readers number what they need
-/// themselves (`repo::events`); live listeners hear of a busy moment's events up to this
-/// much later.
+/// How long the task waits after a pass that numbered more than one event before it
+/// starts the next. A pass is a transaction of its own with the global lock, a commit
+/// and two statement triggers, so its cost per event falls with its size (measured on
+/// this machine: 956 µs per event in passes of one, 120 in passes of ten, 49 in passes
+/// of fifty); without a pause, a steady stream of creates was numbered a few events per
+/// pass, which cost a quarter of the creates per second (docs/benchmarks.md). Events
+/// that come one at a time (a pass finds one) are numbered at once, as is the first
+/// after a quiet moment, and feed readers number what they need themselves
+/// (`repo::events`); live listeners hear of a busy moment's events up to this much later.
 pub const PACE: Duration = Duration::from_millis(10);
 
 /// Rings after each committed top-level transaction of the pool's connections.
@@ -142,8 +142,8 @@ pub async fn number_all(db: &Db) -> Result<u64, nexus_ports::StoreError> {
     number_pending(&mut conn).await.map_err(from_diesel)
 }
 
-/// The instance's numbering task, pausing `pace` after each pass that numbered
-/// something ([`PACE`] in the server): never returns.
+/// The instance's numbering task, pausing `pace` after each pass that numbered more
+/// than one event ([`PACE`] in the server): never returns.
 pub async fn run(db: Db, bell: CommitBell, pace: Duration) {
     loop {
         match number_all(&db).await {
@@ -154,7 +154,7 @@ pub async fn run(db: Db, bell: CommitBell, pace: Duration) {
             }
             // Commits during the pause ring the bell, which keeps one ring: the next
             // pass starts right after it and numbers them together.
-            Ok(n) if n > 0 && !pace.is_zero() => tokio::time::sleep(pace).await,
+            Ok(n) if n > 1 && !pace.is_zero() => tokio::time::sleep(pace).await,
             Ok(_) => {}
         }
         tokio::select! {

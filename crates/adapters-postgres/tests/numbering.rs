@@ -224,7 +224,7 @@ async fn numbered_within(conn: &mut AsyncPgConnection, name: &str, within: Durat
 }
 
 #[tokio::test]
-async fn the_numbering_task_numbers_at_once_after_a_quiet_moment_and_gathers_a_busy_one() {
+async fn the_numbering_task_numbers_lone_events_at_once_and_gathers_a_busy_moments() {
     let db = TestDatabase::create().await;
     let bell = CommitBell::default();
     let pool = build_pool(
@@ -246,11 +246,17 @@ async fn the_numbering_task_numbers_at_once_after_a_quiet_moment_and_gathers_a_b
     // The task's first pass finds nothing; it then waits for the bell.
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    conn.batch_execute(&insert("quiet")).await.unwrap();
+    // One at a time, events are numbered at once.
+    for name in ["quiet 1", "quiet 2"] {
+        conn.batch_execute(&insert(name)).await.unwrap();
+        bell.ring();
+        numbered_within(&mut conn, name, Duration::from_secs(1)).await;
+    }
+    // Two in one pass: the next pass waits for the pause, and gathers what comes in it.
+    conn.batch_execute(&insert("pair 1")).await.unwrap();
+    conn.batch_execute(&insert("pair 2")).await.unwrap();
     bell.ring();
-    numbered_within(&mut conn, "quiet", Duration::from_secs(1)).await;
-
-    // Within the pause that follows, two commits a moment apart wait for one pass.
+    numbered_within(&mut conn, "pair 2", Duration::from_secs(1)).await;
     conn.batch_execute(&insert("busy 1")).await.unwrap();
     bell.ring();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -267,9 +273,14 @@ async fn the_numbering_task_numbers_at_once_after_a_quiet_moment_and_gathers_a_b
         Some(second),
         "one pass numbered both"
     );
+    let names = ["quiet 1", "quiet 2", "pair 1", "pair 2", "busy 1", "busy 2"];
     assert_eq!(
         numbers(&mut conn).await,
-        [("quiet", 1), ("busy 1", 2), ("busy 2", 3)].map(|(n, s)| (n.to_owned(), Some(s)))
+        names
+            .iter()
+            .zip(1..)
+            .map(|(n, s)| ((*n).to_owned(), Some(s)))
+            .collect::<Vec<_>>()
     );
     task.abort();
 }

@@ -253,8 +253,14 @@ async fn the_numbering_task_numbers_lone_events_at_once_and_gathers_a_busy_momen
         numbered_within(&mut conn, name, Duration::from_secs(1)).await;
     }
     // Two in one pass: the next pass waits for the pause, and gathers what comes in it.
-    conn.batch_execute(&insert("pair 1")).await.unwrap();
-    conn.batch_execute(&insert("pair 2")).await.unwrap();
+    // One commit, so that no sweep can number them apart.
+    conn.batch_execute(&format!(
+        "BEGIN; {}; {}; COMMIT",
+        insert("pair 1"),
+        insert("pair 2")
+    ))
+    .await
+    .unwrap();
     bell.ring();
     numbered_within(&mut conn, "pair 2", Duration::from_secs(1)).await;
     conn.batch_execute(&insert("busy 1")).await.unwrap();

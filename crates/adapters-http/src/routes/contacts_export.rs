@@ -12,8 +12,9 @@ use nexus_domain::values::PhoneNumber;
 use nexus_ports::contacts::{ContactSnapshot, SNAPSHOT_IDLE};
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use crate::auth::Auth;
 use crate::problem::ApiError;
@@ -191,13 +192,18 @@ struct Export {
 }
 
 impl Export {
+    /// The stream of `pages`, whose `first` page was read before the response began.
     fn start(
         pages: Box<dyn ContactSnapshot>,
-        first: (String, Vec<Contact>),
+        first: Vec<Contact>,
         slot: OwnedSemaphorePermit,
         idle: Duration,
     ) -> Self {
         let keys = pages.custom_field_keys().to_vec();
+        let mut header = String::new();
+        let mut names: Vec<String> = FIXED_COLUMNS.iter().map(|c| (*c).to_owned()).collect();
+        names.extend(keys.iter().map(|k| format!("customFields.{k}")));
+        line(&mut header, &names);
         let held = Arc::new(tokio::sync::Mutex::new(Some(Held {
             pages,
             asked: Instant::now(),
@@ -207,7 +213,7 @@ impl Export {
         Self {
             held,
             keys,
-            first: Some(first),
+            first: Some((header, first)),
             done: false,
         }
     }
@@ -219,13 +225,15 @@ impl Export {
 /// chunk, and the stream's next chunk, if ever asked for, cuts the download. It ends
 /// with the stream.
 async fn watch(held: std::sync::Weak<tokio::sync::Mutex<Option<Held>>>, idle: Duration) {
+    let mut deadline = Instant::now() + idle;
     loop {
-        tokio::time::sleep(idle / 4).await;
+        tokio::time::sleep_until(deadline).await;
         let Some(held) = held.upgrade() else {
             return;
         };
         // Locked: a page is being read, so the client is reading.
         let Ok(mut held) = held.try_lock() else {
+            deadline = Instant::now() + idle;
             continue;
         };
         match held.as_ref() {
@@ -238,7 +246,7 @@ async fn watch(held: std::sync::Weak<tokio::sync::Mutex<Option<Held>>>, idle: Du
                 *held = None;
                 return;
             }
-            Some(_) => {}
+            Some(h) => deadline = h.asked + idle,
         }
     }
 }
@@ -269,12 +277,11 @@ async fn next_chunk(mut state: Export) -> Option<(Result<Bytes, actix_web::Error
         return Some((Ok(Bytes::from(out)), state));
     }
     match h.pages.next_page().await {
-        Ok(page) if page.is_empty() => {
-            // Released now rather than when actix drops the finished stream.
-            *held = None;
-            None
-        }
+        // The stream's end drops its state, and with it the snapshot and the slot.
+        Ok(page) if page.is_empty() => None,
         Ok(page) => {
+            // The read's own time is not the client's: its idle time starts now.
+            h.asked = Instant::now();
             let mut out = String::new();
             lines(&page, &state.keys, &mut out);
             Some((Ok(Bytes::from(out)), state))
@@ -352,16 +359,7 @@ pub async fn export_contacts(
         .next_page()
         .await
         .map_err(|e| ApiError::from_store(&e))?;
-    let mut header = String::new();
-    let mut names: Vec<String> = FIXED_COLUMNS.iter().map(|c| (*c).to_owned()).collect();
-    names.extend(
-        pages
-            .custom_field_keys()
-            .iter()
-            .map(|k| format!("customFields.{k}")),
-    );
-    line(&mut header, &names);
-    let state = Export::start(pages, (header, first), slot, slots.idle);
+    let state = Export::start(pages, first, slot, slots.idle);
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .insert_header(ContentDisposition {
@@ -399,27 +397,30 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    // Paused time: the runtime moves the clock on when every task waits, so the watch
+    // acts after the idle time exactly, whatever the machine's load.
+    #[tokio::test(start_paused = true)]
     async fn an_export_left_unread_lets_its_snapshot_and_slot_go_and_is_cut() {
         use futures_util::StreamExt;
         let slots = ExportSlots::with_idle(Duration::from_millis(200));
         let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let export = Export::start(
             Box::new(Unread(dropped.clone())),
-            ("id\r\n".to_owned(), Vec::new()),
+            Vec::new(),
             slots.take().unwrap(),
             slots.idle,
         );
         let mut stream = Box::pin(futures_util::stream::unfold(export, next_chunk));
-        assert_eq!(stream.next().await.unwrap().unwrap(), "id\r\n");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let header = stream.next().await.unwrap().unwrap();
+        assert!(header.starts_with(b"id,firstName,"));
+        tokio::time::sleep(Duration::from_millis(190)).await;
         assert!(
             slots.take().is_err(),
             "held while its client may still read"
         );
         assert!(!dropped.load(std::sync::atomic::Ordering::SeqCst));
 
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(
             dropped.load(std::sync::atomic::Ordering::SeqCst),
             "the snapshot is let go"
@@ -436,15 +437,17 @@ mod tests {
         let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let export = Export::start(
             Box::new(Unread(dropped.clone())),
-            ("id\r\n".to_owned(), Vec::new()),
+            Vec::new(),
             slots.take().unwrap(),
             slots.idle,
         );
-        let stream = futures_util::stream::unfold(export, next_chunk);
-        let chunks: Vec<_> = Box::pin(stream).collect().await;
-        assert_eq!(chunks.len(), 1);
+        let mut stream = Box::pin(futures_util::stream::unfold(export, next_chunk));
+        assert!(stream.next().await.unwrap().is_ok(), "the header");
+        assert!(stream.next().await.is_none(), "the end");
+        // Its end let them go, before actix drops the stream.
         assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
         assert!(slots.take().is_ok());
+        drop(stream);
     }
 
     #[test]

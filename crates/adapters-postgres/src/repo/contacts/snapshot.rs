@@ -29,33 +29,40 @@ pub(super) struct Snapshot {
 
 impl Snapshot {
     pub(super) async fn begin(
-        mut conn: PgConn,
+        conn: PgConn,
         org: OrgId,
         query: ContactQuery,
     ) -> Result<Self, StoreError> {
-        // A client that stops reading leaves the transaction idle: PostgreSQL ends the
-        // session then, should the reader's own watch (the HTTP export's) not have
-        // dropped the snapshot first.
-        conn.batch_execute(&format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
-             SET LOCAL idle_in_transaction_session_timeout = '{}s'",
-            SNAPSHOT_IDLE.as_secs()
-        ))
-        .await
-        .map_err(from_diesel)?;
-        let keys = match Self::keys(&mut conn, org).await {
-            Ok(keys) => keys,
-            Err(e) => {
-                retire(conn);
-                return Err(e);
-            }
-        };
-        Ok(Self {
+        // Owned by the snapshot before its `BEGIN`: dropped on any error, or when the
+        // caller is cancelled, it retires the connection, which must not go back to the
+        // pool inside this transaction (the pool cannot see a `BEGIN` sent as text).
+        let mut snapshot = Self {
             conn: Some(conn),
             org,
             query,
-            keys,
-        })
+            keys: Vec::new(),
+        };
+        snapshot.keys = snapshot.settle().await?;
+        Ok(snapshot)
+    }
+
+    /// The transaction, its idle limit, then the custom field keys it sees.
+    async fn settle(&mut self) -> Result<Vec<String>, StoreError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(Vec::new());
+        };
+        conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await
+            .map_err(from_diesel)?;
+        // A backstop for the reader's own watch (the HTTP export gives up an unread
+        // snapshot after `SNAPSHOT_IDLE`): PostgreSQL ends a session left idle longer.
+        conn.batch_execute(&format!(
+            "SET LOCAL idle_in_transaction_session_timeout = '{}s'",
+            SNAPSHOT_IDLE.as_secs() + 30
+        ))
+        .await
+        .map_err(from_diesel)?;
+        Self::keys(conn, self.org).await
     }
 
     /// Read inside the snapshot: a definition created (and filled in) or deleted while

@@ -31,10 +31,11 @@ pub const SWEEP: Duration = Duration::from_millis(500);
 /// and two statement triggers, so its cost per event falls with its size (measured on
 /// this machine: 956 µs per event in passes of one, 120 in passes of ten, 49 in passes
 /// of fifty); without a pause, a steady stream of creates was numbered a few events per
-/// pass, which cost a quarter of the creates per second (docs/benchmarks.md). Events
-/// that come one at a time (a pass finds one) are numbered at once, as is the first
-/// after a quiet moment, and feed readers number what they need themselves
-/// (`repo::events`); live listeners hear of a busy moment's events up to this much later.
+/// pass: the pause gave 16 % more creates per second at 8 connections
+/// (docs/benchmarks.md, twenty-second pass). Events that come one at a time (a pass
+/// finds one) are numbered at once, as is the first after a quiet moment, and feed
+/// readers number what they need themselves (`repo::events`); live listeners hear of a
+/// busy moment's events up to this much later.
 pub const PACE: Duration = Duration::from_millis(10);
 
 /// Rings after each committed top-level transaction of the pool's connections.

@@ -397,12 +397,14 @@ mod tests {
         }
     }
 
-    // Paused time: the runtime moves the clock on when every task waits, so the watch
-    // acts after the idle time exactly, whatever the machine's load.
-    #[tokio::test(start_paused = true)]
-    async fn an_export_left_unread_lets_its_snapshot_and_slot_go_and_is_cut() {
-        use futures_util::StreamExt;
-        let slots = ExportSlots::with_idle(Duration::from_millis(200));
+    /// An export of [`Unread`] pages holding one of `slots`, as the stream actix reads,
+    /// and the flag its pages set when dropped.
+    fn unread_export(
+        slots: &ExportSlots,
+    ) -> (
+        Arc<std::sync::atomic::AtomicBool>,
+        std::pin::Pin<Box<impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>>>>,
+    ) {
         let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let export = Export::start(
             Box::new(Unread(dropped.clone())),
@@ -410,7 +412,19 @@ mod tests {
             slots.take().unwrap(),
             slots.idle,
         );
-        let mut stream = Box::pin(futures_util::stream::unfold(export, next_chunk));
+        (
+            dropped,
+            Box::pin(futures_util::stream::unfold(export, next_chunk)),
+        )
+    }
+
+    // Paused time: the runtime moves the clock on when every task waits, so the watch
+    // acts after the idle time exactly, whatever the machine's load.
+    #[tokio::test(start_paused = true)]
+    async fn an_export_left_unread_lets_its_snapshot_and_slot_go_and_is_cut() {
+        use futures_util::StreamExt;
+        let slots = ExportSlots::with_idle(Duration::from_millis(200));
+        let (dropped, mut stream) = unread_export(&slots);
         let header = stream.next().await.unwrap().unwrap();
         assert!(header.starts_with(b"id,firstName,"));
         tokio::time::sleep(Duration::from_millis(190)).await;
@@ -434,14 +448,7 @@ mod tests {
     async fn an_export_read_to_its_end_lets_its_snapshot_and_slot_go_at_once() {
         use futures_util::StreamExt;
         let slots = ExportSlots::with_idle(Duration::from_secs(60));
-        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let export = Export::start(
-            Box::new(Unread(dropped.clone())),
-            Vec::new(),
-            slots.take().unwrap(),
-            slots.idle,
-        );
-        let mut stream = Box::pin(futures_util::stream::unfold(export, next_chunk));
+        let (dropped, mut stream) = unread_export(&slots);
         assert!(stream.next().await.unwrap().is_ok(), "the header");
         assert!(stream.next().await.is_none(), "the end");
         // Its end let them go, before actix drops the stream.

@@ -65,6 +65,20 @@ async fn subscribe(conn: &mut AsyncPgConnection, types: &str) {
     .unwrap();
 }
 
+/// A pool of `size` connections whose commits ring the returned bell.
+fn ringing_pool(
+    db: &TestDatabase,
+    size: usize,
+) -> (CommitBell, nexus_adapters_postgres::pool::PgPool) {
+    let bell = CommitBell::default();
+    let settings = PoolSettings {
+        max_size: size,
+        commits: bell.clone(),
+        ..PoolSettings::default()
+    };
+    (bell, build_pool(db.url(), &settings).unwrap())
+}
+
 async fn connect(db: &TestDatabase) -> AsyncPgConnection {
     AsyncPgConnection::establish(db.url()).await.unwrap()
 }
@@ -143,16 +157,7 @@ async fn numbering_in_batches_keeps_the_write_order_and_notifies_once_per_pass()
 #[tokio::test]
 async fn the_pool_rings_its_bell_after_a_commit_and_not_after_a_rollback_or_savepoint() {
     let db = TestDatabase::create().await;
-    let bell = CommitBell::default();
-    let pool = build_pool(
-        db.url(),
-        &PoolSettings {
-            max_size: 1,
-            commits: bell.clone(),
-            ..PoolSettings::default()
-        },
-    )
-    .unwrap();
+    let (bell, pool) = ringing_pool(&db, 1);
     let mut conn = pool.get().await.unwrap();
     let silent = |bell: CommitBell| async move {
         tokio::time::timeout(Duration::from_millis(200), bell.rung())
@@ -226,16 +231,7 @@ async fn numbered_within(conn: &mut AsyncPgConnection, name: &str, within: Durat
 #[tokio::test]
 async fn the_numbering_task_numbers_lone_events_at_once_and_gathers_a_busy_moments() {
     let db = TestDatabase::create().await;
-    let bell = CommitBell::default();
-    let pool = build_pool(
-        db.url(),
-        &PoolSettings {
-            max_size: 2,
-            commits: bell.clone(),
-            ..PoolSettings::default()
-        },
-    )
-    .unwrap();
+    let (bell, pool) = ringing_pool(&db, 2);
     let pace = Duration::from_secs(3);
     let task = tokio::spawn(nexus_adapters_postgres::numberer::run(
         Db::new(pool.clone(), Duration::from_secs(5)),

@@ -34,6 +34,9 @@ fn unauthenticated_detail(code: &str) -> &'static str {
         "invalid_refresh_token" => "The refresh token is unknown, expired or revoked.",
         "api_key_revoked" => "The API key has been revoked.",
         "api_key_expired" => "The API key has expired.",
+        "api_key_creator_removed" => {
+            "The member who created this API key has left the organization; create a new key."
+        }
         "unauthenticated" => "Authentication is required: send `Authorization: Bearer <token>`.",
         _ => "The credentials are invalid.",
     }

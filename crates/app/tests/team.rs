@@ -771,3 +771,70 @@ async fn an_expired_api_key_is_refused() {
         (401, "api_key_expired")
     );
 }
+
+#[tokio::test]
+async fn an_api_key_follows_its_creators_demotion_and_removal() {
+    let t = team().await;
+    let (status, created) = call(
+        &t.app,
+        &t.admin,
+        "POST",
+        "/api/v1/api-keys",
+        Some(json!({"name": "sync", "role": "ADMIN"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let key = TestUser {
+        access_token: created["secret"].as_str().unwrap().to_owned(),
+        ..t.admin.clone()
+    };
+    let write = json!({"firstName": "Ada", "lastName": "Lovelace"});
+    let contacts = "SELECT count(*) AS n FROM contacts";
+    assert_eq!(
+        call(
+            &t.app,
+            &key,
+            "POST",
+            "/api/v1/contacts",
+            Some(write.clone())
+        )
+        .await
+        .0,
+        201
+    );
+
+    let member_path = format!("/api/v1/members/{}", t.admin.user_id);
+    let demote = Some(json!({"role": "VIEWER"}));
+    assert_eq!(
+        call(&t.app, &t.owner, "PATCH", &member_path, demote)
+            .await
+            .0,
+        200
+    );
+    let before = count(&t.app, contacts).await;
+    let (status, body) = call(
+        &t.app,
+        &key,
+        "POST",
+        "/api/v1/contacts",
+        Some(write.clone()),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
+    assert_eq!(count(&t.app, contacts).await, before, "nothing written");
+    assert_eq!(
+        call(&t.app, &key, "GET", "/api/v1/contacts", None).await.0,
+        200,
+        "the key still reads, as its creator may"
+    );
+
+    assert_eq!(
+        call(&t.app, &t.owner, "DELETE", &member_path, None).await.0,
+        204
+    );
+    let (status, body) = call(&t.app, &key, "GET", "/api/v1/contacts", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("api_key_creator_removed"))
+    );
+}

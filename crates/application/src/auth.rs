@@ -20,7 +20,7 @@ use nexus_ports::security::{
     AccessClaims, Mail, Mailer, PasswordHasher, RateDecision, RateLimiter, SecretGenerator,
     TokenCodec, TokenError,
 };
-use nexus_ports::team::TeamStore;
+use nexus_ports::team::{TeamStore, UsedApiKey};
 use nexus_ports::{Clock, IdGenerator};
 
 use crate::error::{AppError, Issues, digest, person_name};
@@ -621,7 +621,7 @@ where
     /// 401 with a code saying why.
     pub async fn authenticate(&self, credential: String) -> Result<Actor, AppError> {
         if credential.starts_with(API_KEY_PREFIX) {
-            let key = self
+            let UsedApiKey { key, creator_role } = self
                 .p
                 .team
                 .use_api_key(digest(&credential))
@@ -634,13 +634,18 @@ where
             if key.expires_at.is_some_and(|at| at <= now) {
                 return Err(AppError::Unauthenticated("api_key_expired"));
             }
+            // Checked at each use, not only at creation: a creator who was demoted or
+            // removed must not keep acting through a key made before.
+            let Some(creator_role) = creator_role else {
+                return Err(AppError::Unauthenticated("api_key_creator_removed"));
+            };
             return Ok(Actor {
                 principal: Principal::ApiKey {
                     api_key_id: key.id,
                     created_by: key.created_by,
                 },
                 org_id: key.org_id,
-                role: key.role,
+                role: std::cmp::min_by_key(key.role, creator_role, |r| r.rank()),
             });
         }
         let claims = self.p.tokens.verify(&credential).map_err(|e| match e {
@@ -725,7 +730,7 @@ mod tests {
     use nexus_ports::security::{
         MockMailer, MockPasswordHasher, MockRateLimiter, MockSecretGenerator, MockTokenCodec,
     };
-    use nexus_ports::team::{ApiKeyRecord, MockTeamStore};
+    use nexus_ports::team::{ApiKeyRecord, MockTeamStore, UsedApiKey};
 
     use super::*;
 
@@ -879,6 +884,53 @@ mod tests {
         ));
     }
 
+    fn api_key(
+        role: Role,
+        expires_at: Option<DateTime<Utc>>,
+        revoked_at: Option<DateTime<Utc>>,
+    ) -> ApiKeyRecord {
+        ApiKeyRecord {
+            id: ApiKeyId::from_uuid(uuid::Uuid::now_v7()),
+            org_id: OrgId::from_uuid(uuid::Uuid::now_v7()),
+            name: "k".into(),
+            prefix: "nx_live_abcdef".into(),
+            role,
+            created_by: UserId::from_uuid(uuid::Uuid::now_v7()),
+            created_at: Utc::now(),
+            expires_at,
+            last_used_at: None,
+            revoked_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_api_key_acts_no_higher_than_its_creator_now_and_not_at_all_once_they_left() {
+        for (key_role, creator_role, expected) in [
+            (Role::Admin, Some(Role::Owner), Ok(Role::Admin)),
+            (Role::Admin, Some(Role::Viewer), Ok(Role::Viewer)),
+            (Role::Member, Some(Role::Admin), Ok(Role::Member)),
+            (Role::Admin, None, Err("api_key_creator_removed")),
+        ] {
+            let mut p = ports();
+            p.team.expect_use_api_key().times(1).returning(move |_| {
+                Box::pin(async move {
+                    Ok(Some(UsedApiKey {
+                        key: api_key(key_role, None, None),
+                        creator_role,
+                    }))
+                })
+            });
+            let result = service(p).authenticate("nx_live_secret".into()).await;
+            match (result, expected) {
+                (Ok(actor), Ok(role)) => assert_eq!(actor.role, role),
+                (Err(AppError::Unauthenticated(code)), Err(expected)) => {
+                    assert_eq!(code, expected);
+                }
+                (other, expected) => panic!("{other:?} where {expected:?} was expected"),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn revoked_and_expired_api_keys_are_refused() {
         for (revoked, expired, code) in [
@@ -889,17 +941,13 @@ mod tests {
             p.team.expect_use_api_key().times(1).returning(move |_| {
                 let now = Utc::now();
                 Box::pin(async move {
-                    Ok(Some(ApiKeyRecord {
-                        id: ApiKeyId::from_uuid(uuid::Uuid::now_v7()),
-                        org_id: OrgId::from_uuid(uuid::Uuid::now_v7()),
-                        name: "k".into(),
-                        prefix: "nx_live_abcdef".into(),
-                        role: Role::Admin,
-                        created_by: UserId::from_uuid(uuid::Uuid::now_v7()),
-                        created_at: now,
-                        expires_at: expired.then(|| now - chrono::Duration::seconds(1)),
-                        last_used_at: None,
-                        revoked_at: revoked.then_some(now),
+                    Ok(Some(UsedApiKey {
+                        key: api_key(
+                            Role::Admin,
+                            expired.then(|| now - chrono::Duration::seconds(1)),
+                            revoked.then_some(now),
+                        ),
+                        creator_role: Some(Role::Owner),
                     }))
                 })
             });

@@ -84,6 +84,14 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// A key presented by a request, with its creator's role now (`None` once the creator
+/// has left the organization): a key never acts above the member who made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsedApiKey {
+    pub key: ApiKeyRecord,
+    pub creator_role: Option<Role>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewApiKey {
     pub id: ApiKeyId,
@@ -261,12 +269,13 @@ pub trait TeamStore: Send + Sync + 'static {
         id: ApiKeyId,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// The key with this secret digest, recording its use (at most once a minute).
+    /// The key with this secret digest and its creator's role in the key's organization
+    /// now, recording its use (at most once a minute).
     ///
     /// # Errors
     /// Storage failures.
     fn use_api_key(
         &self,
         secret_hash: Vec<u8>,
-    ) -> impl Future<Output = Result<Option<ApiKeyRecord>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<UsedApiKey>, StoreError>> + Send;
 }

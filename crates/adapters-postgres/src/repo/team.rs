@@ -8,7 +8,7 @@ use nexus_ports::identity::NewSession;
 use nexus_ports::team::{
     AcceptError, ApiKeyRecord, InvitationRecord, Invitee, MemberChangeError, MemberRecord,
     NewApiKey, NewInvitation, OrganizationPatch, OrganizationRecord, RemovalRule, RoleChangeRule,
-    TeamStore, UpdateError,
+    TeamStore, UpdateError, UsedApiKey,
 };
 use uuid::Uuid;
 
@@ -679,16 +679,23 @@ impl TeamStore for PgTeamStore {
         .map_err(from_diesel)
     }
 
-    async fn use_api_key(&self, secret_hash: Vec<u8>) -> Result<Option<ApiKeyRecord>, StoreError> {
+    async fn use_api_key(&self, secret_hash: Vec<u8>) -> Result<Option<UsedApiKey>, StoreError> {
         let mut conn = self.db.conn().await?;
-        let row: Option<ApiKeyRow> = api_keys::table
+        let found: Option<(ApiKeyRow, Option<String>)> = api_keys::table
+            .left_join(
+                memberships::table.on(memberships::organization_id
+                    .eq(api_keys::organization_id)
+                    .and(memberships::user_id.eq(api_keys::created_by))),
+            )
             .filter(api_keys::secret_hash.eq(&secret_hash))
-            .select(ApiKeyRow::as_select())
+            .select((ApiKeyRow::as_select(), memberships::role.nullable()))
             .first(&mut conn)
             .await
             .optional()
             .map_err(from_diesel)?;
-        let Some(row) = row else { return Ok(None) };
+        let Some((row, creator_role)) = found else {
+            return Ok(None);
+        };
         // At most one write a minute per key: a busy integration must not turn every
         // read into a write.
         if row
@@ -701,6 +708,9 @@ impl TeamStore for PgTeamStore {
                 .await
                 .map_err(from_diesel)?;
         }
-        row.try_into().map(Some)
+        Ok(Some(UsedApiKey {
+            key: row.try_into()?,
+            creator_role: creator_role.as_deref().map(role).transpose()?,
+        }))
     }
 }

@@ -2,9 +2,9 @@
 
 Run by count-instructions.sh with the server already under valgrind on 127.0.0.1:$PORT.
 Logs in as the demo OWNER, tops the organization up to 60 contacts, warms up with 50
-gets and 50 list pages, then switches callgrind's counting on only around the measured
-requests: 300 gets (`get`) or 100 first pages of 50 (`list`), on one keep-alive
-connection. Loopback only; standard library only.
+gets, 50 list pages and 50 creates, then switches callgrind's counting on only around
+the measured requests: 300 gets (`get`), 100 first pages of 50 (`list`) or 100 creates
+(`create`, with the event numberer's work they cause), on one keep-alive connection. Loopback only; standard library only.
 """
 import http.client
 import json
@@ -40,14 +40,23 @@ status, body = call("GET", "/api/v1/contacts?limit=50", token=token)
 ids = [c["id"] for c in json.loads(body)["data"]]
 
 
-def run(gets, pages):
+created = 0
+
+
+def run(gets, pages, creates=0):
+    global created
     for i in range(gets):
         assert call("GET", "/api/v1/contacts/" + ids[i % len(ids)], token=token)[0] == 200
     for _ in range(pages):
         assert call("GET", "/api/v1/contacts?limit=50", token=token)[0] == 200
+    # The benchmark's create: a name and a new email.
+    for _ in range(creates):
+        created += 1
+        body = {"firstName": "Bench", "lastName": "Person", "email": f"count-{os.getpid()}-{created}@bench.io"}
+        assert call("POST", "/api/v1/contacts", body, token=token)[0] == 201
 
 
-run(50, 50)
+run(50, 50, 50)
 subprocess.run(["callgrind_control", "-i", "on"], check=True, capture_output=True)
-run(300, 0) if sys.argv[1] == "get" else run(0, 100)
+{"get": lambda: run(300, 0), "list": lambda: run(0, 100), "create": lambda: run(0, 0, 100)}[sys.argv[1]]()
 subprocess.run(["callgrind_control", "-i", "off"], check=True, capture_output=True)

@@ -4,7 +4,9 @@
 -- so PostgreSQL plans them with their actual values, as here. Unfiltered pages and the
 -- lookup by id are prepared once on the shared reader's connection, which runs with
 -- `plan_cache_mode = force_generic_plan` (a page's LIMIT written as a constant, one of
--- 11, 21, 26, 51, 101, 201): sections 18-22 show those plans.
+-- 11, 21, 26, 51, 101, 201): sections 18-22 show those plans. A page asked with
+-- includeTotal=true and the export's pages are prepared on a pooled connection in the
+-- default plan mode instead (planned with their values, as here).
 -- A test (`the_documented_explain_statements_are_the_ones_sent`, in
 -- crates/adapters-postgres/tests/contacts_repo.rs) runs each shape through the
 -- repository and fails when it sends a statement whose structure is not shown here.
@@ -198,3 +200,32 @@ SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NOT 
   AND (deleted_at, id) < (:'d_time', :'d_id')
 ORDER BY deleted_at DESC, id DESC LIMIT 51;
 ROLLBACK;
+
+\echo '### 25. ?includeTotal=true with no filter (the count of every live contact, only when asked)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT count(*) AS n FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL;
+
+\echo '### 26. ?sort=-updatedAt'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
+ORDER BY updated_at DESC, id DESC LIMIT 51;
+
+\echo '### 27. ?lifecycleStage=evangelist&sort=lastName (a filter whose index serves another order)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND lifecycle_stage = 'evangelist'
+ORDER BY last_name ASC, id ASC LIMIT 51;
+
+\echo '### 28. ?q=smi, next page (phase 1: the keyset, after the last match of the first page, inside the scan of the first 10,000 rows)'
+SELECT created_at AS s_time, id AS s_id FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
+  AND search LIKE lower('%smi%') ORDER BY created_at DESC, id DESC OFFSET 49 LIMIT 1 \gset
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM (SELECT :cols, search FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL
+                   AND (created_at, id) < (:'s_time', :'s_id')
+                   ORDER BY created_at DESC, id DESC LIMIT 10000) AS contacts
+WHERE true AND search LIKE lower('%smi%') ORDER BY created_at DESC, id DESC LIMIT 51;
+\echo '### 28. ?q=smi, next page (phase 2, only when phase 1 found less than a page)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+SELECT :cols FROM (SELECT :cols FROM contacts WHERE organization_id = :'org' AND deleted_at IS NULL AND search LIKE lower('%smi%')
+                   AND (created_at, id) < (:'s_time', :'s_id')
+                   OFFSET 0) AS matches
+ORDER BY created_at DESC, id DESC LIMIT 51;

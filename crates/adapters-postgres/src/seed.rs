@@ -3,6 +3,8 @@
 //! take one round trip per batch and no client-side rows at all.
 //!
 //! Seeding writes no outbox events: it fabricates data, it does not record what users did.
+//! Seeded contacts otherwise keep every rule the API keeps (see `INSERT_BATCH`), required
+//! custom fields included.
 
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text, Uuid as SqlUuid};
@@ -103,8 +105,19 @@ SELECT $1,
                  + (CASE WHEN company IS NOT NULL THEN 10 ELSE 0 END)
                  + 10 * coalesce(array_position(ARRAY['lead','marketing_qualified','sales_qualified','opportunity',
                                                       'customer','evangelist'], lifecycle_stage) - 1, 0)),
-       tags, '{}'::jsonb, created_at, created_at
-FROM raw";
+       tags, required.values, created_at, created_at
+FROM raw, (
+    -- A value for each required custom field, valid for its type, so seeded contacts
+    -- keep the rule that a contact has every required field (one value for all rows).
+    SELECT coalesce(jsonb_object_agg(key, CASE field_type
+               WHEN 'number' THEN to_jsonb(0)
+               WHEN 'date' THEN to_jsonb((now() AT TIME ZONE 'UTC')::date::text)
+               WHEN 'boolean' THEN to_jsonb(false)
+               WHEN 'select' THEN to_jsonb(options[1])
+               WHEN 'multiselect' THEN jsonb_build_array(options[1])
+               ELSE to_jsonb('Seeded'::text) END), '{}'::jsonb) AS values
+    FROM custom_field_definitions WHERE organization_id = $1 AND required
+) AS required";
 
 #[derive(QueryableByName)]
 struct Count {
@@ -145,8 +158,9 @@ pub async fn contacts(
             .bind::<SqlUuid, _>(organization)
             .get_result(conn)
             .await?;
-    // Distinguishes this run's emails from earlier runs' (unique per organization).
-    let run = format!(".{:04x}", rand::random::<u16>());
+    // Distinguishes this run's emails from earlier runs' (unique per organization): the
+    // numbering restarts lower after a purge, so the number alone could meet an old one.
+    let run = format!(".{:08x}", rand::random::<u32>());
     conn.transaction(async |conn| {
         diesel::sql_query("SET LOCAL synchronous_commit = off").execute(conn).await?;
         // The trigram GIN build keeps its entries in memory up to this, then merges.

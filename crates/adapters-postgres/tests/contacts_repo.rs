@@ -1250,6 +1250,14 @@ async fn the_purge_keeps_contacts_that_have_deals_and_never_destroys_deals() {
         f.contacts.purge_deleted(f.org, before, 1000).await.unwrap(),
         0
     );
+    assert!(
+        f.contacts
+            .organizations_to_purge(before)
+            .await
+            .unwrap()
+            .is_empty(),
+        "what deals keep is no reason to come back"
+    );
     // Recorded once for the batch (the empty second pass records nothing), by `system`,
     // naming what went.
     let entries = f
@@ -1553,6 +1561,28 @@ async fn the_documented_explain_statements_are_the_ones_sent() {
             include_total: true,
             ..base(q("smi"))
         },
+        ContactQuery {
+            include_total: true,
+            ..base(ContactFilter::default())
+        },
+        sorted(SortField::UpdatedAt, true),
+        ContactQuery {
+            sort: Sort {
+                field: SortField::LastName,
+                descending: false,
+            },
+            ..base(ContactFilter {
+                lifecycle_stage: Some(LifecycleStage::ALL[6]),
+                ..ContactFilter::default()
+            })
+        },
+        ContactQuery {
+            after: Some(nexus_ports::contacts::Keyset::after(
+                &ada,
+                SortField::CreatedAt,
+            )),
+            ..base(q("smi"))
+        },
     ];
     for query in &shapes {
         f.contacts.list(f.org, query).await.unwrap();
@@ -1574,9 +1604,10 @@ async fn the_documented_explain_statements_are_the_ones_sent() {
         .map(|s| shape(s.split(" -- binds:").next().unwrap()))
         .collect();
     // First page, next page, two phases for each of 6 GIN filtered ones, stage, owner,
-    // dates, last name, lead score, two phases and a count for the total, the get, the
-    // trash's two pages.
-    assert!(sent.len() >= 24, "{sent:#?}");
+    // dates, last name, lead score, two phases and a count for the total, the first page
+    // and the count of an unfiltered total, -updatedAt, a stage by last name, a search's
+    // next page in two phases, the get, the trash's two pages.
+    assert!(sent.len() >= 31, "{sent:#?}");
     let documented = documented_shapes();
     let missing: Vec<&String> = sent.iter().filter(|s| !documented.contains(s)).collect();
     assert!(
@@ -1694,5 +1725,42 @@ async fn a_create_is_planned_once_per_connection_not_on_every_execution() {
     assert!(
         !plans.is_empty() && plans.iter().all(|p| p.custom <= 5 && p.generic >= 3),
         "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn seeded_contacts_carry_a_valid_value_for_each_required_custom_field() {
+    let f = fixture().await;
+    let mut conn = AsyncPgConnection::establish(f.db.url()).await.unwrap();
+    let mut definitions = String::new();
+    for (key, kind, required, options) in [
+        ("plan", "text", true, "{}"),
+        ("seats", "number", true, "{}"),
+        ("since", "date", true, "{}"),
+        ("active", "boolean", true, "{}"),
+        ("tier", "select", true, "{gold,silver}"),
+        ("regions", "multiselect", true, "{eu,us}"),
+        ("notes", "text", false, "{}"),
+    ] {
+        definitions.push_str(&format!(
+            "INSERT INTO custom_field_definitions (organization_id, id, key, label, field_type, required, options) \
+             VALUES ('{}', '{}', '{key}', '{key}', '{kind}', {required}, '{options}');",
+            f.org,
+            Uuid::now_v7()
+        ));
+    }
+    conn.batch_execute(&definitions).await.unwrap();
+    nexus_adapters_postgres::seed::contacts(&mut conn, f.org.as_uuid(), 3, |_| {})
+        .await
+        .unwrap();
+    let expected = json!({"plan": "Seeded", "seats": 0, "since": Utc::now().date_naive().to_string(),
+                          "active": false, "tier": "gold", "regions": ["eu"]});
+    assert_eq!(
+        f.count(&format!(
+            "SELECT count(*) AS n FROM contacts WHERE organization_id = '{}' AND custom_fields = '{expected}'::jsonb",
+            f.org
+        ))
+        .await,
+        3
     );
 }

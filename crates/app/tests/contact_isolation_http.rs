@@ -141,6 +141,35 @@ async fn another_organizations_tags_are_neither_listed_renamed_nor_deleted() {
         mine.body["data"],
         json!([{"name": "vip", "count": 2}, {"name": "hot", "count": 1}])
     );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM audit_log WHERE action LIKE 'tag.%'"
+        )
+        .await,
+        0,
+        "the refusals left no audit entry"
+    );
+
+    // The owner renames to a name only the stranger uses: a plain rename, no merge
+    // with the stranger's tag, whose contact stays as it was.
+    let res = call(
+        &app,
+        &owner,
+        "PATCH",
+        "/api/v1/tags/hot",
+        Some(json!({"name": "mine"})),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.body, json!({"name": "mine", "contactsUpdated": 1}));
+    let theirs = call(&app, &stranger, "GET", "/api/v1/tags", None).await;
+    assert_eq!(theirs.body["data"], json!([{"name": "mine", "count": 1}]));
+    let sql = format!(
+        "SELECT count(*) AS n FROM contacts WHERE organization_id = '{}' AND version = 1",
+        stranger.org_id
+    );
+    assert_eq!(count(&app, &sql).await, 1);
 }
 
 #[tokio::test]

@@ -204,9 +204,11 @@ async fn a_tag_only_the_trash_holds_is_not_found_and_trashed_carriers_follow_a_r
     assert_eq!(count(&app, &untouched).await, 1);
     assert_eq!(count(&app, &version).await, trashed_version);
     assert_eq!(count(&app, events).await, 0);
+    let audited = "SELECT count(*) AS n FROM audit_log WHERE action LIKE 'tag.%'";
+    assert_eq!(count(&app, audited).await, 0, "a 404 leaves no audit entry");
 
     // A listed tag's rename counts the live contacts it changed, as the list counted
-    // them, and takes the trashed carrier along (silently: it has no event).
+    // them, and takes the trashed carrier along, with an event saying it is deleted.
     let rename = call(
         &app,
         &owner,
@@ -217,7 +219,14 @@ async fn a_tag_only_the_trash_holds_is_not_found_and_trashed_carriers_follow_a_r
     .await;
     assert_eq!(rename.status, 200, "{}", rename.body);
     assert_eq!(rename.body, json!({"name": "gold", "contactsUpdated": 2}));
-    assert_eq!(count(&app, events).await, 2);
+    assert_eq!(count(&app, events).await, 3);
+    let trashed_event = format!(
+        "SELECT count(*) AS n FROM events WHERE type = 'contact.updated' \
+         AND payload->'contact'->>'id' = '{id}' AND payload->'contact' ? 'deletedAt' \
+         AND payload->'changes'->'tags'->'to' = '[\"old\", \"gold\"]'::jsonb"
+    );
+    assert_eq!(count(&app, &trashed_event).await, 1);
+    assert_eq!(count(&app, audited).await, 1);
     let restored = call(
         &app,
         &owner,
@@ -228,6 +237,81 @@ async fn a_tag_only_the_trash_holds_is_not_found_and_trashed_carriers_follow_a_r
     .await;
     assert_eq!(restored.status, 200, "{}", restored.body);
     assert_eq!(restored.body["tags"], json!(["old", "gold"]));
+}
+
+#[tokio::test]
+async fn deleting_a_definition_versions_and_announces_trashed_holders_too() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@trash-fields.io").await;
+    let field = call(
+        &app,
+        &owner,
+        "POST",
+        "/api/v1/custom-fields",
+        Some(json!({"key": "seats", "label": "Seats", "type": "number"})),
+    )
+    .await;
+    assert_eq!(field.status, 201, "{}", field.body);
+    let with_seats =
+        |name: &str| json!({"firstName": name, "lastName": "Seat", "customFields": {"seats": 3}});
+    create(&app, &owner, with_seats("Live")).await;
+    let trashed = create(&app, &owner, with_seats("Gone")).await;
+    let id = trash(&app, &owner, &trashed).await;
+
+    let url = format!(
+        "/api/v1/custom-fields/{}",
+        field.body["id"].as_str().unwrap()
+    );
+    assert_eq!(call(&app, &owner, "DELETE", &url, None).await.status, 204);
+    let events = "SELECT count(*) AS n FROM events WHERE type = 'contact.updated' \
+         AND payload->'changes'->'customFields'->'to' = '{}'::jsonb";
+    assert_eq!(
+        count(&app, events).await,
+        2,
+        "one event per contact changed"
+    );
+    let trashed_event = format!(
+        "SELECT count(*) AS n FROM events WHERE type = 'contact.updated' \
+         AND payload->'contact'->>'id' = '{id}' AND payload->'contact'->>'version' = '3' \
+         AND payload->'contact' ? 'deletedAt'"
+    );
+    assert_eq!(count(&app, &trashed_event).await, 1);
+}
+
+#[tokio::test]
+async fn a_deleted_contacts_activities_leave_the_activity_list_filtered_by_it() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@trash-activities.io").await;
+    let contact = create(&app, &owner, json!({"firstName": "Call", "lastName": "Me"})).await;
+    let id = contact["id"].as_str().unwrap().to_owned();
+    let logged = call(
+        &app,
+        &owner,
+        "POST",
+        "/api/v1/activities",
+        Some(json!({"type": "CALL", "subject": "First call", "contactId": id})),
+    )
+    .await;
+    assert_eq!(logged.status, 201, "{}", logged.body);
+    let url = format!("/api/v1/activities?contactId={id}");
+    let listed = || async {
+        let page = call(&app, &owner, "GET", &url, None).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        page.body["data"].as_array().unwrap().len()
+    };
+    assert_eq!(listed().await, 1);
+    trash(&app, &owner, &contact).await;
+    assert_eq!(listed().await, 0, "gone with its contact");
+    let restored = call(
+        &app,
+        &owner,
+        "POST",
+        &format!("/api/v1/contacts/{id}/restore"),
+        None,
+    )
+    .await;
+    assert_eq!(restored.status, 200, "{}", restored.body);
+    assert_eq!(listed().await, 1, "back with it");
 }
 
 #[tokio::test]

@@ -749,6 +749,14 @@ impl Contact {
                 json!({ "from": self.lead_score.value(), "to": updated.lead_score.value() }),
             );
         }
+        let e164_before = self.fields.phone.as_ref().and_then(PhoneNumber::e164);
+        let e164_after = updated.fields.phone.as_ref().and_then(PhoneNumber::e164);
+        if e164_before != e164_after {
+            changes.insert(
+                "phoneE164".to_owned(),
+                json!({ "from": e164_before, "to": e164_after }),
+            );
+        }
         let mut payload = json!({ "contact": updated.to_json(), "changes": changes });
         if regressed {
             payload["lifecycleStageRegressed"] = Value::Bool(true);
@@ -1158,6 +1166,32 @@ mod tests {
             codes,
             [("firstName", "required"), ("email", "invalid_format")]
         );
+    }
+
+    #[test]
+    fn a_phone_change_lists_its_e164_form_when_that_changes_too() {
+        let contact = created();
+        let patch = |c: &Contact, phone: &str| {
+            let fields = c
+                .apply_merge_patch(&obj(json!({ "phone": phone })), &defs())
+                .unwrap();
+            c.update(fields, &ctx()).unwrap()
+        };
+        // National (no E.164 form), then international: the E.164 form appears.
+        let (national, event) = patch(&contact, "020 7946 0111");
+        assert_eq!(
+            event.payload["changes"]["phoneE164"],
+            json!({"from": "+442079460958", "to": null})
+        );
+        let (parsed, event) = patch(&national, "+44 20 7946 0111");
+        assert_eq!(
+            event.payload["changes"]["phoneE164"],
+            json!({"from": null, "to": "+442079460111"})
+        );
+        // Typed differently, the same number: the phone changed, its E.164 form did not.
+        let (_, event) = patch(&parsed, "+442079460111");
+        assert!(event.payload["changes"].get("phone").is_some());
+        assert!(event.payload["changes"].get("phoneE164").is_none());
     }
 
     #[test]

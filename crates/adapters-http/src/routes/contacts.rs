@@ -485,11 +485,17 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
                     "expected [-]createdAt, updatedAt, lastName or leadScore",
                 )),
             },
-            "limit" => match value.parse::<u32>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
-                _ => errors.push(query_issue(
+            "limit" => match value.parse::<i64>() {
+                Ok(n) if (1..=i64::from(MAX_LIMIT)).contains(&n) => {
+                    limit = u32::try_from(n).unwrap_or(MAX_LIMIT);
+                }
+                parsed => errors.push(query_issue(
                     key,
-                    "out_of_range",
+                    if parsed.is_ok() {
+                        "out_of_range"
+                    } else {
+                        "invalid_type"
+                    },
                     "expected an integer from 1 to 200",
                 )),
             },

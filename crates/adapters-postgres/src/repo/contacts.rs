@@ -527,10 +527,11 @@ fn actor_json(actor: &EventActor) -> serde_json::Value {
 }
 
 /// Rewrites `tags` of every contact carrying `$2` with `new_tags` (SQL over `tags`),
-/// versioning each and writing one `contact.updated` per live contact changed; returns
-/// how many live contacts changed. Contacts in the trash are rewritten alike (restored,
-/// they carry the new name), but only when a live contact carries the tag: a tag only
-/// the trash holds is not listed, so it is not found either, and nothing is written.
+/// versioning each and writing one `contact.updated` per contact changed; returns how
+/// many live contacts changed. Contacts in the trash are rewritten alike (restored, they
+/// carry the new name; their event carries `deletedAt`), but only when a live contact
+/// carries the tag: a tag only the trash holds is not listed, so it is not found either,
+/// and nothing is written.
 /// Live and trashed carriers are locked in one scan: after waiting for a contact that a
 /// concurrent delete or restore holds, the row is read again as that write left it, so
 /// its `deleted_at` then is the one that counts. (Two scans, one for each side, missed
@@ -560,7 +561,7 @@ async fn rewrite_tags(
              SELECT nexus_uuid_v7(), organization_id, 'contact.updated', $3, $4,
                     jsonb_build_object('contact', doc, 'changes',
                         jsonb_build_object('tags', jsonb_build_object('from', to_jsonb(before), 'to', to_jsonb(after))))
-             FROM changed WHERE deleted_at IS NULL
+             FROM changed
          )
          SELECT count(*) FILTER (WHERE deleted_at IS NULL) AS n FROM changed"
     );
@@ -916,7 +917,12 @@ impl ContactRepository for PgContactRepository {
         }
         let mut conn = self.conn().await?;
         let rows: Vec<Org> = diesel::sql_query(
-            "SELECT DISTINCT organization_id FROM contacts WHERE deleted_at IS NOT NULL AND deleted_at < $1",
+            // The same rows `purge_deleted` takes: an organization whose only old deleted
+            // contacts are kept for their deals is not visited every hour for nothing.
+            "SELECT DISTINCT c.organization_id FROM contacts c
+             WHERE c.deleted_at IS NOT NULL AND c.deleted_at < $1
+               AND NOT EXISTS (SELECT 1 FROM deals d
+                               WHERE d.organization_id = c.organization_id AND d.contact_id = c.id)",
         )
         .bind::<Timestamptz, _>(before)
         .load(&mut conn)
@@ -1045,6 +1051,10 @@ impl ContactRepository for PgContactRepository {
         let new_tags = "ARRAY(SELECT t FROM unnest(array_replace(c.tags, $2, $5)) WITH ORDINALITY AS u(t, n) GROUP BY t ORDER BY min(n))";
         conn.transaction(async |conn| {
             let n = rewrite_tags(conn, org, from, new_tags, Some(to), actor, now).await?;
+            if n == 0 {
+                // Not found: the caller is told 404, and a 404 leaves no trace.
+                return Ok(0);
+            }
             let change = AuditChange::new(
                 "tag.renamed",
                 "tag",
@@ -1069,6 +1079,9 @@ impl ContactRepository for PgContactRepository {
         conn.transaction(async |conn| {
             let n =
                 rewrite_tags(conn, org, tag, "array_remove(c.tags, $2)", None, actor, now).await?;
+            if n == 0 {
+                return Ok(0);
+            }
             let change = AuditChange::new(
                 "tag.deleted",
                 "tag",

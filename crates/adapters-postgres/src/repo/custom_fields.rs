@@ -357,7 +357,7 @@ impl CustomFieldRepository for PgCustomFieldRepository {
                  SELECT nexus_uuid_v7(), organization_id, 'contact.updated', $3, $4,
                         jsonb_build_object('contact', doc, 'changes', jsonb_build_object('customFields',
                             jsonb_build_object('from', before, 'to', after)))
-                 FROM changed WHERE deleted_at IS NULL",
+                 FROM changed",
             )
             .bind::<SqlUuid, _>(org.as_uuid())
             .bind::<Text, _>(key)

@@ -1094,7 +1094,14 @@ impl SalesStore for PgSalesStore {
             .limit(limit)
             .into_boxed();
         if let Some(v) = f.contact_id {
-            q = q.filter(activities::contact_id.eq(v.as_uuid()));
+            // A deleted contact's history is out of reads like the contact itself, as its
+            // timeline is; restored, it is back.
+            q = q.filter(activities::contact_id.eq(v.as_uuid())).filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>(
+                    "EXISTS (SELECT 1 FROM contacts c WHERE c.organization_id = activities.organization_id \
+                     AND c.id = activities.contact_id AND c.deleted_at IS NULL)",
+                ),
+            );
         }
         if let Some(v) = f.deal_id {
             q = q.filter(activities::deal_id.eq(v.as_uuid()));

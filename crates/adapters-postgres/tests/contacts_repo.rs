@@ -788,8 +788,18 @@ async fn a_tag_rename_reaches_contacts_being_restored_or_deleted_meanwhile() {
     assert_eq!(
         f.count("SELECT count(*) AS n FROM events WHERE type = 'contact.updated'")
             .await,
-        2,
-        "an event for each live contact renamed"
+        3,
+        "an event for each contact renamed"
+    );
+    assert_eq!(
+        f.count(&format!(
+            "SELECT count(*) AS n FROM events WHERE type = 'contact.updated' \
+             AND payload->'contact'->>'id' = '{}' AND payload->'contact' ? 'deletedAt'",
+            deleted.id
+        ))
+        .await,
+        1,
+        "the one deleted meanwhile says so"
     );
 }
 

@@ -164,8 +164,6 @@ where
     all
 }
 
-/// `mode` is pgbench's query protocol: `prepared` (each statement parsed once per
-/// connection) or `extended` (parsed and planned every time).
 /// Flushes what earlier phases left dirty before a measured one starts, so that no
 /// phase pays for another's writes: without it, the checkpoint due a few minutes after the
 /// seed landed in whichever phase came then (a full run's creates at 8 connections: 1,413
@@ -189,6 +187,8 @@ fn checkpoint(url: &str) {
     );
 }
 
+/// `mode` is pgbench's query protocol: `prepared` (each statement parsed once per
+/// connection) or `extended` (parsed and planned every time).
 fn pgbench(url: &str, script: &str, connections: usize, mode: &str) -> f64 {
     let path = std::env::temp_dir().join(format!(
         "nexus-contacts-{}-{connections}.sql",

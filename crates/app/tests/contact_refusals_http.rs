@@ -245,8 +245,10 @@ async fn malformed_reads_and_writes_are_refused_and_write_nothing() {
     // What is wrong with a limit is told apart: not a number, or out of range.
     for (limit, code) in [
         ("abc", "invalid_type"),
+        ("1.5", "invalid_type"),
         ("-1", "out_of_range"),
         ("201", "out_of_range"),
+        ("99999999999999999999", "out_of_range"),
     ] {
         let res = call(
             &app,

@@ -835,6 +835,108 @@ async fn an_api_key_follows_its_creators_demotion_and_removal() {
     let (status, body) = call(&t.app, &key, "GET", "/api/v1/contacts", None).await;
     assert_eq!(
         (status, body["code"].as_str()),
+        (401, Some("api_key_revoked")),
+        "removal revokes their keys"
+    );
+    // Invited back, they do not get their old keys back.
+    t.app.add_member(&t.owner, "admin@a.io", "ADMIN").await;
+    let (status, body) = call(&t.app, &key, "GET", "/api/v1/contacts", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("api_key_revoked"))
+    );
+    // A key whose creator's membership went by other means is refused too.
+    let (status, other) = call(
+        &t.app,
+        &t.owner,
+        "POST",
+        "/api/v1/api-keys",
+        Some(json!({"name": "owner's", "role": "ADMIN"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let member = count(&t.app, &format!(
+        "WITH gone AS (DELETE FROM memberships WHERE user_id = '{}' AND role = 'MEMBER' RETURNING 1) SELECT count(*) AS n FROM gone",
+        t.member.user_id
+    ))
+    .await;
+    assert_eq!(member, 1);
+    let orphan_sql = format!(
+        "UPDATE api_keys SET created_by = '{}' WHERE id = '{}'",
+        t.member.user_id,
+        other["apiKey"]["id"].as_str().unwrap()
+    );
+    let mut conn = t.app.pool.get().await.unwrap();
+    diesel::sql_query(orphan_sql)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let orphan = TestUser {
+        access_token: other["secret"].as_str().unwrap().to_owned(),
+        ..t.owner.clone()
+    };
+    let (status, body) = call(&t.app, &orphan, "GET", "/api/v1/contacts", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
         (401, Some("api_key_creator_removed"))
     );
+}
+
+#[tokio::test]
+async fn who_may_not_invite_or_make_keys_is_told_403_whatever_the_body() {
+    let t = team().await;
+    let raw =
+        |user: &TestUser, path: &'static str, content_type: &'static str, body: &'static str| {
+            let req = client()
+                .post(t.app.url(path))
+                .bearer_auth(&user.access_token)
+                .header("content-type", content_type)
+                .body(body);
+            async move {
+                let res = req.send().await.unwrap();
+                let status = res.status().as_u16();
+                (status, res.json::<Value>().await.unwrap_or(Value::Null))
+            }
+        };
+    let before = count(
+        &t.app,
+        "SELECT (SELECT count(*) FROM invitations) + (SELECT count(*) FROM api_keys) AS n",
+    )
+    .await;
+    for (who, path) in [
+        (&t.viewer, "/api/v1/invitations"),
+        (&t.member, "/api/v1/invitations"),
+        (&t.viewer, "/api/v1/api-keys"),
+        (&t.member, "/api/v1/api-keys"),
+    ] {
+        for (content_type, body) in [
+            ("application/json", "{not json"),
+            ("text/plain", "hello"),
+            ("application/json", r#"{"unknown": 1}"#),
+        ] {
+            let (status, problem) = raw(who, path, content_type, body).await;
+            assert_eq!(
+                (status, problem["code"].as_str()),
+                (403, Some("forbidden")),
+                "{path} {content_type} {body}"
+            );
+        }
+    }
+    // Who may gets the body's own errors.
+    let (status, _) = raw(
+        &t.owner,
+        "/api/v1/api-keys",
+        "application/json",
+        "{not json",
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = raw(&t.owner, "/api/v1/invitations", "text/plain", "hello").await;
+    assert_eq!(status, 415);
+    let after = count(
+        &t.app,
+        "SELECT (SELECT count(*) FROM invitations) + (SELECT count(*) FROM api_keys) AS n",
+    )
+    .await;
+    assert_eq!(after, before, "nothing written");
 }

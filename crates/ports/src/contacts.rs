@@ -291,7 +291,8 @@ pub trait ContactRepository: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Contact>, StoreError>> + Send;
 
-    /// Organizations holding contacts soft-deleted before `before` (for the purge job).
+    /// Organizations holding contacts soft-deleted before `before` that the purge may
+    /// remove (those without deals; for the purge job).
     ///
     /// # Errors
     /// Storage failures.
@@ -441,8 +442,8 @@ pub trait CustomFieldRepository: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Deletes the definition, if its version is still `expected` when one is given, and
-    /// removes its values from every contact (each changed contact gets a new version;
-    /// each live one a `contact.updated` event), atomically.
+    /// removes its values from every contact (each changed contact, deleted ones too,
+    /// gets a new version and a `contact.updated` event), atomically.
     ///
     /// # Errors
     /// [`DefinitionWriteError::VersionMismatch`], [`DefinitionWriteError::NotFound`],

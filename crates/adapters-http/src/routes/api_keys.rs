@@ -1,13 +1,14 @@
 //! `/api/v1/api-keys`: organization keys for integrations.
 
-use actix_web::{HttpResponse, delete, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use nexus_application::TeamUseCases;
-use nexus_domain::ApiKeyId;
+use nexus_domain::{Action, ApiKeyId, Resource};
 use uuid::Uuid;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, permitted};
 use crate::dto::common::Page;
 use crate::dto::team::{ApiKeyDto, CreateApiKeyRequest, CreatedApiKeyResponse};
+use crate::extract::json_body;
 use crate::middleware::idempotency::{self, shown_once};
 use crate::problem::ApiError;
 use crate::responses::{
@@ -36,11 +37,13 @@ type Team = web::Data<dyn TeamUseCases>;
 )]
 #[post("")]
 pub async fn create_api_key(
+    req: HttpRequest,
     auth: Auth,
     team: Team,
-    body: web::Json<CreateApiKeyRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    permitted(&auth.0, Resource::Integrations, Action::Create)?;
+    let body: CreateApiKeyRequest = json_body(&req, &body)?;
     let created = team
         .create_api_key(auth.0, body.name, body.role.into(), body.expires_at)
         .await?;

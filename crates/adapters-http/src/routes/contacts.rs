@@ -351,6 +351,12 @@ fn bad_query(errors: Vec<FieldError>) -> ApiError {
     err
 }
 
+/// An optional sign and digits only.
+fn is_whole_number(value: &str) -> bool {
+    let digits = value.strip_prefix(['-', '+']).unwrap_or(value);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn query_issue(field: &str, code: &str, message: &str) -> FieldError {
     FieldError {
         field: field.to_owned(),
@@ -489,9 +495,10 @@ fn parse_list(query: &str) -> Result<ListRequest, ApiError> {
                 Ok(n) if (1..=i64::from(MAX_LIMIT)).contains(&n) => {
                     limit = u32::try_from(n).unwrap_or(MAX_LIMIT);
                 }
-                parsed => errors.push(query_issue(
+                // A whole number too large for i64 is out of range too, not of another type.
+                _ => errors.push(query_issue(
                     key,
-                    if parsed.is_ok() {
+                    if is_whole_number(value) {
                         "out_of_range"
                     } else {
                         "invalid_type"

@@ -189,11 +189,13 @@ pub async fn remove_member(
 )]
 #[post("")]
 pub async fn create_invitation(
+    req: HttpRequest,
     auth: Auth,
     team: Team,
-    body: web::Json<CreateInvitationRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    permitted(&auth.0, Resource::Members, Action::Create)?;
+    let body: CreateInvitationRequest = json_body(&req, &body)?;
     let invitation = team.invite(auth.0, body.email, body.role.into()).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/invitations/{}", invitation.id)))

@@ -1094,8 +1094,10 @@ impl SalesStore for PgSalesStore {
             .limit(limit)
             .into_boxed();
         if let Some(v) = f.contact_id {
-            // A deleted contact's history is out of reads like the contact itself, as its
-            // timeline is; restored, it is back.
+            // Listing by a contact is reading that contact's history, which its deletion
+            // takes out of reads as it does the contact (as its timeline does); restored, it
+            // is back. Lists by deal, type or assignee are the deal's and the team's
+            // history and keep such entries.
             q = q.filter(activities::contact_id.eq(v.as_uuid())).filter(
                 diesel::dsl::sql::<diesel::sql_types::Bool>(
                     "EXISTS (SELECT 1 FROM contacts c WHERE c.organization_id = activities.organization_id \

@@ -427,6 +427,17 @@ impl TeamStore for PgTeamStore {
                     .execute(conn)
                     .await?;
                 revoke_user_sessions(conn, target, Some(org), None, "member_removed").await?;
+                // Their keys go with them: refused while they are away anyway, they must
+                // not come back if the person is invited again.
+                diesel::update(
+                    api_keys::table
+                        .filter(api_keys::organization_id.eq(org.as_uuid()))
+                        .filter(api_keys::created_by.eq(target.as_uuid()))
+                        .filter(api_keys::revoked_at.is_null()),
+                )
+                .set(api_keys::revoked_at.eq(diesel::dsl::now))
+                .execute(conn)
+                .await?;
                 outbox::append(conn, &events).await?;
                 Ok(())
             })
@@ -697,10 +708,11 @@ impl TeamStore for PgTeamStore {
             return Ok(None);
         };
         // At most one write a minute per key: a busy integration must not turn every
-        // read into a write.
-        if row
-            .last_used_at
-            .is_none_or(|at| at < Utc::now() - chrono::Duration::minutes(1))
+        // read into a write. A key whose creator has left is refused, not used.
+        if creator_role.is_some()
+            && row
+                .last_used_at
+                .is_none_or(|at| at < Utc::now() - chrono::Duration::minutes(1))
         {
             diesel::update(api_keys::table.find(row.id))
                 .set(api_keys::last_used_at.eq(diesel::dsl::now))

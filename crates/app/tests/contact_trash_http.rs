@@ -6,7 +6,7 @@
 mod contact_api;
 
 use chrono::{DateTime, Duration};
-use contact_api::{assert_problem, call, count, create, send};
+use contact_api::{assert_problem, call, count, create, seats_field, send};
 use nexus_app::testing::TestApp;
 use serde_json::{Value, json};
 
@@ -133,17 +133,23 @@ async fn deleted_contacts_are_listed_newest_deletion_first_until_restored() {
     }
 
     // A restored contact leaves the trash.
+    restore(&app, &owner, &made[1]).await;
+    let page = call(&app, &owner, "GET", "/api/v1/contacts/deleted", None).await;
+    assert_eq!(ids(&page.body), [made[0].as_str()]);
+}
+
+/// Restores the contact `id` from the trash, answering 200; the restored contact.
+async fn restore(app: &TestApp, owner: &nexus_app::testing::TestUser, id: &str) -> Value {
     let res = call(
-        &app,
-        &owner,
+        app,
+        owner,
         "POST",
-        &format!("/api/v1/contacts/{}/restore", made[1]),
+        &format!("/api/v1/contacts/{id}/restore"),
         None,
     )
     .await;
     assert_eq!(res.status, 200, "{}", res.body);
-    let page = call(&app, &owner, "GET", "/api/v1/contacts/deleted", None).await;
-    assert_eq!(ids(&page.body), [made[0].as_str()]);
+    res.body
 }
 
 /// Deletes `contact` (soft); its id.
@@ -227,30 +233,15 @@ async fn a_tag_only_the_trash_holds_is_not_found_and_trashed_carriers_follow_a_r
     );
     assert_eq!(count(&app, &trashed_event).await, 1);
     assert_eq!(count(&app, audited).await, 1);
-    let restored = call(
-        &app,
-        &owner,
-        "POST",
-        &format!("/api/v1/contacts/{id}/restore"),
-        None,
-    )
-    .await;
-    assert_eq!(restored.status, 200, "{}", restored.body);
-    assert_eq!(restored.body["tags"], json!(["old", "gold"]));
+    let restored = restore(&app, &owner, &id).await;
+    assert_eq!(restored["tags"], json!(["old", "gold"]));
 }
 
 #[tokio::test]
 async fn deleting_a_definition_versions_and_announces_trashed_holders_too() {
     let app = TestApp::spawn().await;
     let owner = app.signup("owner@trash-fields.io").await;
-    let field = call(
-        &app,
-        &owner,
-        "POST",
-        "/api/v1/custom-fields",
-        Some(json!({"key": "seats", "label": "Seats", "type": "number"})),
-    )
-    .await;
+    let field = seats_field(&app, &owner).await;
     assert_eq!(field.status, 201, "{}", field.body);
     let with_seats =
         |name: &str| json!({"firstName": name, "lastName": "Seat", "customFields": {"seats": 3}});
@@ -302,15 +293,7 @@ async fn a_deleted_contacts_activities_leave_the_activity_list_filtered_by_it() 
     assert_eq!(listed().await, 1);
     trash(&app, &owner, &contact).await;
     assert_eq!(listed().await, 0, "gone with its contact");
-    let restored = call(
-        &app,
-        &owner,
-        "POST",
-        &format!("/api/v1/contacts/{id}/restore"),
-        None,
-    )
-    .await;
-    assert_eq!(restored.status, 200, "{}", restored.body);
+    restore(&app, &owner, &id).await;
     assert_eq!(listed().await, 1, "back with it");
 }
 

@@ -5,7 +5,7 @@
 
 mod contact_api;
 
-use contact_api::{assert_problem, call, count, create, send};
+use contact_api::{assert_problem, call, count, create, seats_field, send};
 use nexus_app::testing::{TestApp, TestUser};
 use serde_json::{Value, json};
 
@@ -239,14 +239,7 @@ async fn viewers_read_and_every_write_is_forbidden() {
     // The role is decided before the request's headers and body are read: a malformed
     // If-Match or a body of the wrong type is still a 403 for a VIEWER (a MEMBER for a
     // custom field), not a 400 or 415.
-    let field = call(
-        &app,
-        &owner,
-        "POST",
-        "/api/v1/custom-fields",
-        Some(json!({"key": "seats", "label": "Seats", "type": "number"})),
-    )
-    .await;
+    let field = seats_field(&app, &owner).await;
     let field_url = field.location.clone().unwrap();
     let no_body = None;
     let label = Some(json!({"label": "Places"}));
@@ -372,14 +365,7 @@ async fn viewers_read_and_every_write_is_forbidden() {
 async fn invalid_input_writes_nothing() {
     let app = TestApp::spawn().await;
     let owner = app.signup("owner@valid.io").await;
-    let res = call(
-        &app,
-        &owner,
-        "POST",
-        "/api/v1/custom-fields",
-        Some(json!({"key": "seats", "label": "Seats", "type": "number"})),
-    )
-    .await;
+    let res = seats_field(&app, &owner).await;
     assert_eq!(res.status, 201, "{}", res.body);
     create(
         &app,
@@ -819,14 +805,7 @@ async fn custom_field_definitions_lifecycle() {
     let owner = app.signup("owner@fields.io").await;
     let admin = app.add_member(&owner, "admin@fields.io", "ADMIN").await;
     let member = app.add_member(&owner, "member@fields.io", "MEMBER").await;
-    let created = call(
-        &app,
-        &admin,
-        "POST",
-        "/api/v1/custom-fields",
-        Some(json!({"key": "seats", "label": "Seats", "type": "number"})),
-    )
-    .await;
+    let created = seats_field(&app, &admin).await;
     assert_eq!(created.status, 201, "{}", created.body);
     assert_eq!(created.etag.as_deref(), Some("\"1\""));
     let url = created.location.clone().unwrap();

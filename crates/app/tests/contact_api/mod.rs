@@ -87,3 +87,15 @@ pub async fn create(app: &TestApp, user: &TestUser, body: Value) -> Value {
     assert_eq!(res.status, 201, "{}", res.body);
     res.body
 }
+
+/// Defines the number field `seats` (as `user`); the response.
+pub async fn seats_field(app: &TestApp, user: &TestUser) -> Res {
+    call(
+        app,
+        user,
+        "POST",
+        "/api/v1/custom-fields",
+        Some(serde_json::json!({"key": "seats", "label": "Seats", "type": "number"})),
+    )
+    .await
+}

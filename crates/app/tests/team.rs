@@ -880,6 +880,15 @@ async fn an_api_key_follows_its_creators_demotion_and_removal() {
         (status, body["code"].as_str()),
         (401, Some("api_key_creator_removed"))
     );
+    let used = format!(
+        "SELECT count(*) AS n FROM api_keys WHERE id = '{}' AND last_used_at IS NOT NULL",
+        other["apiKey"]["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        count(&t.app, &used).await,
+        0,
+        "a refused key records no use"
+    );
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use nexus_domain::membership::api_key_acts_as;
 use nexus_domain::organization::OrganizationName;
 use nexus_domain::values::{EmailAddress, Password};
 use nexus_domain::{
@@ -645,7 +646,7 @@ where
                     created_by: key.created_by,
                 },
                 org_id: key.org_id,
-                role: std::cmp::min_by_key(key.role, creator_role, |r| r.rank()),
+                role: api_key_acts_as(key.role, creator_role),
             });
         }
         let claims = self.p.tokens.verify(&credential).map_err(|e| match e {

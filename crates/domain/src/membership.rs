@@ -97,11 +97,30 @@ pub fn check_api_key_role(creator: Role, key_role: Role) -> Result<(), Membershi
     Ok(())
 }
 
+/// The role a key acts with at each use: its own, capped at its creator's role now (the
+/// creator may have been demoted since the key was made).
+#[must_use]
+pub const fn api_key_acts_as(key_role: Role, creator_now: Role) -> Role {
+    if creator_now.covers(key_role) {
+        key_role
+    } else {
+        creator_now
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use uuid::Uuid;
 
     use super::*;
+
+    #[test]
+    fn a_key_acts_with_its_own_role_capped_at_its_creators_now() {
+        assert_eq!(api_key_acts_as(Role::Admin, Role::Owner), Role::Admin);
+        assert_eq!(api_key_acts_as(Role::Admin, Role::Admin), Role::Admin);
+        assert_eq!(api_key_acts_as(Role::Admin, Role::Viewer), Role::Viewer);
+        assert_eq!(api_key_acts_as(Role::Member, Role::Viewer), Role::Viewer);
+    }
 
     fn m(role: Role) -> MemberRef {
         MemberRef {

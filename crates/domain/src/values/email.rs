@@ -61,11 +61,7 @@ impl EmailAddress {
             return Err(EmailError::TooLong);
         }
         let (local, domain) = s.rsplit_once('@').ok_or(EmailError::Invalid)?;
-        let valid = if s.is_ascii() {
-            ascii_address(local.as_bytes(), domain.as_bytes())
-        } else {
-            address(local, domain)
-        };
+        let valid = address(local, domain);
         if valid {
             Ok(())
         } else {
@@ -84,35 +80,49 @@ impl EmailAddress {
     }
 }
 
-/// The rules of `local@domain`, character by character.
+/// What a local part may hold besides letters and digits (of any script).
+const LOCAL_EXTRA: &str = "!#$%&'*+-/=?^_`{|}~.";
+/// What a domain label may hold besides letters and digits.
+const LABEL_EXTRA: &str = "-";
+
+/// The rules of `local@domain`.
 fn address(local: &str, domain: &str) -> bool {
     let local_ok = !local.is_empty()
         && local.len() <= 64
         && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..")
-        && local
-            .chars()
-            .all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+        && all_allowed(local, &LOCAL, LOCAL_EXTRA);
     let domain_ok = domain.contains('.')
         && domain.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
                 && !l.starts_with('-')
                 && !l.ends_with('-')
-                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+                && all_allowed(l, &LABEL, LABEL_EXTRA)
         })
         && domain
             .rsplit('.')
             .next()
-            .is_some_and(|tld| tld.len() >= 2 && !tld.chars().all(|c| c.is_ascii_digit()));
+            .is_some_and(|tld| tld.len() >= 2 && !tld.bytes().all(|b| b.is_ascii_digit()));
     local_ok && domain_ok
 }
 
-/// Bytes allowed in a local part (ASCII letters, digits and `!#$%&'*+-/=?^_`{|}~.`) and
-/// in a domain label (letters, digits, `-`).
-const LOCAL: [bool; 128] = allowed(b"!#$%&'*+-/=?^_`{|}~.");
-const LABEL: [bool; 128] = allowed(b"-");
+/// Whether every character of `s` is a letter, a digit or one of `extra`: by `table`
+/// when `s` is ASCII, character by character otherwise. Every contact read checks its
+/// stored address again, and asking `extra` for each character was a tenth of a list
+/// page's server instructions; a test holds each table to its characters.
+fn all_allowed(s: &str, table: &[bool; 128], extra: &str) -> bool {
+    if s.is_ascii() {
+        s.bytes().all(|b| allows(table, b))
+    } else {
+        s.chars().all(|c| c.is_alphanumeric() || extra.contains(c))
+    }
+}
+
+/// [`all_allowed`]'s tables: ASCII letters, digits and the extra characters.
+const LOCAL: [bool; 128] = allowed(LOCAL_EXTRA.as_bytes());
+const LABEL: [bool; 128] = allowed(LABEL_EXTRA.as_bytes());
 
 const fn allowed(extra: &[u8]) -> [bool; 128] {
     let mut table = [false; 128];
@@ -132,32 +142,6 @@ const fn allowed(extra: &[u8]) -> [bool; 128] {
 /// Whether `table` allows `b` (never a byte beyond ASCII).
 fn allows(table: &[bool; 128], b: u8) -> bool {
     table.get(usize::from(b)).copied().unwrap_or(false)
-}
-
-/// [`address`] for an all-ASCII address, by table: every contact read checks its stored
-/// address again, and the character-by-character rules were a tenth of a list page's
-/// server instructions. A test holds the two to the same answers.
-fn ascii_address(local: &[u8], domain: &[u8]) -> bool {
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && local.first() != Some(&b'.')
-        && local.last() != Some(&b'.')
-        && !local.windows(2).any(|w| w == b"..")
-        && local.iter().all(|&b| allows(&LOCAL, b));
-    let label_ok = |l: &[u8]| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.first() != Some(&b'-')
-            && l.last() != Some(&b'-')
-            && l.iter().all(|&b| allows(&LABEL, b))
-    };
-    local_ok
-        && domain.contains(&b'.')
-        && domain.split(|&b| b == b'.').all(label_ok)
-        && domain
-            .rsplit(|&b| b == b'.')
-            .next()
-            .is_some_and(|tld| tld.len() >= 2 && !tld.iter().all(u8::is_ascii_digit))
 }
 
 /// `s` in lower case, or `None` when it already is (the common case, checked without
@@ -222,54 +206,24 @@ mod tests {
     }
 
     #[test]
-    fn the_ascii_rules_by_table_answer_as_the_rules_by_character() {
-        let mut cases = Vec::new();
+    fn the_tables_allow_exactly_the_ascii_characters_the_rules_name() {
         for b in 0u8..=0x7f {
             let c = char::from(b);
-            for shape in [
-                "a{c}b@example.com",
-                "{c}a@example.com",
-                "a{c}@example.com",
-                "{c}@example.com",
-                "ab@ex{c}ample.com",
-                "ab@{c}example.com",
-                "ab@example{c}.com",
-                "ab@example.c{c}m",
-                "ab@example.{c}",
-                "ab@example.{c}{c}",
-                "ab@example.1{c}",
-            ] {
-                cases.push(shape.replace("{c}", &c.to_string()));
+            for (table, extra) in [(&LOCAL, LOCAL_EXTRA), (&LABEL, LABEL_EXTRA)] {
+                assert_eq!(
+                    allows(table, b),
+                    c.is_alphanumeric() || extra.contains(c),
+                    "{c:?} with {extra:?}"
+                );
             }
         }
-        cases.extend(
-            [
-                "a..b@example.com",
-                "a@example..com",
-                "a@.example.com",
-                "a@example.com.",
-                "a@example",
-                "a@1.23",
-                "a@b.12a",
-                "a@-b.com",
-                "a@b-.com",
-            ]
-            .map(str::to_owned),
-        );
-        cases.push(format!("{}@example.com", "a".repeat(64)));
-        cases.push(format!("{}@example.com", "a".repeat(65)));
-        cases.push(format!("a@{}.com", "b".repeat(63)));
-        cases.push(format!("a@{}.com", "b".repeat(64)));
-        for case in cases {
-            let Some((local, domain)) = case.rsplit_once('@') else {
-                continue;
-            };
-            assert_eq!(
-                ascii_address(local.as_bytes(), domain.as_bytes()),
-                address(local, domain),
-                "{case}"
-            );
-        }
+        assert!(!allows(&LOCAL, 0xC3), "nothing beyond ASCII by table");
+        // The same rules either way: an ASCII part and one that is not.
+        assert!(EmailAddress::parse("o'brien+crm@mail.example.ie").is_ok());
+        assert!(EmailAddress::parse("josé+crm@exämple.de").is_ok());
+        assert!(EmailAddress::parse("jo sé@example.de").is_err());
+        assert!(EmailAddress::parse("ada@ex_ample.com").is_err());
+        assert!(EmailAddress::parse("ada@exä_mple.com").is_err());
     }
 
     #[test]

@@ -87,13 +87,15 @@ const LABEL_EXTRA: &str = "-";
 
 /// The rules of `local@domain`.
 fn address(local: &str, domain: &str) -> bool {
+    // The dots and dashes are ASCII, so they are looked for byte by byte (a byte of a
+    // character beyond ASCII is never one).
     let local_ok = !local.is_empty()
         && local.len() <= 64
         && !local.starts_with('.')
         && !local.ends_with('.')
-        && !local.contains("..")
+        && !local.as_bytes().windows(2).any(|w| w == b"..")
         && all_allowed(local, &LOCAL, LOCAL_EXTRA);
-    let domain_ok = domain.contains('.')
+    let domain_ok = domain.as_bytes().contains(&b'.')
         && domain.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
